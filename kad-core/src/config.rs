@@ -1,0 +1,331 @@
+//! Every tunable of a node, validated once at build time.
+
+use std::time::Duration;
+
+use crate::Codec;
+
+/// Longest duration any setting may hold (100 years): keeps `Instant + Duration` from
+/// overflowing whatever a user configures.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// A node's settings. Build one with [`Config::builder`]; the defaults are the Python
+/// package's (`k` 20, `alpha` 3, `query_timeout` 2 s, ...).
+///
+/// ```
+/// use std::time::Duration;
+/// use kad_core::{Codec, Config};
+/// let config = Config::builder()
+///     .codec(Codec::Bencode)
+///     .k(16)
+///     .query_timeout(Duration::from_millis(500))
+///     .build()
+///     .unwrap();
+/// assert_eq!(config.k(), 16);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub(crate) codec: Codec,
+    pub(crate) verify_response_source: bool,
+    pub(crate) k: usize,
+    pub(crate) alpha: usize,
+    pub(crate) query_timeout: Duration,
+    pub(crate) bucket_refresh_interval: Duration,
+    pub(crate) key_expiry: Duration,
+    pub(crate) non_publisher_restore_interval: Duration,
+    pub(crate) original_publisher_republish_interval: Duration,
+    pub(crate) min_cache_ttl: Duration,
+    pub(crate) max_dispatch_tasks: usize,
+    pub(crate) failures_before_eviction: u32,
+    pub(crate) replacement_cache_size: usize,
+    pub(crate) max_records: usize,
+    pub(crate) max_store_bytes: usize,
+    pub(crate) max_key_bytes: usize,
+    pub(crate) max_value_bytes: usize,
+    pub(crate) max_datagram_bytes: usize,
+    pub(crate) max_pending_requests: usize,
+    pub(crate) max_queued_transmits: usize,
+    pub(crate) max_active_queries: usize,
+    pub(crate) max_concurrent_republish: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            codec: Codec::Json,
+            verify_response_source: true,
+            k: 20,
+            alpha: 3,
+            query_timeout: Duration::from_secs(2),
+            bucket_refresh_interval: Duration::from_secs(3600),
+            key_expiry: Duration::from_secs(86410),
+            non_publisher_restore_interval: Duration::from_secs(3600),
+            original_publisher_republish_interval: Duration::from_secs(86400),
+            min_cache_ttl: Duration::from_secs(600),
+            max_dispatch_tasks: 64,
+            failures_before_eviction: 3,
+            replacement_cache_size: 20,
+            max_records: 100_000,
+            max_store_bytes: 256 * 1024 * 1024,
+            max_key_bytes: 1024,
+            max_value_bytes: 32 * 1024,
+            max_datagram_bytes: 65_507,
+            max_pending_requests: 4096,
+            max_queued_transmits: 4096,
+            max_active_queries: 1024,
+            max_concurrent_republish: 16,
+        }
+    }
+}
+
+/// Why a [`Config`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A count that must be at least 1 was 0, or one above its ceiling.
+    #[error("{name} must be between {min} and {max}, got {got}")]
+    OutOfRange {
+        /// The setting's name.
+        name: &'static str,
+        /// Smallest allowed value.
+        min: usize,
+        /// Largest allowed value.
+        max: usize,
+        /// What was given.
+        got: usize,
+    },
+    /// A duration that must be positive was zero, or one above [`MAX_DURATION`].
+    #[error("{name} must be between 1 ms and 100 years, got {got:?}")]
+    Duration {
+        /// The setting's name.
+        name: &'static str,
+        /// What was given.
+        got: Duration,
+    },
+    /// `alpha` is larger than `k`.
+    #[error("alpha ({alpha}) must not exceed k ({k})")]
+    AlphaAboveK {
+        /// Given alpha.
+        alpha: usize,
+        /// Given k.
+        k: usize,
+    },
+    /// `max_value_bytes` plus its envelope cannot fit one datagram.
+    #[error("max_value_bytes ({value}) + max_key_bytes ({key}) do not fit a {datagram}-byte datagram with their envelope")]
+    ValueTooLargeForDatagram {
+        /// Given max_value_bytes.
+        value: usize,
+        /// Given max_key_bytes.
+        key: usize,
+        /// Given max_datagram_bytes.
+        datagram: usize,
+    },
+}
+
+macro_rules! getters {
+    ($($(#[$m:meta])* $name:ident: $ty:ty),* $(,)?) => {
+        impl Config {
+            $($(#[$m])* pub fn $name(&self) -> $ty { self.$name })*
+        }
+        impl ConfigBuilder {
+            $($(#[$m])* pub fn $name(mut self, v: $ty) -> Self { self.0.$name = v; self })*
+        }
+    };
+}
+
+getters! {
+    /// Wire format (default JSON).
+    codec: Codec,
+    /// Accept a response only from the exact address its request went to (default true).
+    verify_response_source: bool,
+    /// Bucket size and replication factor (default 20).
+    k: usize,
+    /// Requests in flight per lookup (default 3).
+    alpha: usize,
+    /// How long to wait for a response (default 2 s).
+    query_timeout: Duration,
+    /// Stale-bucket refresh period (default 3600 s).
+    bucket_refresh_interval: Duration,
+    /// How long a stored value lives (default 86410 s).
+    key_expiry: Duration,
+    /// How often a node re-replicates records it holds for others (default 3600 s).
+    non_publisher_restore_interval: Duration,
+    /// How often a node republishes records it published itself (default 86400 s).
+    original_publisher_republish_interval: Duration,
+    /// Shortest life of a cached copy (default 600 s).
+    min_cache_ttl: Duration,
+    /// Datagrams an adapter may queue between socket and core (default 64).
+    max_dispatch_tasks: usize,
+    /// Consecutive failed requests after which a peer leaves the routing table (default 3).
+    failures_before_eviction: u32,
+    /// Replacement-cache entries per bucket (default 20).
+    replacement_cache_size: usize,
+    /// Most records the store holds (default 100,000).
+    max_records: usize,
+    /// Most bytes of keys and values the store holds (default 256 MiB).
+    max_store_bytes: usize,
+    /// Longest key in bytes (default 1024).
+    max_key_bytes: usize,
+    /// Largest value in bytes (default 32 KiB).
+    max_value_bytes: usize,
+    /// Largest datagram we send (default 65,507, the IPv4 UDP maximum).
+    max_datagram_bytes: usize,
+    /// Most requests in flight at once (default 4096).
+    max_pending_requests: usize,
+    /// Most datagrams waiting in `poll_transmit` (default 4096).
+    max_queued_transmits: usize,
+    /// Most user and maintenance queries running at once (default 1024).
+    max_active_queries: usize,
+    /// Most republish operations running at once (default 16).
+    max_concurrent_republish: usize,
+}
+
+impl Config {
+    /// A builder starting from the defaults.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder(Config::default())
+    }
+
+    /// Checks every setting; [`ConfigBuilder::build`] calls this.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let range = |name, got, min, max| {
+            if got < min || got > max {
+                Err(ConfigError::OutOfRange {
+                    name,
+                    min,
+                    max,
+                    got,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        // k peers must fit one find_node_res datagram (about 100 bytes each in JSON).
+        range("k", self.k, 1, 256)?;
+        range("alpha", self.alpha, 1, 256)?;
+        if self.alpha > self.k {
+            return Err(ConfigError::AlphaAboveK {
+                alpha: self.alpha,
+                k: self.k,
+            });
+        }
+        range("max_dispatch_tasks", self.max_dispatch_tasks, 1, 1 << 20)?;
+        range(
+            "failures_before_eviction",
+            self.failures_before_eviction as usize,
+            1,
+            1000,
+        )?;
+        range(
+            "replacement_cache_size",
+            self.replacement_cache_size,
+            0,
+            1024,
+        )?;
+        range("max_records", self.max_records, 1, 1 << 32)?;
+        range("max_store_bytes", self.max_store_bytes, 1, usize::MAX)?;
+        range("max_key_bytes", self.max_key_bytes, 1, 16 * 1024)?;
+        range("max_value_bytes", self.max_value_bytes, 1, 64 * 1024)?;
+        range("max_datagram_bytes", self.max_datagram_bytes, 1200, 65_507)?;
+        range(
+            "max_pending_requests",
+            self.max_pending_requests,
+            1,
+            1 << 24,
+        )?;
+        range(
+            "max_queued_transmits",
+            self.max_queued_transmits,
+            1,
+            1 << 24,
+        )?;
+        range("max_active_queries", self.max_active_queries, 1, 1 << 20)?;
+        range(
+            "max_concurrent_republish",
+            self.max_concurrent_republish,
+            1,
+            1 << 16,
+        )?;
+        for (name, got) in [
+            ("query_timeout", self.query_timeout),
+            ("bucket_refresh_interval", self.bucket_refresh_interval),
+            ("key_expiry", self.key_expiry),
+            (
+                "non_publisher_restore_interval",
+                self.non_publisher_restore_interval,
+            ),
+            (
+                "original_publisher_republish_interval",
+                self.original_publisher_republish_interval,
+            ),
+            ("min_cache_ttl", self.min_cache_ttl),
+        ] {
+            if got < Duration::from_millis(1) || got > MAX_DURATION {
+                return Err(ConfigError::Duration { name, got });
+            }
+        }
+        // The envelope of the largest message carrying a value (set_cached) is under 400
+        // bytes; JSON may grow a value by 4/3 (base64) or 6x (escaped control characters),
+        // which the put path checks exactly, so here we only refuse what can never fit.
+        if self.max_value_bytes + self.max_key_bytes + 400 > self.max_datagram_bytes {
+            return Err(ConfigError::ValueTooLargeForDatagram {
+                value: self.max_value_bytes,
+                key: self.max_key_bytes,
+                datagram: self.max_datagram_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Builds a [`Config`]; every setter is named after the setting it sets.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigBuilder(Config);
+
+impl ConfigBuilder {
+    /// Validates and returns the config.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        self.0.validate()?;
+        Ok(self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_python_defaults_and_valid() {
+        let c = Config::builder().build().unwrap();
+        assert_eq!((c.k(), c.alpha()), (20, 3));
+        assert_eq!(c.query_timeout(), Duration::from_secs(2));
+        assert_eq!(c.key_expiry(), Duration::from_secs(86410));
+        assert_eq!(c.min_cache_ttl(), Duration::from_secs(600));
+        assert_eq!(c.max_dispatch_tasks(), 64);
+        assert!(c.verify_response_source());
+    }
+
+    #[test]
+    fn bad_settings_are_typed_errors() {
+        assert!(matches!(
+            Config::builder().k(0).build(),
+            Err(ConfigError::OutOfRange { name: "k", .. })
+        ));
+        assert_eq!(
+            Config::builder().k(2).alpha(3).build(),
+            Err(ConfigError::AlphaAboveK { alpha: 3, k: 2 })
+        );
+        assert!(matches!(
+            Config::builder().query_timeout(Duration::ZERO).build(),
+            Err(ConfigError::Duration {
+                name: "query_timeout",
+                ..
+            })
+        ));
+        assert!(matches!(
+            Config::builder().max_value_bytes(65_000).build(),
+            Err(ConfigError::ValueTooLargeForDatagram { .. })
+        ));
+        let msg = Config::builder().k(0).build().unwrap_err().to_string();
+        assert_eq!(msg, "k must be between 1 and 256, got 0");
+    }
+}

@@ -1,0 +1,220 @@
+//! What a node tells its driver: datagrams to send, finished queries, and errors.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::{NodeId, Value};
+
+/// Identifies one command (query) given to a [`crate::Node`]. Sequential, starting at 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QueryId(pub u64);
+
+impl fmt::Display for QueryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "q{}", self.0)
+    }
+}
+
+/// A peer: its id and the address it talks to us from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Peer {
+    /// The peer's node id.
+    pub id: NodeId,
+    /// Its UDP address.
+    pub addr: SocketAddr,
+}
+
+/// One datagram for the driver to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct Transmit {
+    /// Where to send it.
+    pub dst: SocketAddr,
+    /// The encoded message.
+    pub payload: Vec<u8>,
+}
+
+/// Something that happened inside the node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A command finished. Every command given to the node ends with exactly one of these.
+    QueryFinished {
+        /// The id the command returned.
+        id: QueryId,
+        /// What came of it.
+        result: QueryResult,
+        /// How much work it took.
+        stats: QueryStats,
+    },
+}
+
+/// The outcome of a command, by kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueryResult {
+    /// Outcome of [`crate::Node::ping`]: the peer that answered.
+    Ping(Result<Peer, QueryError>),
+    /// Outcome of [`crate::Node::bootstrap`].
+    Bootstrap(Result<BootstrapOk, QueryError>),
+    /// Outcome of [`crate::Node::find_node`]: up to k closest live peers, closest first.
+    FindNode(Result<Vec<Peer>, QueryError>),
+    /// Outcome of [`crate::Node::find_value`].
+    FindValue(Result<FindValueOk, QueryError>),
+    /// Outcome of [`crate::Node::get`]: `Ok(None)` when no node holds the key.
+    Get(Result<Option<Value>, QueryError>),
+    /// Outcome of [`crate::Node::put`].
+    Put(Result<PutOk, QueryError>),
+}
+
+/// A successful bootstrap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootstrapOk {
+    /// How many of the given addresses answered the ping.
+    pub answered: usize,
+    /// Peers in the routing table afterwards.
+    pub table_size: usize,
+}
+
+/// A finished `find_value`: the value if some node held it, and the closest peers seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FindValueOk {
+    /// The value, if found.
+    pub value: Option<Value>,
+    /// The closest peers that answered, closest first.
+    pub peers: Vec<Peer>,
+}
+
+/// A successful put.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutOk {
+    /// How many remote nodes acknowledged the value.
+    pub replicas: usize,
+    /// How many of the closest nodes it was sent to.
+    pub attempted: usize,
+}
+
+/// Why a command failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// The routing table is empty: bootstrap first.
+    #[error("no known peers: bootstrap first")]
+    NoPeers,
+    /// Every peer asked failed to answer in time.
+    #[error("no peer answered")]
+    NoResponse,
+    /// The value reached no remote node (it is still stored locally).
+    #[error("no remote node stored the value")]
+    NotStored,
+    /// Too many queries are running ([`crate::Config::max_active_queries`]).
+    #[error("too many queries running")]
+    TooManyQueries,
+}
+
+/// Work done by one query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueryStats {
+    /// The lookup's hop count: a peer from our own table is 1 hop, a peer first named by an
+    /// h-hop peer is h+1; this is the largest hop count among queried peers that answered.
+    pub rounds: u32,
+    /// Requests sent.
+    pub requests: u32,
+    /// Responses received.
+    pub responses: u32,
+    /// Requests that timed out.
+    pub timeouts: u32,
+    /// When the command was given.
+    pub started: Instant,
+    /// When it finished.
+    pub finished: Instant,
+}
+
+impl QueryStats {
+    /// How long the query ran.
+    pub fn duration(&self) -> Duration {
+        self.finished.saturating_duration_since(self.started)
+    }
+}
+
+/// A key that cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// Longer than [`crate::Config::max_key_bytes`].
+    #[error("key is {len} bytes, the limit is {max}")]
+    TooLong {
+        /// The key's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Starts with the bencode bytes marker `\0bytes\0`, which would decode as bytes.
+    #[error("key starts with the reserved marker \\0bytes\\0")]
+    Reserved,
+}
+
+/// Why a put was refused before it started.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PutError {
+    /// The key cannot be used.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The value is larger than [`crate::Config::max_value_bytes`].
+    #[error("value is {len} bytes, the limit is {max}")]
+    ValueTooLarge {
+        /// The value's length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Key and value encode to more than one datagram in this node's wire format.
+    #[error("key and value encode to {len} bytes, more than the {max}-byte datagram limit")]
+    DatagramTooLarge {
+        /// The encoded size of the largest message carrying them.
+        len: usize,
+        /// [`crate::Config::max_datagram_bytes`].
+        max: usize,
+    },
+    /// The local store is full of records that may not be evicted.
+    #[error("the local store is full")]
+    StoreFull,
+}
+
+/// Counters of what a node did and dropped. Every dropped datagram is counted somewhere.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Datagrams given to `handle_datagram`.
+    pub datagrams_received: u64,
+    /// Datagrams handed out by `poll_transmit`.
+    pub datagrams_sent: u64,
+    /// Datagrams that did not decode (bad syntax, missing or invalid fields).
+    pub malformed: u64,
+    /// Datagrams of an unknown `type`.
+    pub unknown_type: u64,
+    /// Requests answered.
+    pub requests_answered: u64,
+    /// Requests refused (store full, oversize value): dropped without an answer.
+    pub requests_refused: u64,
+    /// Responses that matched a request we sent.
+    pub responses_accepted: u64,
+    /// Responses matching no request in flight (late, duplicated, or forged).
+    pub responses_unmatched: u64,
+    /// Responses from an address other than the one the request went to.
+    pub responses_wrong_source: u64,
+    /// Responses of the wrong kind for their request.
+    pub responses_wrong_kind: u64,
+    /// Requests that timed out.
+    pub request_timeouts: u64,
+    /// Requests not sent because `max_pending_requests` were in flight.
+    pub requests_deferred: u64,
+    /// Datagrams dropped because `max_queued_transmits` were queued.
+    pub transmits_dropped: u64,
+    /// Peers removed from the routing table after failing too often.
+    pub peers_evicted: u64,
+    /// Records removed at expiry.
+    pub records_expired: u64,
+}

@@ -1,0 +1,189 @@
+//! 160-bit identifiers, the XOR metric, and key hashing.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rand_core::RngCore;
+use sha1::{Digest, Sha1};
+
+/// Length of an id in bytes (160 bits, the size of a SHA-1 digest).
+pub const ID_BYTES: usize = 20;
+/// Length of an id in bits.
+pub const ID_BITS: usize = ID_BYTES * 8;
+
+/// A 160-bit node id or key id.
+///
+/// On the wire it is 40 hex characters; we accept either case and always write lowercase.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct NodeId(pub [u8; ID_BYTES]);
+
+/// Why a string is not a valid [`NodeId`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// The string is not 40 characters long.
+    #[error("a node id is 40 hex characters, got {0}")]
+    Length(usize),
+    /// The string holds a character that is not a hex digit.
+    #[error("a node id holds only hex digits, found {0:?}")]
+    NotHex(char),
+}
+
+impl NodeId {
+    /// The id of a DHT key: SHA-1 of its UTF-8 bytes (as the Python package's
+    /// `hash_key_to_node_id`).
+    pub fn for_key(key: &str) -> NodeId {
+        let digest = Sha1::digest(key.as_bytes());
+        NodeId(digest.into())
+    }
+
+    /// A random id drawn from `rng`.
+    pub fn random(rng: &mut impl RngCore) -> NodeId {
+        let mut bytes = [0u8; ID_BYTES];
+        rng.fill_bytes(&mut bytes);
+        NodeId(bytes)
+    }
+
+    /// Parses 40 hex characters, in either case.
+    pub fn from_hex(s: &str) -> Result<NodeId, IdError> {
+        Self::from_hex_bytes(s.as_bytes())
+    }
+
+    /// Parses 40 hex characters given as bytes, in either case.
+    pub fn from_hex_bytes(s: &[u8]) -> Result<NodeId, IdError> {
+        if s.len() != ID_BYTES * 2 {
+            return Err(IdError::Length(s.len()));
+        }
+        let mut out = [0u8; ID_BYTES];
+        for (i, pair) in s.chunks_exact(2).enumerate() {
+            out[i] = (hex_val(pair[0])? << 4) | hex_val(pair[1])?;
+        }
+        Ok(NodeId(out))
+    }
+
+    /// The id as 40 lowercase hex characters, without allocating.
+    pub fn to_hex_array(&self) -> [u8; ID_BYTES * 2] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; ID_BYTES * 2];
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = HEX[(b >> 4) as usize];
+            out[2 * i + 1] = HEX[(b & 0xf) as usize];
+        }
+        out
+    }
+
+    /// The XOR distance between two ids.
+    pub fn distance(&self, other: &NodeId) -> Distance {
+        let mut d = [0u8; ID_BYTES];
+        for (i, out) in d.iter_mut().enumerate() {
+            *out = self.0[i] ^ other.0[i];
+        }
+        Distance(d)
+    }
+
+    /// The id at `distance` from this one (`self XOR distance`).
+    pub fn xor(&self, distance: &Distance) -> NodeId {
+        let mut d = [0u8; ID_BYTES];
+        for (i, out) in d.iter_mut().enumerate() {
+            *out = self.0[i] ^ distance.0[i];
+        }
+        NodeId(d)
+    }
+
+    /// The raw bytes of the id.
+    pub fn as_bytes(&self) -> &[u8; ID_BYTES] {
+        &self.0
+    }
+}
+
+fn hex_val(c: u8) -> Result<u8, IdError> {
+    match c {
+        b'0'..=b'9' => Ok(c - b'0'),
+        b'a'..=b'f' => Ok(c - b'a' + 10),
+        b'A'..=b'F' => Ok(c - b'A' + 10),
+        _ => Err(IdError::NotHex(c as char)),
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hex = self.to_hex_array();
+        // Hex digits are ASCII, so this never fails.
+        f.write_str(std::str::from_utf8(&hex).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hex = self.to_hex_array();
+        let short = std::str::from_utf8(&hex[..8]).map_err(|_| fmt::Error)?;
+        write!(f, "NodeId({short}…)")
+    }
+}
+
+impl FromStr for NodeId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        NodeId::from_hex(s)
+    }
+}
+
+/// The XOR distance between two ids, ordered as a 160-bit big-endian integer.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Debug)]
+pub struct Distance(pub [u8; ID_BYTES]);
+
+impl Distance {
+    /// The number of significant bits (Python's `int.bit_length()`): 0 for distance 0,
+    /// 160 when the top bit is set.
+    pub fn bit_length(&self) -> usize {
+        ID_BITS - self.leading_zeros()
+    }
+
+    /// Leading zero bits; 160 for distance 0.
+    pub fn leading_zeros(&self) -> usize {
+        for (i, b) in self.0.iter().enumerate() {
+            if *b != 0 {
+                return i * 8 + b.leading_zeros() as usize;
+            }
+        }
+        ID_BITS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_hash_matches_python() {
+        // hashlib.sha1(b"my_key").hexdigest(), as in the set_cached wire vector.
+        assert_eq!(
+            NodeId::for_key("my_key").to_string(),
+            "0f7da3f82f86e5ea63d3ac270f091af4bcfa819a"
+        );
+    }
+
+    #[test]
+    fn hex_accepts_both_cases_and_normalises() {
+        let up = NodeId::from_hex("3F786850E387550FDAB836ED7E6DC881DE23001B").unwrap();
+        let low = NodeId::from_hex("3f786850e387550fdab836ed7e6dc881de23001b").unwrap();
+        assert_eq!(up, low);
+        assert_eq!(up.to_string(), "3f786850e387550fdab836ed7e6dc881de23001b");
+        assert_eq!(NodeId::from_hex("abc"), Err(IdError::Length(3)));
+        assert!(matches!(
+            NodeId::from_hex("zz786850e387550fdab836ed7e6dc881de23001b"),
+            Err(IdError::NotHex('z'))
+        ));
+    }
+
+    #[test]
+    fn bit_length_matches_python_int() {
+        let zero = NodeId::default();
+        let mut one = [0u8; 20];
+        one[19] = 1;
+        assert_eq!(zero.distance(&NodeId(one)).bit_length(), 1);
+        assert_eq!(zero.distance(&zero).bit_length(), 0);
+        let mut top = [0u8; 20];
+        top[0] = 0x80;
+        assert_eq!(zero.distance(&NodeId(top)).bit_length(), 160);
+    }
+}

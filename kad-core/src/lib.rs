@@ -1,0 +1,76 @@
+//! # kad-core: a sans-IO Kademlia node
+//!
+//! `kad-core` is the whole Kademlia protocol of the Python package `kademlia-dynamic`
+//! (wire-compatible with it, in JSON or bencode) as a pure state machine: it consumes
+//! datagrams and timestamps and produces datagrams, a timer deadline and events. It never
+//! reads a clock, touches a socket, spawns a thread or draws OS randomness: a seed and a
+//! script of inputs replay a node exactly. `kad-tokio` and `kad-smol` drive it over UDP.
+//!
+//! ## The drive loop
+//!
+//! After any input (`handle_datagram`, `handle_timeout`, or a command such as `get`),
+//! drain [`Node::poll_transmit`] and [`Node::poll_event`], then sleep until
+//! [`Node::poll_timeout`] or the next datagram, whichever comes first, and call
+//! [`Node::handle_timeout`] when the deadline has passed.
+//!
+//! ```
+//! use std::net::{SocketAddr, UdpSocket};
+//! use std::time::{Duration, Instant};
+//! use kad_core::{Config, Event, Node, NodeId, QueryResult};
+//!
+//! let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+//! let now = Instant::now();
+//! let seed = [7u8; 32]; // use real randomness in production
+//! let id = NodeId::for_key("example node");
+//! let mut node = Node::new(Config::default(), id, seed, now);
+//! node.set_local_addr(socket.local_addr().unwrap());
+//!
+//! // A lone node: get finds the value in its own store.
+//! node.put(now, "hello", "world").unwrap();
+//! let query = node.get(now, "hello").unwrap();
+//!
+//! let mut buf = [0u8; 65536];
+//! 'drive: loop {
+//!     while let Some(t) = node.poll_transmit() {
+//!         socket.send_to(&t.payload, t.dst).unwrap();
+//!     }
+//!     while let Some(event) = node.poll_event() {
+//!         if let Event::QueryFinished { id, result: QueryResult::Get(value), .. } = event {
+//!             if id == query {
+//!                 assert_eq!(value.unwrap(), Some("world".into()));
+//!                 break 'drive;
+//!             }
+//!         }
+//!     }
+//!     let now = Instant::now();
+//!     let wait = node
+//!         .poll_timeout()
+//!         .map_or(Duration::from_secs(1), |t| t.saturating_duration_since(now));
+//!     socket.set_read_timeout(Some(wait.max(Duration::from_millis(1)))).unwrap();
+//!     match socket.recv_from(&mut buf) {
+//!         Ok((n, from)) => node.handle_datagram(Instant::now(), from, &buf[..n]),
+//!         Err(_) => node.handle_timeout(Instant::now()),
+//!     }
+//! }
+//! ```
+
+mod config;
+mod event;
+mod id;
+mod node;
+mod query;
+mod routing;
+mod rpc;
+mod store;
+mod value;
+mod wire;
+
+pub use config::{Config, ConfigBuilder, ConfigError, MAX_DURATION};
+pub use event::{
+    BootstrapOk, Event, FindValueOk, KeyError, Peer, PutError, PutOk, QueryError, QueryId,
+    QueryResult, QueryStats, Stats, Transmit,
+};
+pub use id::{Distance, IdError, NodeId, ID_BITS, ID_BYTES};
+pub use node::{cache_ttl, Node};
+pub use value::Value;
+pub use wire::Codec;

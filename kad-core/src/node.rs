@@ -1,0 +1,860 @@
+//! The node: glues routing table, requests in flight, store and queries together.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+
+use crate::query::{Ask, Bootstrap, Kind, Lookup, Outcome, Poll, Purpose, Put, Query};
+use crate::routing::{Heard, Table};
+use crate::rpc::{Owner, Pending, Rpc};
+use crate::store::{self, Record, Store};
+use crate::wire::{
+    Body, DecodeError, FindValueRes, Message, Sender, TxnId, WirePeer, BYTES_MARKER,
+};
+use crate::{
+    Config, Event, KeyError, NodeId, Peer, PutError, QueryError, QueryId, QueryResult, QueryStats,
+    Stats, Transmit, Value,
+};
+
+/// The dynamic cache TTL of the reference:
+/// `max(min_cache_ttl, floor(key_expiry / (bit_length(own XOR target) + 1)))`, in whole
+/// seconds.
+///
+/// ```
+/// use std::time::Duration;
+/// use kad_core::{cache_ttl, NodeId};
+/// let own = NodeId::default();
+/// let mut t = [0u8; 20];
+/// t[19] = 1; // distance 1
+/// let ttl = cache_ttl(&own, &NodeId(t), Duration::from_secs(86410), Duration::from_secs(600));
+/// assert_eq!(ttl, Duration::from_secs(43205));
+/// ```
+pub fn cache_ttl(
+    own: &NodeId,
+    target: &NodeId,
+    key_expiry: Duration,
+    min_ttl: Duration,
+) -> Duration {
+    let bits = own.distance(target).bit_length() as u128 + 1;
+    let secs = key_expiry.as_nanos() / bits / 1_000_000_000;
+    Duration::from_secs(u64::try_from(secs).unwrap_or(u64::MAX)).max(min_ttl)
+}
+
+/// `now + d` without ever panicking (durations are capped by [`Config::validate`]).
+pub(crate) fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d).unwrap_or(now)
+}
+
+/// The state shared by every query: what a query may touch while it runs.
+pub(crate) struct Core {
+    pub config: Config,
+    pub id: NodeId,
+    pub local_addr: SocketAddr,
+    sender: Sender,
+    pub rng: ChaCha12Rng,
+    pub table: Table,
+    pub rpc: Rpc,
+    pub store: Store,
+    transmits: VecDeque<Transmit>,
+    pub stats: Stats,
+}
+
+impl Core {
+    fn can_send(&self) -> bool {
+        !self.rpc.is_full() && self.transmits.len() < self.config.max_queued_transmits
+    }
+
+    /// Sends a request and remembers it; `None` when the request table or the transmit
+    /// queue is full (the caller retries once capacity frees up).
+    pub fn send_request(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        expected: Option<NodeId>,
+        body: Body,
+        owner: Owner,
+    ) -> Option<u64> {
+        let kind = body.request_kind()?;
+        if !self.can_send() {
+            self.stats.requests_deferred += 1;
+            return None;
+        }
+        let txn = loop {
+            let t = self.rng.next_u64();
+            if !self.rpc.contains(t) {
+                break t;
+            }
+        };
+        self.queue(addr, TxnId::from_u64(txn), body);
+        self.rpc.insert(
+            txn,
+            Pending {
+                addr,
+                expected,
+                kind,
+                deadline: later(now, self.config.query_timeout),
+                owner,
+            },
+        );
+        Some(txn)
+    }
+
+    fn queue(&mut self, dst: SocketAddr, txn: TxnId, body: Body) {
+        if self.transmits.len() >= self.config.max_queued_transmits {
+            self.stats.transmits_dropped += 1;
+            return;
+        }
+        let msg = Message {
+            txn,
+            sender: self.sender.clone(),
+            body,
+        };
+        let mut payload = Vec::with_capacity(256);
+        self.config.codec.encode(&msg, &mut payload);
+        if payload.len() > self.config.max_datagram_bytes {
+            self.stats.transmits_dropped += 1;
+            return;
+        }
+        self.transmits.push_back(Transmit { dst, payload });
+    }
+
+    /// A peer talked to us: offer it to the routing table, and check the oldest entry of a
+    /// full bucket.
+    fn heard(&mut self, now: Instant, peer: Peer) {
+        if let Heard::PingOldest(old) = self.table.on_heard(now, peer) {
+            if self
+                .send_request(now, old.addr, Some(old.id), Body::Ping, Owner::TablePing)
+                .is_none()
+            {
+                self.table.clear_ping(&old.id);
+            }
+        }
+    }
+
+    fn failed(&mut self, id: &NodeId) {
+        if self.table.on_failure(id) {
+            self.stats.peers_evicted += 1;
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, from: SocketAddr, msg: Message) {
+        let Message { txn, sender, body } = msg;
+        self.heard(
+            now,
+            Peer {
+                id: sender.id,
+                addr: from,
+            },
+        );
+        let reply = match body {
+            Body::Ping => Body::Pong,
+            Body::FindNode { target } => Body::FindNodeRes {
+                peers: self.closest_wire(&target, Some(&sender.id)),
+            },
+            Body::Set { key, value } => {
+                if !self.accept_record(&key, &value) {
+                    return;
+                }
+                let publisher = matches!(
+                    self.store.get(now, &key),
+                    Some(r) if r.kind == store::Kind::Published
+                );
+                let (kind, interval) = if publisher {
+                    (
+                        store::Kind::Published,
+                        self.config.original_publisher_republish_interval,
+                    )
+                } else {
+                    (
+                        store::Kind::Replica,
+                        self.config.non_publisher_restore_interval,
+                    )
+                };
+                let record = Record {
+                    value,
+                    kind,
+                    expires: later(now, self.config.key_expiry),
+                    republish_at: Some(later(now, interval)),
+                };
+                if self.store.put(&key, record).is_err() {
+                    self.stats.requests_refused += 1;
+                    return;
+                }
+                Body::SetRes
+            }
+            Body::SetCached { key, value, .. } => {
+                if !self.accept_record(&key, &value) {
+                    return;
+                }
+                // A cached copy never replaces a replica or our own record.
+                let holds_better = matches!(
+                    self.store.get(now, &key),
+                    Some(r) if r.kind != store::Kind::Cached
+                );
+                if !holds_better {
+                    // The TTL follows the key's real id, not the sender's claim of it.
+                    let ttl = cache_ttl(
+                        &self.id,
+                        &NodeId::for_key(&key),
+                        self.config.key_expiry,
+                        self.config.min_cache_ttl,
+                    );
+                    let record = Record {
+                        value,
+                        kind: store::Kind::Cached,
+                        expires: later(now, ttl),
+                        republish_at: None,
+                    };
+                    if self.store.put(&key, record).is_err() {
+                        self.stats.requests_refused += 1;
+                        return;
+                    }
+                }
+                Body::SetCachedRes
+            }
+            Body::CheckStore { key, .. } => {
+                let has_key = self.store.get(now, &key).is_some();
+                // Someone is restoring this key: our own restore can wait an interval, so
+                // k holders do not all re-replicate the same record every hour.
+                if has_key {
+                    self.postpone_restore(now, &key);
+                }
+                Body::CheckStoreRes { has_key }
+            }
+            Body::FindValue { key } => match self.store.get(now, &key) {
+                Some(r) => Body::FindValueRes(FindValueRes::Value(r.value.clone())),
+                None => Body::FindValueRes(FindValueRes::Peers(
+                    self.closest_wire(&NodeId::for_key(&key), Some(&sender.id)),
+                )),
+            },
+            _ => return,
+        };
+        self.stats.requests_answered += 1;
+        self.queue(from, txn, reply);
+    }
+
+    fn postpone_restore(&mut self, now: Instant, key: &str) {
+        let Some(r) = self.store.get(now, key) else {
+            return;
+        };
+        if r.kind != store::Kind::Replica {
+            return;
+        }
+        let mut r = r.clone();
+        r.republish_at = Some(later(now, self.config.non_publisher_restore_interval));
+        // Replacing a record with itself cannot exceed the limits.
+        let _ = self.store.put(key, r);
+    }
+
+    /// Is an incoming record within our limits? Counts a refusal if not.
+    fn accept_record(&mut self, key: &str, value: &Value) -> bool {
+        if key.len() > self.config.max_key_bytes || value.byte_len() > self.config.max_value_bytes {
+            self.stats.requests_refused += 1;
+            return false;
+        }
+        true
+    }
+
+    fn closest_wire(&self, target: &NodeId, exclude: Option<&NodeId>) -> Vec<WirePeer> {
+        self.table
+            .closest(target, self.config.k, exclude)
+            .into_iter()
+            .map(|p| WirePeer {
+                id: p.id,
+                addr: p.addr,
+            })
+            .collect()
+    }
+
+    fn check_key(&self, key: &str) -> Result<(), KeyError> {
+        if key.len() > self.config.max_key_bytes {
+            return Err(KeyError::TooLong {
+                len: key.len(),
+                max: self.config.max_key_bytes,
+            });
+        }
+        if key.as_bytes().starts_with(BYTES_MARKER) {
+            return Err(KeyError::Reserved);
+        }
+        Ok(())
+    }
+}
+
+/// A Kademlia node as a sans-IO state machine. See the [crate docs](crate) for the drive
+/// loop.
+pub struct Node {
+    core: Core,
+    queries: BTreeMap<QueryId, Query>,
+    next_query: u64,
+    events: VecDeque<Event>,
+    /// Queries with news to act on.
+    dirty: BTreeSet<QueryId>,
+    /// Queries waiting for room in the request table or transmit queue.
+    starved: BTreeSet<QueryId>,
+    next_refresh: Instant,
+    republishing: usize,
+    last_now: Instant,
+}
+
+impl Node {
+    /// A new node with id `id`. All its randomness (transaction ids, refresh targets) comes
+    /// from a ChaCha RNG seeded with `seed`: the same seed and inputs give the same outputs.
+    pub fn new(config: Config, id: NodeId, seed: [u8; 32], now: Instant) -> Node {
+        let local_addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+        let core = Core {
+            table: Table::new(
+                id,
+                config.k,
+                config.replacement_cache_size,
+                config.failures_before_eviction,
+                now,
+            ),
+            rpc: Rpc::new(config.max_pending_requests),
+            store: Store::new(config.max_records, config.max_store_bytes),
+            transmits: VecDeque::new(),
+            stats: Stats::default(),
+            rng: ChaCha12Rng::from_seed(seed),
+            sender: Sender {
+                id,
+                ip: local_addr.ip().to_string(),
+                port: 0,
+            },
+            local_addr,
+            id,
+            config,
+        };
+        Node {
+            next_refresh: later(now, core.config.bucket_refresh_interval),
+            core,
+            queries: BTreeMap::new(),
+            next_query: 1,
+            events: VecDeque::new(),
+            dirty: BTreeSet::new(),
+            starved: BTreeSet::new(),
+            republishing: 0,
+            last_now: now,
+        }
+    }
+
+    /// Sets the address written in every message's `sender` field. Call it once the socket
+    /// is bound: peers of the reference record our port from it.
+    pub fn set_local_addr(&mut self, addr: SocketAddr) {
+        self.core.local_addr = addr;
+        self.core.sender = Sender {
+            id: self.core.id,
+            ip: addr.ip().to_string(),
+            port: addr.port(),
+        };
+    }
+
+    /// The address given to [`Node::set_local_addr`].
+    pub fn local_addr(&self) -> SocketAddr {
+        self.core.local_addr
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.core.id
+    }
+
+    /// The node's settings.
+    pub fn config(&self) -> &Config {
+        &self.core.config
+    }
+
+    /// Counters of what the node did and dropped.
+    pub fn stats(&self) -> Stats {
+        self.core.stats
+    }
+
+    /// Number of peers in the routing table.
+    pub fn table_len(&self) -> usize {
+        self.core.table.len()
+    }
+
+    /// Every peer in the routing table.
+    pub fn peers(&self) -> Vec<Peer> {
+        self.core.table.peers().collect()
+    }
+
+    /// Up to `count` peers of the routing table closest to `target`, closest first.
+    pub fn closest_peers(&self, target: &NodeId, count: usize) -> Vec<Peer> {
+        self.core.table.closest(target, count, None)
+    }
+
+    /// Number of records in the local store (expired ones may linger until the next
+    /// `handle_timeout`).
+    pub fn record_count(&self) -> usize {
+        self.core.store.len()
+    }
+
+    /// The local unexpired value of `key`, without asking the network.
+    pub fn get_local(&self, now: Instant, key: &str) -> Option<Value> {
+        self.core.store.get(now, key).map(|r| r.value.clone())
+    }
+
+    /// Number of queries running (user and maintenance).
+    pub fn active_queries(&self) -> usize {
+        self.queries.len()
+    }
+
+    // ---- input ----
+
+    /// Input: one datagram received from `from`. Garbage is dropped and counted in
+    /// [`Node::stats`]; it never panics and never returns an error.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.last_now = now;
+        self.core.stats.datagrams_received += 1;
+        let msg = match self.core.config.codec.decode(bytes) {
+            Ok(m) => m,
+            Err(DecodeError::UnknownType) => {
+                self.core.stats.unknown_type += 1;
+                return;
+            }
+            Err(_) => {
+                self.core.stats.malformed += 1;
+                return;
+            }
+        };
+        if msg.body.is_request() {
+            self.core.on_request(now, from, msg);
+        } else {
+            self.on_response(now, from, msg);
+        }
+        self.run(now);
+    }
+
+    fn on_response(&mut self, now: Instant, from: SocketAddr, msg: Message) {
+        let core = &mut self.core;
+        let Some((txn, pending)) = msg
+            .txn
+            .to_u64()
+            .and_then(|t| core.rpc.get(t).map(|p| (t, *p)))
+        else {
+            core.stats.responses_unmatched += 1;
+            return;
+        };
+        if core.config.verify_response_source && pending.addr != from {
+            core.stats.responses_wrong_source += 1;
+            return;
+        }
+        if !msg.body.answers(pending.kind) {
+            core.stats.responses_wrong_kind += 1;
+            return;
+        }
+        core.rpc.remove(txn);
+        core.stats.responses_accepted += 1;
+        let sender = msg.sender.id;
+        if let Some(expected) = pending.expected {
+            if expected != sender {
+                // Another node answers at that address now: the one we knew is gone.
+                core.failed(&expected);
+            }
+        }
+        core.heard(
+            now,
+            Peer {
+                id: sender,
+                addr: from,
+            },
+        );
+        if let Owner::Query { id, tag } = pending.owner {
+            if let Some(q) = self.queries.get_mut(&id) {
+                let body = &msg.body;
+                q.on_outcome(
+                    core,
+                    now,
+                    tag,
+                    Outcome::Response {
+                        txn,
+                        from,
+                        sender,
+                        body,
+                    },
+                );
+                self.dirty.insert(id);
+            }
+        }
+    }
+
+    /// Input: time has passed. Call it when [`Node::poll_timeout`]'s deadline is reached;
+    /// early or repeated calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = now;
+        while let Some((txn, p)) = self.core.rpc.pop_expired(now) {
+            self.core.stats.request_timeouts += 1;
+            if let Some(id) = p.expected {
+                self.core.failed(&id);
+            }
+            if let Owner::Query { id, tag } = p.owner {
+                if let Some(q) = self.queries.get_mut(&id) {
+                    q.on_outcome(&mut self.core, now, tag, Outcome::Failure { txn });
+                    self.dirty.insert(id);
+                }
+            }
+        }
+        self.core.stats.records_expired += self.core.store.expire(now);
+        if now >= self.next_refresh {
+            self.next_refresh = later(now, self.core.config.bucket_refresh_interval);
+            let interval = self.core.config.bucket_refresh_interval;
+            for i in self.core.table.stale_buckets(now, interval) {
+                if self.queries.len() >= self.core.config.max_active_queries {
+                    break;
+                }
+                let target = self.core.table.random_id_in_bucket(i, &mut self.core.rng);
+                self.start_lookup(now, Purpose::Refresh, target);
+            }
+        }
+        self.run(now);
+    }
+
+    // ---- commands ----
+
+    fn next_id(&mut self) -> QueryId {
+        let id = QueryId(self.next_query);
+        self.next_query += 1;
+        id
+    }
+
+    /// Registers a query, or finishes it at once with `TooManyQueries`.
+    fn start(&mut self, now: Instant, purpose: Purpose, id: QueryId, kind: Kind) -> QueryId {
+        let q = Query::new(id, purpose, now, kind);
+        if self.queries.len() >= self.core.config.max_active_queries {
+            let result = match q.kind {
+                Kind::Ping { .. } => QueryResult::Ping(Err(QueryError::TooManyQueries)),
+                Kind::Bootstrap(_) => QueryResult::Bootstrap(Err(QueryError::TooManyQueries)),
+                Kind::FindNode(_) => QueryResult::FindNode(Err(QueryError::TooManyQueries)),
+                Kind::FindValue { get: true, .. } => {
+                    QueryResult::Get(Err(QueryError::TooManyQueries))
+                }
+                Kind::FindValue { .. } => QueryResult::FindValue(Err(QueryError::TooManyQueries)),
+                Kind::Put(_) => QueryResult::Put(Err(QueryError::TooManyQueries)),
+            };
+            self.finish(q, result, now);
+            return id;
+        }
+        self.queries.insert(id, q);
+        self.dirty.insert(id);
+        id
+    }
+
+    fn start_lookup(&mut self, now: Instant, purpose: Purpose, target: NodeId) -> QueryId {
+        let id = self.next_id();
+        let lookup = Lookup::new(&self.core, target, Ask::FindNode, Query::owner(id, 0));
+        self.start(now, purpose, id, Kind::FindNode(lookup))
+    }
+
+    /// Command: ping `addr`. Finishes with [`QueryResult::Ping`].
+    pub fn ping(&mut self, now: Instant, addr: SocketAddr) -> QueryId {
+        self.last_now = now;
+        let id = self.next_id();
+        let kind = Kind::Ping {
+            addr,
+            txn: None,
+            result: None,
+        };
+        let id = self.start(now, Purpose::User, id, kind);
+        self.run(now);
+        id
+    }
+
+    /// Command: join a network. Pings every address, then looks up our own id and a random
+    /// id in every bucket's range, as the reference does. Finishes with
+    /// [`QueryResult::Bootstrap`]; it fails when no address answered.
+    pub fn bootstrap(&mut self, now: Instant, addrs: &[SocketAddr]) -> QueryId {
+        self.last_now = now;
+        let id = self.next_id();
+        let mut list: Vec<SocketAddr> = Vec::new();
+        for a in addrs {
+            if !list.contains(a) && list.len() < self.core.config.max_pending_requests {
+                list.push(*a);
+            }
+        }
+        let id = self.start(
+            now,
+            Purpose::User,
+            id,
+            Kind::Bootstrap(Bootstrap::new(list)),
+        );
+        self.run(now);
+        id
+    }
+
+    /// Command: find the k live peers closest to `target`. Finishes with
+    /// [`QueryResult::FindNode`].
+    pub fn find_node(&mut self, now: Instant, target: NodeId) -> QueryId {
+        self.last_now = now;
+        let id = self.start_lookup(now, Purpose::User, target);
+        self.run(now);
+        id
+    }
+
+    /// Command: look `key` up on the network (the local store is not consulted). Finishes
+    /// with [`QueryResult::FindValue`].
+    pub fn find_value(&mut self, now: Instant, key: &str) -> Result<QueryId, KeyError> {
+        self.value_query(now, key, false)
+    }
+
+    /// Command: the value of `key`: from the local store if we hold it, else from the
+    /// network. Finishes with [`QueryResult::Get`] (`Ok(None)` when nobody holds it).
+    pub fn get(&mut self, now: Instant, key: &str) -> Result<QueryId, KeyError> {
+        if let Some(v) = self.get_local(now, key) {
+            self.core.check_key(key)?;
+            let id = self.next_id();
+            let stats = QueryStats {
+                rounds: 0,
+                requests: 0,
+                responses: 0,
+                timeouts: 0,
+                started: now,
+                finished: now,
+            };
+            self.events.push_back(Event::QueryFinished {
+                id,
+                result: QueryResult::Get(Ok(Some(v))),
+                stats,
+            });
+            return Ok(id);
+        }
+        self.value_query(now, key, true)
+    }
+
+    fn value_query(&mut self, now: Instant, key: &str, get: bool) -> Result<QueryId, KeyError> {
+        self.core.check_key(key)?;
+        self.last_now = now;
+        let id = self.next_id();
+        let target = NodeId::for_key(key);
+        let lookup = Lookup::new(
+            &self.core,
+            target,
+            Ask::FindValue(key.to_owned()),
+            Query::owner(id, 0),
+        );
+        let kind = Kind::FindValue {
+            lookup,
+            get,
+            key: key.to_owned(),
+            found: None,
+        };
+        let id = self.start(now, Purpose::User, id, kind);
+        self.run(now);
+        Ok(id)
+    }
+
+    /// Command: store `value` under `key` on the k closest nodes, and locally as its
+    /// original publisher (republished every `original_publisher_republish_interval`).
+    /// Arguments that can never work are refused at once; otherwise the outcome arrives as
+    /// [`QueryResult::Put`], `Ok` once at least one remote node acknowledged.
+    pub fn put(
+        &mut self,
+        now: Instant,
+        key: &str,
+        value: impl Into<Value>,
+    ) -> Result<QueryId, PutError> {
+        let value = value.into();
+        self.core.check_key(key)?;
+        let max = self.core.config.max_value_bytes;
+        if value.byte_len() > max {
+            return Err(PutError::ValueTooLarge {
+                len: value.byte_len(),
+                max,
+            });
+        }
+        // The largest message that carries the value is set_cached: it must fit a datagram.
+        let probe = Message {
+            txn: TxnId::from_u64(u64::MAX),
+            sender: self.core.sender.clone(),
+            body: Body::SetCached {
+                key: key.to_owned(),
+                value: value.clone(),
+                target: NodeId::for_key(key),
+            },
+        };
+        let mut buf = Vec::new();
+        self.core.config.codec.encode(&probe, &mut buf);
+        // Our bind address may be replaced by a longer IPv6 literal in a peer's eyes.
+        let len = buf.len() + 64;
+        if len > self.core.config.max_datagram_bytes {
+            return Err(PutError::DatagramTooLarge {
+                len,
+                max: self.core.config.max_datagram_bytes,
+            });
+        }
+        self.last_now = now;
+        let record = Record {
+            value: value.clone(),
+            kind: store::Kind::Published,
+            expires: later(now, self.core.config.key_expiry),
+            republish_at: Some(later(
+                now,
+                self.core.config.original_publisher_republish_interval,
+            )),
+        };
+        self.core
+            .store
+            .put(key, record)
+            .map_err(|_| PutError::StoreFull)?;
+        let id = self.next_id();
+        let put = Put::new(&self.core, id, key.to_owned(), value, false);
+        let id = self.start(now, Purpose::User, id, Kind::Put(put));
+        self.run(now);
+        Ok(id)
+    }
+
+    // ---- output ----
+
+    /// Output: the next datagram to send. Call until `None` after every input.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let t = self.core.transmits.pop_front()?;
+        self.core.stats.datagrams_sent += 1;
+        Some(t)
+    }
+
+    /// Output: the next event. Call until `None` after every input.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Output: when to call [`Node::handle_timeout`] next. It is the last `now` given when
+    /// work is waiting for it; `None` never happens in practice (refresh is periodic).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.starved.is_empty() && self.core.can_send() {
+            return Some(self.last_now);
+        }
+        let mut next = Some(self.next_refresh);
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        consider(self.core.rpc.next_deadline());
+        consider(self.core.store.next_expiry());
+        if self.republish_capacity() {
+            consider(self.core.store.next_republish());
+        }
+        next
+    }
+
+    fn republish_capacity(&self) -> bool {
+        self.republishing < self.core.config.max_concurrent_republish
+            && self.queries.len() < self.core.config.max_active_queries
+    }
+
+    // ---- internals ----
+
+    /// Lets every query with news act, starts due republishes, until nothing changes.
+    fn run(&mut self, now: Instant) {
+        loop {
+            if self.core.can_send() && !self.starved.is_empty() {
+                self.dirty.append(&mut self.starved);
+            }
+            while let Some(id) = self.dirty.pop_first() {
+                let Some(q) = self.queries.get_mut(&id) else {
+                    continue;
+                };
+                match q.poll(&mut self.core, now) {
+                    Poll::Pending { starved } => {
+                        if starved {
+                            self.starved.insert(id);
+                        }
+                    }
+                    Poll::Done(result) => {
+                        if let Some(q) = self.queries.remove(&id) {
+                            self.finish(q, result, now);
+                        }
+                    }
+                }
+                if !self.core.can_send() {
+                    // Everyone else would starve too; wait for capacity.
+                    self.starved.append(&mut self.dirty);
+                }
+            }
+            if !self.start_due_republish(now) {
+                break;
+            }
+        }
+    }
+
+    fn start_due_republish(&mut self, now: Instant) -> bool {
+        let mut started = false;
+        while self.republish_capacity() {
+            let publisher = self.core.config.original_publisher_republish_interval;
+            let restore = self.core.config.non_publisher_restore_interval;
+            let Some((key, record)) = self.core.store.take_due_republish(now, |kind| match kind {
+                store::Kind::Published => later(now, publisher),
+                _ => later(now, restore),
+            }) else {
+                break;
+            };
+            if record.kind == store::Kind::Published {
+                // A publisher's republish renews its own copy too, as the reference's set().
+                self.core
+                    .store
+                    .renew(&key, later(now, self.core.config.key_expiry));
+            }
+            let id = self.next_id();
+            let put = Put::new(&self.core, id, key, record.value, true);
+            self.start(now, Purpose::Republish, id, Kind::Put(put));
+            self.republishing += 1;
+            started = true;
+        }
+        started
+    }
+
+    fn finish(&mut self, q: Query, result: QueryResult, now: Instant) {
+        self.starved.remove(&q.id);
+        match q.purpose {
+            Purpose::User => self.events.push_back(Event::QueryFinished {
+                id: q.id,
+                result,
+                stats: q.stats(now),
+            }),
+            Purpose::Republish => self.republishing = self.republishing.saturating_sub(1),
+            Purpose::Refresh => {}
+        }
+    }
+
+    /// Checks every internal invariant (bucket sizes, every request in flight has a
+    /// deadline, bounded queues and store, query bookkeeping). For tests, simulations and
+    /// fuzzers: a failure is a bug in kad-core.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.core.table.check()?;
+        self.core.rpc.check()?;
+        self.core.store.check()?;
+        if self.core.transmits.len() > self.core.config.max_queued_transmits {
+            return Err("transmit queue above its limit".into());
+        }
+        if self.queries.len() > self.core.config.max_active_queries {
+            return Err("more queries than max_active_queries".into());
+        }
+        for q in self.queries.values() {
+            q.check()?;
+        }
+        for (id, q) in &self.queries {
+            // Every query ends: it waits on a request (which has a deadline), on capacity,
+            // or is about to be polled.
+            if !self.starved.contains(id)
+                && !self.dirty.contains(id)
+                && !self.core.rpc.has_owner(*id)
+            {
+                return Err(format!("query {id} waits for nothing"));
+            }
+            let _ = q;
+        }
+        Ok(())
+    }
+
+    /// Every query's id and stats so far, for diagnostics.
+    pub fn query_stats(&self, now: Instant) -> Vec<(QueryId, QueryStats)> {
+        self.queries
+            .values()
+            .map(|q| (q.id, q.stats(now)))
+            .collect()
+    }
+}

@@ -1,0 +1,295 @@
+//! The iterative closest-peers lookup, with its own candidate list.
+//!
+//! Peers named in responses become *candidates* of this lookup only; they enter the routing
+//! table only if they answer us (the reference adds them straight away, which lets anyone
+//! fill the table with junk).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::id::Distance;
+use crate::node::Core;
+use crate::rpc::Owner;
+use crate::wire::{Body, WirePeer};
+use crate::{NodeId, Peer};
+
+/// A lookup keeps at most this many candidates per unit of k; farther ones are dropped.
+const CANDIDATES_PER_K: usize = 3;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    NotContacted,
+    InFlight(u64),
+    Succeeded,
+    Failed,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    peer: Peer,
+    state: State,
+    /// 1 for a peer from our own table, h+1 for a peer first named by an h-hop peer.
+    hops: u32,
+}
+
+/// What a lookup asks each peer.
+#[derive(Clone, Debug)]
+pub(crate) enum Ask {
+    FindNode,
+    FindValue(String),
+}
+
+/// Progress of a lookup after [`Lookup::poll`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Progress {
+    /// Waiting for responses.
+    Waiting,
+    /// Wanted to send but the request table or transmit queue is full.
+    Starved,
+    /// The k closest non-failed candidates have all answered (or none is left).
+    Finished,
+}
+
+/// One iterative lookup.
+#[derive(Clone, Debug)]
+pub(crate) struct Lookup {
+    target: NodeId,
+    ask: Ask,
+    candidates: BTreeMap<Distance, Candidate>,
+    in_flight: usize,
+    owner: Owner,
+    /// Requests sent, responses received, timeouts.
+    pub requests: u32,
+    pub responses: u32,
+    pub timeouts: u32,
+}
+
+impl Lookup {
+    pub fn new(core: &Core, target: NodeId, ask: Ask, owner: Owner) -> Lookup {
+        let mut l = Lookup {
+            target,
+            ask,
+            candidates: BTreeMap::new(),
+            in_flight: 0,
+            owner,
+            requests: 0,
+            responses: 0,
+            timeouts: 0,
+        };
+        for peer in core.table.closest(&target, core.config.k, None) {
+            l.candidates.insert(
+                peer.id.distance(&target),
+                Candidate {
+                    peer,
+                    state: State::NotContacted,
+                    hops: 1,
+                },
+            );
+        }
+        l
+    }
+
+    pub fn target(&self) -> &NodeId {
+        &self.target
+    }
+
+    /// Sends requests while fewer than alpha are in flight, among the k closest
+    /// non-failed candidates.
+    pub fn poll(&mut self, core: &mut Core, now: Instant) -> Progress {
+        let k = core.config.k;
+        let alpha = core.config.alpha;
+        let mut seen = 0;
+        let mut all_done = true;
+        let mut starved = false;
+        for cand in self.candidates.values_mut() {
+            if seen >= k {
+                break;
+            }
+            match cand.state {
+                State::Failed => continue,
+                State::Succeeded => {}
+                State::InFlight(_) => all_done = false,
+                State::NotContacted => {
+                    all_done = false;
+                    if self.in_flight < alpha && !starved {
+                        let body = match &self.ask {
+                            Ask::FindNode => Body::FindNode {
+                                target: self.target,
+                            },
+                            Ask::FindValue(key) => Body::FindValue { key: key.clone() },
+                        };
+                        match core.send_request(
+                            now,
+                            cand.peer.addr,
+                            Some(cand.peer.id),
+                            body,
+                            self.owner,
+                        ) {
+                            Some(txn) => {
+                                cand.state = State::InFlight(txn);
+                                self.in_flight += 1;
+                                self.requests += 1;
+                            }
+                            None => starved = true,
+                        }
+                    }
+                }
+            }
+            seen += 1;
+        }
+        if all_done {
+            Progress::Finished
+        } else if starved {
+            Progress::Starved
+        } else {
+            Progress::Waiting
+        }
+    }
+
+    /// Takes the candidate that `txn` went to out of flight; returns its key.
+    fn land(&mut self, txn: u64) -> Option<Distance> {
+        let (d, _) = self
+            .candidates
+            .iter()
+            .find(|(_, c)| c.state == State::InFlight(txn))?;
+        let d = *d;
+        self.in_flight -= 1;
+        Some(d)
+    }
+
+    /// Records the answer of candidate `d`: succeeded if the responder is who we asked for.
+    fn settle(&mut self, d: Distance, responder: NodeId) -> Option<Candidate> {
+        let cand = self.candidates.get_mut(&d)?;
+        if cand.peer.id != responder {
+            // Someone else answers at that address: the candidate as named does not exist.
+            cand.state = State::Failed;
+            self.timeouts += 1;
+            return None;
+        }
+        cand.state = State::Succeeded;
+        self.responses += 1;
+        Some(*cand)
+    }
+
+    /// A response to `txn` from a peer whose id is `responder`, naming `peers`.
+    /// Returns false if `txn` is not one of this lookup's requests.
+    pub fn on_response(
+        &mut self,
+        core: &Core,
+        txn: u64,
+        responder: NodeId,
+        peers: &[WirePeer],
+    ) -> bool {
+        let Some(d) = self.land(txn) else {
+            return false;
+        };
+        let Some(cand) = self.settle(d, responder) else {
+            return true;
+        };
+        for p in peers {
+            self.offer(core, p.id, p.addr, cand.hops + 1);
+        }
+        self.trim(core.config.k * CANDIDATES_PER_K);
+        true
+    }
+
+    fn offer(&mut self, core: &Core, id: NodeId, addr: SocketAddr, hops: u32) {
+        if id == core.id || !usable(&addr) || addr == core.local_addr {
+            return;
+        }
+        self.candidates
+            .entry(id.distance(&self.target))
+            .or_insert(Candidate {
+                peer: Peer { id, addr },
+                state: State::NotContacted,
+                hops,
+            });
+    }
+
+    /// Keeps the candidate list bounded, never dropping a request in flight.
+    fn trim(&mut self, max: usize) {
+        while self.candidates.len() > max {
+            let victim = self
+                .candidates
+                .iter()
+                .rev()
+                .find(|(_, c)| !matches!(c.state, State::InFlight(_)))
+                .map(|(d, _)| *d);
+            match victim {
+                Some(d) => {
+                    self.candidates.remove(&d);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// A request failed (timed out).
+    pub fn on_failure(&mut self, txn: u64) -> bool {
+        let Some(d) = self.land(txn) else {
+            return false;
+        };
+        if let Some(c) = self.candidates.get_mut(&d) {
+            c.state = State::Failed;
+        }
+        self.timeouts += 1;
+        true
+    }
+
+    /// A `find_value_res` carrying the value answered `txn`. Returns the holder's hop count,
+    /// or `None` if `txn` is not ours or the responder is not who we asked.
+    pub fn on_value(&mut self, txn: u64, responder: NodeId) -> Option<u32> {
+        let d = self.land(txn)?;
+        self.settle(d, responder).map(|c| c.hops)
+    }
+
+    /// The largest hop count among candidates that answered.
+    pub fn rounds(&self) -> u32 {
+        self.candidates
+            .values()
+            .filter(|c| c.state == State::Succeeded)
+            .map(|c| c.hops)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Up to `count` closest candidates that answered, closest first.
+    pub fn closest_succeeded(&self, count: usize) -> Vec<Peer> {
+        self.candidates
+            .values()
+            .filter(|c| c.state == State::Succeeded)
+            .take(count)
+            .map(|c| c.peer)
+            .collect()
+    }
+
+    /// True when the lookup started with no candidate at all.
+    pub fn is_empty(&self) -> bool {
+        self.candidates.is_empty()
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        let flying = self
+            .candidates
+            .values()
+            .filter(|c| matches!(c.state, State::InFlight(_)))
+            .count();
+        if flying != self.in_flight {
+            return Err(format!(
+                "lookup counts {} in flight, has {flying}",
+                self.in_flight
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Addresses a lookup may contact: not unspecified, not multicast or broadcast, port not 0.
+pub(crate) fn usable(addr: &SocketAddr) -> bool {
+    let ip = addr.ip();
+    addr.port() != 0
+        && !ip.is_unspecified()
+        && !ip.is_multicast()
+        && ip != std::net::IpAddr::V4(std::net::Ipv4Addr::BROADCAST)
+}

@@ -1,0 +1,455 @@
+//! Queries: what a command does between its start and its [`crate::Event::QueryFinished`].
+
+pub(crate) mod lookup;
+mod put;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+pub(crate) use lookup::{Ask, Lookup, Progress};
+pub(crate) use put::Put;
+
+use crate::node::Core;
+use crate::rpc::Owner;
+use crate::wire::{Body, FindValueRes, WirePeer};
+use crate::{
+    BootstrapOk, FindValueOk, NodeId, Peer, QueryError, QueryId, QueryResult, QueryStats, Value,
+};
+
+/// Why a query runs: users get an event; maintenance runs silently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    User,
+    /// Stale-bucket refresh.
+    Refresh,
+    /// Republish or restore of a stored record.
+    Republish,
+}
+
+/// The outcome of one request, delivered to the query that sent it.
+pub(crate) enum Outcome<'a> {
+    Response {
+        txn: u64,
+        from: SocketAddr,
+        sender: NodeId,
+        body: &'a Body,
+    },
+    Failure {
+        txn: u64,
+    },
+}
+
+impl Outcome<'_> {
+    fn txn(&self) -> u64 {
+        match self {
+            Outcome::Response { txn, .. } | Outcome::Failure { txn } => *txn,
+        }
+    }
+}
+
+/// What [`Query::poll`] says.
+pub(crate) enum Poll {
+    /// Still running; `starved` when it could not send for lack of capacity.
+    Pending {
+        starved: bool,
+    },
+    Done(QueryResult),
+}
+
+/// One running query.
+pub(crate) struct Query {
+    pub id: QueryId,
+    pub purpose: Purpose,
+    pub started: Instant,
+    pub kind: Kind,
+    /// Requests, responses, timeouts outside lookups (pings, check_store, set).
+    pub requests: u32,
+    pub responses: u32,
+    pub timeouts: u32,
+}
+
+pub(crate) enum Kind {
+    Ping {
+        addr: SocketAddr,
+        txn: Option<u64>,
+        result: Option<Result<Peer, QueryError>>,
+    },
+    Bootstrap(Bootstrap),
+    FindNode(Lookup),
+    FindValue {
+        lookup: Lookup,
+        get: bool,
+        key: String,
+        found: Option<(Value, u32)>,
+    },
+    Put(Put),
+}
+
+pub(crate) struct Bootstrap {
+    addrs: Vec<SocketAddr>,
+    next: usize,
+    pings: BTreeSet<u64>,
+    answered: usize,
+    phase: BootPhase,
+}
+
+enum BootPhase {
+    Ping,
+    SelfLookup(Lookup),
+    Refresh(Vec<Lookup>),
+}
+
+impl Bootstrap {
+    pub fn new(addrs: Vec<SocketAddr>) -> Bootstrap {
+        Bootstrap {
+            addrs,
+            next: 0,
+            pings: BTreeSet::new(),
+            answered: 0,
+            phase: BootPhase::Ping,
+        }
+    }
+}
+
+/// Routes a response or failure into a lookup.
+fn lookup_outcome(lookup: &mut Lookup, core: &Core, outcome: &Outcome<'_>) {
+    match outcome {
+        Outcome::Response {
+            txn, sender, body, ..
+        } => {
+            let peers: &[WirePeer] = match body {
+                Body::FindNodeRes { peers } => peers,
+                Body::FindValueRes(FindValueRes::Peers(peers)) => peers,
+                _ => &[],
+            };
+            lookup.on_response(core, *txn, *sender, peers);
+        }
+        Outcome::Failure { txn } => {
+            lookup.on_failure(*txn);
+        }
+    }
+}
+
+impl Query {
+    pub fn new(id: QueryId, purpose: Purpose, started: Instant, kind: Kind) -> Query {
+        Query {
+            id,
+            purpose,
+            started,
+            kind,
+            requests: 0,
+            responses: 0,
+            timeouts: 0,
+        }
+    }
+
+    pub fn owner(id: QueryId, tag: u32) -> Owner {
+        Owner::Query { id, tag }
+    }
+
+    /// A request this query sent has an outcome.
+    pub fn on_outcome(&mut self, core: &mut Core, now: Instant, tag: u32, outcome: Outcome<'_>) {
+        let id = self.id;
+        match &mut self.kind {
+            Kind::Ping { txn, result, .. } => {
+                if *txn != Some(outcome.txn()) {
+                    return;
+                }
+                *result = Some(match outcome {
+                    Outcome::Response { from, sender, .. } => {
+                        self.responses += 1;
+                        Ok(Peer {
+                            id: sender,
+                            addr: from,
+                        })
+                    }
+                    Outcome::Failure { .. } => {
+                        self.timeouts += 1;
+                        Err(QueryError::NoResponse)
+                    }
+                });
+            }
+            Kind::Bootstrap(b) => match (&mut b.phase, tag) {
+                (BootPhase::Ping, 0) => {
+                    if !b.pings.remove(&outcome.txn()) {
+                        return;
+                    }
+                    match outcome {
+                        Outcome::Response { sender, .. } => {
+                            self.responses += 1;
+                            // Our own address in the list answers as ourselves: not a peer.
+                            if sender != core.id {
+                                b.answered += 1;
+                            }
+                        }
+                        Outcome::Failure { .. } => self.timeouts += 1,
+                    }
+                }
+                (BootPhase::SelfLookup(l), 1) => lookup_outcome(l, core, &outcome),
+                (BootPhase::Refresh(ls), t) if t >= 2 => {
+                    if let Some(l) = ls.get_mut((t - 2) as usize) {
+                        lookup_outcome(l, core, &outcome);
+                    }
+                }
+                _ => {}
+            },
+            Kind::FindNode(l) => lookup_outcome(l, core, &outcome),
+            Kind::FindValue {
+                lookup, key, found, ..
+            } => {
+                if found.is_some() {
+                    return;
+                }
+                if let Outcome::Response {
+                    txn,
+                    sender,
+                    body: Body::FindValueRes(FindValueRes::Value(v)),
+                    ..
+                } = &outcome
+                {
+                    if let Some(hops) = lookup.on_value(*txn, *sender) {
+                        *found = Some((v.clone(), hops));
+                        // Cache along the path: the closest peer that answered without it.
+                        let target = *lookup.target();
+                        let holder = *sender;
+                        if let Some(p) = lookup
+                            .closest_succeeded(usize::MAX)
+                            .into_iter()
+                            .find(|p| p.id != holder)
+                        {
+                            let body = Body::SetCached {
+                                key: key.clone(),
+                                value: v.clone(),
+                                target,
+                            };
+                            core.send_request(now, p.addr, Some(p.id), body, Owner::Detached);
+                        }
+                    }
+                    return;
+                }
+                lookup_outcome(lookup, core, &outcome);
+            }
+            Kind::Put(p) => {
+                p.on_outcome(core, tag, outcome, &mut self.responses, &mut self.timeouts)
+            }
+        }
+        let _ = id;
+    }
+
+    /// Sends what can be sent; says whether the query is done.
+    pub fn poll(&mut self, core: &mut Core, now: Instant) -> Poll {
+        let id = self.id;
+        match &mut self.kind {
+            Kind::Ping { addr, txn, result } => {
+                if let Some(r) = result.take() {
+                    return Poll::Done(QueryResult::Ping(r));
+                }
+                if txn.is_none() {
+                    match core.send_request(now, *addr, None, Body::Ping, Self::owner(id, 0)) {
+                        Some(t) => {
+                            *txn = Some(t);
+                            self.requests += 1;
+                        }
+                        None => return Poll::Pending { starved: true },
+                    }
+                }
+                Poll::Pending { starved: false }
+            }
+            Kind::Bootstrap(b) => {
+                let r = poll_bootstrap(b, core, now, id, &mut self.requests);
+                r
+            }
+            Kind::FindNode(l) => match l.poll(core, now) {
+                Progress::Finished => {
+                    Poll::Done(QueryResult::FindNode(lookup_peers(l, core.config.k)))
+                }
+                p => Poll::Pending {
+                    starved: p == Progress::Starved,
+                },
+            },
+            Kind::FindValue {
+                lookup, get, found, ..
+            } => {
+                if let Some((v, _)) = found {
+                    let v = v.clone();
+                    return Poll::Done(if *get {
+                        QueryResult::Get(Ok(Some(v)))
+                    } else {
+                        QueryResult::FindValue(Ok(FindValueOk {
+                            value: Some(v),
+                            peers: lookup.closest_succeeded(core.config.k),
+                        }))
+                    });
+                }
+                match lookup.poll(core, now) {
+                    Progress::Finished => {
+                        let r = lookup_peers(lookup, core.config.k);
+                        Poll::Done(if *get {
+                            QueryResult::Get(r.map(|_| None))
+                        } else {
+                            QueryResult::FindValue(
+                                r.map(|peers| FindValueOk { value: None, peers }),
+                            )
+                        })
+                    }
+                    p => Poll::Pending {
+                        starved: p == Progress::Starved,
+                    },
+                }
+            }
+            Kind::Put(p) => p.poll(core, now, id, &mut self.requests),
+        }
+    }
+
+    /// Work done so far.
+    pub fn stats(&self, now: Instant) -> QueryStats {
+        let mut s = QueryStats {
+            rounds: 0,
+            requests: self.requests,
+            responses: self.responses,
+            timeouts: self.timeouts,
+            started: self.started,
+            finished: now,
+        };
+        let mut add = |l: &Lookup| {
+            s.rounds = s.rounds.max(l.rounds());
+            s.requests += l.requests;
+            s.responses += l.responses;
+            s.timeouts += l.timeouts;
+        };
+        match &self.kind {
+            Kind::Ping { .. } => {}
+            Kind::Bootstrap(b) => match &b.phase {
+                BootPhase::Ping => {}
+                BootPhase::SelfLookup(l) => add(l),
+                BootPhase::Refresh(ls) => ls.iter().for_each(add),
+            },
+            Kind::FindNode(l) => add(l),
+            Kind::FindValue { lookup, found, .. } => {
+                add(lookup);
+                if let Some((_, hops)) = found {
+                    s.rounds = s.rounds.max(*hops);
+                }
+            }
+            Kind::Put(p) => {
+                if let Some(l) = p.lookup() {
+                    add(l)
+                }
+            }
+        }
+        s
+    }
+
+    /// Checks the query's internal counts.
+    pub fn check(&self) -> Result<(), String> {
+        match &self.kind {
+            Kind::Bootstrap(b) => match &b.phase {
+                BootPhase::SelfLookup(l) => l.check(),
+                BootPhase::Refresh(ls) => ls.iter().try_for_each(|l| l.check()),
+                BootPhase::Ping => Ok(()),
+            },
+            Kind::FindNode(l) | Kind::FindValue { lookup: l, .. } => l.check(),
+            Kind::Put(p) => p.lookup().map_or(Ok(()), |l| l.check()),
+            Kind::Ping { .. } => Ok(()),
+        }
+    }
+}
+
+/// The result of a finished lookup: its closest responders, or why there are none.
+fn lookup_peers(l: &Lookup, k: usize) -> Result<Vec<Peer>, QueryError> {
+    if l.is_empty() {
+        return Err(QueryError::NoPeers);
+    }
+    let peers = l.closest_succeeded(k);
+    if peers.is_empty() {
+        return Err(QueryError::NoResponse);
+    }
+    Ok(peers)
+}
+
+fn poll_bootstrap(
+    b: &mut Bootstrap,
+    core: &mut Core,
+    now: Instant,
+    id: QueryId,
+    requests: &mut u32,
+) -> Poll {
+    if let BootPhase::Ping = b.phase {
+        while b.next < b.addrs.len() {
+            let addr = b.addrs[b.next];
+            match core.send_request(now, addr, None, Body::Ping, Query::owner(id, 0)) {
+                Some(txn) => {
+                    b.pings.insert(txn);
+                    *requests += 1;
+                    b.next += 1;
+                }
+                None => return Poll::Pending { starved: true },
+            }
+        }
+        if !b.pings.is_empty() {
+            return Poll::Pending { starved: false };
+        }
+        if b.answered == 0 {
+            return Poll::Done(QueryResult::Bootstrap(Err(if b.addrs.is_empty() {
+                QueryError::NoPeers
+            } else {
+                QueryError::NoResponse
+            })));
+        }
+        b.phase = BootPhase::SelfLookup(Lookup::new(
+            core,
+            core.id,
+            Ask::FindNode,
+            Query::owner(id, 1),
+        ));
+    }
+    if let BootPhase::SelfLookup(l) = &mut b.phase {
+        match l.poll(core, now) {
+            Progress::Finished => {
+                // Then one lookup of a random id in every bucket's range, as the reference.
+                let lookups = (0..core.table.bucket_count())
+                    .map(|i| {
+                        let target = core.table.random_id_in_bucket(i, &mut core.rng);
+                        Lookup::new(core, target, Ask::FindNode, Query::owner(id, 2 + i as u32))
+                    })
+                    .collect();
+                // Keep the self lookup's work in the stats: fold it into the first refresh.
+                let mut lookups: Vec<Lookup> = lookups;
+                if let Some(first) = lookups.first_mut() {
+                    first.requests += l.requests;
+                    first.responses += l.responses;
+                    first.timeouts += l.timeouts;
+                }
+                b.phase = BootPhase::Refresh(lookups);
+            }
+            p => {
+                return Poll::Pending {
+                    starved: p == Progress::Starved,
+                }
+            }
+        }
+    }
+    if let BootPhase::Refresh(ls) = &mut b.phase {
+        let mut done = true;
+        let mut starved = false;
+        for l in ls.iter_mut() {
+            match l.poll(core, now) {
+                Progress::Finished => {}
+                Progress::Waiting => done = false,
+                Progress::Starved => {
+                    done = false;
+                    starved = true;
+                }
+            }
+        }
+        if done {
+            return Poll::Done(QueryResult::Bootstrap(Ok(BootstrapOk {
+                answered: b.answered,
+                table_size: core.table.len(),
+            })));
+        }
+        return Poll::Pending { starved };
+    }
+    Poll::Pending { starved: false }
+}

@@ -1,0 +1,6 @@
+//! The routing table and its k-buckets.
+
+mod bucket;
+mod table;
+
+pub(crate) use table::{Heard, Table};

@@ -1,0 +1,372 @@
+//! The routing table: buckets indexed by the length of the common prefix with our own id.
+//!
+//! Bucket `i` holds peers whose distance to us has exactly `i` leading zero bits, except the
+//! last bucket, which holds everything at least that close (it contains our own id). Only the
+//! last bucket splits, exactly as the Python package's prefix tree splits the bucket that owns
+//! our id, but a lookup is an index computation instead of a scan.
+
+use std::time::{Duration, Instant};
+
+use rand_core::RngCore;
+
+use super::bucket::{Bucket, Entry};
+use crate::id::{Distance, ID_BITS};
+use crate::{NodeId, Peer};
+
+/// What [`Table::on_heard`] did with a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Heard {
+    /// Already known: moved to the tail of its bucket.
+    Refreshed,
+    /// New entry.
+    Added,
+    /// The bucket is full; the peer waits in the replacement cache.
+    Waiting,
+    /// As `Waiting`, and the bucket's oldest entry should be pinged: if it fails often
+    /// enough it is evicted and the freshest replacement takes its place.
+    PingOldest(Peer),
+    /// Our own id: never stored.
+    Ignored,
+}
+
+/// The routing table of one node.
+#[derive(Clone, Debug)]
+pub(crate) struct Table {
+    own: NodeId,
+    k: usize,
+    replacement_cap: usize,
+    failure_limit: u32,
+    buckets: Vec<Bucket>,
+    len: usize,
+}
+
+impl Table {
+    pub fn new(
+        own: NodeId,
+        k: usize,
+        replacement_cap: usize,
+        failure_limit: u32,
+        now: Instant,
+    ) -> Table {
+        Table {
+            own,
+            k,
+            replacement_cap,
+            failure_limit,
+            buckets: vec![Bucket::new(now)],
+            len: 0,
+        }
+    }
+
+    /// Number of peers in the table (replacements not counted).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn bucket_count(&self) -> usize {
+        self.buckets.len()
+    }
+
+    fn index(&self, id: &NodeId) -> usize {
+        let lz = self.own.distance(id).leading_zeros();
+        lz.min(self.buckets.len() - 1)
+    }
+
+    /// A peer talked to us (sent a request, or answered one of ours from the address we
+    /// asked). Only such peers ever enter the table.
+    pub fn on_heard(&mut self, now: Instant, peer: Peer) -> Heard {
+        if peer.id == self.own {
+            return Heard::Ignored;
+        }
+        loop {
+            let last = self.buckets.len() - 1;
+            let bi = self.index(&peer.id);
+            let k = self.k;
+            let cap = self.replacement_cap;
+            let bucket = &mut self.buckets[bi];
+            if let Some(pos) = bucket.position(&peer.id) {
+                // The address of a known id is kept: a newcomer claiming an id we know
+                // cannot take over its entry while the real one answers.
+                bucket.touch(pos, now);
+                return Heard::Refreshed;
+            }
+            if bucket.entries.len() < k {
+                if let Some(pos) = bucket.replacement_position(&peer.id) {
+                    bucket.replacements.remove(pos);
+                }
+                bucket.entries.push(Entry::new(peer, now));
+                bucket.last_active = now;
+                self.len += 1;
+                return Heard::Added;
+            }
+            if bi == last && last < ID_BITS - 1 {
+                self.split_last(now);
+                continue;
+            }
+            bucket.add_replacement(peer, now, cap);
+            if bucket.entries.iter().any(|e| e.pinging) {
+                return Heard::Waiting;
+            }
+            let oldest = &mut bucket.entries[0];
+            oldest.pinging = true;
+            return Heard::PingOldest(oldest.peer);
+        }
+    }
+
+    fn split_last(&mut self, now: Instant) {
+        let last = self.buckets.len() - 1;
+        let own = self.own;
+        let stays = |e: &Entry| own.distance(&e.peer.id).leading_zeros() == last;
+        let old = &mut self.buckets[last];
+        let mut next = Bucket::new(now);
+        next.last_active = old.last_active;
+        let (keep, moved): (Vec<Entry>, Vec<Entry>) = old.entries.drain(..).partition(stays);
+        old.entries = keep;
+        next.entries = moved;
+        let (keep, moved): (Vec<Entry>, Vec<Entry>) = old.replacements.drain(..).partition(stays);
+        old.replacements = keep;
+        next.replacements = moved;
+        self.buckets.push(next);
+    }
+
+    /// A request to `id` failed. Returns true if that evicted the peer.
+    pub fn on_failure(&mut self, id: &NodeId) -> bool {
+        let bi = self.index(id);
+        let limit = self.failure_limit;
+        let bucket = &mut self.buckets[bi];
+        if let Some(pos) = bucket.replacement_position(id) {
+            bucket.replacements.remove(pos);
+        }
+        let Some(pos) = bucket.position(id) else {
+            return false;
+        };
+        let entry = &mut bucket.entries[pos];
+        entry.failures = entry.failures.saturating_add(1);
+        entry.pinging = false;
+        if entry.failures < limit {
+            return false;
+        }
+        bucket.entries.remove(pos);
+        self.len -= 1;
+        // The freshest replacement talked to us most recently: the likeliest to be alive.
+        if let Some(r) = bucket.replacements.pop() {
+            bucket.insert_by_age(r);
+            self.len += 1;
+        }
+        true
+    }
+
+    /// A ping to the oldest entry ended without its answer being handled elsewhere.
+    pub fn clear_ping(&mut self, id: &NodeId) {
+        let bi = self.index(id);
+        if let Some(pos) = self.buckets[bi].position(id) {
+            self.buckets[bi].entries[pos].pinging = false;
+        }
+    }
+
+    /// Is `id` in the table (not counting replacements)?
+    pub fn contains(&self, id: &NodeId) -> bool {
+        self.buckets[self.index(id)].position(id).is_some()
+    }
+
+    /// Up to `count` peers closest to `target`, closest first, skipping `exclude`.
+    pub fn closest(&self, target: &NodeId, count: usize, exclude: Option<&NodeId>) -> Vec<Peer> {
+        let mut all: Vec<(Distance, Peer)> = Vec::with_capacity(self.len);
+        // Buckets are visited so that the ones sharing the longest prefix with the target
+        // come first; for a small count we stop once we hold enough and every remaining
+        // bucket is farther than all of them.
+        for b in &self.buckets {
+            for e in &b.entries {
+                if Some(&e.peer.id) == exclude {
+                    continue;
+                }
+                all.push((e.peer.id.distance(target), e.peer));
+            }
+        }
+        if all.len() > count && count > 0 {
+            all.select_nth_unstable_by(count - 1, |a, b| a.0.cmp(&b.0));
+            all.truncate(count);
+        } else if count == 0 {
+            all.clear();
+        }
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        all.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// All peers, bucket by bucket, oldest first within a bucket.
+    pub fn peers(&self) -> impl Iterator<Item = Peer> + '_ {
+        self.buckets
+            .iter()
+            .flat_map(|b| b.entries.iter().map(|e| e.peer))
+    }
+
+    /// Buckets with entries that saw no activity for `interval`.
+    pub fn stale_buckets(&self, now: Instant, interval: Duration) -> Vec<usize> {
+        self.buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| {
+                !b.entries.is_empty() && now.saturating_duration_since(b.last_active) >= interval
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// A random id that falls in bucket `i`.
+    pub fn random_id_in_bucket(&self, i: usize, rng: &mut impl RngCore) -> NodeId {
+        let mut d = [0u8; 20];
+        rng.fill_bytes(&mut d);
+        let last = i + 1 >= self.buckets.len();
+        // Clear the first i bits; set bit i unless this is the last bucket, which also
+        // covers everything closer.
+        for bit in 0..i.min(ID_BITS) {
+            d[bit / 8] &= !(0x80 >> (bit % 8));
+        }
+        if !last && i < ID_BITS {
+            d[i / 8] |= 0x80 >> (i % 8);
+        }
+        self.own.xor(&Distance(d))
+    }
+
+    /// Checks the table's invariants; used by tests, the simulator and fuzzers.
+    pub fn check(&self) -> Result<(), String> {
+        let mut count = 0;
+        let last = self.buckets.len() - 1;
+        for (i, b) in self.buckets.iter().enumerate() {
+            if b.entries.len() > self.k {
+                return Err(format!(
+                    "bucket {i} holds {} > k = {}",
+                    b.entries.len(),
+                    self.k
+                ));
+            }
+            if b.replacements.len() > self.replacement_cap {
+                return Err(format!(
+                    "bucket {i} has {} replacements",
+                    b.replacements.len()
+                ));
+            }
+            for e in b.entries.iter().chain(&b.replacements) {
+                let lz = self.own.distance(&e.peer.id).leading_zeros();
+                if lz.min(last) != i {
+                    return Err(format!(
+                        "peer {:?} in bucket {i}, belongs in {}",
+                        e.peer.id,
+                        lz.min(last)
+                    ));
+                }
+                if e.peer.id == self.own {
+                    return Err("own id in the table".into());
+                }
+            }
+            for (j, e) in b.entries.iter().enumerate() {
+                if b.entries[..j].iter().any(|x| x.peer.id == e.peer.id) {
+                    return Err(format!("duplicate {:?} in bucket {i}", e.peer.id));
+                }
+            }
+            count += b.entries.len();
+        }
+        if count != self.len {
+            return Err(format!("len {} but {} entries", self.len, count));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use std::net::SocketAddr;
+
+    fn peer(rng: &mut ChaCha8Rng, port: u16) -> Peer {
+        Peer {
+            id: NodeId::random(rng),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    #[test]
+    fn fills_splits_and_stays_within_k() {
+        let now = Instant::now();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let own = NodeId::random(&mut rng);
+        let mut t = Table::new(own, 4, 2, 2, now);
+        let mut added = 0;
+        for p in 0..500 {
+            if t.on_heard(now, peer(&mut rng, 1000 + p)) == Heard::Added {
+                added += 1;
+            }
+            t.check().unwrap();
+        }
+        assert_eq!(t.len(), added);
+        assert!(t.bucket_count() > 3, "the own bucket should have split");
+        // Far buckets hold at most k; the table is much smaller than what it heard.
+        assert!(t.len() < 100);
+    }
+
+    #[test]
+    fn closest_is_sorted_by_xor_distance() {
+        let now = Instant::now();
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let own = NodeId::random(&mut rng);
+        let mut t = Table::new(own, 20, 20, 3, now);
+        for p in 0..300 {
+            t.on_heard(now, peer(&mut rng, 1000 + p));
+        }
+        let target = NodeId::random(&mut rng);
+        let got = t.closest(&target, 20, None);
+        assert_eq!(got.len(), 20);
+        let mut all: Vec<Peer> = t.peers().collect();
+        all.sort_by_key(|p| p.id.distance(&target));
+        assert_eq!(got, all[..20].to_vec());
+    }
+
+    #[test]
+    fn eviction_needs_consecutive_failures_and_promotes_replacement() {
+        let now = Instant::now();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let own = NodeId::random(&mut rng);
+        let mut t = Table::new(own, 1, 1, 2, now);
+        // Force a far bucket: ids whose first bit differs from own.
+        let mut far = || loop {
+            let p = peer(&mut rng, 2000);
+            if own.distance(&p.id).leading_zeros() == 0 {
+                return p;
+            }
+        };
+        let a = far();
+        let b = far();
+        assert_eq!(t.on_heard(now, a), Heard::Added);
+        // The table splits until a's bucket is no longer the last one.
+        let c = far();
+        let r = t.on_heard(now, c);
+        assert!(matches!(r, Heard::PingOldest(p) if p == a), "{r:?}");
+        assert_eq!(t.on_heard(now, b), Heard::Waiting);
+        assert!(!t.on_failure(&a.id));
+        assert!(t.contains(&a.id));
+        assert!(t.on_failure(&a.id));
+        assert!(!t.contains(&a.id));
+        // b was the freshest replacement.
+        assert!(t.contains(&b.id));
+        t.check().unwrap();
+    }
+
+    #[test]
+    fn random_id_lands_in_its_bucket() {
+        let now = Instant::now();
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let own = NodeId::random(&mut rng);
+        let mut t = Table::new(own, 2, 0, 1, now);
+        for p in 0..200 {
+            t.on_heard(now, peer(&mut rng, 1000 + p));
+        }
+        for i in 0..t.bucket_count() {
+            for _ in 0..10 {
+                let id = t.random_id_in_bucket(i, &mut rng);
+                assert_eq!(t.index(&id), i);
+            }
+        }
+    }
+}

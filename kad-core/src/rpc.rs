@@ -1,0 +1,116 @@
+//! Requests in flight: transaction id -> where it went, what it asked, when it gives up.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::wire::RequestKind;
+use crate::{NodeId, QueryId};
+
+/// Who waits for a request's outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// A query; `tag` says which part of it (a bootstrap runs several lookups).
+    Query { id: QueryId, tag: u32 },
+    /// A liveness ping of a bucket's oldest entry.
+    TablePing,
+    /// Nobody (a `set_cached` after a get): only the routing table learns from it.
+    Detached,
+}
+
+/// One request in flight.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pending {
+    pub addr: SocketAddr,
+    /// The id we believe answers at `addr`, if any (bootstrap pings know only an address).
+    pub expected: Option<NodeId>,
+    pub kind: RequestKind,
+    pub deadline: Instant,
+    pub owner: Owner,
+}
+
+/// The in-flight table, bounded by `max`.
+#[derive(Debug)]
+pub(crate) struct Rpc {
+    pending: BTreeMap<u64, Pending>,
+    deadlines: BTreeSet<(Instant, u64)>,
+    max: usize,
+}
+
+impl Rpc {
+    pub fn new(max: usize) -> Rpc {
+        Rpc {
+            pending: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            max,
+        }
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.pending.len() >= self.max
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn contains(&self, txn: u64) -> bool {
+        self.pending.contains_key(&txn)
+    }
+
+    pub fn insert(&mut self, txn: u64, p: Pending) {
+        self.deadlines.insert((p.deadline, txn));
+        self.pending.insert(txn, p);
+    }
+
+    pub fn get(&self, txn: u64) -> Option<&Pending> {
+        self.pending.get(&txn)
+    }
+
+    pub fn remove(&mut self, txn: u64) -> Option<Pending> {
+        let p = self.pending.remove(&txn)?;
+        self.deadlines.remove(&(p.deadline, txn));
+        Some(p)
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(t, _)| *t)
+    }
+
+    /// Removes and returns one request whose deadline is at or before `now`.
+    pub fn pop_expired(&mut self, now: Instant) -> Option<(u64, Pending)> {
+        let &(deadline, txn) = self.deadlines.first()?;
+        if deadline > now {
+            return None;
+        }
+        self.deadlines.pop_first();
+        let p = self.pending.remove(&txn)?;
+        Some((txn, p))
+    }
+
+    /// Does query `id` have a request in flight?
+    pub fn has_owner(&self, id: QueryId) -> bool {
+        self.pending
+            .values()
+            .any(|p| matches!(p.owner, Owner::Query { id: q, .. } if q == id))
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        if self.pending.len() > self.max {
+            return Err(format!(
+                "{} requests in flight > max {}",
+                self.pending.len(),
+                self.max
+            ));
+        }
+        if self.pending.len() != self.deadlines.len() {
+            return Err("a pending request has no deadline".into());
+        }
+        for (txn, p) in &self.pending {
+            if !self.deadlines.contains(&(p.deadline, *txn)) {
+                return Err(format!("request {txn:x} has no deadline"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,302 @@
+//! The kademlia-dynamic wire protocol: messages and their two encodings.
+//!
+//! These types stay inside the crate: users see [`crate::NodeId`], [`crate::Value`] and
+//! [`crate::Peer`], never a wire struct. See `WIRE.md` for the protocol.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use crate::{NodeId, Value};
+
+mod bencode;
+mod json;
+
+/// Most peers a decoder keeps from one `peers` list; the rest are ignored.
+pub(crate) const MAX_PEERS_PER_MESSAGE: usize = 256;
+/// Longest transaction id we accept (the reference sends 16 hex characters).
+pub const MAX_TXN_LEN: usize = 32;
+/// Longest `sender.ip` string we accept.
+pub(crate) const MAX_IP_LEN: usize = 64;
+
+/// The wire format a network speaks. All nodes of one network use the same one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Codec {
+    /// JSON, the reference's default.
+    #[default]
+    Json,
+    /// Bencode, as in BitTorrent.
+    Bencode,
+}
+
+impl Codec {
+    /// Appends the encoding of `msg` to `out`.
+    pub(crate) fn encode(self, msg: &Message, out: &mut Vec<u8>) {
+        match self {
+            Codec::Json => json::encode(msg, out),
+            Codec::Bencode => bencode::encode(msg, out),
+        }
+    }
+
+    /// Decodes one datagram.
+    pub(crate) fn decode(self, bytes: &[u8]) -> Result<Message, DecodeError> {
+        match self {
+            Codec::Json => json::decode(bytes),
+            Codec::Bencode => bencode::decode(bytes),
+        }
+    }
+}
+
+impl fmt::Display for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Codec::Json => "json",
+            Codec::Bencode => "bencode",
+        })
+    }
+}
+
+impl std::str::FromStr for Codec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "json" => Ok(Codec::Json),
+            "bencode" => Ok(Codec::Bencode),
+            other => Err(format!("unknown codec {other:?}, expected json or bencode")),
+        }
+    }
+}
+
+/// Why a datagram could not be decoded. Every case is dropped and counted, never answered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum DecodeError {
+    /// Not valid JSON / bencode, or not a map at the top.
+    #[error("not a well-formed message")]
+    Syntax,
+    /// A message of a `type` we do not know (the reference ignores these too).
+    #[error("unknown message type")]
+    UnknownType,
+    /// A required field is absent.
+    #[error("missing field {0}")]
+    Missing(&'static str),
+    /// A field has the wrong type or an invalid value.
+    #[error("invalid field {0}")]
+    Invalid(&'static str),
+}
+
+/// A transaction (query) id: the reference sends 16 lowercase hex characters; a response
+/// echoes its request's id byte for byte. Stored inline: at most [`MAX_TXN_LEN`] bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TxnId {
+    len: u8,
+    buf: [u8; MAX_TXN_LEN],
+}
+
+impl TxnId {
+    /// Our own ids: 8 random bytes as 16 lowercase hex characters.
+    pub(crate) fn from_u64(v: u64) -> TxnId {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut buf = [0u8; MAX_TXN_LEN];
+        for (i, out) in buf[..16].iter_mut().enumerate() {
+            *out = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        TxnId { len: 16, buf }
+    }
+
+    /// Our own ids parse back to the u64 they came from; any other id gives `None`.
+    pub(crate) fn to_u64(self) -> Option<u64> {
+        if self.len != 16 {
+            return None;
+        }
+        let mut v = 0u64;
+        for &c in &self.buf[..16] {
+            let d = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                _ => return None,
+            };
+            v = (v << 4) | d as u64;
+        }
+        Some(v)
+    }
+
+    /// An id of 1 to [`MAX_TXN_LEN`] bytes of UTF-8 text.
+    pub(crate) fn from_str(s: &str) -> Option<TxnId> {
+        if s.is_empty() || s.len() > MAX_TXN_LEN {
+            return None;
+        }
+        let mut buf = [0u8; MAX_TXN_LEN];
+        buf[..s.len()].copy_from_slice(s.as_bytes());
+        Some(TxnId {
+            len: s.len() as u8,
+            buf,
+        })
+    }
+
+    /// The id as text.
+    pub(crate) fn as_str(&self) -> &str {
+        // Built only from &str or ASCII hex, so always valid UTF-8.
+        std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or("")
+    }
+}
+
+impl fmt::Debug for TxnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TxnId({})", self.as_str())
+    }
+}
+
+/// The `sender` map: the sender's own idea of itself. We use only `node_id`; the address
+/// we answer and record is the datagram's source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Sender {
+    pub id: NodeId,
+    /// The sender's bind IP as it wrote it (may be `0.0.0.0`, or even a host name).
+    pub ip: String,
+    pub port: u16,
+}
+
+/// One entry of a `peers` list. Entries whose ip is not an IP literal, or whose id or port
+/// is invalid, are skipped by the decoders rather than failing the whole message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WirePeer {
+    pub id: NodeId,
+    pub addr: SocketAddr,
+}
+
+/// One datagram.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Message {
+    pub txn: TxnId,
+    pub sender: Sender,
+    pub body: Body,
+}
+
+/// The message kinds of WIRE.md.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Body {
+    Ping,
+    Pong,
+    FindNode {
+        target: NodeId,
+    },
+    FindNodeRes {
+        peers: Vec<WirePeer>,
+    },
+    Set {
+        key: String,
+        value: Value,
+    },
+    SetRes,
+    SetCached {
+        key: String,
+        value: Value,
+        target: NodeId,
+    },
+    SetCachedRes,
+    CheckStore {
+        key: String,
+        size: u64,
+    },
+    CheckStoreRes {
+        has_key: bool,
+    },
+    FindValue {
+        key: String,
+    },
+    FindValueRes(FindValueRes),
+}
+
+/// A `find_value_res` carries either the value or the responder's closest peers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum FindValueRes {
+    Value(Value),
+    Peers(Vec<WirePeer>),
+}
+
+impl Body {
+    /// The `type` string on the wire.
+    pub(crate) fn type_name(&self) -> &'static str {
+        match self {
+            Body::Ping => "ping",
+            Body::Pong => "pong",
+            Body::FindNode { .. } => "find_node",
+            Body::FindNodeRes { .. } => "find_node_res",
+            Body::Set { .. } => "set",
+            Body::SetRes => "set_res",
+            Body::SetCached { .. } => "set_cached",
+            Body::SetCachedRes => "set_cached_res",
+            Body::CheckStore { .. } => "check_store",
+            Body::CheckStoreRes { .. } => "check_store_res",
+            Body::FindValue { .. } => "find_value",
+            Body::FindValueRes(_) => "find_value_res",
+        }
+    }
+
+    /// True for the six request kinds.
+    pub(crate) fn is_request(&self) -> bool {
+        matches!(
+            self,
+            Body::Ping
+                | Body::FindNode { .. }
+                | Body::Set { .. }
+                | Body::SetCached { .. }
+                | Body::CheckStore { .. }
+                | Body::FindValue { .. }
+        )
+    }
+
+    /// True when `self` is a response of the kind that answers `request`.
+    pub(crate) fn answers(&self, request: RequestKind) -> bool {
+        matches!(
+            (request, self),
+            (RequestKind::Ping, Body::Pong)
+                | (RequestKind::FindNode, Body::FindNodeRes { .. })
+                | (RequestKind::Set, Body::SetRes)
+                | (RequestKind::SetCached, Body::SetCachedRes)
+                | (RequestKind::CheckStore, Body::CheckStoreRes { .. })
+                | (RequestKind::FindValue, Body::FindValueRes(_))
+        )
+    }
+
+    /// The request kind of a request body.
+    pub(crate) fn request_kind(&self) -> Option<RequestKind> {
+        Some(match self {
+            Body::Ping => RequestKind::Ping,
+            Body::FindNode { .. } => RequestKind::FindNode,
+            Body::Set { .. } => RequestKind::Set,
+            Body::SetCached { .. } => RequestKind::SetCached,
+            Body::CheckStore { .. } => RequestKind::CheckStore,
+            Body::FindValue { .. } => RequestKind::FindValue,
+            _ => return None,
+        })
+    }
+}
+
+/// The kind of a request we sent, remembered to check the response's kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RequestKind {
+    Ping,
+    FindNode,
+    Set,
+    SetCached,
+    CheckStore,
+    FindValue,
+}
+
+/// Marker that starts a bencoded bytes value.
+pub(crate) const BYTES_MARKER: &[u8] = b"\x00bytes\x00";
+/// The JSON object key that wraps a base64 bytes value.
+pub(crate) const B64_KEY: &str = "__bytes_b64__";
+
+/// Parses a `peers` entry's ip and port into an address; `None` skips the entry.
+pub(crate) fn peer_addr(ip: &str, port: u64) -> Option<SocketAddr> {
+    let ip: std::net::IpAddr = ip.parse().ok()?;
+    let port = u16::try_from(port).ok()?;
+    if port == 0 {
+        return None;
+    }
+    Some(SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod tests;
