@@ -65,6 +65,9 @@ mod store;
 mod value;
 mod wire;
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
+
 pub use config::{Config, ConfigBuilder, ConfigError, MAX_DURATION};
 pub use event::{
     BootstrapOk, Event, FindValueOk, KeyError, Peer, PutError, PutOk, QueryError, QueryId,
