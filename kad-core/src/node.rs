@@ -770,10 +770,6 @@ impl Node {
                         }
                     }
                 }
-                if !self.core.can_send() {
-                    // Everyone else would starve too; wait for capacity.
-                    self.starved.append(&mut self.dirty);
-                }
             }
             if !self.start_due_republish(now) {
                 break;

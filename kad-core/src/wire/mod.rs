@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use crate::{NodeId, Value};
 
 mod bencode;
+mod de;
 mod json;
 
 /// Most peers a decoder keeps from one `peers` list; the rest are ignored.
@@ -296,6 +297,22 @@ pub(crate) fn peer_addr(ip: &str, port: u64) -> Option<SocketAddr> {
         return None;
     }
     Some(SocketAddr::new(ip, port))
+}
+
+/// Appends `v` in decimal, as both formats write integers, without going through `fmt`.
+pub(crate) fn write_decimal(out: &mut Vec<u8>, mut v: u64) {
+    // u64::MAX has 20 digits, so the buffer cannot underflow.
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 #[cfg(test)]
