@@ -50,10 +50,6 @@ impl Rpc {
         self.pending.len() >= self.max
     }
 
-    pub fn len(&self) -> usize {
-        self.pending.len()
-    }
-
     pub fn contains(&self, txn: u64) -> bool {
         self.pending.contains_key(&txn)
     }

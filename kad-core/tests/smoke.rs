@@ -2,6 +2,9 @@
 //! to a failing test. The full simulator (latency, loss, churn, thousands of nodes) lives
 //! in the `kad-tests` package.
 
+// A test needs one real instant as a base; the node only sees offsets from it.
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

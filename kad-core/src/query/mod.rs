@@ -256,10 +256,7 @@ impl Query {
                 }
                 Poll::Pending { starved: false }
             }
-            Kind::Bootstrap(b) => {
-                let r = poll_bootstrap(b, core, now, id, &mut self.requests);
-                r
-            }
+            Kind::Bootstrap(b) => poll_bootstrap(b, core, now, id, &mut self.requests),
             Kind::FindNode(l) => match l.poll(core, now) {
                 Progress::Finished => {
                     Poll::Done(QueryResult::FindNode(lookup_peers(l, core.config.k)))
