@@ -46,6 +46,10 @@ pub struct Config {
     pub(crate) max_queued_transmits: usize,
     pub(crate) max_active_queries: usize,
     pub(crate) max_concurrent_republish: usize,
+    pub(crate) max_peers_per_ip_per_bucket: usize,
+    pub(crate) max_peers_per_ip: usize,
+    pub(crate) ip_limits_exempt_loopback: bool,
+    pub(crate) unverified_reply_factor: usize,
 }
 
 impl Default for Config {
@@ -73,6 +77,10 @@ impl Default for Config {
             max_queued_transmits: 4096,
             max_active_queries: 1024,
             max_concurrent_republish: 16,
+            max_peers_per_ip_per_bucket: 2,
+            max_peers_per_ip: 10,
+            ip_limits_exempt_loopback: true,
+            unverified_reply_factor: 4,
         }
     }
 }
@@ -177,6 +185,17 @@ getters! {
     max_active_queries: usize,
     /// Most republish operations running at once (default 16).
     max_concurrent_republish: usize,
+    /// Most routing-table entries (and replacements) one IP may hold in a bucket (default 2;
+    /// an IPv6 /64 counts as one IP).
+    max_peers_per_ip_per_bucket: usize,
+    /// Most routing-table entries one IP may hold in the whole table (default 10).
+    max_peers_per_ip: usize,
+    /// Loopback addresses are exempt from the per-IP caps, so local swarms work (default true).
+    ip_limits_exempt_loopback: bool,
+    /// A reply to a sender that has not yet answered us from its address is at most this many
+    /// times the size of its request (default 4): peer lists are shortened, and a value that
+    /// does not fit waits until the sender answers a verification ping. No amplification.
+    unverified_reply_factor: usize,
 }
 
 impl Config {
@@ -244,6 +263,19 @@ impl Config {
             self.max_concurrent_republish,
             1,
             1 << 16,
+        )?;
+        range(
+            "max_peers_per_ip_per_bucket",
+            self.max_peers_per_ip_per_bucket,
+            1,
+            usize::MAX,
+        )?;
+        range("max_peers_per_ip", self.max_peers_per_ip, 1, usize::MAX)?;
+        range(
+            "unverified_reply_factor",
+            self.unverified_reply_factor,
+            1,
+            1000,
         )?;
         for (name, got) in [
             ("query_timeout", self.query_timeout),

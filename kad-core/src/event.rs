@@ -217,4 +217,12 @@ pub struct Stats {
     pub peers_evicted: u64,
     /// Records removed at expiry.
     pub records_expired: u64,
+    /// Peers refused by the per-IP caps.
+    pub peers_ip_limited: u64,
+    /// Replies to unverified senders shortened to the amplification budget.
+    pub replies_shortened: u64,
+    /// Replies held until their unverified sender answered a ping.
+    pub replies_held: u64,
+    /// Held replies dropped because the sender never answered (or too many were held).
+    pub replies_held_dropped: u64,
 }

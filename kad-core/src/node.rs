@@ -8,7 +8,7 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
 use crate::query::{Ask, Bootstrap, Kind, Lookup, Outcome, Poll, Purpose, Put, Query};
-use crate::routing::{Heard, Table};
+use crate::routing::{Heard, IpLimits, Table};
 use crate::rpc::{Owner, Pending, Rpc};
 use crate::store::{self, Record, Store};
 use crate::wire::{
@@ -48,6 +48,9 @@ pub(crate) fn later(now: Instant, d: Duration) -> Instant {
     now.checked_add(d).unwrap_or(now)
 }
 
+/// Most replies held at once while their senders are being verified.
+const MAX_HELD_REPLIES: usize = 256;
+
 /// The state shared by every query: what a query may touch while it runs.
 pub(crate) struct Core {
     pub config: Config,
@@ -60,6 +63,9 @@ pub(crate) struct Core {
     pub store: Store,
     transmits: VecDeque<Transmit>,
     pub stats: Stats,
+    /// Large replies waiting for their unverified sender to answer a ping.
+    held: BTreeMap<u64, (SocketAddr, TxnId, Body)>,
+    next_hold: u64,
 }
 
 impl Core {
@@ -102,11 +108,7 @@ impl Core {
         Some(txn)
     }
 
-    fn queue(&mut self, dst: SocketAddr, txn: TxnId, body: Body) {
-        if self.transmits.len() >= self.config.max_queued_transmits {
-            self.stats.transmits_dropped += 1;
-            return;
-        }
+    fn encode(&self, txn: TxnId, body: Body) -> Vec<u8> {
         let msg = Message {
             txn,
             sender: self.sender.clone(),
@@ -114,23 +116,122 @@ impl Core {
         };
         let mut payload = Vec::with_capacity(256);
         self.config.codec.encode(&msg, &mut payload);
-        if payload.len() > self.config.max_datagram_bytes {
+        payload
+    }
+
+    fn push(&mut self, dst: SocketAddr, payload: Vec<u8>) {
+        if self.transmits.len() >= self.config.max_queued_transmits
+            || payload.len() > self.config.max_datagram_bytes
+        {
             self.stats.transmits_dropped += 1;
             return;
         }
         self.transmits.push_back(Transmit { dst, payload });
     }
 
-    /// A peer talked to us: offer it to the routing table, and check the oldest entry of a
-    /// full bucket.
-    fn heard(&mut self, now: Instant, peer: Peer) {
-        if let Heard::PingOldest(old) = self.table.on_heard(now, peer) {
-            if self
-                .send_request(now, old.addr, Some(old.id), Body::Ping, Owner::TablePing)
-                .is_none()
-            {
-                self.table.clear_ping(&old.id);
+    fn queue(&mut self, dst: SocketAddr, txn: TxnId, body: Body) {
+        let payload = self.encode(txn, body);
+        self.push(dst, payload);
+    }
+
+    /// Answers a request. A sender that has not proven it owns its address (by answering
+    /// one of our requests from it) gets at most `unverified_reply_factor` times its
+    /// request's size: peer lists are shortened, and a value that does not fit is held until
+    /// the sender answers a ping. So a forged source address cannot turn us into an
+    /// amplifier aimed at a third party.
+    fn reply(&mut self, now: Instant, to: Peer, request_len: usize, txn: TxnId, body: Body) {
+        if self.table.is_verified(&to.id, &to.addr) {
+            return self.queue(to.addr, txn, body);
+        }
+        let budget = request_len.saturating_mul(self.config.unverified_reply_factor);
+        let payload = self.encode(txn, body.clone());
+        if payload.len() <= budget {
+            return self.push(to.addr, payload);
+        }
+        match body {
+            Body::FindNodeRes { peers } => {
+                let payload = self.shorten(txn, peers, budget, |peers| Body::FindNodeRes { peers });
+                self.push(to.addr, payload);
             }
+            Body::FindValueRes(FindValueRes::Peers(peers)) => {
+                let payload = self.shorten(txn, peers, budget, |p| {
+                    Body::FindValueRes(FindValueRes::Peers(p))
+                });
+                self.push(to.addr, payload);
+            }
+            Body::FindValueRes(FindValueRes::Value(value)) => {
+                if self.held.len() < MAX_HELD_REPLIES {
+                    let hold = self.next_hold;
+                    let owner = Owner::Verify { hold };
+                    if self
+                        .send_request(now, to.addr, Some(to.id), Body::Ping, owner)
+                        .is_some()
+                    {
+                        self.next_hold += 1;
+                        let body = Body::FindValueRes(FindValueRes::Value(value));
+                        self.held.insert(hold, (to.addr, txn, body));
+                        self.stats.replies_held += 1;
+                        return;
+                    }
+                }
+                self.stats.replies_held_dropped += 1;
+            }
+            // Pong, set_res, set_cached_res, check_store_res are never larger than their
+            // requests by much.
+            other => self.queue(to.addr, txn, other),
+        }
+    }
+
+    /// Encodes a peer-list reply with as many peers as fit `budget` bytes.
+    fn shorten(
+        &mut self,
+        txn: TxnId,
+        mut peers: Vec<WirePeer>,
+        budget: usize,
+        make: impl Fn(Vec<WirePeer>) -> Body,
+    ) -> Vec<u8> {
+        self.stats.replies_shortened += 1;
+        let full = self.encode(txn, make(peers.clone())).len();
+        let base = self.encode(txn, make(Vec::new())).len();
+        let per_peer = (full - base).div_ceil(peers.len().max(1)).max(1);
+        peers.truncate(budget.saturating_sub(base) / per_peer);
+        loop {
+            let payload = self.encode(txn, make(peers.clone()));
+            if payload.len() <= budget || peers.pop().is_none() {
+                return payload;
+            }
+        }
+    }
+
+    /// The pong of a verification ping arrived: the held reply can go.
+    fn release(&mut self, hold: u64, answered: bool) {
+        let Some((dst, txn, body)) = self.held.remove(&hold) else {
+            return;
+        };
+        if answered {
+            self.queue(dst, txn, body);
+        } else {
+            self.stats.replies_held_dropped += 1;
+        }
+    }
+
+    /// A peer talked to us: offer it to the routing table, check the oldest entry of a full
+    /// bucket, and ask a newcomer that only sent us a request to prove its address.
+    fn heard(&mut self, now: Instant, peer: Peer, by_request: bool) {
+        match self.table.on_heard(now, peer) {
+            Heard::PingOldest(old) => {
+                if self
+                    .send_request(now, old.addr, Some(old.id), Body::Ping, Owner::TablePing)
+                    .is_none()
+                {
+                    self.table.clear_ping(&old.id);
+                }
+            }
+            Heard::Added if by_request => {
+                self.send_request(now, peer.addr, Some(peer.id), Body::Ping, Owner::TablePing);
+            }
+            Heard::IpLimited => self.stats.peers_ip_limited += 1,
+            _ => {}
         }
     }
 
@@ -140,15 +241,13 @@ impl Core {
         }
     }
 
-    fn on_request(&mut self, now: Instant, from: SocketAddr, msg: Message) {
+    fn on_request(&mut self, now: Instant, from: SocketAddr, msg: Message, request_len: usize) {
         let Message { txn, sender, body } = msg;
-        self.heard(
-            now,
-            Peer {
-                id: sender.id,
-                addr: from,
-            },
-        );
+        let peer = Peer {
+            id: sender.id,
+            addr: from,
+        };
+        self.heard(now, peer, true);
         let reply = match body {
             Body::Ping => Body::Pong,
             Body::FindNode { target } => Body::FindNodeRes {
@@ -233,7 +332,7 @@ impl Core {
             _ => return,
         };
         self.stats.requests_answered += 1;
-        self.queue(from, txn, reply);
+        self.reply(now, peer, request_len, txn, reply);
     }
 
     fn postpone_restore(&mut self, now: Instant, key: &str) {
@@ -304,7 +403,7 @@ impl Node {
     /// from a ChaCha RNG seeded with `seed`: the same seed and inputs give the same outputs.
     pub fn new(config: Config, id: NodeId, seed: [u8; 32], now: Instant) -> Node {
         let local_addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
-        let core = Core {
+        let mut core = Core {
             table: Table::new(
                 id,
                 config.k,
@@ -316,6 +415,8 @@ impl Node {
             store: Store::new(config.max_records, config.max_store_bytes),
             transmits: VecDeque::new(),
             stats: Stats::default(),
+            held: BTreeMap::new(),
+            next_hold: 0,
             rng: ChaCha12Rng::from_seed(seed),
             sender: Sender {
                 id,
@@ -326,6 +427,11 @@ impl Node {
             id,
             config,
         };
+        core.table.set_ip_limits(IpLimits {
+            per_bucket: core.config.max_peers_per_ip_per_bucket,
+            per_table: core.config.max_peers_per_ip,
+            exempt_loopback: core.config.ip_limits_exempt_loopback,
+        });
         Node {
             next_refresh: later(now, core.config.bucket_refresh_interval),
             core,
@@ -420,7 +526,7 @@ impl Node {
             }
         };
         if msg.body.is_request() {
-            self.core.on_request(now, from, msg);
+            self.core.on_request(now, from, msg, bytes.len());
         } else {
             self.on_response(now, from, msg);
         }
@@ -454,29 +560,33 @@ impl Node {
                 core.failed(&expected);
             }
         }
-        core.heard(
-            now,
-            Peer {
-                id: sender,
-                addr: from,
-            },
-        );
-        if let Owner::Query { id, tag } = pending.owner {
-            if let Some(q) = self.queries.get_mut(&id) {
-                let body = &msg.body;
-                q.on_outcome(
-                    core,
-                    now,
-                    tag,
-                    Outcome::Response {
-                        txn,
-                        from,
-                        sender,
-                        body,
-                    },
-                );
-                self.dirty.insert(id);
+        let peer = Peer {
+            id: sender,
+            addr: from,
+        };
+        core.heard(now, peer, false);
+        // It answered a request of ours from this address: it owns the address.
+        core.table.verify(&peer);
+        match pending.owner {
+            Owner::Query { id, tag } => {
+                if let Some(q) = self.queries.get_mut(&id) {
+                    let body = &msg.body;
+                    q.on_outcome(
+                        core,
+                        now,
+                        tag,
+                        Outcome::Response {
+                            txn,
+                            from,
+                            sender,
+                            body,
+                        },
+                    );
+                    self.dirty.insert(id);
+                }
             }
+            Owner::Verify { hold } => core.release(hold, true),
+            Owner::TablePing | Owner::Detached => {}
         }
     }
 
@@ -489,11 +599,15 @@ impl Node {
             if let Some(id) = p.expected {
                 self.core.failed(&id);
             }
-            if let Owner::Query { id, tag } = p.owner {
-                if let Some(q) = self.queries.get_mut(&id) {
-                    q.on_outcome(&mut self.core, now, tag, Outcome::Failure { txn });
-                    self.dirty.insert(id);
+            match p.owner {
+                Owner::Query { id, tag } => {
+                    if let Some(q) = self.queries.get_mut(&id) {
+                        q.on_outcome(&mut self.core, now, tag, Outcome::Failure { txn });
+                        self.dirty.insert(id);
+                    }
                 }
+                Owner::Verify { hold } => self.core.release(hold, false),
+                Owner::TablePing | Owner::Detached => {}
             }
         }
         self.core.stats.records_expired += self.core.store.expire(now);
@@ -823,6 +937,9 @@ impl Node {
         self.core.table.check()?;
         self.core.rpc.check()?;
         self.core.store.check()?;
+        if self.core.held.len() > MAX_HELD_REPLIES {
+            return Err("too many held replies".into());
+        }
         if self.core.transmits.len() > self.core.config.max_queued_transmits {
             return Err("transmit queue above its limit".into());
         }

@@ -16,6 +16,8 @@ pub(crate) enum Owner {
     TablePing,
     /// Nobody (a `set_cached` after a get): only the routing table learns from it.
     Detached,
+    /// A ping that verifies a sender's address before it gets a large reply held for it.
+    Verify { hold: u64 },
 }
 
 /// One request in flight.

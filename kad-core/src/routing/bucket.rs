@@ -13,6 +13,8 @@ pub(crate) struct Entry {
     pub failures: u32,
     /// A liveness ping is in flight (ping-the-oldest before eviction).
     pub pinging: bool,
+    /// It has answered one of our requests from `peer.addr`, so it owns that address.
+    pub verified: bool,
 }
 
 impl Entry {
@@ -22,6 +24,7 @@ impl Entry {
             last_seen: now,
             failures: 0,
             pinging: false,
+            verified: false,
         }
     }
 }

@@ -3,4 +3,4 @@
 mod bucket;
 mod table;
 
-pub(crate) use table::{Heard, Table};
+pub(crate) use table::{Heard, IpLimits, Table};

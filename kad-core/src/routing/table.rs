@@ -5,6 +5,8 @@
 //! last bucket splits, exactly as the Python package's prefix tree splits the bucket that owns
 //! our id, but a lookup is an index computation instead of a scan.
 
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand_core::RngCore;
@@ -27,6 +29,47 @@ pub(crate) enum Heard {
     PingOldest(Peer),
     /// Our own id: never stored.
     Ignored,
+    /// Refused: the peer's IP already holds its share of the bucket or the table.
+    IpLimited,
+}
+
+/// Caps on routing-table entries per IP address (per /64 for IPv6), against Sybil floods
+/// from one host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IpLimits {
+    pub per_bucket: usize,
+    pub per_table: usize,
+    /// Loopback addresses are exempt, so a local swarm of many nodes works.
+    pub exempt_loopback: bool,
+}
+
+impl IpLimits {
+    pub const NONE: IpLimits = IpLimits {
+        per_bucket: usize::MAX,
+        per_table: usize::MAX,
+        exempt_loopback: true,
+    };
+
+    /// The key an address is counted under, or `None` when it is exempt.
+    fn key(&self, addr: &SocketAddr) -> Option<[u8; 8]> {
+        if self.exempt_loopback && addr.ip().is_loopback() {
+            return None;
+        }
+        Some(match addr.ip() {
+            IpAddr::V4(v4) => {
+                let o = v4.octets();
+                [4, o[0], o[1], o[2], o[3], 0, 0, 0]
+            }
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => {
+                    let o = v4.octets();
+                    [4, o[0], o[1], o[2], o[3], 0, 0, 0]
+                }
+                // One host usually owns a whole /64.
+                None => v6.octets()[..8].try_into().unwrap_or([6; 8]),
+            },
+        })
+    }
 }
 
 /// The routing table of one node.
@@ -38,6 +81,9 @@ pub(crate) struct Table {
     failure_limit: u32,
     buckets: Vec<Bucket>,
     len: usize,
+    limits: IpLimits,
+    /// Entries (not replacements) per counted address.
+    per_ip: BTreeMap<[u8; 8], usize>,
 }
 
 impl Table {
@@ -55,7 +101,68 @@ impl Table {
             failure_limit,
             buckets: vec![Bucket::new(now)],
             len: 0,
+            limits: IpLimits::NONE,
+            per_ip: BTreeMap::new(),
         }
+    }
+
+    pub fn set_ip_limits(&mut self, limits: IpLimits) {
+        self.limits = limits;
+    }
+
+    fn ip_count(&self, key: &[u8; 8]) -> usize {
+        self.per_ip.get(key).copied().unwrap_or(0)
+    }
+
+    fn count_ip(&mut self, addr: &SocketAddr, add: bool) {
+        let Some(key) = self.limits.key(addr) else {
+            return;
+        };
+        let n = self.per_ip.entry(key).or_insert(0);
+        if add {
+            *n += 1;
+        } else {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_ip.remove(&key);
+            }
+        }
+    }
+
+    /// May a peer at `addr` join bucket `bi` (as entry or replacement)?
+    fn ip_allowed(&self, bi: usize, addr: &SocketAddr, as_entry: bool) -> bool {
+        let Some(key) = self.limits.key(addr) else {
+            return true;
+        };
+        if as_entry && self.ip_count(&key) >= self.limits.per_table {
+            return false;
+        }
+        let b = &self.buckets[bi];
+        let in_bucket = b
+            .entries
+            .iter()
+            .chain(&b.replacements)
+            .filter(|e| self.limits.key(&e.peer.addr) == Some(key))
+            .count();
+        in_bucket < self.limits.per_bucket
+    }
+
+    /// The peer answered a request of ours from `addr`: it owns that address.
+    pub fn verify(&mut self, peer: &Peer) {
+        let bi = self.index(&peer.id);
+        let b = &mut self.buckets[bi];
+        if let Some(pos) = b.position(&peer.id) {
+            if b.entries[pos].peer.addr == peer.addr {
+                b.entries[pos].verified = true;
+            }
+        }
+    }
+
+    /// Has the peer with this id answered us from this address?
+    pub fn is_verified(&self, id: &NodeId, addr: &SocketAddr) -> bool {
+        let b = &self.buckets[self.index(id)];
+        b.position(id)
+            .is_some_and(|pos| b.entries[pos].verified && b.entries[pos].peer.addr == *addr)
     }
 
     /// Number of peers in the table (replacements not counted).
@@ -94,15 +201,26 @@ impl Table {
                 if let Some(pos) = bucket.replacement_position(&peer.id) {
                     bucket.replacements.remove(pos);
                 }
+                if !self.ip_allowed(bi, &peer.addr, true) {
+                    return Heard::IpLimited;
+                }
+                let bucket = &mut self.buckets[bi];
                 bucket.entries.push(Entry::new(peer, now));
                 bucket.last_active = now;
                 self.len += 1;
+                self.count_ip(&peer.addr, true);
                 return Heard::Added;
             }
             if bi == last && last < ID_BITS - 1 {
                 self.split_last(now);
                 continue;
             }
+            if bucket.replacement_position(&peer.id).is_none()
+                && !self.ip_allowed(bi, &peer.addr, false)
+            {
+                return Heard::IpLimited;
+            }
+            let bucket = &mut self.buckets[bi];
             bucket.add_replacement(peer, now, cap);
             if bucket.entries.iter().any(|e| e.pinging) {
                 return Heard::Waiting;
@@ -143,15 +261,29 @@ impl Table {
         let entry = &mut bucket.entries[pos];
         entry.failures = entry.failures.saturating_add(1);
         entry.pinging = false;
-        if entry.failures < limit {
+        // A peer that never answered us from its address may not even own it: one failure
+        // is enough.
+        if entry.failures < limit && entry.verified {
             return false;
         }
-        bucket.entries.remove(pos);
+        let gone = bucket.entries.remove(pos);
         self.len -= 1;
+        self.count_ip(&gone.peer.addr, false);
         // The freshest replacement talked to us most recently: the likeliest to be alive.
-        if let Some(r) = bucket.replacements.pop() {
+        let limits = self.limits;
+        let per_ip = &self.per_ip;
+        let bucket = &mut self.buckets[bi];
+        let pick = bucket.replacements.iter().rposition(|r| {
+            limits
+                .key(&r.peer.addr)
+                .is_none_or(|key| per_ip.get(&key).copied().unwrap_or(0) < limits.per_table)
+        });
+        if let Some(i) = pick {
+            let r = bucket.replacements.remove(i);
+            let addr = r.peer.addr;
             bucket.insert_by_age(r);
             self.len += 1;
+            self.count_ip(&addr, true);
         }
         true
     }
@@ -270,6 +402,18 @@ impl Table {
         if count != self.len {
             return Err(format!("len {} but {} entries", self.len, count));
         }
+        let mut per_ip: BTreeMap<[u8; 8], usize> = BTreeMap::new();
+        for e in self.buckets.iter().flat_map(|b| &b.entries) {
+            if let Some(key) = self.limits.key(&e.peer.addr) {
+                *per_ip.entry(key).or_insert(0) += 1;
+            }
+        }
+        if per_ip != self.per_ip {
+            return Err("per-IP counts out of step".into());
+        }
+        if per_ip.values().any(|&n| n > self.limits.per_table) {
+            return Err("an IP holds more entries than max_peers_per_ip".into());
+        }
         Ok(())
     }
 }
@@ -342,6 +486,8 @@ mod tests {
         let a = far();
         let b = far();
         assert_eq!(t.on_heard(now, a), Heard::Added);
+        // Only a peer that answered us from its address gets several chances.
+        t.verify(&a);
         // The table splits until a's bucket is no longer the last one.
         let c = far();
         let r = t.on_heard(now, c);
@@ -354,6 +500,47 @@ mod tests {
         // b was the freshest replacement.
         assert!(t.contains(&b.id));
         t.check().unwrap();
+    }
+
+    #[test]
+    fn unverified_peer_goes_on_first_failure_and_ip_caps_hold() {
+        let now = Instant::now();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let own = NodeId::random(&mut rng);
+        for (per_bucket, per_table, expect) in [(10, 3, 3), (2, 100, 2)] {
+            let mut t = Table::new(own, 20, 20, 3, now);
+            t.set_ip_limits(IpLimits {
+                per_bucket,
+                per_table,
+                exempt_loopback: false,
+            });
+            let mut accepted = 0;
+            for p in 0..200 {
+                let mut peer = peer(&mut rng, 1000 + p);
+                peer.addr = SocketAddr::from(([10, 9, 9, 9], 1000 + p));
+                match t.on_heard(now, peer) {
+                    Heard::Added => accepted += 1,
+                    Heard::IpLimited => {}
+                    other => panic!("{other:?}"),
+                }
+                t.check().unwrap();
+            }
+            assert_eq!(accepted, expect, "caps {per_bucket}/{per_table}");
+            // Never verified: the first failure evicts it.
+            let victim = t.peers().next().unwrap();
+            assert!(t.on_failure(&victim.id));
+            t.check().unwrap();
+        }
+        // Loopback is exempt when configured so.
+        let mut t = Table::new(own, 20, 20, 3, now);
+        t.set_ip_limits(IpLimits {
+            per_bucket: 1,
+            per_table: 1,
+            exempt_loopback: true,
+        });
+        for p in 0..5 {
+            assert_eq!(t.on_heard(now, peer(&mut rng, 1000 + p)), Heard::Added);
+        }
     }
 
     #[test]
