@@ -219,13 +219,12 @@ impl Core {
     /// bucket, and ask a newcomer that only sent us a request to prove its address.
     fn heard(&mut self, now: Instant, peer: Peer, by_request: bool) {
         match self.table.on_heard(now, peer) {
-            Heard::PingOldest(old) => {
+            Heard::PingOldest(old)
                 if self
                     .send_request(now, old.addr, Some(old.id), Body::Ping, Owner::TablePing)
-                    .is_none()
-                {
-                    self.table.clear_ping(&old.id);
-                }
+                    .is_none() =>
+            {
+                self.table.clear_ping(&old.id);
             }
             Heard::Added if by_request => {
                 self.send_request(now, peer.addr, Some(peer.id), Body::Ping, Owner::TablePing);
