@@ -215,6 +215,19 @@ impl Core {
         }
     }
 
+    /// `addr` proved it is reachable: send every reply held for it.
+    fn release_to(&mut self, addr: SocketAddr) {
+        let holds: Vec<u64> = self
+            .held
+            .iter()
+            .filter(|(_, (dst, _, _))| *dst == addr)
+            .map(|(h, _)| *h)
+            .collect();
+        for hold in holds {
+            self.release(hold, true);
+        }
+    }
+
     /// A peer talked to us: offer it to the routing table, check the oldest entry of a full
     /// bucket, and ask a newcomer that only sent us a request to prove its address.
     fn heard(&mut self, now: Instant, peer: Peer, by_request: bool) {
@@ -564,8 +577,10 @@ impl Node {
             addr: from,
         };
         core.heard(now, peer, false);
-        // It answered a request of ours from this address: it owns the address.
+        // It answered a request of ours from this address: it owns the address, and any
+        // reply held for it can go.
         core.table.verify(&peer);
+        core.release_to(from);
         match pending.owner {
             Owner::Query { id, tag } => {
                 if let Some(q) = self.queries.get_mut(&id) {

@@ -162,3 +162,101 @@ fn lone_node_gets_its_own_value_and_reports_no_peers() {
     assert!(results.contains(&(get, QueryResult::Get(Ok(Some(Value::from("v")))))));
     assert!(results.contains(&(put, QueryResult::Put(Err(kad_core::QueryError::NoPeers)))));
 }
+
+/// A stranger (an address that never answered us) cannot get more than 4x its request's
+/// bytes back, so a forged source address cannot aim us at a victim; a large value waits
+/// until the stranger answers a ping from its claimed address.
+#[test]
+fn no_amplification_towards_unverified_senders() {
+    let mut net = Net::new(30, Codec::Json);
+    let now = net.now;
+    for i in 1..30 {
+        let q = net.nodes[i].bootstrap(now, &[addr(0)]);
+        net.wait(i, q);
+    }
+    let big = "x".repeat(4000);
+    let now = net.now;
+    let q = net.nodes[0].put(now, "big", big.as_str()).unwrap();
+    net.wait(0, q);
+    // Drain whatever node 0 still has to say before the stranger speaks.
+    net.flush(0);
+    net.wire.clear();
+
+    let stranger = SocketAddr::from(([192, 0, 2, 7], 9999));
+    let me = NodeId::for_key("stranger");
+    let request = |kind: &str, extra: &str, id: &str| {
+        format!(
+            r#"{{"type": "{kind}", {extra}"id": "{id}", "sender": {{"node_id": "{me}", "ip": "192.0.2.7", "port": 9999}}}}"#
+        )
+    };
+    let find_node = request(
+        "find_node",
+        &format!(r#""target": "{}", "#, NodeId::for_key("t")),
+        "00000000000000aa",
+    );
+    net.nodes[0].handle_datagram(net.now, stranger, find_node.as_bytes());
+    let out: Vec<_> = std::iter::from_fn(|| net.nodes[0].poll_transmit()).collect();
+    let reply = out
+        .iter()
+        .find(|t| {
+            t.dst == stranger && String::from_utf8_lossy(&t.payload).contains("find_node_res")
+        })
+        .expect("a find_node_res");
+    assert!(
+        reply.payload.len() <= 4 * find_node.len(),
+        "{} > 4 x {}",
+        reply.payload.len(),
+        find_node.len()
+    );
+    assert!(net.nodes[0].stats().replies_shortened >= 1);
+    // Node 0 asks the stranger to prove its address.
+    let ping = out
+        .iter()
+        .find(|t| t.dst == stranger && String::from_utf8_lossy(&t.payload).contains(r#""ping""#))
+        .expect("a verification ping");
+
+    // The value is far larger than 4x the request: held, not sent.
+    let find_value = request("find_value", r#""key": "big", "#, "00000000000000bb");
+    net.nodes[0].handle_datagram(net.now, stranger, find_value.as_bytes());
+    let out: Vec<_> = std::iter::from_fn(|| net.nodes[0].poll_transmit()).collect();
+    assert!(
+        out.iter().all(|t| t.payload.len() <= 4 * find_value.len()),
+        "nothing large before verification"
+    );
+    // The stranger answers the first ping; every held reply goes out then.
+    let v: serde_json_free::Ping = serde_json_free::parse(&ping.payload);
+    let pong = format!(
+        r#"{{"type": "pong", "id": "{}", "sender": {{"node_id": "{me}", "ip": "192.0.2.7", "port": 9999}}}}"#,
+        v.id
+    );
+    net.nodes[0].handle_datagram(net.now, stranger, pong.as_bytes());
+    let out: Vec<_> = std::iter::from_fn(|| net.nodes[0].poll_transmit()).collect();
+    // The pong verified the stranger: its next find_value gets the value at once.
+    let find_value2 = request("find_value", r#""key": "big", "#, "00000000000000cc");
+    net.nodes[0].handle_datagram(net.now, stranger, find_value2.as_bytes());
+    let out2: Vec<_> = std::iter::from_fn(|| net.nodes[0].poll_transmit()).collect();
+    let has_value = |ts: &[kad_core::Transmit]| {
+        ts.iter()
+            .any(|t| t.dst == stranger && String::from_utf8_lossy(&t.payload).contains(&big))
+    };
+    assert!(
+        has_value(&out),
+        "the held value goes out once the stranger answered"
+    );
+    assert!(has_value(&out2), "a verified sender is answered in full");
+}
+
+/// Pulls the `id` out of a JSON message without a JSON dependency in the test.
+mod serde_json_free {
+    pub struct Ping {
+        pub id: String,
+    }
+    pub fn parse(bytes: &[u8]) -> Ping {
+        let s = String::from_utf8_lossy(bytes);
+        let at = s.find(r#""id":"#).expect("an id field") + 5;
+        let rest = s[at..].trim_start().trim_start_matches('"');
+        Ping {
+            id: rest[..16].to_string(),
+        }
+    }
+}
