@@ -61,6 +61,7 @@ mod node;
 mod query;
 mod routing;
 mod rpc;
+mod snapshot;
 mod store;
 mod value;
 mod wire;
@@ -75,5 +76,6 @@ pub use event::{
 };
 pub use id::{Distance, IdError, NodeId, ID_BITS, ID_BYTES};
 pub use node::{cache_ttl, Node};
+pub use snapshot::{RecordKind, Snapshot, SnapshotError, SnapshotRecord};
 pub use value::Value;
 pub use wire::Codec;

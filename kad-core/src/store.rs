@@ -141,6 +141,11 @@ impl Store {
         n
     }
 
+    /// All records, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Record)> {
+        self.records.iter()
+    }
+
     pub fn next_expiry(&self) -> Option<Instant> {
         self.expiry.first().map(|(t, _)| *t)
     }

@@ -260,3 +260,38 @@ mod serde_json_free {
         }
     }
 }
+
+/// A node killed and brought back from its snapshot keeps its id, peers and records, and
+/// the records keep the lifetime they had left.
+#[test]
+fn snapshot_restores_identity_peers_and_records() {
+    let mut net = Net::new(10, Codec::Bencode);
+    let now = net.now;
+    for i in 1..10 {
+        let q = net.nodes[i].bootstrap(now, &[addr(0)]);
+        net.wait(i, q);
+    }
+    let now = net.now;
+    let q = net.nodes[4].put(now, "persist", &b"\x01\x02"[..]).unwrap();
+    net.wait(4, q);
+    let taken = net.now;
+    let bytes = net.nodes[4].snapshot(taken).to_bytes();
+    let snap = kad_core::Snapshot::from_bytes(&bytes).unwrap();
+    let later = taken + Duration::from_secs(30);
+    let (node, left_out) = Node::restore(net.nodes[4].config().clone(), &snap, [9; 32], later);
+    assert_eq!(left_out, 0);
+    assert_eq!(node.id(), net.nodes[4].id());
+    assert_eq!(node.table_len(), net.nodes[4].table_len());
+    assert_eq!(
+        node.get_local(later, "persist"),
+        Some(Value::from(&b"\x01\x02"[..]))
+    );
+    // Remaining lifetime is kept: it expires key_expiry after the put, not after the restore.
+    let expiry = node.config().key_expiry();
+    assert_eq!(
+        node.get_local(later + expiry - Duration::from_secs(31), "persist")
+            .is_some(),
+        true
+    );
+    assert!(node.get_local(later + expiry, "persist").is_none());
+}
