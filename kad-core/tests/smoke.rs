@@ -288,10 +288,8 @@ fn snapshot_restores_identity_peers_and_records() {
     );
     // Remaining lifetime is kept: it expires key_expiry after the put, not after the restore.
     let expiry = node.config().key_expiry();
-    assert_eq!(
-        node.get_local(later + expiry - Duration::from_secs(31), "persist")
-            .is_some(),
-        true
-    );
+    assert!(node
+        .get_local(later + expiry - Duration::from_secs(31), "persist")
+        .is_some());
     assert!(node.get_local(later + expiry, "persist").is_none());
 }
