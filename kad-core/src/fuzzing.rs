@@ -12,9 +12,9 @@ use arbitrary::{Result as ArbResult, Unstructured};
 use bytes::Bytes;
 
 use crate::wire::{
-    Body, FindValueRes, Message, Sender, TxnId, WirePeer, BYTES_MARKER, MAX_TXN_LEN,
+    Body, FindValueRes, Message, Sender, TxnId, WirePeer, BYTES_MARKER, MAX_IP_LEN, MAX_TXN_LEN,
 };
-use crate::{Codec, Config, Node, NodeId, Value};
+use crate::{Codec, Config, Event, Node, NodeId, QueryId, QueryResult, Snapshot, Value};
 
 /// Arbitrary bytes into the JSON decoder: never a panic, and a message that decodes
 /// re-encodes to bytes that decode to the same message.
@@ -37,26 +37,58 @@ fn decode_reencode(codec: Codec, data: &[u8]) {
         .decode(&out)
         .unwrap_or_else(|e| panic!("{codec}: re-encoded message does not decode: {e}\n{msg:?}"));
     assert_eq!(msg, again, "{codec}: message changed in a round trip");
+    // Whatever one format accepts must also survive the other one (a node speaks one
+    // format, but the fuzzer reaches more message shapes through both decoders).
+    check_roundtrip(&msg);
 }
 
 /// Structured messages from the fuzzer's bytes: encode, decode, compare, in both formats.
 pub fn roundtrip(data: &[u8]) {
     let mut u = Unstructured::new(data);
-    let Ok(msg) = message(&mut u) else {
+    let Ok(msg) = message(&mut u, NodeId([0x55; 20])) else {
         return;
     };
+    check_roundtrip(&msg);
+}
+
+/// Encodes `msg` in both formats and checks what each decodes back to.
+fn check_roundtrip(msg: &Message) {
     for codec in [Codec::Json, Codec::Bencode] {
         let mut out = Vec::new();
-        codec.encode(&msg, &mut out);
-        let back = codec
-            .decode(&out)
+        codec.encode(msg, &mut out);
+        let back = codec.decode(&out);
+        if codec == Codec::Bencode && !bencode_can_carry(msg) {
+            assert!(
+                back.is_err(),
+                "bencode: a text field starting with the bytes marker decoded: {msg:?}"
+            );
+            continue;
+        }
+        let back = back
             .unwrap_or_else(|e| panic!("{codec}: our own encoding does not decode: {e}\n{msg:?}"));
         assert_eq!(
-            expected_after(codec, &msg),
+            expected_after(codec, msg),
             back,
             "{codec}: round trip changed the message"
         );
     }
+}
+
+/// Bencode has one string type, so a text field (transaction id, key, sender ip) that
+/// starts with the bytes marker reads back as bytes, which these fields refuse. Such a
+/// message only exists in JSON: a bencode node never receives one (it cannot decode it),
+/// never echoes such a transaction id, and refuses such keys from its user
+/// (`KeyError::Reserved`).
+fn bencode_can_carry(msg: &Message) -> bool {
+    let marked = |s: &str| s.as_bytes().starts_with(BYTES_MARKER);
+    let key = match &msg.body {
+        Body::Set { key, .. }
+        | Body::SetCached { key, .. }
+        | Body::CheckStore { key, .. }
+        | Body::FindValue { key } => Some(key.as_str()),
+        _ => None,
+    };
+    !marked(msg.txn.as_str()) && !marked(&msg.sender.ip) && !key.is_some_and(marked)
 }
 
 /// What `msg` decodes to after a trip through `codec`: identical, except that in bencode a
@@ -81,197 +113,477 @@ fn expected_after(codec: Codec, msg: &Message) -> Message {
     m
 }
 
-/// A script of inputs into one node: datagrams (garbage, or well-formed requests and
-/// responses to what the node actually sent) from a few addresses, clock steps, and user
-/// commands. After every input the node's invariants must hold.
+/// A script of inputs into one node: datagrams (garbage, damaged messages, well-formed
+/// requests, and responses to what the node actually sent) from a few addresses, clock
+/// steps, user commands and restarts from a snapshot, under a fuzzed small config.
+///
+/// After every input: the node's own invariants hold, everything it sends decodes and fits
+/// a datagram, and every event finishes a user query that is running, with a result of
+/// that query's kind. At the end the harness stops answering and follows the node's
+/// deadlines, as a driver would: every user query must finish, without the node asking to
+/// be woken again and again at the same instant (a driver's busy loop).
 pub fn node(data: &[u8]) {
     let mut u = Unstructured::new(data);
-    let codec = if u.arbitrary::<bool>().unwrap_or(false) {
+    let Ok(config) = node_config(&mut u) else {
+        return;
+    };
+    let mut h = NodeHarness::new(config);
+    for _ in 0..256 {
+        if u.is_empty() || h.step(&mut u).is_err() {
+            break;
+        }
+        h.after_input();
+    }
+    h.wind_down();
+}
+
+/// Small limits, so the fuzzer reaches them; every combination the builder accepts.
+fn node_config(u: &mut Unstructured<'_>) -> ArbResult<Config> {
+    let codec = if u.arbitrary()? {
         Codec::Bencode
     } else {
         Codec::Json
     };
-    // Small limits, so the fuzzer reaches them.
+    let k = u.int_in_range(1usize..=6)?;
+    let secs = Duration::from_secs;
     let config = Config::builder()
         .codec(codec)
-        .k(4)
-        .alpha(2)
-        .replacement_cache_size(2)
-        .failures_before_eviction(2)
-        .max_records(8)
-        .max_store_bytes(4096)
-        .max_pending_requests(16)
-        .max_queued_transmits(16)
-        .max_active_queries(4)
-        .max_concurrent_republish(2)
-        .query_timeout(Duration::from_secs(2))
-        .bucket_refresh_interval(Duration::from_secs(60))
-        .key_expiry(Duration::from_secs(300))
-        .non_publisher_restore_interval(Duration::from_secs(100))
-        .original_publisher_republish_interval(Duration::from_secs(200))
-        .min_cache_ttl(Duration::from_secs(10))
-        .build()
-        .expect("valid fuzz config");
-    // The harness needs one real instant as a base; the node only ever sees offsets from it.
-    #[allow(clippy::disallowed_methods)]
-    let start = Instant::now();
-    let mut now = start;
-    let own = NodeId([0x55; 20]);
-    let mut node = Node::new(config, own, [7; 32], now);
-    node.set_local_addr(SocketAddr::from(([10, 0, 0, 1], 4000)));
-    // What the node sent recently: (destination, message), to answer realistically.
-    let mut sent: Vec<(SocketAddr, Message)> = Vec::new();
-    for _ in 0..256 {
-        let Ok(op) = u.int_in_range(0u8..=6) else {
-            break;
-        };
-        let step = match op {
+        .k(k)
+        .alpha(u.int_in_range(1..=k)?)
+        .verify_response_source(!u.ratio(1u8, 8)?)
+        .replacement_cache_size(u.int_in_range(0..=3)?)
+        .failures_before_eviction(u.int_in_range(1..=3)?)
+        .max_records(u.int_in_range(1..=8)?)
+        .max_store_bytes(u.int_in_range(1..=4096)?)
+        .max_key_bytes(*u.choose(&[8, 64, 1024])?)
+        .max_value_bytes(*u.choose(&[16, 256, 2048])?)
+        .max_datagram_bytes(*u.choose(&[1200, 1500, 65_507])?)
+        .max_pending_requests(u.int_in_range(1..=16)?)
+        .max_queued_transmits(u.int_in_range(1..=16)?)
+        .max_active_queries(u.int_in_range(1..=4)?)
+        .max_concurrent_republish(u.int_in_range(1..=2)?)
+        .max_peers_per_ip_per_bucket(u.int_in_range(1..=3)?)
+        .max_peers_per_ip(u.int_in_range(1..=8)?)
+        .ip_limits_exempt_loopback(u.arbitrary()?)
+        .unverified_reply_factor(u.int_in_range(1..=4)?)
+        .query_timeout(Duration::from_millis(u.int_in_range(1..=3000)?))
+        .bucket_refresh_interval(secs(60))
+        .key_expiry(secs(u.int_in_range(1..=600)?))
+        .non_publisher_restore_interval(secs(100))
+        .original_publisher_republish_interval(secs(200))
+        .min_cache_ttl(secs(10))
+        .build();
+    config.map_err(|_| arbitrary::Error::IncorrectFormat)
+}
+
+/// Our address, and the seed of every node the harness builds.
+const OWN_ADDR: ([u8; 4], u16) = ([10, 0, 0, 1], 4000);
+const SEED: [u8; 32] = [7; 32];
+/// Keys that commands and remote requests share, so that gets meet puts.
+const KEYS: [&str; 5] = ["a", "b", "colour", "k7", "\u{e9}t\u{e9}"];
+/// Deadline steps the wind-down may take before a user query counts as stuck.
+const WIND_DOWN_STEPS: usize = 4000;
+/// Consecutive wake-ups at the same instant that count as a busy loop.
+const MAX_SAME_INSTANT: usize = 64;
+
+/// What a user command expects to finish with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cmd {
+    Ping,
+    Bootstrap,
+    FindNode,
+    FindValue,
+    Get,
+    Put,
+}
+
+struct NodeHarness {
+    node: Node,
+    config: Config,
+    codec: Codec,
+    start: Instant,
+    now: Instant,
+    own: NodeId,
+    /// What the node sent recently: (destination, message), to answer realistically.
+    sent: Vec<(SocketAddr, Message)>,
+    /// The id each address answers with (what the harness told the node about it).
+    known: Vec<(SocketAddr, NodeId)>,
+    /// User queries running, and what each should finish with.
+    running: Vec<(QueryId, Cmd)>,
+}
+
+impl NodeHarness {
+    fn new(config: Config) -> NodeHarness {
+        // The harness needs one real instant as a base; the node only sees offsets from it.
+        #[allow(clippy::disallowed_methods)]
+        let start = Instant::now();
+        let own = NodeId([0x55; 20]);
+        let mut node = Node::new(config.clone(), own, SEED, start);
+        node.set_local_addr(SocketAddr::from(OWN_ADDR));
+        NodeHarness {
+            node,
+            codec: config.codec(),
+            config,
+            start,
+            now: start,
+            own,
+            sent: Vec::new(),
+            known: Vec::new(),
+            running: Vec::new(),
+        }
+    }
+
+    /// One input from the script.
+    fn step(&mut self, u: &mut Unstructured<'_>) -> ArbResult<()> {
+        match u.int_in_range(0u8..=9)? {
             0 => {
                 // Raw bytes from some address.
-                let from = addr(&mut u);
-                let len = u.int_in_range(0usize..=200).unwrap_or(0);
-                let bytes = u.bytes(len).unwrap_or(&[]);
-                node.handle_datagram(now, from, bytes);
-                Ok(())
+                let from = addr(u)?;
+                let len = u.int_in_range(0usize..=200)?;
+                let bytes = u.bytes(len)?;
+                self.node.handle_datagram(self.now, from, bytes);
             }
-            1 => message(&mut u).map(|msg| {
-                let from = addr(&mut u);
+            1 => {
+                // A well-formed request or stray response, sometimes in the other format.
+                let msg = message(u, self.own)?;
+                let from = addr(u)?;
+                let codec = if u.ratio(1u8, 16)? {
+                    other(self.codec)
+                } else {
+                    self.codec
+                };
+                self.learn(&msg);
                 let mut out = Vec::new();
                 codec.encode(&msg, &mut out);
-                node.handle_datagram(now, from, &out);
-            }),
-            2 => answer(&mut u, &sent).map(|(from, msg)| {
+                self.node.handle_datagram(self.now, from, &out);
+            }
+            2 | 3 => {
+                let (from, msg) = self.answer(u)?;
+                self.learn(&msg);
                 let mut out = Vec::new();
-                codec.encode(&msg, &mut out);
-                node.handle_datagram(now, from, &out);
-            }),
-            3 => u.int_in_range(0u64..=5_000).map(|ms| {
-                now += Duration::from_millis(ms * ms);
-                node.handle_timeout(now);
-            }),
+                self.codec.encode(&msg, &mut out);
+                self.node.handle_datagram(self.now, from, &out);
+            }
             4 => {
-                // Jump to the node's own deadline, as a driver would.
-                if let Some(t) = node.poll_timeout() {
-                    now = now.max(t);
-                }
-                node.handle_timeout(now);
-                Ok(())
+                // A damaged message: a few bytes overwritten, cut short or inserted.
+                let (from, msg) = if u.arbitrary()? {
+                    self.answer(u)?
+                } else {
+                    (addr(u)?, message(u, self.own)?)
+                };
+                let mut out = Vec::new();
+                self.codec.encode(&msg, &mut out);
+                damage(u, &mut out)?;
+                self.node.handle_datagram(self.now, from, &out);
             }
-            5 => command(&mut u, &mut node, now),
+            5 => {
+                let ms = u.int_in_range(0u64..=5_000)?;
+                self.now += Duration::from_millis(ms * ms);
+                self.node.handle_timeout(self.now);
+            }
+            6 => {
+                // Jump to the node's own deadline, as a driver would.
+                if let Some(t) = self.node.poll_timeout() {
+                    self.now = self.now.max(t);
+                }
+                self.node.handle_timeout(self.now);
+            }
+            7 | 8 => self.command(u)?,
             _ => {
-                // Early and repeated timeouts are harmless.
-                node.handle_timeout(now);
-                Ok(())
+                if u.ratio(1u8, 4)? {
+                    self.restart();
+                } else {
+                    // Early and repeated timeouts are harmless.
+                    self.node.handle_timeout(self.now);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn command(&mut self, u: &mut Unstructured<'_>) -> ArbResult<()> {
+        let now = self.now;
+        let (id, cmd) = match u.int_in_range(0u8..=7)? {
+            0 | 1 => {
+                let key = key(u)?;
+                let value = value(u)?;
+                match self.node.put(now, &key, value) {
+                    Ok(id) => (id, Cmd::Put),
+                    Err(_) => return Ok(()),
+                }
+            }
+            2 => match self.node.get(now, &key(u)?) {
+                Ok(id) => (id, Cmd::Get),
+                Err(_) => return Ok(()),
+            },
+            3 => match self.node.find_value(now, &key(u)?) {
+                Ok(id) => (id, Cmd::FindValue),
+                Err(_) => return Ok(()),
+            },
+            4 => (
+                self.node.find_node(now, peer_id(u, self.own)?),
+                Cmd::FindNode,
+            ),
+            5 => {
+                let n = u.int_in_range(0usize..=4)?;
+                let addrs = (0..n).map(|_| addr(u)).collect::<ArbResult<Vec<_>>>()?;
+                (self.node.bootstrap(now, &addrs), Cmd::Bootstrap)
+            }
+            6 => (self.node.ping(now, addr(u)?), Cmd::Ping),
+            _ => {
+                // Read-only calls must not disturb anything.
+                let _ = self.node.get_local(now, &key(u)?);
+                let _ = self.node.closest_peers(&peer_id(u, self.own)?, 8);
+                let _ = self.node.query_stats(now);
+                let _ = self.node.stats();
+                return Ok(());
             }
         };
-        if step.is_err() {
-            break;
+        assert!(
+            self.running.iter().all(|(q, _)| *q != id),
+            "query id {id} handed out twice"
+        );
+        self.running.push((id, cmd));
+        Ok(())
+    }
+
+    /// A restart: snapshot, through its byte format, into a new node.
+    fn restart(&mut self) {
+        let snap = self.node.snapshot(self.now);
+        let bytes = snap.to_bytes();
+        let back = Snapshot::from_bytes(&bytes)
+            .unwrap_or_else(|e| panic!("snapshot does not read back: {e}\n{snap:?}"));
+        let ms = |d: Duration| d.as_millis();
+        assert_eq!(back.id, snap.id);
+        assert_eq!(back.peers, snap.peers);
+        assert_eq!(back.records.len(), snap.records.len());
+        for (a, b) in back.records.iter().zip(&snap.records) {
+            assert_eq!((&a.key, &a.value, a.kind), (&b.key, &b.value, b.kind));
+            assert_eq!(ms(a.expires_in), ms(b.expires_in));
+            assert_eq!(a.republish_in.map(ms), b.republish_in.map(ms));
         }
-        while let Some(t) = node.poll_transmit() {
-            if let Ok(m) = codec.decode(&t.payload) {
-                if sent.len() >= 32 {
-                    sent.remove(0);
-                }
-                sent.push((t.dst, m));
+        let (mut node, _) = Node::restore(self.config.clone(), &back, SEED, self.now);
+        node.set_local_addr(SocketAddr::from(OWN_ADDR));
+        // Queries do not survive a restart, and the old node's requests are forgotten.
+        self.node = node;
+        self.running.clear();
+        self.sent.clear();
+    }
+
+    /// Remembers the ids the harness gave out for addresses, to answer as those peers.
+    fn learn(&mut self, msg: &Message) {
+        let peers = match &msg.body {
+            Body::FindNodeRes { peers } | Body::FindValueRes(FindValueRes::Peers(peers)) => {
+                peers.as_slice()
+            }
+            _ => return,
+        };
+        for p in peers {
+            if let Some(slot) = self.known.iter_mut().find(|(a, _)| *a == p.addr) {
+                slot.1 = p.id;
+            } else if self.known.len() < 64 {
+                self.known.push((p.addr, p.id));
             }
         }
-        while node.poll_event().is_some() {}
-        if let Err(e) = node.check_invariants() {
+    }
+
+    /// A response to one of the node's recent requests, from the right address (usually)
+    /// with its transaction id, of a fuzzer-chosen kind.
+    fn answer(&self, u: &mut Unstructured<'_>) -> ArbResult<(SocketAddr, Message)> {
+        if self.sent.is_empty() {
+            return Err(arbitrary::Error::NotEnoughData);
+        }
+        let (dst, req) = &self.sent[u.choose_index(self.sent.len())?];
+        let from = if u.ratio(1u8, 8)? { addr(u)? } else { *dst };
+        let body = match u.int_in_range(0u8..=3)? {
+            0 => body(u, self.own)?,
+            _ => match req.body {
+                Body::Ping => Body::Pong,
+                Body::Set { .. } => Body::SetRes,
+                Body::SetCached { .. } => Body::SetCachedRes,
+                Body::CheckStore { .. } => Body::CheckStoreRes {
+                    has_key: u.arbitrary()?,
+                },
+                Body::FindValue { .. } if u.ratio(1u8, 3)? => {
+                    Body::FindValueRes(FindValueRes::Value(value(u)?))
+                }
+                Body::FindValue { .. } => {
+                    Body::FindValueRes(FindValueRes::Peers(peers(u, self.own)?))
+                }
+                _ => Body::FindNodeRes {
+                    peers: peers(u, self.own)?,
+                },
+            },
+        };
+        let known = self
+            .known
+            .iter()
+            .find(|(a, _)| *a == from)
+            .map(|(_, id)| *id);
+        let id = match known {
+            Some(id) if !u.ratio(1u8, 8)? => id,
+            _ => peer_id(u, self.own)?,
+        };
+        let sender = Sender {
+            id,
+            ip: from.ip().to_string(),
+            port: from.port(),
+        };
+        Ok((
+            from,
+            Message {
+                txn: req.txn,
+                sender,
+                body,
+            },
+        ))
+    }
+
+    /// Checks after every input.
+    fn after_input(&mut self) {
+        while let Some(t) = self.node.poll_transmit() {
+            assert!(
+                t.payload.len() <= self.config.max_datagram_bytes(),
+                "a {}-byte datagram, above the limit",
+                t.payload.len()
+            );
+            let msg = self.codec.decode(&t.payload).unwrap_or_else(|e| {
+                panic!(
+                    "the node sent what it cannot read itself: {e}\n{}",
+                    String::from_utf8_lossy(&t.payload)
+                )
+            });
+            if self.sent.len() >= 32 {
+                self.sent.remove(0);
+            }
+            self.sent.push((t.dst, msg));
+        }
+        while let Some(event) = self.node.poll_event() {
+            let Event::QueryFinished { id, result, stats } = event;
+            let Some(i) = self.running.iter().position(|(q, _)| *q == id) else {
+                panic!("event for query {id}, which is not running: {result:?}");
+            };
+            let (_, cmd) = self.running.swap_remove(i);
+            let kind = match result {
+                QueryResult::Ping(_) => Cmd::Ping,
+                QueryResult::Bootstrap(_) => Cmd::Bootstrap,
+                QueryResult::FindNode(_) => Cmd::FindNode,
+                QueryResult::FindValue(_) => Cmd::FindValue,
+                QueryResult::Get(_) => Cmd::Get,
+                QueryResult::Put(_) => Cmd::Put,
+            };
+            assert_eq!(kind, cmd, "query {id} finished with another kind of result");
+            assert!(stats.started <= stats.finished && stats.finished <= self.now);
+        }
+        if let Err(e) = self.node.check_invariants() {
             panic!("invariant broken: {e}");
         }
-        if let Some(t) = node.poll_timeout() {
-            // Nothing may be scheduled in the past beyond what is due now.
-            assert!(t >= start, "deadline before the node started");
+        let Some(t) = self.node.poll_timeout() else {
+            panic!("no deadline: refresh is periodic");
+        };
+        assert!(t >= self.start, "deadline before the node started");
+    }
+
+    /// Nobody answers any more: follow the node's deadlines until every user query ends.
+    fn wind_down(&mut self) {
+        let mut same_instant = 0;
+        for _ in 0..WIND_DOWN_STEPS {
+            if self.running.is_empty() {
+                return;
+            }
+            let Some(t) = self.node.poll_timeout() else {
+                panic!("no deadline while queries run");
+            };
+            if t <= self.now {
+                same_instant += 1;
+                assert!(
+                    same_instant <= MAX_SAME_INSTANT,
+                    "busy loop: the node keeps asking to be woken at {:?} and makes no progress",
+                    self.now - self.start
+                );
+            } else {
+                same_instant = 0;
+                self.now = t;
+            }
+            self.node.handle_timeout(self.now);
+            self.after_input();
         }
+        panic!("user queries never finished: {:?}", self.running);
     }
 }
 
-fn command(u: &mut Unstructured<'_>, node: &mut Node, now: Instant) -> ArbResult<()> {
-    match u.int_in_range(0u8..=5)? {
-        0 => {
-            let key = text(u, 24)?;
-            let value = value(u)?;
-            let _ = node.put(now, &key, value);
+fn other(codec: Codec) -> Codec {
+    match codec {
+        Codec::Json => Codec::Bencode,
+        Codec::Bencode => Codec::Json,
+    }
+}
+
+/// Overwrites, removes or inserts a few bytes.
+fn damage(u: &mut Unstructured<'_>, out: &mut Vec<u8>) -> ArbResult<()> {
+    for _ in 0..u.int_in_range(1u8..=3)? {
+        if out.is_empty() {
+            return Ok(());
         }
-        1 => {
-            let _ = node.get(now, &text(u, 24)?);
-        }
-        2 => {
-            let _ = node.find_value(now, &text(u, 24)?);
-        }
-        3 => {
-            node.find_node(now, id(u)?);
-        }
-        4 => {
-            let addrs = [addr(u), addr(u)];
-            node.bootstrap(now, &addrs);
-        }
-        _ => {
-            node.ping(now, addr(u));
+        let i = u.choose_index(out.len())?;
+        match u.int_in_range(0u8..=3)? {
+            0 => out[i] = u.arbitrary()?,
+            1 => out.truncate(i),
+            2 => out.insert(i, u.arbitrary()?),
+            _ => {
+                out.remove(i);
+            }
         }
     }
     Ok(())
 }
 
-/// A response to one of the node's recent requests, from the right address (usually) and
-/// with its transaction id, of a fuzzer-chosen kind.
-fn answer(
-    u: &mut Unstructured<'_>,
-    sent: &[(SocketAddr, Message)],
-) -> ArbResult<(SocketAddr, Message)> {
-    if sent.is_empty() {
-        return Err(arbitrary::Error::NotEnoughData);
-    }
-    let (dst, req) = &sent[u.choose_index(sent.len())?];
-    let from = if u.ratio(1u8, 8)? { addr(u) } else { *dst };
-    let body = match u.int_in_range(0u8..=3)? {
-        0 => match req.body {
-            Body::Ping => Body::Pong,
-            Body::Set { .. } => Body::SetRes,
-            Body::SetCached { .. } => Body::SetCachedRes,
-            Body::CheckStore { .. } => Body::CheckStoreRes {
-                has_key: u.arbitrary()?,
-            },
-            Body::FindValue { .. } if u.arbitrary()? => {
-                Body::FindValueRes(FindValueRes::Value(value(u)?))
-            }
-            Body::FindValue { .. } => Body::FindValueRes(FindValueRes::Peers(peers(u)?)),
-            _ => Body::FindNodeRes { peers: peers(u)? },
-        },
-        _ => body(u)?,
-    };
-    let sender = Sender {
-        id: if u.ratio(1u8, 4)? {
-            id(u)?
-        } else {
-            NodeId([u.arbitrary::<u8>()? & 0x0f; 20])
-        },
-        ip: "10.0.0.9".into(),
-        port: from.port(),
-    };
-    Ok((
-        from,
-        Message {
-            txn: req.txn,
-            sender,
-            body,
-        },
-    ))
+/// An address from a small set, so that the same peers come back: several ports on a few
+/// IPv4 addresses (the per-IP limits), two IPv6 /64s, loopback, and our own address.
+fn addr(u: &mut Unstructured<'_>) -> ArbResult<SocketAddr> {
+    let i = u.int_in_range(0u8..=19)?;
+    let port = 5000 + u16::from(i % 3);
+    Ok(match i {
+        0..=11 => SocketAddr::new(Ipv4Addr::new(10, 0, 0, 2 + i / 3).into(), port),
+        12..=15 => {
+            let net = 0xfd00 + u16::from(i / 14);
+            SocketAddr::new(Ipv6Addr::new(net, 0, 0, 0, 0, 0, 0, 1).into(), port)
+        }
+        16 | 17 => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
+        18 => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port),
+        _ => SocketAddr::from(OWN_ADDR),
+    })
 }
 
-/// An address from a small set, so that the same peers come back.
-fn addr(u: &mut Unstructured<'_>) -> SocketAddr {
-    let i = u.int_in_range(0u8..=15).unwrap_or(0);
-    let ip = if i >= 12 {
-        IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, i as u16))
+/// Any address at all, as a peer list may carry (port 0 is skipped by the decoders).
+fn any_addr(u: &mut Unstructured<'_>) -> ArbResult<SocketAddr> {
+    let ip = if u.arbitrary()? {
+        IpAddr::V4(Ipv4Addr::from(u.arbitrary::<u32>()?))
     } else {
-        IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2 + i % 6))
+        IpAddr::V6(Ipv6Addr::from(u.arbitrary::<u128>()?))
     };
-    SocketAddr::new(ip, 5000 + (i as u16 / 6))
+    Ok(SocketAddr::new(ip, u.int_in_range(1..=u16::MAX)?))
 }
 
 fn id(u: &mut Unstructured<'_>) -> ArbResult<NodeId> {
     Ok(NodeId(u.arbitrary()?))
+}
+
+/// A peer id: random, one of a few far ids, our own id with one bit flipped (a peer in
+/// every bucket), or our own id.
+fn peer_id(u: &mut Unstructured<'_>, own: NodeId) -> ArbResult<NodeId> {
+    Ok(match u.int_in_range(0u8..=7)? {
+        0 | 1 => id(u)?,
+        2..=4 => NodeId([u.arbitrary::<u8>()? & 0x0f; 20]),
+        5 | 6 => {
+            let bit = u.int_in_range(0usize..=159)?;
+            let mut b = own.0;
+            b[bit / 8] ^= 0x80 >> (bit % 8);
+            b[19] ^= u.arbitrary::<u8>()? & 0x03;
+            NodeId(b)
+        }
+        _ => own,
+    })
 }
 
 fn text(u: &mut Unstructured<'_>, max: usize) -> ArbResult<String> {
@@ -279,90 +591,119 @@ fn text(u: &mut Unstructured<'_>, max: usize) -> ArbResult<String> {
     Ok(s.chars().take(max).collect())
 }
 
-fn value(u: &mut Unstructured<'_>) -> ArbResult<Value> {
-    Ok(if u.arbitrary()? {
-        Value::Text(text(u, 64)?)
-    } else {
-        let len = u.int_in_range(0usize..=64)?;
-        Value::Bytes(Bytes::copy_from_slice(u.bytes(len)?))
+/// Text of at most `max` bytes.
+fn text_bytes(u: &mut Unstructured<'_>, max: usize) -> ArbResult<String> {
+    let mut s = text(u, max)?;
+    while s.len() > max {
+        s.pop();
+    }
+    Ok(s)
+}
+
+/// A key: mostly a shared one, else any text, a marked (reserved) or a long one.
+fn key(u: &mut Unstructured<'_>) -> ArbResult<String> {
+    Ok(match u.int_in_range(0u8..=11)? {
+        0..=7 => KEYS[usize::from(u.int_in_range(0u8..=4)?)].to_owned(),
+        8 | 9 => text(u, 24)?,
+        10 => format!("\0bytes\0{}", text(u, 8)?),
+        _ => "x".repeat(u.int_in_range(0usize..=1100)?),
     })
 }
 
-fn peers(u: &mut Unstructured<'_>) -> ArbResult<Vec<WirePeer>> {
+/// A value: text or bytes, mostly small, sometimes near the limits.
+fn value(u: &mut Unstructured<'_>) -> ArbResult<Value> {
+    let big = u.ratio(1u8, 16)?;
+    Ok(match (u.arbitrary()?, big) {
+        (true, false) => Value::Text(text(u, 64)?),
+        (false, false) => {
+            let len = u.int_in_range(0usize..=64)?;
+            Value::Bytes(Bytes::copy_from_slice(u.bytes(len)?))
+        }
+        (text, true) => {
+            let len = u.int_in_range(0usize..=2100)?;
+            let fill = u.arbitrary::<u8>()? & 0x7f;
+            if text {
+                Value::Text(char::from(fill).to_string().repeat(len))
+            } else {
+                Value::Bytes(Bytes::from(vec![fill; len]))
+            }
+        }
+    })
+}
+
+fn peers(u: &mut Unstructured<'_>, own: NodeId) -> ArbResult<Vec<WirePeer>> {
     let n = u.int_in_range(0usize..=12)?;
     (0..n)
         .map(|_| {
             Ok(WirePeer {
-                id: if u.arbitrary()? {
-                    id(u)?
+                id: peer_id(u, own)?,
+                addr: if u.ratio(1u8, 8)? {
+                    any_addr(u)?
                 } else {
-                    NodeId([u.arbitrary::<u8>()? & 0x0f; 20])
+                    addr(u)?
                 },
-                addr: addr(u),
             })
         })
         .collect()
 }
 
-fn body(u: &mut Unstructured<'_>) -> ArbResult<Body> {
+fn body(u: &mut Unstructured<'_>, own: NodeId) -> ArbResult<Body> {
     Ok(match u.int_in_range(0u8..=11)? {
         0 => Body::Ping,
         1 => Body::Pong,
-        2 => Body::FindNode { target: id(u)? },
-        3 => Body::FindNodeRes { peers: peers(u)? },
+        2 => Body::FindNode {
+            target: peer_id(u, own)?,
+        },
+        3 => Body::FindNodeRes {
+            peers: peers(u, own)?,
+        },
         4 => Body::Set {
-            key: text(u, 32)?,
+            key: key(u)?,
             value: value(u)?,
         },
         5 => Body::SetRes,
         6 => Body::SetCached {
-            key: text(u, 32)?,
+            key: key(u)?,
             value: value(u)?,
-            target: id(u)?,
+            target: peer_id(u, own)?,
         },
         7 => Body::SetCachedRes,
         8 => Body::CheckStore {
-            key: text(u, 32)?,
+            key: key(u)?,
             size: u.arbitrary()?,
         },
         9 => Body::CheckStoreRes {
             has_key: u.arbitrary()?,
         },
-        10 => Body::FindValue { key: text(u, 32)? },
+        10 => Body::FindValue { key: key(u)? },
         _ => Body::FindValueRes(if u.arbitrary()? {
             FindValueRes::Value(value(u)?)
         } else {
-            FindValueRes::Peers(peers(u)?)
+            FindValueRes::Peers(peers(u, own)?)
         }),
     })
 }
 
 /// A well-formed message: any kind, any sender, any transaction id.
-fn message(u: &mut Unstructured<'_>) -> ArbResult<Message> {
+fn message(u: &mut Unstructured<'_>, own: NodeId) -> ArbResult<Message> {
     let txn = if u.arbitrary()? {
         TxnId::from_u64(u.arbitrary()?)
     } else {
-        let mut s = text(u, MAX_TXN_LEN)?;
-        while s.len() > MAX_TXN_LEN {
-            s.pop();
-        }
-        match TxnId::from_str(&s) {
-            Some(t) => t,
-            None => TxnId::from_u64(0),
-        }
+        TxnId::from_str(&text_bytes(u, MAX_TXN_LEN)?).unwrap_or(TxnId::from_u64(0))
+    };
+    let ip = match u.int_in_range(0u8..=3)? {
+        0 => "0.0.0.0".into(),
+        1 => text_bytes(u, MAX_IP_LEN)?,
+        _ => addr(u)?.ip().to_string(),
     };
     let sender = Sender {
-        id: id(u)?,
-        ip: if u.arbitrary()? {
-            "0.0.0.0".into()
-        } else {
-            addr(u).ip().to_string()
-        },
+        id: peer_id(u, own)?,
+        ip,
         port: u.arbitrary()?,
     };
     Ok(Message {
         txn,
         sender,
-        body: body(u)?,
+        body: body(u, own)?,
     })
 }
