@@ -1,0 +1,768 @@
+//! `SimNet`: many [`Node`]s, one virtual clock, one seeded queue of datagrams.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use kad_core::{Config, Event, Node, NodeId, QueryId, QueryResult, QueryStats};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+
+use crate::{Link, TraceHash};
+
+/// A finished user query, as its [`Event::QueryFinished`] reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finished {
+    /// The node that ran it.
+    pub node: usize,
+    /// Its id on that node.
+    pub id: QueryId,
+    /// What came of it.
+    pub result: QueryResult,
+    /// The work it took.
+    pub stats: QueryStats,
+}
+
+/// Counters of what the network did with datagrams.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Steps taken (deliveries plus timer firings).
+    pub steps: u64,
+    /// Datagrams handed to the network by nodes (and by [`SimNet::inject`]).
+    pub sent: u64,
+    /// Datagrams given to a node's `handle_datagram`.
+    pub delivered: u64,
+    /// Datagrams dropped by the link's loss probability.
+    pub lost: u64,
+    /// Extra copies made by the link's duplication probability.
+    pub duplicated: u64,
+    /// Datagrams dropped because their source or destination is dead.
+    pub dropped_dead: u64,
+    /// Datagrams dropped because source and destination are in different partitions.
+    pub dropped_partition: u64,
+    /// Datagrams to an address where no node lives.
+    pub undeliverable: u64,
+    /// `handle_timeout` calls.
+    pub timer_fires: u64,
+}
+
+/// Outcome of [`SimNet::bootstrap_all`].
+#[derive(Clone, Debug, Default)]
+pub struct BootstrapReport {
+    /// Nodes that joined (node 0, the first, joins by definition).
+    pub joined: usize,
+    /// Nodes whose every bootstrap attempt failed.
+    pub failed: usize,
+    /// Bootstrap commands issued, retries included.
+    pub attempts: usize,
+    /// Requests sent by all bootstrap commands.
+    pub requests: u64,
+    /// Requests of bootstrap commands that timed out.
+    pub timeouts: u64,
+    /// Virtual time the whole bootstrap took.
+    pub duration: Duration,
+}
+
+struct Slot {
+    node: Node,
+    addr: SocketAddr,
+    dead: bool,
+    /// Nodes reach each other only within the same group (0 unless partitioned).
+    group: u32,
+    /// The deadline this node has in `SimNet::deadlines`, if any.
+    deadline: Option<Instant>,
+}
+
+struct Datagram {
+    src: SocketAddr,
+    dst: SocketAddr,
+    payload: Vec<u8>,
+}
+
+/// A deterministic network of kad nodes in virtual time.
+///
+/// Everything that varies comes from one `u64` seed: node ids and node seeds, every delay,
+/// loss and duplication, and the choices of [`SimNet::pick`] and [`SimNet::chance`]. The
+/// only real clock read is one `Instant::now()` at construction, used as the epoch; after
+/// that, time is `epoch + offset` and moves only in [`SimNet::step`].
+///
+/// After every step the node that was touched is checked with [`Node::check_invariants`];
+/// a violation panics with the seed. A `SimNet` dropped during a panic prints its seed and
+/// the `KAD_SIM_SEED` line that replays it.
+pub struct SimNet {
+    seed: u64,
+    epoch: Instant,
+    now: Instant,
+    link: Link,
+    /// Network decisions (delay, loss, duplication).
+    net_rng: ChaCha12Rng,
+    /// Node ids and node seeds.
+    node_rng: ChaCha12Rng,
+    /// Scenario choices ([`SimNet::pick`], bootstrap contacts).
+    user_rng: ChaCha12Rng,
+    nodes: Vec<Slot>,
+    by_addr: HashMap<SocketAddr, usize>,
+    queue: BTreeMap<(Instant, u64), Datagram>,
+    next_seq: u64,
+    deadlines: BTreeSet<(Instant, usize)>,
+    finished: HashMap<(usize, QueryId), Finished>,
+    recent: Vec<(usize, QueryId)>,
+    trace: TraceHash,
+    stats: NetStats,
+    check_invariants: bool,
+    query_cap: Duration,
+    /// (time, node, count) of consecutive timer firings of one node at one instant.
+    spin: (Instant, usize, u32),
+}
+
+/// A node firing its timer this many times at one instant, with nothing else happening in
+/// between, is stuck.
+const SPIN_LIMIT: u32 = 100_000;
+
+impl SimNet {
+    /// An empty network whose every random choice follows `seed`.
+    #[allow(clippy::disallowed_methods)]
+    pub fn new(seed: u64, link: Link) -> SimNet {
+        // The one real clock read: an epoch for virtual time.
+        let epoch = Instant::now();
+        let stream =
+            |n: u64| ChaCha12Rng::seed_from_u64(seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        SimNet {
+            seed,
+            epoch,
+            now: epoch,
+            link,
+            net_rng: stream(1),
+            node_rng: stream(2),
+            user_rng: stream(3),
+            nodes: Vec::new(),
+            by_addr: HashMap::new(),
+            queue: BTreeMap::new(),
+            next_seq: 0,
+            deadlines: BTreeSet::new(),
+            finished: HashMap::new(),
+            recent: Vec::new(),
+            trace: TraceHash::default(),
+            stats: NetStats::default(),
+            check_invariants: true,
+            query_cap: Duration::from_secs(3600),
+            spin: (epoch, usize::MAX, 0),
+        }
+    }
+
+    /// A network of `n` nodes sharing `config`, not yet connected.
+    pub fn with_nodes(seed: u64, link: Link, n: usize, config: &Config) -> SimNet {
+        let mut net = SimNet::new(seed, link);
+        for _ in 0..n {
+            net.add_node(config.clone());
+        }
+        net
+    }
+
+    /// The address of node `i`: `10.a.b.c`, a port that varies a little. Virtual: no socket
+    /// is ever opened.
+    pub fn addr_of(i: usize) -> SocketAddr {
+        let n = u32::try_from(i + 1).expect("too many nodes") | (10 << 24);
+        SocketAddr::from((Ipv4Addr::from(n), 4000 + (i % 61) as u16))
+    }
+
+    /// Adds a node with a random id; returns its index.
+    pub fn add_node(&mut self, config: Config) -> usize {
+        let mut id = [0u8; 20];
+        self.node_rng.fill_bytes(&mut id);
+        self.add_node_with_id(config, NodeId(id))
+    }
+
+    /// Adds a node with the given id; returns its index.
+    pub fn add_node_with_id(&mut self, config: Config, id: NodeId) -> usize {
+        let i = self.nodes.len();
+        let mut seed = [0u8; 32];
+        self.node_rng.fill_bytes(&mut seed);
+        let addr = Self::addr_of(i);
+        let mut node = Node::new(config, id, seed, self.now);
+        node.set_local_addr(addr);
+        self.nodes.push(Slot {
+            node,
+            addr,
+            dead: false,
+            group: 0,
+            deadline: None,
+        });
+        self.by_addr.insert(addr, i);
+        self.after_touch(i);
+        i
+    }
+
+    // ---- inspection ----
+
+    /// The seed this network was built from.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The current virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Virtual time since the network was built.
+    pub fn elapsed(&self) -> Duration {
+        self.now.saturating_duration_since(self.epoch)
+    }
+
+    /// Number of nodes, dead or alive.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True when the network has no node.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Node `i`, to inspect. Use [`SimNet::with_node`] to act on it.
+    pub fn node(&self, i: usize) -> &Node {
+        &self.nodes[i].node
+    }
+
+    /// Every node, in index order.
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().map(|s| &s.node)
+    }
+
+    /// The address of node `i`.
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.nodes[i].addr
+    }
+
+    /// The node at `addr`, if any.
+    pub fn index_of(&self, addr: SocketAddr) -> Option<usize> {
+        self.by_addr.get(&addr).copied()
+    }
+
+    /// Is node `i` dead?
+    pub fn is_dead(&self, i: usize) -> bool {
+        self.nodes[i].dead
+    }
+
+    /// Indices of the live nodes.
+    pub fn live(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| !self.nodes[i].dead)
+            .collect()
+    }
+
+    /// Live nodes that hold an unexpired value for `key` in their own store.
+    pub fn holders(&self, key: &str) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| {
+                !self.nodes[i].dead && self.nodes[i].node.get_local(self.now, key).is_some()
+            })
+            .collect()
+    }
+
+    /// Routing-table entries of live nodes that point at dead nodes, and all entries of
+    /// live nodes: (dead, total).
+    pub fn dead_table_entries(&self) -> (usize, usize) {
+        let mut dead = 0;
+        let mut total = 0;
+        for s in self.nodes.iter().filter(|s| !s.dead) {
+            for p in s.node.peers() {
+                total += 1;
+                if self.index_of(p.addr).is_some_and(|j| self.nodes[j].dead) {
+                    dead += 1;
+                }
+            }
+        }
+        (dead, total)
+    }
+
+    /// What the network did with datagrams so far.
+    pub fn stats(&self) -> NetStats {
+        self.stats
+    }
+
+    /// The hash of every datagram delivered so far, in order, with its time, source and
+    /// destination. Two runs with the same seed and script have the same trace hash.
+    pub fn trace_hash(&self) -> u64 {
+        self.trace.value()
+    }
+
+    /// Datagrams in flight: (delivery time, source, destination, payload), earliest first.
+    pub fn in_flight(&self) -> impl Iterator<Item = (Instant, SocketAddr, SocketAddr, &[u8])> {
+        self.queue
+            .iter()
+            .map(|((t, _), d)| (*t, d.src, d.dst, d.payload.as_slice()))
+    }
+
+    // ---- settings ----
+
+    /// The link every datagram goes through.
+    pub fn link(&self) -> Link {
+        self.link
+    }
+
+    /// Changes the link for datagrams sent from now on.
+    pub fn set_link(&mut self, link: Link) {
+        self.link = link;
+    }
+
+    /// Turns the per-step invariant check on or off (on by default).
+    pub fn set_check_invariants(&mut self, on: bool) {
+        self.check_invariants = on;
+    }
+
+    /// The longest virtual time a query may run in [`SimNet::wait`] and friends before the
+    /// simulation declares it hung (default one hour).
+    pub fn set_query_cap(&mut self, cap: Duration) {
+        self.query_cap = cap;
+    }
+
+    /// Kills (`true`) or revives (`false`) node `i`. A dead node is frozen: it gets no
+    /// datagram and no timer, and datagrams to and from it are dropped, including those
+    /// already in flight. A revived node resumes where it stopped (its overdue timers fire
+    /// at once).
+    pub fn set_dead(&mut self, i: usize, dead: bool) {
+        self.nodes[i].dead = dead;
+        self.refresh_deadline(i);
+    }
+
+    /// Splits the network: the nodes of `groups[g]` can reach only each other; nodes in no
+    /// group form one more group. Replaces any earlier partition.
+    pub fn partition(&mut self, groups: &[Vec<usize>]) {
+        self.heal();
+        for (g, members) in groups.iter().enumerate() {
+            for &i in members {
+                self.nodes[i].group = g as u32 + 1;
+            }
+        }
+    }
+
+    /// Removes every partition.
+    pub fn heal(&mut self) {
+        for s in &mut self.nodes {
+            s.group = 0;
+        }
+    }
+
+    // ---- scenario randomness ----
+
+    /// A random index below `n`, from the scenario's own random stream.
+    pub fn pick(&mut self, n: usize) -> usize {
+        assert!(n > 0, "pick from nothing");
+        (self.user_rng.next_u64() % n as u64) as usize
+    }
+
+    /// True with probability `p`, from the scenario's own random stream.
+    pub fn chance(&mut self, p: f64) -> bool {
+        unit(&mut self.user_rng) < p
+    }
+
+    /// Fills `buf` from the scenario's own random stream.
+    pub fn random_bytes(&mut self, buf: &mut [u8]) {
+        self.user_rng.fill_bytes(buf);
+    }
+
+    // ---- acting on nodes ----
+
+    /// Runs `f` on node `i` at the current time, then collects what it sent and reported.
+    pub fn with_node<R>(&mut self, i: usize, f: impl FnOnce(&mut Node, Instant) -> R) -> R {
+        let now = self.now;
+        let r = f(&mut self.nodes[i].node, now);
+        self.after_touch(i);
+        r
+    }
+
+    /// Gives node `i` a command (`|node, now| node.get(now, key).unwrap()`); returns its id.
+    pub fn start(&mut self, i: usize, f: impl FnOnce(&mut Node, Instant) -> QueryId) -> QueryId {
+        assert!(
+            !self.nodes[i].dead,
+            "node {i} is dead: it cannot run a command"
+        );
+        self.with_node(i, f)
+    }
+
+    /// Puts a datagram on the wire by hand: from `src` (any address, even one where no
+    /// node lives) to `dst`, delivered after `delay`. It is subject to partitions and dead
+    /// nodes but not to the link's loss or duplication.
+    pub fn inject(&mut self, delay: Duration, src: SocketAddr, dst: SocketAddr, payload: Vec<u8>) {
+        self.stats.sent += 1;
+        let at = self.now.checked_add(delay).expect("delay overflows");
+        self.enqueue(at, Datagram { src, dst, payload });
+    }
+
+    // ---- running ----
+
+    /// When the next step would happen: the earliest delivery or node deadline.
+    pub fn next_time(&self) -> Option<Instant> {
+        let d = self.queue.first_key_value().map(|((t, _), _)| *t);
+        let t = self.deadlines.first().map(|(t, _)| *t);
+        match (d, t) {
+            (Some(d), Some(t)) => Some(d.min(t)),
+            (d, t) => d.or(t),
+        }
+    }
+
+    /// Moves the clock to the earliest pending delivery or node deadline and handles it
+    /// (deliveries first on a tie). Returns false when nothing at all is pending.
+    pub fn step(&mut self) -> bool {
+        let next_dgram = self.queue.first_key_value().map(|((t, _), _)| *t);
+        let next_timer = self.deadlines.first().copied();
+        match (next_dgram, next_timer) {
+            (None, None) => false,
+            (Some(d), t) if t.is_none_or(|(t, _)| d <= t) => {
+                self.deliver();
+                true
+            }
+            (_, Some((t, i))) => {
+                self.fire(t, i);
+                true
+            }
+            (Some(_), None) => unreachable!("covered above"),
+        }
+    }
+
+    /// Steps while the next step is due at or before `t`, then sets the clock to `t`.
+    pub fn run_until_time(&mut self, t: Instant) {
+        while self.next_time().is_some_and(|n| n <= t) {
+            self.step();
+        }
+        self.now = self.now.max(t);
+    }
+
+    /// Runs for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let t = self.now.checked_add(d).expect("duration overflows");
+        self.run_until_time(t);
+    }
+
+    /// Steps until `done(self)` holds or `limit` of virtual time passes. Returns whether
+    /// `done` held.
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&SimNet) -> bool) -> bool {
+        let end = self.now.checked_add(limit).expect("limit overflows");
+        loop {
+            if done(self) {
+                return true;
+            }
+            if self.next_time().is_none_or(|n| n > end) {
+                self.now = self.now.max(end);
+                return done(self);
+            }
+            self.step();
+        }
+    }
+
+    /// Removes and returns the outcome of query `id` of node `i`, if it has finished.
+    pub fn take_finished(&mut self, i: usize, id: QueryId) -> Option<Finished> {
+        self.finished.remove(&(i, id))
+    }
+
+    /// Runs the network until query `id` of node `i` finishes; panics (with the seed) if it
+    /// runs longer than the query cap.
+    pub fn wait(&mut self, i: usize, id: QueryId) -> Finished {
+        let started = self.now;
+        loop {
+            if let Some(f) = self.finished.remove(&(i, id)) {
+                self.recent.clear();
+                return f;
+            }
+            if self.now.saturating_duration_since(started) > self.query_cap {
+                self.fail(&format!(
+                    "query {id} of node {i} still running after {:?}",
+                    self.query_cap
+                ));
+            }
+            if !self.step() {
+                self.fail(&format!("query {id} of node {i}: nothing left to run"));
+            }
+        }
+    }
+
+    /// Gives node `i` a command and waits for its outcome.
+    pub fn run_query(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut Node, Instant) -> QueryId,
+    ) -> (QueryResult, QueryStats) {
+        let id = self.start(i, f);
+        let f = self.wait(i, id);
+        (f.result, f.stats)
+    }
+
+    /// Runs commands with at most `window` of them in flight at once, starting each as an
+    /// earlier one finishes; returns their outcomes in the order of `jobs`.
+    pub fn run_batch<F>(&mut self, jobs: Vec<(usize, F)>, window: usize) -> Vec<Finished>
+    where
+        F: FnOnce(&mut Node, Instant) -> QueryId,
+    {
+        let total = jobs.len();
+        let mut out: Vec<Option<Finished>> = (0..total).map(|_| None).collect();
+        let mut waiting: HashMap<(usize, QueryId), usize> = HashMap::new();
+        let mut started: BTreeSet<(Instant, usize)> = BTreeSet::new();
+        let mut start_of: Vec<Instant> = vec![self.now; total];
+        let mut jobs = jobs.into_iter().enumerate();
+        let mut done = 0;
+        let window = window.max(1);
+        self.recent.clear();
+        loop {
+            while waiting.len() < window {
+                let Some((j, (i, f))) = jobs.next() else {
+                    break;
+                };
+                let id = self.start(i, f);
+                waiting.insert((i, id), j);
+                started.insert((self.now, j));
+                start_of[j] = self.now;
+            }
+            // Collect what finished (a command may finish inside `start`).
+            for key in std::mem::take(&mut self.recent) {
+                if let Some(j) = waiting.remove(&key) {
+                    out[j] = self.finished.remove(&key);
+                    started.remove(&(start_of[j], j));
+                    done += 1;
+                }
+            }
+            if done == total {
+                break;
+            }
+            if waiting.len() < window && jobs.len() > 0 {
+                continue;
+            }
+            if let Some(&(t0, j)) = started.first() {
+                if self.now.saturating_duration_since(t0) > self.query_cap {
+                    let (i, id) = waiting
+                        .iter()
+                        .find(|(_, &jj)| jj == j)
+                        .map(|(k, _)| *k)
+                        .unwrap_or((usize::MAX, QueryId(0)));
+                    self.fail(&format!(
+                        "query {id} of node {i} still running after {:?}",
+                        self.query_cap
+                    ));
+                }
+            }
+            if !self.step() {
+                self.fail("batch: nothing left to run");
+            }
+        }
+        out.into_iter()
+            .map(|f| f.expect("every job finished"))
+            .collect()
+    }
+
+    /// Joins every live node to the network through the protocol: node 0 (or the first
+    /// live node) is the first member; the others bootstrap, in batches of at most
+    /// `max_batch` at a time, to one random node that has already joined. A failed
+    /// bootstrap is retried with another contact, up to 4 more times.
+    pub fn bootstrap_all(&mut self, max_batch: usize) -> BootstrapReport {
+        let t0 = self.now;
+        let mut report = BootstrapReport::default();
+        let live = self.live();
+        let Some((&first, rest)) = live.split_first() else {
+            return report;
+        };
+        let mut joined = vec![first];
+        let mut todo: Vec<usize> = rest.to_vec();
+        todo.reverse();
+        while !todo.is_empty() {
+            let size = joined.len().min(max_batch.max(1)).min(todo.len());
+            let mut batch: Vec<usize> = (0..size).filter_map(|_| todo.pop()).collect();
+            for attempt in 0..5 {
+                if batch.is_empty() {
+                    break;
+                }
+                let jobs: Vec<_> = batch
+                    .iter()
+                    .map(|&i| {
+                        let contact = joined[self.pick(joined.len())];
+                        let contact = self.addr(contact);
+                        (i, move |n: &mut Node, now| n.bootstrap(now, &[contact]))
+                    })
+                    .collect();
+                report.attempts += jobs.len();
+                let results = self.run_batch(jobs, usize::MAX);
+                let mut retry = Vec::new();
+                for (f, &i) in results.iter().zip(&batch) {
+                    report.requests += u64::from(f.stats.requests);
+                    report.timeouts += u64::from(f.stats.timeouts);
+                    match f.result {
+                        QueryResult::Bootstrap(Ok(_)) => joined.push(i),
+                        _ if attempt < 4 => retry.push(i),
+                        _ => report.failed += 1,
+                    }
+                }
+                batch = retry;
+            }
+        }
+        report.joined = joined.len();
+        report.duration = self.now.saturating_duration_since(t0);
+        report
+    }
+
+    // ---- internals ----
+
+    fn deliver(&mut self) {
+        let Some(((at, _), d)) = self.queue.pop_first() else {
+            return;
+        };
+        self.stats.steps += 1;
+        self.now = self.now.max(at);
+        let Some(&dst) = self.by_addr.get(&d.dst) else {
+            self.stats.undeliverable += 1;
+            return;
+        };
+        if self.nodes[dst].dead {
+            self.stats.dropped_dead += 1;
+            return;
+        }
+        if let Some(&src) = self.by_addr.get(&d.src) {
+            if self.nodes[src].dead {
+                self.stats.dropped_dead += 1;
+                return;
+            }
+            if self.nodes[src].group != self.nodes[dst].group {
+                self.stats.dropped_partition += 1;
+                return;
+            }
+        }
+        self.stats.delivered += 1;
+        let since = self.now.saturating_duration_since(self.epoch);
+        self.trace.datagram(since, d.src, d.dst, &d.payload);
+        let now = self.now;
+        self.nodes[dst].node.handle_datagram(now, d.src, &d.payload);
+        self.spin.2 = 0;
+        self.after_touch(dst);
+    }
+
+    fn fire(&mut self, t: Instant, i: usize) {
+        self.deadlines.remove(&(t, i));
+        self.nodes[i].deadline = None;
+        self.stats.steps += 1;
+        self.stats.timer_fires += 1;
+        self.now = self.now.max(t);
+        if self.spin.0 == self.now && self.spin.1 == i {
+            self.spin.2 += 1;
+            if self.spin.2 > SPIN_LIMIT {
+                self.fail(&format!(
+                    "node {i} asks for handle_timeout at the same instant forever"
+                ));
+            }
+        } else {
+            self.spin = (self.now, i, 1);
+        }
+        let now = self.now;
+        self.nodes[i].node.handle_timeout(now);
+        self.after_touch(i);
+    }
+
+    /// Collects what node `i` sent and reported, checks it, and re-files its deadline.
+    fn after_touch(&mut self, i: usize) {
+        let src = self.nodes[i].addr;
+        while let Some(t) = self.nodes[i].node.poll_transmit() {
+            self.send(src, t.dst, t.payload);
+        }
+        while let Some(e) = self.nodes[i].node.poll_event() {
+            if let Event::QueryFinished { id, result, stats } = e {
+                self.finished.insert(
+                    (i, id),
+                    Finished {
+                        node: i,
+                        id,
+                        result,
+                        stats,
+                    },
+                );
+                self.recent.push((i, id));
+            }
+        }
+        if self.check_invariants {
+            if let Err(e) = self.nodes[i].node.check_invariants() {
+                self.fail(&format!("node {i}: invariant broken: {e}"));
+            }
+        }
+        self.refresh_deadline(i);
+    }
+
+    fn refresh_deadline(&mut self, i: usize) {
+        let slot = &mut self.nodes[i];
+        let new = if slot.dead {
+            None
+        } else {
+            slot.node.poll_timeout()
+        };
+        if new == slot.deadline {
+            return;
+        }
+        if let Some(old) = slot.deadline.take() {
+            self.deadlines.remove(&(old, i));
+        }
+        if let Some(t) = new {
+            slot.deadline = Some(t);
+            self.deadlines.insert((t, i));
+        }
+    }
+
+    fn send(&mut self, src: SocketAddr, dst: SocketAddr, payload: Vec<u8>) {
+        self.stats.sent += 1;
+        let link = self.link;
+        if link.loss > 0.0 && unit(&mut self.net_rng) < link.loss {
+            self.stats.lost += 1;
+            return;
+        }
+        if link.duplicate > 0.0 && unit(&mut self.net_rng) < link.duplicate {
+            self.stats.duplicated += 1;
+            let at = self.delivery_time();
+            self.enqueue(
+                at,
+                Datagram {
+                    src,
+                    dst,
+                    payload: payload.clone(),
+                },
+            );
+        }
+        let at = self.delivery_time();
+        self.enqueue(at, Datagram { src, dst, payload });
+    }
+
+    fn delivery_time(&mut self) -> Instant {
+        let jitter = if self.link.jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            self.link.jitter.mul_f64(unit(&mut self.net_rng))
+        };
+        self.now + self.link.latency + jitter
+    }
+
+    fn enqueue(&mut self, at: Instant, d: Datagram) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.queue.insert((at, seq), d);
+    }
+
+    /// Panics with the seed and the time.
+    #[track_caller]
+    fn fail(&self, what: &str) -> ! {
+        panic!(
+            "{what} (at t={:?}, seed {seed}; replay with KAD_SIM_SEED={seed})",
+            self.elapsed(),
+            seed = self.seed
+        );
+    }
+}
+
+impl Drop for SimNet {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "kad simulation failed: seed {seed}; replay with KAD_SIM_SEED={seed}",
+                seed = self.seed
+            );
+        }
+    }
+}
+
+/// A uniform float in `[0, 1)`.
+fn unit(rng: &mut ChaCha12Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}

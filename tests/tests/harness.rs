@@ -1,0 +1,117 @@
+//! The simulator itself: delays, loss, duplication, partitions and dead nodes do what they
+//! say, and time only moves in steps.
+
+use std::time::Duration;
+
+use kad_core::{Config, QueryError, QueryResult};
+use kad_tests::{Link, SimNet};
+
+fn pair(seed: u64, link: Link) -> SimNet {
+    SimNet::with_nodes(seed, link, 2, &Config::default())
+}
+
+#[test]
+fn ping_takes_one_round_trip_of_virtual_time() {
+    let mut net = pair(kad_tests::seed(1), Link::fixed(Duration::from_millis(10)));
+    let t0 = net.now();
+    let to = net.addr(1);
+    let (r, stats) = net.run_query(0, |n, now| n.ping(now, to));
+    assert!(matches!(r, QueryResult::Ping(Ok(p)) if p.id == net.node(1).id()));
+    assert_eq!(stats.duration(), Duration::from_millis(20));
+    assert_eq!(net.now() - t0, Duration::from_millis(20));
+    // The pong made each node a peer of the other.
+    assert_eq!(net.node(0).table_len(), 1);
+    assert_eq!(net.node(1).table_len(), 1);
+}
+
+#[test]
+fn jitter_stays_within_its_bound() {
+    let link = Link {
+        latency: Duration::from_millis(10),
+        jitter: Duration::from_millis(40),
+        ..Link::default()
+    };
+    let mut net = pair(kad_tests::seed(2), link);
+    for _ in 0..50 {
+        let to = net.addr(1);
+        let (_, stats) = net.run_query(0, |n, now| n.ping(now, to));
+        let rtt = stats.duration();
+        assert!(
+            rtt >= Duration::from_millis(20) && rtt < Duration::from_millis(100),
+            "{rtt:?}"
+        );
+    }
+}
+
+fn ping_fails(net: &mut SimNet) {
+    let to = net.addr(1);
+    let (r, stats) = net.run_query(0, |n, now| n.ping(now, to));
+    assert_eq!(r, QueryResult::Ping(Err(QueryError::NoResponse)));
+    assert_eq!(stats.duration(), Config::default().query_timeout());
+}
+
+#[test]
+fn total_loss_drops_everything() {
+    let mut net = pair(kad_tests::seed(3), Link::default().with_loss(1.0));
+    ping_fails(&mut net);
+    assert_eq!(net.stats().lost, 1);
+    assert_eq!(net.stats().delivered, 0);
+}
+
+#[test]
+fn dead_nodes_and_partitions_drop_datagrams() {
+    let mut net = pair(kad_tests::seed(4), Link::default());
+    net.set_dead(1, true);
+    ping_fails(&mut net);
+    assert_eq!(net.stats().dropped_dead, 1);
+    net.set_dead(1, false);
+    net.partition(&[vec![0]]);
+    ping_fails(&mut net);
+    assert_eq!(net.stats().dropped_partition, 1);
+    net.heal();
+    let to = net.addr(1);
+    let (r, _) = net.run_query(0, |n, now| n.ping(now, to));
+    assert!(matches!(r, QueryResult::Ping(Ok(_))));
+}
+
+#[test]
+fn duplicates_arrive_and_are_recognised() {
+    let mut net = pair(kad_tests::seed(5), Link::default().with_duplicate(1.0));
+    let to = net.addr(1);
+    let (r, _) = net.run_query(0, |n, now| n.ping(now, to));
+    assert!(matches!(r, QueryResult::Ping(Ok(_))));
+    net.run_for(Duration::from_secs(1));
+    // Two pings reached node 1; it answered both, twice each: four pongs, one accepted.
+    assert_eq!(net.node(1).stats().requests_answered, 2);
+    assert_eq!(net.node(0).stats().responses_accepted, 1);
+    assert_eq!(net.node(0).stats().responses_unmatched, 3);
+}
+
+#[test]
+fn idle_network_jumps_straight_to_the_next_deadline() {
+    let mut net = SimNet::with_nodes(kad_tests::seed(6), Link::default(), 20, &Config::default());
+    net.bootstrap_all(4);
+    let before = net.stats().steps;
+    net.run_for(Duration::from_secs(10 * 3600));
+    // Ten hours of hourly refreshes on 20 nodes: a few thousand steps, not millions.
+    let steps = net.stats().steps - before;
+    assert!(steps < 200_000, "{steps} steps");
+    assert!(net.elapsed() >= Duration::from_secs(10 * 3600));
+}
+
+#[test]
+fn injected_datagrams_are_delivered_on_time() {
+    let mut net = pair(kad_tests::seed(7), Link::default());
+    let from = "192.0.2.1:9".parse().unwrap();
+    let to = net.addr(0);
+    net.inject(
+        Duration::from_millis(5),
+        from,
+        to,
+        b"not a message".to_vec(),
+    );
+    net.run_for(Duration::from_millis(4));
+    assert_eq!(net.node(0).stats().malformed, 0);
+    net.run_for(Duration::from_millis(1));
+    assert_eq!(net.node(0).stats().malformed, 1);
+}

@@ -1,0 +1,117 @@
+//! 500 nodes join through the protocol; keys put from random nodes are found from every
+//! sampled node, in a bounded number of rounds.
+
+use kad_core::{Codec, Config, Node, QueryResult, Value};
+use kad_tests::{Link, SimNet, Summary};
+
+const NODES: usize = 500;
+const KEYS: usize = 20;
+const GETTERS_PER_KEY: usize = 25;
+
+fn bootstrap_put_get(codec: Codec, seed: u64) {
+    let config = Config::builder().codec(codec).build().unwrap();
+    let k = config.k();
+    let mut net = SimNet::with_nodes(seed, Link::default(), NODES, &config);
+    let boot = net.bootstrap_all(100);
+    assert_eq!((boot.joined, boot.failed), (NODES, 0), "{boot:?}");
+    for i in 0..NODES {
+        assert!(
+            net.node(i).table_len() >= k,
+            "node {i}: table of {}",
+            net.node(i).table_len()
+        );
+    }
+
+    // Put from random nodes.
+    let keys: Vec<(usize, String, Value)> = (0..KEYS)
+        .map(|i| {
+            let publisher = net.pick(NODES);
+            let value = if i % 2 == 0 {
+                Value::from(format!("text value {i} ☃"))
+            } else {
+                Value::from(vec![0u8, 0xff, i as u8, b'\\', b'"'])
+            };
+            (publisher, format!("key {i}"), value)
+        })
+        .collect();
+    let jobs: Vec<_> = keys
+        .iter()
+        .map(|(p, key, value)| {
+            let (key, value) = (key.clone(), value.clone());
+            (*p, move |n: &mut Node, now| {
+                n.put(now, &key, value).unwrap()
+            })
+        })
+        .collect();
+    for f in net.run_batch(jobs, 10) {
+        match f.result {
+            QueryResult::Put(Ok(ok)) => assert_eq!(ok.replicas, k, "{ok:?}"),
+            other => panic!("put: {other:?}"),
+        }
+    }
+
+    // Get each key from sampled other nodes.
+    let mut jobs = Vec::new();
+    let mut expected = Vec::new();
+    for (publisher, key, value) in &keys {
+        let mut getters = Vec::new();
+        while getters.len() < GETTERS_PER_KEY {
+            let g = net.pick(NODES);
+            if g != *publisher && !getters.contains(&g) {
+                getters.push(g);
+            }
+        }
+        for g in getters {
+            expected.push((g, key.clone(), value.clone()));
+            let key = key.clone();
+            jobs.push((g, move |n: &mut Node, now| n.get(now, &key).unwrap()));
+        }
+    }
+    let results = net.run_batch(jobs, 50);
+    for (f, (g, key, value)) in results.iter().zip(&expected) {
+        assert_eq!(
+            f.result,
+            QueryResult::Get(Ok(Some(value.clone()))),
+            "node {g} getting {key:?}"
+        );
+    }
+    let remote: Vec<_> = results.iter().filter(|f| f.stats.requests > 0).collect();
+    let rounds = Summary::new(remote.iter().map(|f| u64::from(f.stats.rounds)));
+    let rpcs = Summary::new(remote.iter().map(|f| u64::from(f.stats.requests)));
+    println!(
+        "{codec}: {} remote gets, rounds mean {:.2} max {}, rpcs mean {:.2} max {}",
+        remote.len(),
+        rounds.mean(),
+        rounds.max(),
+        rpcs.mean(),
+        rpcs.max()
+    );
+    assert!(rounds.max() <= 5, "a lookup took {} rounds", rounds.max());
+    assert!(rounds.mean() <= 3.0, "rounds mean {:.2}", rounds.mean());
+    assert!(
+        rpcs.max() <= 3 * k as u64,
+        "a lookup sent {} requests",
+        rpcs.max()
+    );
+
+    // find_node of an existing node finds it first.
+    let target = net.node(NODES - 1).id();
+    let (r, _) = net.run_query(0, |n, now| n.find_node(now, target));
+    match r {
+        QueryResult::FindNode(Ok(peers)) => {
+            assert_eq!(peers[0].id, target);
+            assert_eq!(peers.len(), k);
+        }
+        other => panic!("find_node: {other:?}"),
+    }
+}
+
+#[test]
+fn five_hundred_nodes_json() {
+    bootstrap_put_get(Codec::Json, kad_tests::seed(0x500_0001));
+}
+
+#[test]
+fn five_hundred_nodes_bencode() {
+    bootstrap_put_get(Codec::Bencode, kad_tests::seed(0x500_0002));
+}
