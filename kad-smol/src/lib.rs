@@ -1,1 +1,67 @@
-//! wip
+//! # kad-smol: a Kademlia DHT node over UDP, on smol
+//!
+//! The API of the Python package `kademlia-dynamic`'s `KademliaServer`, in async Rust,
+//! and wire-compatible with it (JSON or bencode): kad nodes and Python nodes share one
+//! network. The protocol itself is [`kad_core`], a sans-IO state machine; this crate only
+//! drives it over a socket.
+//!
+//! ## Quick start
+//!
+//! ```
+//! use kad_smol::{KademliaServer, Value};
+//!
+//! # fn main() -> Result<(), kad_smol::Error> {
+//! smol::block_on(async {
+//! // Two nodes on the loopback interface (the default bind address is 127.0.0.1).
+//! let first = KademliaServer::builder().listen_default().await?;
+//! let second = KademliaServer::builder().listen("127.0.0.1:0").await?;
+//!
+//! // Join the network through any node: "host:port", names are resolved.
+//! let answered = second.bootstrap(&[first.local_addr().to_string()]).await?;
+//! assert_eq!(answered, 1);
+//!
+//! // Values are text or bytes, and come back as the type they were stored with.
+//! second.set("greeting", "hello").await?;
+//! second.set("blob", vec![0u8, 1, 2]).await?;
+//! assert_eq!(first.get("greeting").await?, Some(Value::from("hello")));
+//! assert_eq!(first.get("blob").await?, Some(Value::from(vec![0u8, 1, 2])));
+//! assert_eq!(first.get("missing").await?, None);
+//!
+//! // Graceful shutdown: pending calls fail with `Error::Stopped`, the port is released.
+//! first.stop().await;
+//! second.stop().await;
+//! # Ok(())
+//! })
+//! # }
+//! ```
+//!
+//! ## How it runs
+//!
+//! [`Builder::listen`] binds the socket and spawns (with `smol::spawn`) one task that owns the [`Node`] and the
+//! socket; every [`KademliaServer`] clone sends that task commands over a bounded channel
+//! and awaits a oneshot reply, so there is no lock around the node. Each turn the task
+//! reads the clock afresh, calls `handle_timeout` when the node's deadline has passed,
+//! takes a batch of commands, drains the socket (handing at most `max_dispatch_tasks`
+//! datagrams to the node per pass and dropping, and counting, what a flood sends past
+//! that), sends what the node queued (a datagram that finds the socket's buffer full is
+//! kept and sent once it is writable), and completes the callers whose queries finished.
+//! A pass that hit a cap yields and comes straight back, so a flood cannot starve
+//! commands or timers.
+//!
+//! `examples/swarm.rs` runs a whole network in one process and prints a table of put and
+//! get success and latency: `cargo run --release -p kad-smol --example swarm -- --nodes
+//! 100 --keys 100`.
+
+mod driver;
+mod error;
+mod server;
+mod stats;
+
+pub use error::Error;
+pub use server::{Builder, KademliaServer, DEFAULT_LISTEN_ADDR};
+pub use stats::Stats;
+
+pub use kad_core::{
+    BootstrapOk, Codec, Config, ConfigError, KeyError, Node, NodeId, Peer, PutError, PutOk,
+    QueryError, Value,
+};

@@ -1,0 +1,88 @@
+//! The one error type of this crate.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use kad_core::{ConfigError, KeyError, PutError, QueryError};
+
+/// Why a [`crate::KademliaServer`] call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting given to the [`crate::Builder`] is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The UDP socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// A host name could not be resolved.
+    #[error("cannot resolve {addr:?}: {source}")]
+    Resolve {
+        /// The address as given.
+        addr: String,
+        /// What the resolver said.
+        #[source]
+        source: io::Error,
+    },
+    /// The operating system gave no randomness for the node's id and seed.
+    #[error("no randomness from the operating system: {0}")]
+    Random(String),
+    /// An address resolved, but to nothing this node can reach: an IPv4 socket cannot
+    /// talk to IPv6 addresses and the reverse.
+    #[error("{addr:?} has no address of the same family as this node's {local}")]
+    NoUsableAddress {
+        /// The address as given.
+        addr: String,
+        /// The node's own address.
+        local: SocketAddr,
+    },
+    /// `bootstrap` was given no address.
+    #[error("bootstrap needs at least one address")]
+    NoBootstrapAddress,
+    /// No bootstrap address answered our ping in time.
+    #[error("bootstrap failed: no answer from {} within {timeout:?}", AddrList(.addrs))]
+    BootstrapFailed {
+        /// The addresses pinged.
+        addrs: Vec<SocketAddr>,
+        /// How long each ping was given (the query timeout).
+        timeout: Duration,
+    },
+    /// The network query failed (no peers known, nobody answered, too many queries).
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// A value was refused before anything was sent.
+    #[error(transparent)]
+    Put(#[from] PutError),
+    /// The key cannot be used.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The server was stopped (by [`crate::KademliaServer::stop`]) before or while the
+    /// call ran.
+    #[error("the server has stopped")]
+    Stopped,
+    /// The node answered a command with the wrong kind of result: a bug in kad.
+    #[error("internal error: unexpected result for {0}")]
+    Unexpected(&'static str),
+}
+
+struct AddrList<'a>(&'a [SocketAddr]);
+
+impl fmt::Display for AddrList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, a) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{a}")?;
+        }
+        Ok(())
+    }
+}

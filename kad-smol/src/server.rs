@@ -1,0 +1,485 @@
+//! The user's handle: [`KademliaServer`] and its [`Builder`].
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kad_core::{
+    BootstrapOk, Codec, Config, ConfigBuilder, FindValueOk, Node, NodeId, Peer, PutOk, QueryResult,
+    Value,
+};
+use smol::channel::{bounded, Receiver, Sender};
+use smol::net::{resolve, AsyncToSocketAddrs};
+use smol::{Async, Task};
+
+use crate::driver::{Command, Driver, Finished, Query};
+use crate::{Error, Stats};
+
+/// Where [`Builder::listen_default`] binds: loopback only, any free port, as the Python
+/// package's `listen()` does by default.
+pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:0";
+
+/// Commands that may wait for the driver at once; senders past that wait their turn.
+const COMMAND_QUEUE: usize = 256;
+/// Receive buffer asked of the OS: room for bursts while the driver is busy.
+const SOCKET_BUFFER: usize = 1 << 20;
+
+/// A running Kademlia node: a cheap, cloneable handle to the task that owns the node and
+/// its UDP socket.
+///
+/// The API mirrors the Python package's `KademliaServer`: [`bootstrap`](Self::bootstrap),
+/// [`set`](Self::set), [`get`](Self::get), [`find_node`](Self::find_node),
+/// [`find_value`](Self::find_value), [`stop`](Self::stop). Every call is a message to the
+/// node's task and a reply; calls from many tasks run concurrently.
+#[derive(Clone)]
+pub struct KademliaServer {
+    commands: Sender<Command>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    id: NodeId,
+    local_addr: SocketAddr,
+    query_timeout: Duration,
+    /// Closed to stop the driver.
+    stop: Sender<()>,
+    /// The driver's task (dropping it cancels the driver), taken by the first `stop()`;
+    /// the others wait on `done`.
+    task: Mutex<Option<Task<()>>>,
+    /// Closed when the driver has returned.
+    done: Receiver<()>,
+}
+
+impl fmt::Debug for KademliaServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KademliaServer")
+            .field("id", &self.shared.id)
+            .field("local_addr", &self.shared.local_addr)
+            .finish()
+    }
+}
+
+impl KademliaServer {
+    /// A builder with the Python package's defaults (JSON, k 20, alpha 3, 2 s timeout...).
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// A node with the default settings listening on `addr`: shorthand for
+    /// `KademliaServer::builder().listen(addr)`.
+    pub async fn listen<A>(addr: A) -> Result<KademliaServer, Error>
+    where
+        A: AsyncToSocketAddrs + fmt::Debug,
+    {
+        Builder::default().listen(addr).await
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.shared.id
+    }
+
+    /// The address the socket is bound to (with the port the OS chose).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// Joins a network: pings every address (`"host:port"`, names are resolved), then
+    /// looks up our own id and a random id in every bucket's range. Returns how many
+    /// addresses answered; fails with [`Error::BootstrapFailed`] when none did within the
+    /// query timeout.
+    pub async fn bootstrap<S: AsRef<str>>(&self, addrs: &[S]) -> Result<usize, Error> {
+        if addrs.is_empty() {
+            return Err(Error::NoBootstrapAddress);
+        }
+        let mut resolved = Vec::new();
+        for a in addrs {
+            for addr in self.resolve(a.as_ref()).await? {
+                if !resolved.contains(&addr) {
+                    resolved.push(addr);
+                }
+            }
+        }
+        let result = self.query(Query::Bootstrap(resolved.clone())).await;
+        match result {
+            Ok(QueryResult::Bootstrap(Ok(BootstrapOk { answered, .. }))) => Ok(answered),
+            Ok(QueryResult::Bootstrap(Err(_))) => Err(Error::BootstrapFailed {
+                addrs: resolved,
+                timeout: self.shared.query_timeout,
+            }),
+            Ok(_) => Err(Error::Unexpected("bootstrap")),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stores `value` under `key` on the k nodes closest to the key (every one of them is
+    /// sent the value, so an update replaces older copies) and locally as its original
+    /// publisher. `Ok` once at least one remote node acknowledged.
+    pub async fn set(&self, key: &str, value: impl Into<Value>) -> Result<PutOk, Error> {
+        match self.query(Query::Put(key.to_owned(), value.into())).await? {
+            QueryResult::Put(r) => Ok(r?),
+            _ => Err(Error::Unexpected("set")),
+        }
+    }
+
+    /// The value stored under `key`: our own copy if we hold one, else the first found
+    /// on the network; `None` when no node holds it. The type (text or bytes) is the one
+    /// it was stored with.
+    pub async fn get(&self, key: &str) -> Result<Option<Value>, Error> {
+        match self.query(Query::Get(key.to_owned())).await? {
+            QueryResult::Get(r) => Ok(r?),
+            _ => Err(Error::Unexpected("get")),
+        }
+    }
+
+    /// Looks `key` up on the network (not in our own store): the value if a node holds
+    /// it, and the closest peers that answered, closest first.
+    pub async fn find_value(&self, key: &str) -> Result<(Option<Value>, Vec<Peer>), Error> {
+        match self.query(Query::FindValue(key.to_owned())).await? {
+            QueryResult::FindValue(r) => {
+                let FindValueOk { value, peers } = r?;
+                Ok((value, peers))
+            }
+            _ => Err(Error::Unexpected("find_value")),
+        }
+    }
+
+    /// The k live peers closest to `target`, closest first.
+    pub async fn find_node(&self, target: NodeId) -> Result<Vec<Peer>, Error> {
+        match self.query(Query::FindNode(target)).await? {
+            QueryResult::FindNode(r) => Ok(r?),
+            _ => Err(Error::Unexpected("find_node")),
+        }
+    }
+
+    /// Pings `addr` (`"host:port"`); returns the peer that answered.
+    pub async fn ping(&self, addr: &str) -> Result<Peer, Error> {
+        let Some(addr) = self.resolve(addr).await?.into_iter().next() else {
+            return Err(Error::NoUsableAddress {
+                addr: addr.to_owned(),
+                local: self.shared.local_addr,
+            });
+        };
+        match self.query(Query::Ping(addr)).await? {
+            QueryResult::Ping(r) => Ok(r?),
+            _ => Err(Error::Unexpected("ping")),
+        }
+    }
+
+    /// Our own unexpired copy of `key`, without asking the network.
+    pub async fn get_local(&self, key: &str) -> Result<Option<Value>, Error> {
+        let (tx, rx) = bounded(1);
+        self.send(Command::GetLocal(key.to_owned(), tx)).await?;
+        rx.recv().await.map_err(|_| Error::Stopped)
+    }
+
+    /// Every peer in the routing table.
+    pub async fn peers(&self) -> Result<Vec<Peer>, Error> {
+        let (tx, rx) = bounded(1);
+        self.send(Command::Peers(tx)).await?;
+        rx.recv().await.map_err(|_| Error::Stopped)
+    }
+
+    /// The node's and the driver's counters.
+    pub async fn stats(&self) -> Result<Stats, Error> {
+        let (tx, rx) = bounded(1);
+        self.send(Command::Stats(tx)).await?;
+        rx.recv().await.map_err(|_| Error::Stopped)
+    }
+
+    /// Shuts the node down: calls still waiting fail with [`Error::Stopped`], the socket
+    /// is closed (its port can be bound again once this returns) and the node's task has
+    /// ended. Calling it again, from any clone, is harmless.
+    pub async fn stop(&self) {
+        self.shared.stop.close();
+        let task = self
+            .shared
+            .task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match task {
+            Some(task) => task.await,
+            None => {
+                // Err means the driver is gone: exactly what we wait for.
+                while self.shared.done.recv().await.is_ok() {}
+            }
+        }
+    }
+
+    async fn send(&self, cmd: Command) -> Result<(), Error> {
+        self.commands.send(cmd).await.map_err(|_| Error::Stopped)
+    }
+
+    async fn query(&self, query: Query) -> Result<QueryResult, Error> {
+        let (tx, rx) = bounded::<Finished>(1);
+        self.send(Command::Query(query, tx)).await?;
+        let (result, _stats) = rx.recv().await.map_err(|_| Error::Stopped)??;
+        Ok(result)
+    }
+
+    /// Resolves `addr`, keeping the addresses of our socket's family.
+    async fn resolve(&self, addr: &str) -> Result<Vec<SocketAddr>, Error> {
+        let local = self.shared.local_addr;
+        let all = resolve(addr).await.map_err(|source| Error::Resolve {
+            addr: addr.to_owned(),
+            source,
+        })?;
+        let usable: Vec<SocketAddr> = all
+            .into_iter()
+            .filter(|a| a.is_ipv4() == local.is_ipv4())
+            .collect();
+        if usable.is_empty() {
+            return Err(Error::NoUsableAddress {
+                addr: addr.to_owned(),
+                local,
+            });
+        }
+        Ok(usable)
+    }
+}
+
+/// Settings for a new [`KademliaServer`]: every tunable of the Python constructor (with
+/// its default) and kad's own limits, then [`listen`](Builder::listen).
+///
+/// ```
+/// # async fn demo() -> Result<(), kad_smol::Error> {
+/// use std::time::Duration;
+/// use kad_smol::{Codec, KademliaServer};
+/// let server = KademliaServer::builder()
+///     .codec(Codec::Bencode)
+///     .k(16)
+///     .query_timeout(Duration::from_millis(500))
+///     .listen("127.0.0.1:0")
+///     .await?;
+/// # server.stop().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Builder {
+    config: ConfigBuilder,
+    id: Option<NodeId>,
+    seed: Option<[u8; 32]>,
+}
+
+macro_rules! setters {
+    ($($(#[$m:meta])* $name:ident: $ty:ty),* $(,)?) => {
+        impl Builder {
+            $($(#[$m])* pub fn $name(mut self, v: $ty) -> Self {
+                self.config = self.config.$name(v);
+                self
+            })*
+        }
+    };
+}
+
+setters! {
+    /// Wire format, `Json` (default) or `Bencode`; Python's `serialization`. Every node
+    /// of a network must use the same.
+    codec: Codec,
+    /// Accept a response only from the address its request went to (default true).
+    verify_response_source: bool,
+    /// Bucket size and replication factor (default 20).
+    k: usize,
+    /// Requests in flight per lookup (default 3).
+    alpha: usize,
+    /// How long to wait for each response (default 2 s).
+    query_timeout: Duration,
+    /// Period of the stale-bucket refresh and expiry sweep (default 3600 s).
+    bucket_refresh_interval: Duration,
+    /// How long a stored value lives; Python's `key_expiry_seconds` (default 86410 s).
+    #[doc(alias = "key_expiry_seconds")]
+    key_expiry: Duration,
+    /// How often records held for others are re-replicated (default 3600 s).
+    non_publisher_restore_interval: Duration,
+    /// How often records we published are republished (default 86400 s).
+    original_publisher_republish_interval: Duration,
+    /// Shortest life of a cached copy; Python's `min_cache_ttl_seconds` (default 600 s).
+    #[doc(alias = "min_cache_ttl_seconds")]
+    min_cache_ttl: Duration,
+    /// Datagrams handed from the socket to the node per pass of the driver (default 64);
+    /// datagrams read past it in the same pass are dropped and counted in
+    /// [`Stats::datagrams_dropped`], as the Python package drops them when its dispatch
+    /// queue is full.
+    max_dispatch_tasks: usize,
+    /// Consecutive failures after which a peer leaves the routing table (default 3).
+    failures_before_eviction: u32,
+    /// Replacement-cache entries per bucket (default 20).
+    replacement_cache_size: usize,
+    /// Most records stored (default 100,000).
+    max_records: usize,
+    /// Most bytes of keys and values stored (default 256 MiB).
+    max_store_bytes: usize,
+    /// Longest key in bytes (default 1024).
+    max_key_bytes: usize,
+    /// Largest value in bytes (default 32 KiB).
+    max_value_bytes: usize,
+    /// Largest datagram sent (default 65,507).
+    max_datagram_bytes: usize,
+    /// Most requests in flight (default 4096).
+    max_pending_requests: usize,
+    /// Most datagrams waiting to be sent (default 4096).
+    max_queued_transmits: usize,
+    /// Most queries running at once (default 1024).
+    max_active_queries: usize,
+    /// Most republish operations running at once (default 16).
+    max_concurrent_republish: usize,
+}
+
+impl Builder {
+    /// Starts over from `config` (settings made after this call apply on top of it).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = to_builder(&config);
+        self
+    }
+
+    /// Uses this node id instead of a random one.
+    pub fn node_id(mut self, id: NodeId) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// Seeds the node's random choices (transaction ids, refresh targets) instead of
+    /// drawing the seed from the operating system. For reproducible tests only.
+    pub fn seed(mut self, seed: [u8; 32]) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The settings this builder would use, validated.
+    pub fn build_config(&self) -> Result<Config, Error> {
+        Ok(self.config.clone().build()?)
+    }
+
+    /// Binds a UDP socket on `addr` (`"127.0.0.1:0"`, `"[::1]:4000"`, a `SocketAddr`...;
+    /// IPv4 or IPv6) and starts the node's task. The node runs on
+    /// smol's global executor (`smol::spawn`), whatever executor awaits this.
+    pub async fn listen<A>(self, addr: A) -> Result<KademliaServer, Error>
+    where
+        A: AsyncToSocketAddrs + fmt::Debug,
+    {
+        let config = self.build_config()?;
+        let name = format!("{addr:?}").trim_matches('"').to_owned();
+        let socket = bind(&name, addr).await?;
+        let local_addr = socket
+            .get_ref()
+            .local_addr()
+            .map_err(|source| Error::Bind {
+                addr: name.clone(),
+                source,
+            })?;
+        let seed = match self.seed {
+            Some(s) => s,
+            None => os_random::<32>()?,
+        };
+        let id = match self.id {
+            Some(id) => id,
+            None => NodeId(os_random::<20>()?),
+        };
+        let query_timeout = config.query_timeout();
+        let mut node = Node::new(config, id, seed, Instant::now());
+        node.set_local_addr(local_addr);
+        let (commands, command_rx) = bounded(COMMAND_QUEUE);
+        let (stop, stop_rx) = bounded(1);
+        let (done_tx, done) = bounded::<()>(1);
+        let driver = Driver::new(node, socket, command_rx, stop_rx);
+        let task = smol::spawn(async move {
+            driver.run().await;
+            drop(done_tx);
+        });
+        tracing::info!(%local_addr, node_id = %id, "kad node listening");
+        Ok(KademliaServer {
+            commands,
+            shared: Arc::new(Shared {
+                id,
+                local_addr,
+                query_timeout,
+                stop,
+                task: Mutex::new(Some(task)),
+                done,
+            }),
+        })
+    }
+
+    /// [`listen`](Self::listen) on [`DEFAULT_LISTEN_ADDR`] (`127.0.0.1:0`).
+    pub async fn listen_default(self) -> Result<KademliaServer, Error> {
+        self.listen(DEFAULT_LISTEN_ADDR).await
+    }
+}
+
+/// A builder holding every setting of `c`.
+fn to_builder(c: &Config) -> ConfigBuilder {
+    let mut b = Config::builder();
+    macro_rules! copy {
+        ($($f:ident),*) => { $(b = b.$f(c.$f());)* };
+    }
+    copy!(
+        codec,
+        verify_response_source,
+        k,
+        alpha,
+        query_timeout,
+        bucket_refresh_interval,
+        key_expiry,
+        non_publisher_restore_interval,
+        original_publisher_republish_interval,
+        min_cache_ttl,
+        max_dispatch_tasks,
+        failures_before_eviction,
+        replacement_cache_size,
+        max_records,
+        max_store_bytes,
+        max_key_bytes,
+        max_value_bytes,
+        max_datagram_bytes,
+        max_pending_requests,
+        max_queued_transmits,
+        max_active_queries,
+        max_concurrent_republish
+    );
+    b
+}
+
+/// Binds the first address `addr` resolves to, with a generous receive buffer.
+async fn bind<A: AsyncToSocketAddrs>(
+    name: &str,
+    addr: A,
+) -> Result<Async<std::net::UdpSocket>, Error> {
+    let err = |source| Error::Bind {
+        addr: name.to_owned(),
+        source,
+    };
+    let mut last = None;
+    for a in resolve(addr).await.map_err(err)? {
+        match bind_one(a) {
+            Ok(s) => return Async::new(s).map_err(err),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")
+    })))
+}
+
+fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // `[::]` serves IPv6 only: peers are recorded at their source address, and an
+        // IPv4-mapped source would not match the IPv4 address we were given.
+        socket.set_only_v6(true)?;
+    }
+    // Best effort: the OS may cap it.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+fn os_random<const N: usize>() -> Result<[u8; N], Error> {
+    let mut out = [0u8; N];
+    getrandom::fill(&mut out).map_err(|e| Error::Random(e.to_string()))?;
+    Ok(out)
+}

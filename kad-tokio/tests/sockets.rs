@@ -1,0 +1,294 @@
+//! kad-tokio on real UDP sockets: a 50-node loopback network, shutdown, IPv6, dead
+//! bootstrap addresses, and a flood that must not starve the node.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use kad_tokio::{Codec, Error, KademliaServer, NodeId, QueryError, Value};
+
+/// Starts `n` nodes on 127.0.0.1 and joins each to the network through a node that is
+/// already in it, a few at a time.
+async fn network(n: usize, codec: Codec) -> Vec<KademliaServer> {
+    let mut nodes = Vec::with_capacity(n);
+    for _ in 0..n {
+        let node = KademliaServer::builder()
+            .codec(codec)
+            .query_timeout(Duration::from_millis(500))
+            .listen("127.0.0.1:0")
+            .await
+            .expect("listen");
+        nodes.push(node);
+    }
+    for batch in (1..n).collect::<Vec<_>>().chunks(8) {
+        let mut joins = Vec::new();
+        for &i in batch {
+            let node = nodes[i].clone();
+            // The first node, and one that joined before this batch.
+            let addrs = vec![
+                nodes[0].local_addr().to_string(),
+                nodes[i / 2].local_addr().to_string(),
+            ];
+            joins.push(tokio::spawn(async move { node.bootstrap(&addrs).await }));
+        }
+        for j in joins {
+            let answered = j.await.unwrap().expect("bootstrap");
+            assert!(answered >= 1);
+        }
+    }
+    nodes
+}
+
+async fn stop_all(nodes: &[KademliaServer]) {
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_nodes_put_and_get_across_the_network() {
+    let nodes = network(50, Codec::Json).await;
+    for n in &nodes {
+        assert!(!n.peers().await.unwrap().is_empty(), "a node knows no peer");
+    }
+    // Put from one node, get from another, text and bytes.
+    for i in 0..25usize {
+        let key = format!("key-{i}");
+        let value: Value = if i % 2 == 0 {
+            format!("välue {i} ✓").into()
+        } else {
+            vec![i as u8, 0, 255, 7].into()
+        };
+        let from = &nodes[(i * 7) % 50];
+        let put = from.set(&key, value.clone()).await.expect("set");
+        assert!(put.replicas >= 1);
+        let to = &nodes[(i * 7 + 13) % 50];
+        assert_eq!(to.get(&key).await.unwrap(), Some(value), "{key}");
+    }
+    // An update reaches every replica: any node then reads the new value.
+    nodes[3].set("shared", "v1").await.unwrap();
+    nodes[40].set("shared", "v2").await.unwrap();
+    for n in nodes.iter().step_by(5) {
+        assert_eq!(n.get("shared").await.unwrap(), Some(Value::from("v2")));
+    }
+    assert_eq!(nodes[9].get("never-stored").await.unwrap(), None);
+    // find_node gives the k closest live peers, closest first.
+    let target = nodes[17].node_id();
+    let found = nodes[31].find_node(target).await.unwrap();
+    assert_eq!(found[0].id, target);
+    assert_eq!(found[0].addr, nodes[17].local_addr());
+    let stats = nodes[31].stats().await.unwrap();
+    assert!(stats.core.responses_accepted > 0 && stats.queries > 0);
+    stop_all(&nodes).await;
+}
+
+#[tokio::test]
+async fn bencode_network_keeps_value_types() {
+    let nodes = network(6, Codec::Bencode).await;
+    nodes[1].set("text", "plain").await.unwrap();
+    nodes[2].set("bytes", &b"\x00\x01raw"[..]).await.unwrap();
+    assert_eq!(
+        nodes[5].get("text").await.unwrap(),
+        Some(Value::Text("plain".into()))
+    );
+    assert_eq!(
+        nodes[4].get("bytes").await.unwrap(),
+        Some(Value::from(&b"\x00\x01raw"[..]))
+    );
+    let (value, peers) = nodes[3].find_value("text").await.unwrap();
+    assert_eq!(value, Some(Value::from("plain")));
+    assert!(!peers.is_empty());
+    stop_all(&nodes).await;
+}
+
+#[tokio::test]
+async fn stop_releases_the_port_and_fails_pending_calls() {
+    let a = KademliaServer::listen("127.0.0.1:0").await.unwrap();
+    let b = KademliaServer::builder()
+        .query_timeout(Duration::from_secs(5))
+        .listen("127.0.0.1:0")
+        .await
+        .unwrap();
+    b.bootstrap(&[a.local_addr().to_string()]).await.unwrap();
+    // `a` goes away silently: b's lookups now wait for its timeout.
+    a.stop().await;
+    let port = a.local_addr().port();
+    let rebound = UdpSocket::bind(("127.0.0.1", port)).expect("the port is free after stop()");
+    drop(rebound);
+    let again = KademliaServer::listen(format!("127.0.0.1:{port}"))
+        .await
+        .expect("listen again on the same port");
+    assert_eq!(again.local_addr().port(), port);
+    again.stop().await;
+
+    let pending = {
+        let b = b.clone();
+        tokio::spawn(async move { b.get("nobody-has-it").await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    b.stop().await;
+    let result = tokio::time::timeout(Duration::from_secs(2), pending)
+        .await
+        .expect("the pending call ends with stop()")
+        .unwrap();
+    assert!(matches!(result, Err(Error::Stopped)), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Every later call fails the same way, and stop() is idempotent.
+    assert!(matches!(b.get("x").await, Err(Error::Stopped)));
+    assert!(matches!(b.stats().await, Err(Error::Stopped)));
+    b.clone().stop().await;
+}
+
+#[tokio::test]
+async fn dropping_every_handle_ends_the_node() {
+    let a = KademliaServer::listen("127.0.0.1:0").await.unwrap();
+    let port = a.local_addr().port();
+    drop(a);
+    // The task notices the closed channel and closes the socket.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "port still bound");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn ipv6_loopback() -> bool {
+    UdpSocket::bind("[::1]:0").is_ok()
+}
+
+#[tokio::test]
+async fn ipv6_loopback_network() {
+    if !ipv6_loopback() {
+        eprintln!("skipped: this machine has no IPv6 loopback ([::1])");
+        return;
+    }
+    let a = KademliaServer::listen("[::1]:0").await.unwrap();
+    let b = KademliaServer::builder()
+        .codec(Codec::Json)
+        .listen("[::1]:0")
+        .await
+        .unwrap();
+    let c = KademliaServer::listen("[::1]:0").await.unwrap();
+    assert!(a.local_addr().is_ipv6());
+    b.bootstrap(&[a.local_addr().to_string()]).await.unwrap();
+    c.bootstrap(&[format!("[::1]:{}", b.local_addr().port())])
+        .await
+        .unwrap();
+    c.set("six", "over IPv6").await.unwrap();
+    assert_eq!(a.get("six").await.unwrap(), Some(Value::from("over IPv6")));
+    let peer = a.ping(&c.local_addr().to_string()).await.unwrap();
+    assert_eq!(peer.id, c.node_id());
+    // An IPv6 node cannot reach an IPv4 address: a clear error, not a timeout.
+    let err = a.bootstrap(&["127.0.0.1:9"]).await.unwrap_err();
+    assert!(matches!(err, Error::NoUsableAddress { .. }), "{err}");
+    for n in [a, b, c] {
+        n.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn bootstrap_to_a_dead_address_fails_clearly_within_the_timeout() {
+    // A port that was just free: nobody answers there.
+    let dead: SocketAddr = {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let timeout = Duration::from_millis(400);
+    let node = KademliaServer::builder()
+        .query_timeout(timeout)
+        .listen("127.0.0.1:0")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = node.bootstrap(&[dead.to_string()]).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(took >= timeout && took < timeout + Duration::from_millis(500), "{took:?}");
+    match &err {
+        Error::BootstrapFailed { addrs, timeout: t } => {
+            assert_eq!(addrs, &vec![dead]);
+            assert_eq!(*t, timeout);
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains(&dead.to_string()) && msg.contains("no answer"), "{msg}");
+    // With no peers, lookups say so instead of waiting.
+    assert!(matches!(
+        node.find_node(NodeId::for_key("x")).await,
+        Err(Error::Query(QueryError::NoPeers))
+    ));
+    // Unresolvable names and empty lists are errors too.
+    assert!(matches!(
+        node.bootstrap(&["no-such-host.invalid:1"]).await,
+        Err(Error::Resolve { .. })
+    ));
+    assert!(matches!(
+        node.bootstrap::<&str>(&[]).await,
+        Err(Error::NoBootstrapAddress)
+    ));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_does_not_starve_commands_or_timers() {
+    let target = KademliaServer::builder()
+        .max_dispatch_tasks(16)
+        .listen("127.0.0.1:0")
+        .await
+        .unwrap();
+    let peer = KademliaServer::builder()
+        .query_timeout(Duration::from_millis(300))
+        .listen("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = target.local_addr();
+    // A bounded flood of garbage from another thread, on loopback only.
+    let flood = std::thread::spawn(move || {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let junk = [b'x'; 200];
+        let until = Instant::now() + Duration::from_millis(1500);
+        let mut sent = 0u64;
+        while Instant::now() < until && sent < 2_000_000 {
+            if s.send_to(&junk, addr).is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Commands and pings are still served while the flood runs.
+    let started = Instant::now();
+    let (mut pings, mut tries, mut slowest) = (0, 0, Duration::ZERO);
+    while started.elapsed() < Duration::from_millis(1000) {
+        // A ping may be lost in the flood (the kernel or the driver drops datagrams);
+        // it must then end with its own timeout, not hang.
+        let answer = tokio::time::timeout(Duration::from_secs(1), peer.ping(&addr.to_string()))
+            .await
+            .expect("ping ends within its timeout during the flood");
+        tries += 1;
+        if answer.is_ok() {
+            pings += 1;
+        }
+        // The flooded node's own commands are served promptly.
+        let asked = Instant::now();
+        let stats = tokio::time::timeout(Duration::from_millis(500), target.stats())
+            .await
+            .expect("stats answered during the flood")
+            .unwrap();
+        slowest = slowest.max(asked.elapsed());
+        assert!(stats.core.datagrams_received > 0);
+    }
+    let sent = flood.join().unwrap();
+    assert!(pings > 0, "no ping got through a flood of {sent} datagrams");
+    let stats = target.stats().await.unwrap();
+    assert!(stats.core.malformed > 0);
+    eprintln!(
+        "flood: {sent} sent, {} handled, {} malformed, {} dropped by the driver, {} capped passes, {pings}/{tries} pings answered, slowest command {slowest:?}",
+        stats.core.datagrams_received, stats.core.malformed, stats.datagrams_dropped, stats.capped_passes
+    );
+    target.stop().await;
+    peer.stop().await;
+}
