@@ -205,7 +205,10 @@ async fn bootstrap_to_a_dead_address_fails_clearly_within_the_timeout() {
     let started = Instant::now();
     let err = node.bootstrap(&[dead.to_string()]).await.unwrap_err();
     let took = started.elapsed();
-    assert!(took >= timeout && took < timeout + Duration::from_millis(500), "{took:?}");
+    assert!(
+        took >= timeout && took < timeout + Duration::from_millis(500),
+        "{took:?}"
+    );
     match &err {
         Error::BootstrapFailed { addrs, timeout: t } => {
             assert_eq!(addrs, &vec![dead]);
@@ -214,7 +217,10 @@ async fn bootstrap_to_a_dead_address_fails_clearly_within_the_timeout() {
         other => panic!("unexpected error {other:?}"),
     }
     let msg = err.to_string();
-    assert!(msg.contains(&dead.to_string()) && msg.contains("no answer"), "{msg}");
+    assert!(
+        msg.contains(&dead.to_string()) && msg.contains("no answer"),
+        "{msg}"
+    );
     // With no peers, lookups say so instead of waiting.
     assert!(matches!(
         node.find_node(NodeId::for_key("x")).await,
