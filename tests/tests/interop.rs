@@ -1,0 +1,528 @@
+//! Interop with the Python reference, kademlia-dynamic 1.1.1, over real UDP sockets on
+//! 127.0.0.1, in both wire formats.
+//!
+//! Two shapes of network, each in JSON and in bencode:
+//! - a Python network of 20 nodes that 4 kad nodes join (`python_network_*`);
+//! - a kad network of 20 nodes that 4 Python nodes join (`kad_network_*`).
+//!
+//! In each: values written on one side are read on the other (text, unicode and bytes,
+//! keeping their type), an update made on one side is what the other side then reads, and
+//! `find_node` / `find_value` answers from each side are understood by the other.
+//!
+//! The Python nodes run in a subprocess, `tests/interop/py_node.py`, driven over a
+//! line-based JSON protocol on stdin/stdout. The interpreter is `$KAD_PYTHON`, else
+//! `.venv/bin/python` at the repository root (`python3 -m venv .venv &&
+//! .venv/bin/pip install kademlia-dynamic==1.1.1`). Without either the tests are skipped
+//! with a message, except under `CI=true`, where a missing reference is a failure.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use kad_tokio::{Codec, KademliaServer, NodeId, Value};
+use serde_json::{json, Value as Json};
+
+/// Nodes of the network that the other side joins.
+const NETWORK: usize = 20;
+/// Nodes of the other implementation that join it.
+const JOINERS: usize = 4;
+/// Longest a single request to the Python driver may take (a lookup that meets dead
+/// peers waits 2 s for each).
+const PY_ANSWER: Duration = Duration::from_secs(60);
+
+// ---- the Python side ----
+
+/// The Python interpreter to use, or `None` (after saying so) to skip.
+fn python() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("KAD_PYTHON") {
+        return Some(PathBuf::from(p));
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    if venv.exists() {
+        return Some(venv);
+    }
+    let how = "set KAD_PYTHON, or create .venv at the repository root: \
+               python3 -m venv .venv && .venv/bin/pip install kademlia-dynamic==1.1.1";
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true and the Python reference is missing: {how}");
+    }
+    eprintln!("interop test skipped: no Python reference ({how})");
+    None
+}
+
+/// A group of Python nodes in one subprocess.
+struct PyNet {
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<String>,
+    nodes: Vec<PyNode>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PyNode {
+    id: NodeId,
+    addr: SocketAddr,
+}
+
+impl PyNet {
+    /// Starts `n` Python nodes: their own network, or joined through `bootstrap`.
+    fn start(python: &Path, codec: Codec, n: usize, bootstrap: &[SocketAddr]) -> PyNet {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/py_node.py");
+        let mut cmd = Command::new(python);
+        cmd.arg(&script)
+            .args(["--codec", &codec.to_string(), "--nodes", &n.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for b in bootstrap {
+            cmd.args(["--bootstrap", &b.to_string()]);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut net = PyNet {
+            child,
+            stdin,
+            lines,
+            nodes: Vec::new(),
+        };
+        let ready = net.read();
+        assert_eq!(ready["ready"], true, "{ready}");
+        assert_eq!(ready["version"], "1.1.1", "the reference must be 1.1.1");
+        net.nodes = ready["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .map(|n| PyNode {
+                id: NodeId::from_hex(n["node_id"].as_str().expect("node_id")).expect("hex id"),
+                addr: SocketAddr::from(([127, 0, 0, 1], n["port"].as_u64().expect("port") as u16)),
+            })
+            .collect();
+        assert_eq!(net.nodes.len(), n);
+        net
+    }
+
+    fn read(&mut self) -> Json {
+        match self.lines.recv_timeout(PY_ANSWER) {
+            Ok(line) => serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("bad line from py_node.py: {line:?}: {e}")),
+            Err(e) => panic!(
+                "py_node.py gave no answer ({e}); exit status {:?}",
+                self.child.try_wait()
+            ),
+        }
+    }
+
+    /// One request, one answer; a failed request fails the test.
+    fn call(&mut self, req: Json) -> Json {
+        writeln!(self.stdin, "{req}").expect("write to py_node.py");
+        self.stdin.flush().expect("flush");
+        let answer = self.read();
+        assert_eq!(answer["ok"], true, "py_node.py failed {req}: {answer}");
+        answer
+    }
+
+    fn put(&mut self, node: usize, key: &str, value: &Value) {
+        self.call(json!({"op": "put", "node": node, "key": key, "value": to_json(value)}));
+    }
+
+    fn update(&mut self, node: usize, key: &str, value: &Value) -> u64 {
+        let a =
+            self.call(json!({"op": "update", "node": node, "key": key, "value": to_json(value)}));
+        a["acked"].as_u64().unwrap_or(0)
+    }
+
+    fn get(&mut self, node: usize, key: &str) -> Option<Value> {
+        from_json(&self.call(json!({"op": "get", "node": node, "key": key}))["value"])
+    }
+
+    fn local(&mut self, node: usize, key: &str) -> Option<Value> {
+        from_json(&self.call(json!({"op": "local", "node": node, "key": key}))["value"])
+    }
+
+    fn find_node(&mut self, node: usize, target: NodeId) -> Vec<(NodeId, SocketAddr)> {
+        let a = self.call(json!({"op": "find_node", "node": node, "target": target.to_string()}));
+        peers(&a["peers"])
+    }
+
+    fn find_value(&mut self, node: usize, key: &str) -> (Option<Value>, Vec<(NodeId, SocketAddr)>) {
+        let a = self.call(json!({"op": "find_value", "node": node, "key": key}));
+        (from_json(&a["value"]), peers(&a["peers"]))
+    }
+
+    fn table(&mut self, node: usize) -> Vec<(NodeId, SocketAddr)> {
+        peers(&self.call(json!({"op": "peers", "node": node}))["peers"])
+    }
+}
+
+impl Drop for PyNet {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "{}", json!({"op": "quit"}));
+        let _ = self.stdin.flush();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn to_json(v: &Value) -> Json {
+    match v {
+        Value::Text(s) => json!({ "text": s }),
+        Value::Bytes(b) => json!({ "hex": hex(b) }),
+    }
+}
+
+fn from_json(j: &Json) -> Option<Value> {
+    if j.is_null() {
+        return None;
+    }
+    if let Some(s) = j["text"].as_str() {
+        return Some(Value::from(s));
+    }
+    let h = j["hex"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not a value: {j}"));
+    let bytes: Vec<u8> = (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).expect("hex"))
+        .collect();
+    Some(Value::from(bytes))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn peers(j: &Json) -> Vec<(NodeId, SocketAddr)> {
+    j.as_array()
+        .expect("peers")
+        .iter()
+        .map(|p| {
+            let id = NodeId::from_hex(p["node_id"].as_str().expect("node_id")).expect("hex");
+            let ip = p["ip"].as_str().expect("ip").parse().expect("ip");
+            let port = p["port"].as_u64().expect("port") as u16;
+            (id, SocketAddr::new(ip, port))
+        })
+        .collect()
+}
+
+// ---- the two shapes of network ----
+
+/// Python nodes and kad nodes in one network.
+struct Mixed {
+    py: PyNet,
+    kad: Vec<KademliaServer>,
+}
+
+impl Mixed {
+    async fn stop(self) {
+        for k in &self.kad {
+            k.stop().await;
+        }
+        drop(self.py);
+    }
+
+    /// Every node's (id, address), both sides.
+    fn everyone(&self) -> Vec<(NodeId, SocketAddr)> {
+        let mut all: Vec<_> = self.py.nodes.iter().map(|p| (p.id, p.addr)).collect();
+        all.extend(self.kad.iter().map(|k| (k.node_id(), k.local_addr())));
+        all
+    }
+}
+
+async fn kad_node(codec: Codec) -> KademliaServer {
+    KademliaServer::builder()
+        .codec(codec)
+        .listen("127.0.0.1:0")
+        .await
+        .expect("listen")
+}
+
+/// A Python network of [`NETWORK`] nodes, then [`JOINERS`] kad nodes join it.
+async fn python_network(codec: Codec) -> Option<Mixed> {
+    let python = python()?;
+    let py = PyNet::start(&python, codec, NETWORK, &[]);
+    let mut kad = Vec::new();
+    for i in 0..JOINERS {
+        let node = kad_node(codec).await;
+        let via = [
+            py.nodes[0].addr.to_string(),
+            py.nodes[1 + i * 4].addr.to_string(),
+        ];
+        let answered = node
+            .bootstrap(&via)
+            .await
+            .expect("kad joins the Python network");
+        assert_eq!(answered, 2);
+        kad.push(node);
+    }
+    Some(Mixed { py, kad })
+}
+
+/// A kad network of [`NETWORK`] nodes, then [`JOINERS`] Python nodes join it.
+async fn kad_network(codec: Codec) -> Option<Mixed> {
+    let python = python()?;
+    let mut kad: Vec<KademliaServer> = Vec::new();
+    for i in 0..NETWORK {
+        let node = kad_node(codec).await;
+        if i > 0 {
+            let via = [
+                kad[0].local_addr().to_string(),
+                kad[i / 2].local_addr().to_string(),
+            ];
+            node.bootstrap(&via).await.expect("kad bootstrap");
+        }
+        kad.push(node);
+    }
+    let via = [kad[0].local_addr(), kad[NETWORK / 2].local_addr()];
+    let py = PyNet::start(&python, codec, JOINERS, &via);
+    Some(Mixed { py, kad })
+}
+
+// ---- the checks ----
+
+/// Text, unicode (with escapes and astral characters) and bytes (invalid UTF-8, a NUL,
+/// and bytes that happen to be valid UTF-8, which must still come back as bytes).
+fn values() -> Vec<Value> {
+    vec![
+        Value::from("hello from the other side"),
+        Value::from("naïve café ☕ 日本語 🚀 \"quoted\" back\\slash\ttab\nnewline"),
+        Value::from(&b"\x00\xff\xfe binary \x80\x00"[..]),
+        Value::from(&b"ascii bytes stay bytes"[..]),
+    ]
+}
+
+async fn values_cross_both_ways(net: Mixed) {
+    let Mixed { mut py, kad } = net;
+    let (np, nk) = (py.nodes.len(), kad.len());
+    for (i, v) in values().into_iter().enumerate() {
+        // kad writes, Python reads (from two different nodes).
+        let key = format!("kad-wrote-{i}");
+        let put = kad[i % nk].set(&key, v.clone()).await.expect("kad set");
+        assert!(put.replicas >= 1);
+        for p in [(i + 1) % np, np - 1 - i % np] {
+            assert_eq!(
+                py.get(p, &key),
+                Some(v.clone()),
+                "Python node {p} reads {key}"
+            );
+        }
+        // Python writes, kad reads: with get, and with find_value (always the network).
+        let key = format!("py-wrote-{i}");
+        py.put(i % np, &key, &v);
+        for k in [(i + 1) % nk, nk - 1 - i % nk] {
+            assert_eq!(
+                kad[k].get(&key).await.unwrap(),
+                Some(v.clone()),
+                "kad {k} reads {key}"
+            );
+        }
+        let (found, peers) = kad[i % nk].find_value(&key).await.unwrap();
+        assert_eq!(found, Some(v.clone()));
+        assert!(!peers.is_empty());
+    }
+    Mixed { py, kad }.stop().await;
+}
+
+async fn updates_cross_both_ways(net: Mixed) {
+    let Mixed { mut py, kad } = net;
+    let np = py.nodes.len();
+
+    // Two rules of Kademlia (the reference's as much as ours) shape this test:
+    // - the writer keeps its own copy as the original publisher; when it is not among the
+    //   k closest to the key, an update made by another node never reaches that copy, and
+    //   a lookup may meet it first. So each update here comes from the node that wrote the
+    //   first version (a publisher updating its value).
+    // - a lookup that finds a value leaves a cached copy on the path, which an update
+    //   sent to the k closest does not replace. So before the update, v1 is checked only
+    //   in the holders' own stores, without a lookup.
+
+    // kad updates, Python reads.
+    let key = "kad-updates";
+    let v1 = Value::from("first version");
+    let v2 = Value::from("second version");
+    kad[0].set(key, v1.clone()).await.unwrap();
+    let holders: Vec<usize> = (0..np).filter(|&p| py.local(p, key).is_some()).collect();
+    assert!(!holders.is_empty(), "no Python node holds the value");
+    for &p in &holders {
+        assert_eq!(py.local(p, key), Some(v1.clone()));
+    }
+    kad[0].set(key, v2.clone()).await.unwrap();
+    for p in 0..np {
+        assert_eq!(
+            py.get(p, key),
+            Some(v2.clone()),
+            "Python node {p} after the update"
+        );
+    }
+
+    // Python updates, kad reads. The reference's `set` sends the value only to peers whose
+    // check_store says they lack the key, so it never replaces a stored value (WIRE.md,
+    // defects, 1; `python_set_skips_holders` shows it). The driver's `update` is the one
+    // way a Python node can overwrite a value: the same find_node and `set` RPCs without
+    // that skip. What kad must get right is to accept the overwriting `set` from Python.
+    let key = "py-updates";
+    let v1 = Value::from("written by Python");
+    let v2 = Value::from(&b"\x01 rewritten by Python, now as bytes"[..]);
+    py.put(0, key, &v1);
+    let mut kad_holders = 0;
+    for k in &kad {
+        if let Some(v) = k.get_local(key).await.unwrap() {
+            assert_eq!(v, v1);
+            kad_holders += 1;
+        }
+    }
+    assert!(kad_holders > 0, "no kad node holds the value");
+    let acked = py.update(0, key, &v2);
+    assert!(acked >= 1);
+    for (i, k) in kad.iter().enumerate() {
+        assert_eq!(
+            k.get(key).await.unwrap(),
+            Some(v2.clone()),
+            "kad node {i} after the update"
+        );
+    }
+    Mixed { py, kad }.stop().await;
+}
+
+async fn find_node_answers_understood_both_ways(net: Mixed) {
+    let everyone = net.everyone();
+    let Mixed { mut py, kad } = net;
+    let (np, nk) = (py.nodes.len(), kad.len());
+    let known = |peers: &[(NodeId, SocketAddr)]| {
+        for p in peers {
+            assert!(everyone.contains(p), "unknown peer {p:?}");
+        }
+    };
+
+    // Python asks (kad nodes answer some of the find_node requests): looking up a kad
+    // node's id finds that node first, at its real address.
+    for k in &kad {
+        let peers = py.find_node(np / 2, k.node_id());
+        known(&peers);
+        assert_eq!(peers.first(), Some(&(k.node_id(), k.local_addr())));
+    }
+    // kad asks (Python nodes answer): looking up a Python node's id finds it first.
+    for (i, p) in py.nodes.clone().iter().enumerate() {
+        let peers = kad[i % nk].find_node(p.id).await.unwrap();
+        assert_eq!(peers.first().map(|x| (x.id, x.addr)), Some((p.id, p.addr)));
+        known(&peers.iter().map(|x| (x.id, x.addr)).collect::<Vec<_>>());
+    }
+    // find_value of a key nobody holds: both sides get (and understand) closest peers.
+    let (v, peers) = kad[0].find_value("nobody-stored-this").await.unwrap();
+    assert_eq!(v, None);
+    assert!(!peers.is_empty());
+    let (v, peers) = py.find_value(0, "nobody-stored-this");
+    assert_eq!(v, None);
+    assert!(!peers.is_empty());
+    known(&peers);
+    // kad's `sender` fields are right: Python routing tables hold kad nodes at the
+    // address they listen on.
+    for k in &kad {
+        let listed = (0..np).any(|p| py.table(p).contains(&(k.node_id(), k.local_addr())));
+        assert!(listed, "no Python node lists kad node {}", k.local_addr());
+    }
+    Mixed { py, kad }.stop().await;
+}
+
+/// The reference's `set` skips every peer whose `check_store` answers `has_key`: kad
+/// replicas answer it correctly (the reference understands them and sends no `set`), so
+/// they keep the old value. This is WIRE.md's defect 1 of the reference, which kad's own
+/// `set` does not copy.
+async fn python_set_skips_holders(net: Mixed) {
+    let Mixed { mut py, kad } = net;
+    let key = "defect-1";
+    let v1 = Value::from("v1");
+    let v2 = Value::from("v2 that the reference never sends to holders");
+    kad[0].set(key, v1.clone()).await.unwrap();
+    py.put(3, key, &v2);
+    assert_eq!(
+        py.local(3, key),
+        Some(v2.clone()),
+        "the publisher keeps its own copy"
+    );
+    let mut holders = 0;
+    for k in &kad[1..] {
+        if let Some(v) = k.get_local(key).await.unwrap() {
+            assert_eq!(
+                v, v1,
+                "a kad holder was sent the update after has_key: true"
+            );
+            holders += 1;
+        }
+    }
+    assert!(holders > 0, "no other kad node holds the value");
+    Mixed { py, kad }.stop().await;
+}
+
+#[test]
+fn python_reference_is_present_or_skipped() {
+    // Fails under CI=true when the reference is missing; elsewhere says it skips.
+    if let Some(python) = python() {
+        let out = Command::new(&python)
+            .args([
+                "-c",
+                "import importlib.metadata as m; print(m.version('kademlia-dynamic'))",
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+        let version = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            version.trim(),
+            "1.1.1",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+macro_rules! interop {
+    ($($name:ident: $network:ident($codec:expr) => $check:ident;)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                // The Python driver is talked to with blocking calls from this thread;
+                // the kad nodes run on the runtime's workers.
+                let Some(net) = $network($codec).await else { return };
+                $check(net).await;
+            }
+        )*
+    };
+}
+
+interop! {
+    json_python_network_values_cross_both_ways: python_network(Codec::Json) => values_cross_both_ways;
+    json_python_network_updates_cross_both_ways: python_network(Codec::Json) => updates_cross_both_ways;
+    json_python_network_find_node_understood_both_ways: python_network(Codec::Json) => find_node_answers_understood_both_ways;
+    json_python_set_skips_holders: python_network(Codec::Json) => python_set_skips_holders;
+    json_kad_network_values_cross_both_ways: kad_network(Codec::Json) => values_cross_both_ways;
+    json_kad_network_updates_cross_both_ways: kad_network(Codec::Json) => updates_cross_both_ways;
+    json_kad_network_find_node_understood_both_ways: kad_network(Codec::Json) => find_node_answers_understood_both_ways;
+    bencode_python_network_values_cross_both_ways: python_network(Codec::Bencode) => values_cross_both_ways;
+    bencode_python_network_updates_cross_both_ways: python_network(Codec::Bencode) => updates_cross_both_ways;
+    bencode_python_network_find_node_understood_both_ways: python_network(Codec::Bencode) => find_node_answers_understood_both_ways;
+    bencode_python_set_skips_holders: python_network(Codec::Bencode) => python_set_skips_holders;
+    bencode_kad_network_values_cross_both_ways: kad_network(Codec::Bencode) => values_cross_both_ways;
+    bencode_kad_network_updates_cross_both_ways: kad_network(Codec::Bencode) => updates_cross_both_ways;
+    bencode_kad_network_find_node_understood_both_ways: kad_network(Codec::Bencode) => find_node_answers_understood_both_ways;
+}
