@@ -226,6 +226,10 @@ async fn wait_for_signal() {
 
 /// A short-lived node for `put` and `get`: bound on loopback when the network is there,
 /// else on every interface, in the bootstrap address's family.
+///
+/// It only pings the bootstrap nodes instead of running the full bootstrap (a lookup of
+/// its own id and of every bucket): the put or get lookup that follows finds what it
+/// needs, and a one-shot client need not fill a routing table it is about to drop.
 async fn client(args: &ClientArgs) -> Result<KademliaServer, Error> {
     let first = &args.bootstrap[0];
     let addr: SocketAddr = tokio::net::lookup_host(first.as_str())
@@ -249,11 +253,43 @@ async fn client(args: &ClientArgs) -> Result<KademliaServer, Error> {
         .codec(args.codec)
         .listen(bind)
         .await?;
-    if let Err(e) = server.bootstrap(&args.bootstrap).await {
-        server.stop().await;
-        return Err(e);
+    let pings: Vec<_> = args
+        .bootstrap
+        .iter()
+        .map(|a| {
+            let (server, a) = (server.clone(), a.clone());
+            tokio::spawn(async move { server.ping(&a).await })
+        })
+        .collect();
+    let mut answered = 0;
+    let mut last = None;
+    for p in pings {
+        match p.await {
+            Ok(Ok(_)) => answered += 1,
+            Ok(Err(e)) => last = Some(e),
+            Err(_) => {}
+        }
     }
-    Ok(server)
+    if answered > 0 {
+        return Ok(server);
+    }
+    server.stop().await;
+    Err(match last {
+        // Nobody answered: say so the way `bootstrap` does.
+        Some(Error::Query(QueryError::NoResponse)) | None => {
+            let mut addrs = Vec::new();
+            for a in &args.bootstrap {
+                if let Ok(found) = tokio::net::lookup_host(a.as_str()).await {
+                    addrs.extend(found.filter(|x| x.is_ipv4() == addr.is_ipv4()));
+                }
+            }
+            Error::BootstrapFailed {
+                addrs,
+                timeout: kad_tokio::Config::default().query_timeout(),
+            }
+        }
+        Some(e) => e,
+    })
 }
 
 async fn put(args: PutArgs) -> ExitCode {

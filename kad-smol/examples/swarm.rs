@@ -1,0 +1,367 @@
+//! The swarm on smol: N nodes on 127.0.0.1 in one process; M keys put from random nodes
+//! and got from others; a table of success, latency and messages per lookup.
+//!
+//! ```text
+//! cargo run --release -p kad-smol --example swarm -- --nodes 100 --keys 100 [--codec bencode]
+//! ```
+//!
+//! Exits 0 only when every key was found. Progress goes to stderr, the table to stdout.
+//! The nodes run on smol's global executor, with one thread per core unless
+//! `SMOL_THREADS` says otherwise.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kad_smol::{Codec, KademliaServer, Value};
+use smol::lock::Semaphore;
+
+/// Operations (bootstraps, puts, gets) in flight at once.
+const CONCURRENCY: usize = 16;
+
+struct SwarmArgs {
+    nodes: usize,
+    keys: usize,
+    codec: Codec,
+}
+
+const USAGE: &str = "usage: swarm [--nodes N] [--keys M] [--codec json|bencode]";
+
+fn parse_args() -> Result<SwarmArgs, String> {
+    let mut args = SwarmArgs {
+        nodes: 100,
+        keys: 100,
+        codec: Codec::Json,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "--help" || flag == "-h" {
+            return Err(USAGE.into());
+        }
+        let value = it.next().ok_or(format!("{flag} needs a value\n{USAGE}"))?;
+        let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}\n{USAGE}");
+        match flag.as_str() {
+            "--nodes" => args.nodes = value.parse().map_err(|e| bad(&e))?,
+            "--keys" => args.keys = value.parse().map_err(|e| bad(&e))?,
+            "--codec" => args.codec = value.parse().map_err(|e| bad(&e))?,
+            _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if std::env::var_os("SMOL_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Read once, by the first `smol::spawn`, which has not run yet.
+        std::env::set_var("SMOL_THREADS", cores.to_string());
+    }
+    smol::block_on(run(args))
+}
+
+/// Outcome of one put or get.
+struct Op {
+    ok: bool,
+    took: Duration,
+}
+
+async fn run(args: SwarmArgs) -> ExitCode {
+    match swarm(args).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("kad swarm: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn swarm(args: SwarmArgs) -> Result<bool, kad_smol::Error> {
+    let n = args.nodes.max(2);
+    let m = args.keys;
+    let mut rng = SplitMix(seed());
+    eprintln!(
+        "swarm: starting {n} nodes on 127.0.0.1 ({} codec)",
+        args.codec
+    );
+
+    let started = Instant::now();
+    let mut nodes = Vec::with_capacity(n);
+    for _ in 0..n {
+        nodes.push(
+            KademliaServer::builder()
+                .codec(args.codec)
+                .listen("127.0.0.1:0")
+                .await?,
+        );
+    }
+
+    // Join one wave at a time, each node through the first node and a random one that
+    // is already in: like nodes arriving over time rather than all in the same instant.
+    let mut progress = Progress::new("bootstrapped", n - 1);
+    let mut joined = 1;
+    while joined < n {
+        let wave = (joined..n).take(CONCURRENCY.min(joined.max(1) * 2));
+        let mut tasks = Vec::new();
+        for i in wave {
+            let node = nodes[i].clone();
+            let via = vec![
+                nodes[0].local_addr().to_string(),
+                nodes[rng.below(joined)].local_addr().to_string(),
+            ];
+            tasks.push(smol::spawn(async move { node.bootstrap(&via).await }));
+        }
+        for t in tasks {
+            if let Err(e) = t.await {
+                eprintln!("swarm: a node failed to bootstrap: {e}");
+            }
+            joined += 1;
+            progress.tick(joined - 1);
+        }
+    }
+    let boot_time = started.elapsed();
+    let mut table_sizes = 0usize;
+    for node in &nodes {
+        table_sizes += node.peers().await?.len();
+    }
+    eprintln!(
+        "swarm: {n} nodes joined in {:.2} s (mean routing table {:.1} peers)",
+        boot_time.as_secs_f64(),
+        table_sizes as f64 / n as f64
+    );
+
+    // Puts: each key from a random node.
+    let keys: Vec<(String, Value, usize)> = (0..m)
+        .map(|i| {
+            let value = Value::from(format!("value {i} · {:016x}", rng.next()));
+            (format!("swarm-key-{i}"), value, rng.below(n))
+        })
+        .collect();
+    let before = requests(&nodes).await?;
+    let puts = run_ops(
+        "put",
+        keys.iter().map(|(k, v, from)| {
+            let node = nodes[*from].clone();
+            let (k, v) = (k.clone(), v.clone());
+            async move {
+                match node.set(&k, v).await {
+                    Ok(_) => true,
+                    Err(e) => {
+                        eprintln!("swarm: put {k} failed: {e}");
+                        false
+                    }
+                }
+            }
+        }),
+    )
+    .await;
+    let put_msgs = (requests(&nodes).await? - before) as f64 / m.max(1) as f64;
+
+    // Gets: each key from another random node.
+    let before = requests(&nodes).await?;
+    let gets = run_ops(
+        "get",
+        keys.iter().map(|(k, v, from)| {
+            let other = (from + 1 + rng.below(n - 1)) % n;
+            let node = nodes[other].clone();
+            let (k, v) = (k.clone(), v.clone());
+            async move {
+                match node.get(&k).await {
+                    Ok(Some(got)) if got == v => true,
+                    Ok(Some(got)) => {
+                        eprintln!("swarm: get {k}: wrong value {got:?}");
+                        false
+                    }
+                    Ok(None) => {
+                        eprintln!("swarm: get {k}: not found");
+                        false
+                    }
+                    Err(e) => {
+                        eprintln!("swarm: get {k} failed: {e}");
+                        false
+                    }
+                }
+            }
+        }),
+    )
+    .await;
+    let get_msgs = (requests(&nodes).await? - before) as f64 / m.max(1) as f64;
+
+    let mut dropped = 0;
+    let mut timeouts = 0;
+    for node in &nodes {
+        let s = node.stats().await?;
+        dropped += s.datagrams_dropped;
+        timeouts += s.core.request_timeouts;
+    }
+    let stops: Vec<_> = nodes
+        .iter()
+        .map(|node| {
+            let node = node.clone();
+            smol::spawn(async move { node.stop().await })
+        })
+        .collect();
+    for s in stops {
+        s.await;
+    }
+
+    println!(
+        "kad swarm (smol): {n} nodes, {m} keys, {} codec; joined in {:.2} s",
+        args.codec,
+        boot_time.as_secs_f64()
+    );
+    println!();
+    println!(
+        "{:<4} {:>9} {:>9} {:>9} {:>12}",
+        "op", "success", "p50 ms", "p99 ms", "msgs/lookup"
+    );
+    for (name, ops, msgs) in [("put", &puts, put_msgs), ("get", &gets, get_msgs)] {
+        let ok = ops.iter().filter(|o| o.ok).count();
+        let mut took: Vec<Duration> = ops.iter().map(|o| o.took).collect();
+        took.sort();
+        println!(
+            "{:<4} {:>9} {:>9.2} {:>9.2} {:>12.1}",
+            name,
+            format!("{ok}/{}", ops.len()),
+            ms(percentile(&took, 50)),
+            ms(percentile(&took, 99)),
+            msgs
+        );
+    }
+    println!();
+    let found = gets.iter().filter(|o| o.ok).count();
+    println!(
+        "msgs/lookup = requests sent per operation; \
+         {timeouts} request timeouts, {dropped} datagrams dropped"
+    );
+    if found == m {
+        println!("all {m} keys found");
+    } else {
+        println!("FAILED: {} of {m} keys not found", m - found);
+    }
+    Ok(found == m)
+}
+
+/// Runs `ops` with at most [`CONCURRENCY`] in flight, timing each.
+async fn run_ops<F>(what: &'static str, ops: impl Iterator<Item = F>) -> Vec<Op>
+where
+    F: std::future::Future<Output = bool> + Send + 'static,
+{
+    let limit = Arc::new(Semaphore::new(CONCURRENCY));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    let mut progress = Progress::new(what, ops.size_hint().0);
+    for op in ops {
+        let permit = limit.acquire_arc().await;
+        progress.tick(done.load(Ordering::Relaxed));
+        let done = done.clone();
+        tasks.push(smol::spawn(async move {
+            let started = Instant::now();
+            let ok = op.await;
+            let took = started.elapsed();
+            drop(permit);
+            done.fetch_add(1, Ordering::Relaxed);
+            Op { ok, took }
+        }));
+    }
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await);
+        progress.tick(done.load(Ordering::Relaxed));
+    }
+    out
+}
+
+/// Requests sent so far by the user commands of every node.
+async fn requests(nodes: &[KademliaServer]) -> Result<u64, kad_smol::Error> {
+    let mut total = 0;
+    for node in nodes {
+        total += node.stats().await?.query_requests;
+    }
+    Ok(total)
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    // Nearest rank: the smallest value with at least p% of the samples at or below it.
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted[rank - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Progress on stderr, at most every 10% or 2 seconds.
+struct Progress {
+    what: &'static str,
+    total: usize,
+    started: Instant,
+    last: Instant,
+    last_done: usize,
+}
+
+impl Progress {
+    fn new(what: &'static str, total: usize) -> Progress {
+        let now = Instant::now();
+        Progress {
+            what,
+            total,
+            started: now,
+            last: now,
+            last_done: 0,
+        }
+    }
+
+    fn tick(&mut self, done: usize) {
+        let step = (self.total / 10).max(1);
+        let due = done == self.total
+            || done >= self.last_done + step
+            || self.last.elapsed() >= Duration::from_secs(2);
+        if !due || done == self.last_done {
+            return;
+        }
+        self.last = Instant::now();
+        self.last_done = done;
+        eprintln!(
+            "swarm: {} {done}/{} ({:.1} s)",
+            self.what,
+            self.total,
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    // Only picks which nodes put and get: any seed will do if the OS has none.
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b)
+}
+
+/// A tiny PRNG for picking nodes (SplitMix64).
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
