@@ -924,7 +924,12 @@ impl Node {
                     .renew(&key, later(now, self.core.config.key_expiry));
             }
             let id = self.next_id();
-            let put = Put::new(&self.core, id, key, record.value, true);
+            // The publisher's daily republish is a full `set`, as in the reference: it
+            // renews every replica's expiry. (A `check_store` first would find them all
+            // still holding the record, ten seconds before it expires everywhere.)
+            // Others restore only where the record is missing.
+            let check_first = record.kind != store::Kind::Published;
+            let put = Put::new(&self.core, id, key, record.value, check_first);
             self.start(now, Purpose::Republish, id, Kind::Put(put));
             self.republishing += 1;
             started = true;

@@ -100,11 +100,19 @@ impl Put {
                     } else {
                         Step::Set
                     };
-                    let targets = l
-                        .closest_succeeded(core.config.k)
-                        .into_iter()
-                        .map(|p| (p, first))
-                        .collect();
+                    // We hold the record too: when we are one of the k closest, the replica
+                    // set is us and k - 1 others. Handing it to the (k+1)-th closest as
+                    // well would give that node a fresh expiry at every restore, and the
+                    // record would outlive its publisher forever.
+                    let k = core.config.k;
+                    let mut peers = l.closest_succeeded(k);
+                    let target = l.target();
+                    let own = core.id.distance(target);
+                    if peers.len() == k && peers.last().is_some_and(|p| own < p.id.distance(target))
+                    {
+                        peers.pop();
+                    }
+                    let targets = peers.into_iter().map(|p| (p, first)).collect();
                     self.targets = Some(targets);
                 }
                 p => {
