@@ -474,3 +474,28 @@ fn os_random<const N: usize>() -> Result<[u8; N], Error> {
     getrandom::fill(&mut out).map_err(|e| Error::Random(e.to_string()))?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trips_through_the_builder() {
+        let config = Config::builder()
+            .codec(Codec::Bencode)
+            .k(8)
+            .alpha(2)
+            .max_dispatch_tasks(7)
+            .query_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let b = KademliaServer::builder().config(config.clone());
+        assert_eq!(b.build_config().unwrap(), config);
+        // Later settings apply on top; invalid ones are refused at build time.
+        assert_eq!(b.clone().k(9).build_config().unwrap().k(), 9);
+        assert!(matches!(
+            b.alpha(9).build_config(),
+            Err(Error::Config(kad_core::ConfigError::AlphaAboveK { .. }))
+        ));
+    }
+}
