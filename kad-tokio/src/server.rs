@@ -383,7 +383,7 @@ impl Builder {
             driver.run().await;
             drop(done_tx);
         });
-        tracing::info!(%local_addr, node_id = %id, "kad node listening");
+        tracing::debug!(%local_addr, node_id = %id, "kad node listening");
         Ok(KademliaServer {
             commands,
             shared: Arc::new(Shared {

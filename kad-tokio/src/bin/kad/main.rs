@@ -11,7 +11,7 @@
 
 mod swarm;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -128,8 +128,9 @@ struct GetArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Put(_) | Command::Get(_));
-    init_logs(if quiet { "warn" } else { "info" });
+    // `node` tells what it does; the others print results (and swarm its own progress).
+    let verbose = matches!(cli.command, Command::Node(_));
+    init_logs(if verbose { "info" } else { "warn" });
     match cli.command {
         Command::Node(args) => node(args).await,
         Command::Put(args) => put(args).await,
@@ -143,6 +144,7 @@ fn init_logs(default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }
@@ -189,6 +191,7 @@ async fn node(args: NodeArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(2, &e),
     };
+    tracing::info!(addr = %server.local_addr(), id = %server.node_id(), "listening");
     if !args.bootstrap.is_empty() {
         match server.bootstrap(&args.bootstrap).await {
             Ok(n) => tracing::info!(answered = n, "bootstrapped"),
