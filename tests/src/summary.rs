@@ -43,6 +43,11 @@ impl Summary {
         self.sorted.last().copied().unwrap_or(0)
     }
 
+    /// How many values are below `limit`.
+    pub fn count_below(&self, limit: u64) -> usize {
+        self.sorted.partition_point(|&v| v < limit)
+    }
+
     /// The smallest value, 0 for no values.
     pub fn min(&self) -> u64 {
         self.sorted.first().copied().unwrap_or(0)

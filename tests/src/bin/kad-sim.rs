@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! kad-sim --nodes N --lookups L [--dead F] [--loss P] [--codec json|bencode] [--seed S]
-//!         [--concurrency C]
+//!         [--concurrency C] [--unverified-reply-factor X]
 //! ```
 //!
 //! Builds N nodes, joins them through the protocol (every node bootstraps to one node that
@@ -14,7 +14,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use kad_core::{Codec, Config, Node, QueryResult, Value};
+use kad_core::{Codec, Config, Node, NodeId, QueryResult, Value};
 use kad_tests::{Link, SimNet, Summary};
 
 struct Args {
@@ -25,10 +25,12 @@ struct Args {
     codec: Codec,
     seed: u64,
     concurrency: usize,
+    /// Overrides kad-core's `unverified_reply_factor` (diagnostics).
+    reply_factor: Option<usize>,
 }
 
 const USAGE: &str = "usage: kad-sim --nodes N --lookups L [--dead F] [--loss P] \
-[--codec json|bencode] [--seed S] [--concurrency C]";
+[--codec json|bencode] [--seed S] [--concurrency C] [--unverified-reply-factor X]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -39,6 +41,7 @@ fn parse_args() -> Result<Args, String> {
         codec: Codec::Json,
         seed: 1,
         concurrency: 50,
+        reply_factor: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,6 +60,9 @@ fn parse_args() -> Result<Args, String> {
             "--codec" => a.codec = value.parse().map_err(|e: String| bad(&e))?,
             "--seed" => a.seed = kad_tests::parse_seed(&value).ok_or_else(|| bad(&"not a u64"))?,
             "--concurrency" => a.concurrency = value.parse().map_err(|e| bad(&e))?,
+            "--unverified-reply-factor" => {
+                a.reply_factor = Some(value.parse().map_err(|e| bad(&e))?)
+            }
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
         }
     }
@@ -88,10 +94,14 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) {
-    let config = Config::builder()
-        .codec(args.codec)
-        .build()
-        .expect("valid config");
+    let mut config = Config::builder().codec(args.codec);
+    if let Some(f) = args.reply_factor {
+        config = config.unverified_reply_factor(f);
+    }
+    let config = config.build().unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2)
+    });
     let link = Link::default().with_loss(args.loss);
     let wall = Instant::now();
     let mut net = SimNet::with_nodes(args.seed, link, args.nodes, &config);
@@ -123,6 +133,18 @@ fn run(args: &Args) {
         .iter()
         .filter(|f| matches!(f.result, QueryResult::Put(Ok(_))))
         .count();
+    // How well the puts found the k closest nodes: of the true k closest to each key,
+    // how many hold it.
+    let k = config.k();
+    let mut ids: Vec<(usize, NodeId)> = (0..args.nodes).map(|i| (i, net.node(i).id())).collect();
+    let placed = Summary::new(keys.iter().map(|(key, _)| {
+        let target = NodeId::for_key(key);
+        ids.sort_by_key(|(_, id)| id.distance(&target));
+        ids[..k]
+            .iter()
+            .filter(|(i, _)| net.node(*i).get_local(net.now(), key).is_some())
+            .count() as u64
+    }));
     let setup_wall = wall.elapsed();
 
     // Kill a fraction of the nodes.
@@ -226,6 +248,16 @@ fn run(args: &Args) {
             "{puts_ok}/{key_count} ok, replicas mean {:.1} min {}",
             replicas.mean(),
             replicas.min()
+        ),
+    );
+    row(
+        "replica placement",
+        format!(
+            "of the {k} closest to a key, mean {:.2} hold it (min {}, {} of {} keys on all {k})",
+            placed.mean(),
+            placed.min(),
+            placed.count() - placed.count_below(k as u64),
+            placed.count()
         ),
     );
     row(
