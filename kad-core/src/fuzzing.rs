@@ -113,6 +113,128 @@ fn expected_after(codec: Codec, msg: &Message) -> Message {
     m
 }
 
+/// The `arbitrary` crate these harnesses read their input with, for harnesses built on
+/// top of them (the network simulation's).
+pub use arbitrary;
+
+/// A well-formed request datagram in `codec`, of any kind, as a stranger could send it:
+/// sender ids from `ids` (or random ones), keys and values of the fuzzer's choice, except
+/// that no key starts with `reserved` (a simulation's own keys, so that its checks stay
+/// about honest data).
+pub fn forged_request(
+    u: &mut Unstructured<'_>,
+    codec: Codec,
+    ids: &[NodeId],
+    reserved: &str,
+) -> ArbResult<Vec<u8>> {
+    let own = pick_id(u, ids)?;
+    let mut msg = message(u, own)?;
+    msg.sender.id = pick_id(u, ids)?;
+    if !msg.body.is_request() {
+        msg.body = Body::Ping;
+    }
+    if let Body::Set { key, .. }
+    | Body::SetCached { key, .. }
+    | Body::CheckStore { key, .. }
+    | Body::FindValue { key } = &mut msg.body
+    {
+        if key.starts_with(reserved) {
+            key.insert(0, '~');
+        }
+    }
+    let mut out = Vec::new();
+    codec.encode(&msg, &mut out);
+    Ok(out)
+}
+
+/// A forged reply to `request` (a datagram in flight), as if its destination answered:
+/// the right transaction id, a reply kind that carries no value (so it can mislead a
+/// lookup, never hand out wrong data), peers from `ids` and `addrs` or made up. `None`
+/// when `request` is not a request in `codec`.
+pub fn forged_reply(
+    u: &mut Unstructured<'_>,
+    codec: Codec,
+    request: &[u8],
+    ids: &[NodeId],
+    addrs: &[SocketAddr],
+) -> ArbResult<Option<Vec<u8>>> {
+    let Ok(req) = codec.decode(request) else {
+        return Ok(None);
+    };
+    if !req.body.is_request() {
+        return Ok(None);
+    }
+    let mut peers = Vec::new();
+    for _ in 0..u.int_in_range(0u8..=8)? {
+        let id = pick_id(u, ids)?;
+        let addr = if !addrs.is_empty() && u.arbitrary()? {
+            *u.choose(addrs)?
+        } else {
+            any_addr(u)?
+        };
+        peers.push(WirePeer { id, addr });
+    }
+    let body = match (&req.body, u.int_in_range(0u8..=2)?) {
+        (_, 0) => match u.int_in_range(0u8..=4)? {
+            0 => Body::Pong,
+            1 => Body::SetRes,
+            2 => Body::SetCachedRes,
+            3 => Body::CheckStoreRes {
+                has_key: u.arbitrary()?,
+            },
+            _ => Body::FindNodeRes { peers },
+        },
+        (Body::Ping, _) => Body::Pong,
+        (Body::Set { .. }, _) => Body::SetRes,
+        (Body::SetCached { .. }, _) => Body::SetCachedRes,
+        (Body::CheckStore { .. }, _) => Body::CheckStoreRes {
+            has_key: u.arbitrary()?,
+        },
+        (Body::FindValue { .. }, _) => Body::FindValueRes(FindValueRes::Peers(peers)),
+        _ => Body::FindNodeRes { peers },
+    };
+    let msg = Message {
+        txn: req.txn,
+        sender: Sender {
+            id: pick_id(u, ids)?,
+            ip: "0.0.0.0".into(),
+            port: u.arbitrary()?,
+        },
+        body,
+    };
+    let mut out = Vec::new();
+    codec.encode(&msg, &mut out);
+    Ok(Some(out))
+}
+
+/// Overwrites, removes or inserts a few bytes of a datagram.
+pub fn damage(u: &mut Unstructured<'_>, datagram: &mut Vec<u8>) -> ArbResult<()> {
+    for _ in 0..u.int_in_range(1u8..=3)? {
+        if datagram.is_empty() {
+            return Ok(());
+        }
+        let i = u.choose_index(datagram.len())?;
+        match u.int_in_range(0u8..=3)? {
+            0 => datagram[i] = u.arbitrary()?,
+            1 => datagram.truncate(i),
+            2 => datagram.insert(i, u.arbitrary()?),
+            _ => {
+                datagram.remove(i);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One of `ids` (usually) or a random id.
+fn pick_id(u: &mut Unstructured<'_>, ids: &[NodeId]) -> ArbResult<NodeId> {
+    if ids.is_empty() || u.ratio(1u8, 4)? {
+        id(u)
+    } else {
+        Ok(*u.choose(ids)?)
+    }
+}
+
 /// A script of inputs into one node: datagrams (garbage, damaged messages, well-formed
 /// requests, and responses to what the node actually sent) from a few addresses, clock
 /// steps, user commands and restarts from a snapshot, under a fuzzed small config.
@@ -160,7 +282,7 @@ fn node_config(u: &mut Unstructured<'_>) -> ArbResult<Config> {
         .max_datagram_bytes(*u.choose(&[1200, 1500, 65_507])?)
         .max_pending_requests(u.int_in_range(1..=16)?)
         .max_queued_transmits(u.int_in_range(1..=16)?)
-        .max_active_queries(u.int_in_range(1..=4)?)
+        .max_active_queries(u.int_in_range(1..=8)?)
         .max_concurrent_republish(u.int_in_range(1..=2)?)
         .max_peers_per_ip_per_bucket(u.int_in_range(1..=3)?)
         .max_peers_per_ip(u.int_in_range(1..=8)?)
@@ -206,8 +328,6 @@ struct NodeHarness {
     own: NodeId,
     /// What the node sent recently: (destination, message), to answer realistically.
     sent: Vec<(SocketAddr, Message)>,
-    /// The id each address answers with (what the harness told the node about it).
-    known: Vec<(SocketAddr, NodeId)>,
     /// User queries running, and what each should finish with.
     running: Vec<(QueryId, Cmd)>,
 }
@@ -228,14 +348,13 @@ impl NodeHarness {
             now: start,
             own,
             sent: Vec::new(),
-            known: Vec::new(),
             running: Vec::new(),
         }
     }
 
     /// One input from the script.
     fn step(&mut self, u: &mut Unstructured<'_>) -> ArbResult<()> {
-        match u.int_in_range(0u8..=9)? {
+        match u.int_in_range(0u8..=10)? {
             0 => {
                 // Raw bytes from some address.
                 let from = addr(u)?;
@@ -245,21 +364,24 @@ impl NodeHarness {
             }
             1 => {
                 // A well-formed request or stray response, sometimes in the other format.
-                let msg = message(u, self.own)?;
+                let mut msg = message(u, self.own)?;
                 let from = addr(u)?;
+                if let Some(id) = world_id_of(self.own, from) {
+                    if !u.ratio(1u8, 8)? {
+                        msg.sender.id = id;
+                    }
+                }
                 let codec = if u.ratio(1u8, 16)? {
                     other(self.codec)
                 } else {
                     self.codec
                 };
-                self.learn(&msg);
                 let mut out = Vec::new();
                 codec.encode(&msg, &mut out);
                 self.node.handle_datagram(self.now, from, &out);
             }
             2 | 3 => {
                 let (from, msg) = self.answer(u)?;
-                self.learn(&msg);
                 let mut out = Vec::new();
                 self.codec.encode(&msg, &mut out);
                 self.node.handle_datagram(self.now, from, &out);
@@ -289,6 +411,7 @@ impl NodeHarness {
                 self.node.handle_timeout(self.now);
             }
             7 | 8 => self.command(u)?,
+            9 => self.round(u)?,
             _ => {
                 if u.ratio(1u8, 4)? {
                     self.restart();
@@ -370,21 +493,49 @@ impl NodeHarness {
         self.sent.clear();
     }
 
-    /// Remembers the ids the harness gave out for addresses, to answer as those peers.
-    fn learn(&mut self, msg: &Message) {
-        let peers = match &msg.body {
-            Body::FindNodeRes { peers } | Body::FindValueRes(FindValueRes::Peers(peers)) => {
-                peers.as_slice()
+    /// A round of the network: every request the node sent recently gets its natural
+    /// answer, from the address it went to, with the id that address has (a few are lost,
+    /// and the fuzzer picks the peers, values and flags the answers carry).
+    fn round(&mut self, u: &mut Unstructured<'_>) -> ArbResult<()> {
+        for (dst, req) in std::mem::take(&mut self.sent) {
+            if u.ratio(1u8, 8)? {
+                continue;
             }
-            _ => return,
-        };
-        for p in peers {
-            if let Some(slot) = self.known.iter_mut().find(|(a, _)| *a == p.addr) {
-                slot.1 = p.id;
-            } else if self.known.len() < 64 {
-                self.known.push((p.addr, p.id));
-            }
+            let body = match req.body {
+                Body::Ping => Body::Pong,
+                Body::Set { .. } => Body::SetRes,
+                Body::SetCached { .. } => Body::SetCachedRes,
+                Body::CheckStore { .. } => Body::CheckStoreRes {
+                    has_key: u.arbitrary()?,
+                },
+                Body::FindValue { .. } if u.ratio(1u8, 4)? => {
+                    Body::FindValueRes(FindValueRes::Value(value(u)?))
+                }
+                Body::FindValue { .. } => {
+                    Body::FindValueRes(FindValueRes::Peers(peers(u, self.own)?))
+                }
+                Body::FindNode { .. } => Body::FindNodeRes {
+                    peers: peers(u, self.own)?,
+                },
+                _ => continue,
+            };
+            let Some(id) = world_id_of(self.own, dst) else {
+                continue;
+            };
+            let msg = Message {
+                txn: req.txn,
+                sender: Sender {
+                    id,
+                    ip: dst.ip().to_string(),
+                    port: dst.port(),
+                },
+                body,
+            };
+            let mut out = Vec::new();
+            self.codec.encode(&msg, &mut out);
+            self.node.handle_datagram(self.now, dst, &out);
         }
+        Ok(())
     }
 
     /// A response to one of the node's recent requests, from the right address (usually)
@@ -415,12 +566,7 @@ impl NodeHarness {
                 },
             },
         };
-        let known = self
-            .known
-            .iter()
-            .find(|(a, _)| *a == from)
-            .map(|(_, id)| *id);
-        let id = match known {
+        let id = match world_id_of(self.own, from) {
             Some(id) if !u.ratio(1u8, 8)? => id,
             _ => peer_id(u, self.own)?,
         };
@@ -519,40 +665,50 @@ fn other(codec: Codec) -> Codec {
     }
 }
 
-/// Overwrites, removes or inserts a few bytes.
-fn damage(u: &mut Unstructured<'_>, out: &mut Vec<u8>) -> ArbResult<()> {
-    for _ in 0..u.int_in_range(1u8..=3)? {
-        if out.is_empty() {
-            return Ok(());
-        }
-        let i = u.choose_index(out.len())?;
-        match u.int_in_range(0u8..=3)? {
-            0 => out[i] = u.arbitrary()?,
-            1 => out.truncate(i),
-            2 => out.insert(i, u.arbitrary()?),
-            _ => {
-                out.remove(i);
-            }
-        }
-    }
-    Ok(())
-}
+/// How many addresses the node harness's little world has.
+const WORLD: u8 = 32;
 
-/// An address from a small set, so that the same peers come back: several ports on a few
-/// IPv4 addresses (the per-IP limits), two IPv6 /64s, loopback, and our own address.
-fn addr(u: &mut Unstructured<'_>) -> ArbResult<SocketAddr> {
-    let i = u.int_in_range(0u8..=19)?;
-    let port = 5000 + u16::from(i % 3);
-    Ok(match i {
-        0..=11 => SocketAddr::new(Ipv4Addr::new(10, 0, 0, 2 + i / 3).into(), port),
-        12..=15 => {
-            let net = 0xfd00 + u16::from(i / 14);
+/// Address `i` of the node harness's world: two ports on each of twelve IPv4 addresses
+/// (the per-IP limits), two IPv6 /64s, loopback, and our own address.
+fn world_addr(i: u8) -> SocketAddr {
+    let port = 5000 + u16::from(i % 2);
+    match i % WORLD {
+        i @ 0..=23 => SocketAddr::new(Ipv4Addr::new(10, 0, 0, 2 + i / 2).into(), port),
+        i @ 24..=27 => {
+            let net = 0xfd00 + u16::from(i / 26);
             SocketAddr::new(Ipv6Addr::new(net, 0, 0, 0, 0, 0, 0, 1).into(), port)
         }
-        16 | 17 => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
-        18 => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port),
+        28 | 29 => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
+        30 => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port),
         _ => SocketAddr::from(OWN_ADDR),
-    })
+    }
+}
+
+/// The id the peer at `world_addr(i)` has: our own id with bit `i / 3` flipped, so that
+/// three peers share each of the buckets nearest to us (full buckets, splits, evictions).
+/// Our own address has our own id.
+fn world_id(own: NodeId, i: u8) -> NodeId {
+    let i = i % WORLD;
+    if world_addr(i) == SocketAddr::from(OWN_ADDR) {
+        return own;
+    }
+    let bit = usize::from(i / 3);
+    let mut b = own.0;
+    b[bit / 8] ^= 0x80 >> (bit % 8);
+    b[19] ^= i;
+    NodeId(b)
+}
+
+/// The world's id for `addr`, if it is one of the world's addresses.
+fn world_id_of(own: NodeId, addr: SocketAddr) -> Option<NodeId> {
+    (0..WORLD)
+        .find(|&i| world_addr(i) == addr)
+        .map(|i| world_id(own, i))
+}
+
+/// An address of the world, so that the same peers come back.
+fn addr(u: &mut Unstructured<'_>) -> ArbResult<SocketAddr> {
+    Ok(world_addr(u.int_in_range(0..=WORLD - 1)?))
 }
 
 /// Any address at all, as a peer list may carry (port 0 is skipped by the decoders).
@@ -631,16 +787,25 @@ fn value(u: &mut Unstructured<'_>) -> ArbResult<Value> {
     })
 }
 
+/// A peers list: mostly peers of the world as they are, some with another id or an
+/// address outside the world.
 fn peers(u: &mut Unstructured<'_>, own: NodeId) -> ArbResult<Vec<WirePeer>> {
     let n = u.int_in_range(0usize..=12)?;
     (0..n)
         .map(|_| {
-            Ok(WirePeer {
-                id: peer_id(u, own)?,
-                addr: if u.ratio(1u8, 8)? {
-                    any_addr(u)?
-                } else {
-                    addr(u)?
+            let i = u.int_in_range(0..=WORLD - 1)?;
+            Ok(match u.int_in_range(0u8..=7)? {
+                0 => WirePeer {
+                    id: peer_id(u, own)?,
+                    addr: world_addr(i),
+                },
+                1 => WirePeer {
+                    id: peer_id(u, own)?,
+                    addr: any_addr(u)?,
+                },
+                _ => WirePeer {
+                    id: world_id(own, i),
+                    addr: world_addr(i),
                 },
             })
         })

@@ -25,6 +25,9 @@ mod summary;
 mod trace;
 pub mod wire;
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
+
 pub use link::Link;
 pub use net::{BootstrapReport, Finished, NetStats, SimNet};
 pub use summary::Summary;
