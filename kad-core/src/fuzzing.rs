@@ -381,17 +381,23 @@ impl NodeHarness {
                 self.node.handle_datagram(self.now, from, &out);
             }
             2 | 3 => {
-                let (from, msg) = self.answer(u)?;
+                let Some((from, msg)) = self.answer(u)? else {
+                    return Ok(());
+                };
                 let mut out = Vec::new();
                 self.codec.encode(&msg, &mut out);
                 self.node.handle_datagram(self.now, from, &out);
             }
             4 => {
                 // A damaged message: a few bytes overwritten, cut short or inserted.
-                let (from, msg) = if u.arbitrary()? {
+                let answer = if u.arbitrary()? {
                     self.answer(u)?
                 } else {
-                    (addr(u)?, message(u, self.own)?)
+                    None
+                };
+                let (from, msg) = match answer {
+                    Some(a) => a,
+                    None => (addr(u)?, message(u, self.own)?),
                 };
                 let mut out = Vec::new();
                 self.codec.encode(&msg, &mut out);
@@ -539,10 +545,10 @@ impl NodeHarness {
     }
 
     /// A response to one of the node's recent requests, from the right address (usually)
-    /// with its transaction id, of a fuzzer-chosen kind.
-    fn answer(&self, u: &mut Unstructured<'_>) -> ArbResult<(SocketAddr, Message)> {
+    /// with its transaction id, of a fuzzer-chosen kind; `None` if it sent nothing yet.
+    fn answer(&self, u: &mut Unstructured<'_>) -> ArbResult<Option<(SocketAddr, Message)>> {
         if self.sent.is_empty() {
-            return Err(arbitrary::Error::NotEnoughData);
+            return Ok(None);
         }
         let (dst, req) = &self.sent[u.choose_index(self.sent.len())?];
         let from = if u.ratio(1u8, 8)? { addr(u)? } else { *dst };
@@ -575,14 +581,14 @@ impl NodeHarness {
             ip: from.ip().to_string(),
             port: from.port(),
         };
-        Ok((
+        Ok(Some((
             from,
             Message {
                 txn: req.txn,
                 sender,
                 body,
             },
-        ))
+        )))
     }
 
     /// Checks after every input.

@@ -279,13 +279,22 @@ fn a_flood_does_not_starve_commands_or_timers() {
             .await
             .unwrap();
         let addr = target.local_addr();
-        // A bounded flood of garbage from another thread, on loopback only.
+        // A bounded flood of garbage from another thread, on loopback only, paced at 60k
+        // datagrams a second (see the kad-tokio test: an unpaced sender on a fast machine
+        // overruns the kernel's receive buffer, and the kernel drops the pings).
+        const RATE: u64 = 60_000;
         let flood = std::thread::spawn(move || {
             let s = UdpSocket::bind("127.0.0.1:0").unwrap();
             let junk = [b'x'; 200];
-            let until = Instant::now() + Duration::from_millis(1500);
+            let begun = Instant::now();
+            let until = begun + Duration::from_millis(1500);
             let mut sent = 0u64;
-            while Instant::now() < until && sent < 2_000_000 {
+            while Instant::now() < until {
+                let due = begun.elapsed().as_micros() as u64 * RATE / 1_000_000;
+                if sent >= due {
+                    std::thread::sleep(Duration::from_micros(500));
+                    continue;
+                }
                 if s.send_to(&junk, addr).is_ok() {
                     sent += 1;
                 }
