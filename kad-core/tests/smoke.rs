@@ -9,7 +9,9 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use kad_core::{Codec, Config, Event, Node, NodeId, QueryId, QueryResult, Value};
+use kad_core::{
+    Codec, Config, Event, Node, NodeId, QueryId, QueryResult, RecordKind, Snapshot, Value,
+};
 
 struct Net {
     nodes: Vec<Node>,
@@ -89,6 +91,36 @@ impl Net {
             }
         }
         panic!("query {id} never finished");
+    }
+
+    /// Delivers everything and fires every timer up to `until` (virtual time).
+    fn run_until(&mut self, until: Instant) {
+        loop {
+            for n in 0..self.nodes.len() {
+                self.flush(n);
+            }
+            if let Some((from, to, bytes)) = self.wire.pop_front() {
+                self.now += Duration::from_millis(1);
+                if let Some(j) = (0..self.nodes.len()).find(|&j| addr(j) == to) {
+                    self.nodes[j].handle_datagram(self.now, from, &bytes);
+                }
+                continue;
+            }
+            let next = self
+                .nodes
+                .iter()
+                .filter_map(|n| n.poll_timeout())
+                .min()
+                .unwrap();
+            if next > until {
+                self.now = self.now.max(until);
+                return;
+            }
+            self.now = self.now.max(next);
+            for n in 0..self.nodes.len() {
+                self.nodes[n].handle_timeout(self.now);
+            }
+        }
     }
 }
 
@@ -196,24 +228,24 @@ fn no_amplification_towards_unverified_senders() {
     );
     net.nodes[0].handle_datagram(net.now, stranger, find_node.as_bytes());
     let out: Vec<_> = std::iter::from_fn(|| net.nodes[0].poll_transmit()).collect();
-    let reply = out
-        .iter()
-        .find(|t| {
-            t.dst == stranger && String::from_utf8_lossy(&t.payload).contains("find_node_res")
-        })
-        .expect("a find_node_res");
+    // A full peer list is far larger than 4x the request: held, not sent, not shortened
+    // (a shortened list would hide the k closest nodes from an honest newcomer's lookup).
     assert!(
-        reply.payload.len() <= 4 * find_node.len(),
-        "{} > 4 x {}",
-        reply.payload.len(),
-        find_node.len()
+        out.iter().all(|t| t.payload.len() <= 4 * find_node.len()),
+        "nothing large before verification"
     );
-    assert!(net.nodes[0].stats().replies_shortened >= 1);
-    // Node 0 asks the stranger to prove its address.
-    let ping = out
+    assert!(!out
         .iter()
-        .find(|t| t.dst == stranger && String::from_utf8_lossy(&t.payload).contains(r#""ping""#))
-        .expect("a verification ping");
+        .any(|t| String::from_utf8_lossy(&t.payload).contains("find_node_res")));
+    assert_eq!(net.nodes[0].stats().replies_shortened, 0);
+    assert_eq!(net.nodes[0].stats().replies_held, 1);
+    // Node 0 asks the stranger to prove its address, with one small ping.
+    let pings: Vec<_> = out
+        .iter()
+        .filter(|t| t.dst == stranger && String::from_utf8_lossy(&t.payload).contains(r#""ping""#))
+        .collect();
+    let ping = *pings.first().expect("a verification ping");
+    assert!(ping.payload.len() < find_node.len());
 
     // The value is far larger than 4x the request: held, not sent.
     let find_value = request("find_value", r#""key": "big", "#, "00000000000000bb");
@@ -243,7 +275,40 @@ fn no_amplification_towards_unverified_senders() {
         has_value(&out),
         "the held value goes out once the stranger answered"
     );
+    let full_list = out
+        .iter()
+        .find(|t| {
+            t.dst == stranger && String::from_utf8_lossy(&t.payload).contains("find_node_res")
+        })
+        .expect("the held peer list goes out once the stranger answered");
+    assert_eq!(
+        String::from_utf8_lossy(&full_list.payload)
+            .matches("node_id")
+            .count(),
+        1 + 20,
+        "sender plus k peers"
+    );
     assert!(has_value(&out2), "a verified sender is answered in full");
+
+    // A forged sender never answers: its held replies are dropped when the ping times out.
+    let forged = SocketAddr::from(([198, 51, 100, 9], 4444));
+    let forged_find = find_node
+        .replace("192.0.2.7", "198.51.100.9")
+        .replace("9999", "4444");
+    net.nodes[0].handle_datagram(net.now, forged, forged_find.as_bytes());
+    let sent: usize = std::iter::from_fn(|| net.nodes[0].poll_transmit())
+        .filter(|t| t.dst == forged)
+        .map(|t| t.payload.len())
+        .sum();
+    assert!(
+        sent < forged_find.len(),
+        "{sent} bytes towards a forged address"
+    );
+    let dropped = net.nodes[0].stats().replies_held_dropped;
+    let later = net.now + std::time::Duration::from_secs(5);
+    net.nodes[0].handle_timeout(later);
+    assert_eq!(net.nodes[0].stats().replies_held_dropped, dropped + 1);
+    assert!(!std::iter::from_fn(|| net.nodes[0].poll_transmit()).any(|t| t.dst == forged));
 }
 
 /// Pulls the `id` out of a JSON message without a JSON dependency in the test.
@@ -292,4 +357,73 @@ fn snapshot_restores_identity_peers_and_records() {
         .get_local(later + expiry - Duration::from_secs(31), "persist")
         .is_some());
     assert!(node.get_local(later + expiry, "persist").is_none());
+}
+
+/// A restored publisher is still the publisher: the snapshot keeps the flag and the
+/// republish schedule, and the restored node republishes on time, which renews every
+/// replica past the expiry the original put gave it. Replicas stay replicas.
+#[test]
+fn restore_keeps_publisher_flag_and_republish_schedule() {
+    let mut net = Net::new(10, Codec::Json);
+    let now = net.now;
+    for i in 1..10 {
+        let q = net.nodes[i].bootstrap(now, &[addr(0)]);
+        net.wait(i, q);
+    }
+    let put_at = net.now;
+    let q = net.nodes[4].put(put_at, "mine", "v").unwrap();
+    net.wait(4, q);
+
+    let taken = net.now;
+    let snap = net.nodes[4].snapshot(taken);
+    let record = |s: &kad_core::Snapshot, key: &str| {
+        s.records
+            .iter()
+            .find(|r| r.key == key)
+            .cloned()
+            .expect("record in snapshot")
+    };
+    let mine = record(&snap, "mine");
+    assert_eq!(mine.kind, RecordKind::Published);
+    let republish_in = mine.republish_in.expect("a publisher republishes");
+    // Node 3 holds a replica, with the restore interval as its schedule.
+    let replica = record(&net.nodes[3].snapshot(taken), "mine");
+    assert_eq!(replica.kind, RecordKind::Replica);
+    assert!(replica.republish_in.is_some());
+
+    // Killed, and back 30 s later through the byte format.
+    let back = Snapshot::from_bytes(&snap.to_bytes()).unwrap();
+    let later = taken + Duration::from_secs(30);
+    let config = net.nodes[4].config().clone();
+    let (mut node, left_out) = Node::restore(config.clone(), &back, [7; 32], later);
+    assert_eq!(left_out, 0);
+    node.set_local_addr(addr(4));
+    let again = record(&node.snapshot(later), "mine");
+    assert_eq!(again.kind, RecordKind::Published);
+    assert_eq!(again.value, Value::from("v"));
+    // Times are kept as time left: the clock of a process does not survive it, so the
+    // time the node was down is not counted.
+    assert_eq!(again.republish_in, Some(republish_in));
+    assert_eq!(again.expires_in, mine.expires_in);
+    net.nodes[4] = node;
+    net.now = later;
+
+    // Past the expiry the original put gave every copy: the restored publisher
+    // republished on schedule (30 s late, the time it was down), which stored the record
+    // again on every replica and renewed its own copy for a full key_expiry.
+    let expiry = config.key_expiry();
+    net.run_until(put_at + expiry + Duration::from_secs(90));
+    let now = net.now;
+    let renewed = |s: &kad_core::Snapshot| {
+        s.records
+            .iter()
+            .any(|r| r.key == "mine" && r.expires_in > expiry - Duration::from_secs(200))
+    };
+    let holders = (0..10)
+        .filter(|&j| j != 4 && renewed(&net.nodes[j].snapshot(now)))
+        .count();
+    assert_eq!(holders, 9, "every replica stored again by the republish");
+    let snap = net.nodes[4].snapshot(now);
+    assert!(renewed(&snap), "the publisher renewed its own copy");
+    assert_eq!(record(&snap, "mine").kind, RecordKind::Published);
 }
