@@ -50,6 +50,8 @@ pub struct Config {
     pub(crate) max_peers_per_ip: usize,
     pub(crate) ip_limits_exempt_loopback: bool,
     pub(crate) unverified_reply_factor: usize,
+    pub(crate) max_held_replies: usize,
+    pub(crate) max_verified_addresses: usize,
 }
 
 impl Default for Config {
@@ -81,6 +83,8 @@ impl Default for Config {
             max_peers_per_ip: 10,
             ip_limits_exempt_loopback: true,
             unverified_reply_factor: 4,
+            max_held_replies: 256,
+            max_verified_addresses: 8192,
         }
     }
 }
@@ -193,9 +197,18 @@ getters! {
     /// Loopback addresses are exempt from the per-IP caps, so local swarms work (default true).
     ip_limits_exempt_loopback: bool,
     /// A reply to a sender that has not yet answered us from its address is at most this many
-    /// times the size of its request (default 4): peer lists are shortened, and a value that
-    /// does not fit waits until the sender answers a verification ping. No amplification.
+    /// times the size of its request (default 4). A larger reply (a full peer list, a value)
+    /// waits until the sender answers a verification ping, which costs a first contact one
+    /// extra round trip and a forged source address nothing but one small ping. No
+    /// amplification.
     unverified_reply_factor: usize,
+    /// Most large replies waiting for their senders' verification pings (default 256). When
+    /// full, a peer list goes out shortened to the reply budget and a value is not sent.
+    max_held_replies: usize,
+    /// Most addresses remembered as verified (they answered a request of ours from that
+    /// address) beside the routing table's own entries (default 8192). A verification lasts
+    /// an hour.
+    max_verified_addresses: usize,
 }
 
 impl Config {
@@ -276,6 +289,13 @@ impl Config {
             self.unverified_reply_factor,
             1,
             1000,
+        )?;
+        range("max_held_replies", self.max_held_replies, 1, 1 << 20)?;
+        range(
+            "max_verified_addresses",
+            self.max_verified_addresses,
+            2,
+            1 << 24,
         )?;
         for (name, got) in [
             ("query_timeout", self.query_timeout),

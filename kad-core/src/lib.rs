@@ -64,6 +64,7 @@ mod rpc;
 mod snapshot;
 mod store;
 mod value;
+mod verified;
 mod wire;
 
 #[cfg(feature = "fuzzing")]

@@ -12,6 +12,7 @@ use crate::routing::{Heard, IpLimits, Table};
 use crate::rpc::{Owner, Pending, Rpc};
 use crate::snapshot::{self, RecordKind, Snapshot, SnapshotRecord};
 use crate::store::{self, Record, Store};
+use crate::verified::Verified;
 use crate::wire::{
     Body, DecodeError, FindValueRes, Message, Sender, TxnId, WirePeer, BYTES_MARKER,
 };
@@ -49,9 +50,6 @@ pub(crate) fn later(now: Instant, d: Duration) -> Instant {
     now.checked_add(d).unwrap_or(now)
 }
 
-/// Most replies held at once while their senders are being verified.
-const MAX_HELD_REPLIES: usize = 256;
-
 /// The state shared by every query: what a query may touch while it runs.
 pub(crate) struct Core {
     pub config: Config,
@@ -64,9 +62,13 @@ pub(crate) struct Core {
     pub store: Store,
     transmits: VecDeque<Transmit>,
     pub stats: Stats,
-    /// Large replies waiting for their unverified sender to answer a ping.
+    /// Large replies waiting for their unverified sender to answer a ping, in arrival order.
     held: BTreeMap<u64, (SocketAddr, TxnId, Body)>,
     next_hold: u64,
+    /// Addresses with a verification ping in flight.
+    verifying: BTreeSet<SocketAddr>,
+    /// Addresses that answered our requests lately (beside the routing table's entries).
+    verified: Verified,
 }
 
 impl Core {
@@ -136,12 +138,14 @@ impl Core {
     }
 
     /// Answers a request. A sender that has not proven it owns its address (by answering
-    /// one of our requests from it) gets at most `unverified_reply_factor` times its
-    /// request's size: peer lists are shortened, and a value that does not fit is held until
-    /// the sender answers a ping. So a forged source address cannot turn us into an
-    /// amplifier aimed at a third party.
+    /// one of our requests from it) gets at once at most `unverified_reply_factor` times
+    /// its request's size; a larger reply (a full peer list, a value) is held until the
+    /// sender answers a verification ping. So a forged source address cannot turn us into
+    /// an amplifier aimed at a third party (it draws one ping, smaller than the request),
+    /// while an honest newcomer pays one extra round trip, once an hour, and gets complete
+    /// answers: shortened peer lists would hide the k closest nodes from its lookups.
     fn reply(&mut self, now: Instant, to: Peer, request_len: usize, txn: TxnId, body: Body) {
-        if self.table.is_verified(&to.id, &to.addr) {
+        if self.table.is_verified(&to.id, &to.addr) || self.verified.contains(&to.addr, now) {
             return self.queue(to.addr, txn, body);
         }
         let budget = request_len.saturating_mul(self.config.unverified_reply_factor);
@@ -149,6 +153,10 @@ impl Core {
         if payload.len() <= budget {
             return self.push(to.addr, payload);
         }
+        if self.hold(now, to, txn, &body) {
+            return;
+        }
+        // No room to hold it: a peer list goes out shortened, a value not at all.
         match body {
             Body::FindNodeRes { peers } => {
                 let payload = self.shorten(txn, peers, budget, |peers| Body::FindNodeRes { peers });
@@ -160,27 +168,33 @@ impl Core {
                 });
                 self.push(to.addr, payload);
             }
-            Body::FindValueRes(FindValueRes::Value(value)) => {
-                if self.held.len() < MAX_HELD_REPLIES {
-                    let hold = self.next_hold;
-                    let owner = Owner::Verify { hold };
-                    if self
-                        .send_request(now, to.addr, Some(to.id), Body::Ping, owner)
-                        .is_some()
-                    {
-                        self.next_hold += 1;
-                        let body = Body::FindValueRes(FindValueRes::Value(value));
-                        self.held.insert(hold, (to.addr, txn, body));
-                        self.stats.replies_held += 1;
-                        return;
-                    }
-                }
-                self.stats.replies_held_dropped += 1;
-            }
+            Body::FindValueRes(FindValueRes::Value(_)) => self.stats.replies_held_dropped += 1,
             // Pong, set_res, set_cached_res, check_store_res are never larger than their
             // requests by much.
             other => self.queue(to.addr, txn, other),
         }
+    }
+
+    /// Keeps a reply until `to` answers a verification ping (one ping per address, however
+    /// many replies wait for it); false when there is no room.
+    fn hold(&mut self, now: Instant, to: Peer, txn: TxnId, body: &Body) -> bool {
+        if self.held.len() >= self.config.max_held_replies {
+            return false;
+        }
+        if !self.verifying.contains(&to.addr) {
+            if self
+                .send_request(now, to.addr, Some(to.id), Body::Ping, Owner::Verify)
+                .is_none()
+            {
+                return false;
+            }
+            self.verifying.insert(to.addr);
+        }
+        self.held
+            .insert(self.next_hold, (to.addr, txn, body.clone()));
+        self.next_hold += 1;
+        self.stats.replies_held += 1;
+        true
     }
 
     /// Encodes a peer-list reply with as many peers as fit `budget` bytes.
@@ -204,20 +218,13 @@ impl Core {
         }
     }
 
-    /// The pong of a verification ping arrived: the held reply can go.
-    fn release(&mut self, hold: u64, answered: bool) {
-        let Some((dst, txn, body)) = self.held.remove(&hold) else {
+    /// `addr` answered a request of ours (`answered`), or its verification ping timed out:
+    /// send, or drop, every reply held for it, in the order the requests came.
+    fn release(&mut self, addr: SocketAddr, answered: bool) {
+        self.verifying.remove(&addr);
+        if !self.held.values().any(|(dst, _, _)| *dst == addr) {
             return;
-        };
-        if answered {
-            self.queue(dst, txn, body);
-        } else {
-            self.stats.replies_held_dropped += 1;
         }
-    }
-
-    /// `addr` proved it is reachable: send every reply held for it.
-    fn release_to(&mut self, addr: SocketAddr) {
         let holds: Vec<u64> = self
             .held
             .iter()
@@ -225,7 +232,13 @@ impl Core {
             .map(|(h, _)| *h)
             .collect();
         for hold in holds {
-            self.release(hold, true);
+            if let Some((dst, txn, body)) = self.held.remove(&hold) {
+                if answered {
+                    self.queue(dst, txn, body);
+                } else {
+                    self.stats.replies_held_dropped += 1;
+                }
+            }
         }
     }
 
@@ -240,8 +253,14 @@ impl Core {
             {
                 self.table.clear_ping(&old.id);
             }
-            Heard::Added if by_request => {
-                self.send_request(now, peer.addr, Some(peer.id), Body::Ping, Owner::TablePing);
+            // The same ping verifies its address for any large reply held for it.
+            Heard::Added if by_request && !self.verifying.contains(&peer.addr) => {
+                if self
+                    .send_request(now, peer.addr, Some(peer.id), Body::Ping, Owner::Verify)
+                    .is_some()
+                {
+                    self.verifying.insert(peer.addr);
+                }
             }
             Heard::IpLimited => self.stats.peers_ip_limited += 1,
             _ => {}
@@ -337,8 +356,10 @@ impl Core {
                 Body::CheckStoreRes { has_key }
             }
             Body::FindValue { key } => match self.store.get(now, &key) {
-                Some(r) => Body::FindValueRes(FindValueRes::Value(r.value.clone())),
-                None => Body::FindValueRes(FindValueRes::Peers(
+                Some(r) if self.serves(&key, r) => {
+                    Body::FindValueRes(FindValueRes::Value(r.value.clone()))
+                }
+                _ => Body::FindValueRes(FindValueRes::Peers(
                     self.closest_wire(&NodeId::for_key(&key), Some(&sender.id)),
                 )),
             },
@@ -346,6 +367,23 @@ impl Core {
         };
         self.stats.requests_answered += 1;
         self.reply(now, peer, request_len, txn, reply);
+    }
+
+    /// Does `record` answer a `find_value` (or our own `get`)? Replicas and cached copies
+    /// do. Our own published record does only while we are among the k closest nodes we
+    /// know for the key: otherwise another node's later `set` of the key went to the
+    /// replicas and not to us, and our copy would shadow the update for every lookup that
+    /// passes us (the replicas hold the current value; we keep ours only to republish).
+    fn serves(&self, key: &str, record: &Record) -> bool {
+        if record.kind != store::Kind::Published {
+            return true;
+        }
+        let target = NodeId::for_key(key);
+        let closest = self.table.closest(&target, self.config.k, None);
+        closest.len() < self.config.k
+            || closest
+                .last()
+                .is_some_and(|p| p.id.distance(&target) > self.id.distance(&target))
     }
 
     fn postpone_restore(&mut self, now: Instant, key: &str) {
@@ -429,6 +467,8 @@ impl Node {
             transmits: VecDeque::new(),
             stats: Stats::default(),
             held: BTreeMap::new(),
+            verifying: BTreeSet::new(),
+            verified: Verified::new(config.max_verified_addresses),
             next_hold: 0,
             rng: ChaCha12Rng::from_seed(seed),
             sender: Sender {
@@ -578,10 +618,14 @@ impl Node {
             addr: from,
         };
         core.heard(now, peer, false);
-        // It answered a request of ours from this address: it owns the address, and any
-        // reply held for it can go.
-        core.table.verify(&peer);
-        core.release_to(from);
+        // It answered a request of ours from the address the request went to: it owns the
+        // address, and any reply held for it can go. (With source verification switched off
+        // a response from elsewhere proves nothing about either address.)
+        if pending.addr == from {
+            core.table.verify(&peer);
+            core.verified.insert(from, now);
+            core.release(from, true);
+        }
         match pending.owner {
             Owner::Query { id, tag } => {
                 if let Some(q) = self.queries.get_mut(&id) {
@@ -600,7 +644,9 @@ impl Node {
                     self.dirty.insert(id);
                 }
             }
-            Owner::Verify { hold } => core.release(hold, true),
+            // A pong from elsewhere (source verification off) verifies nothing.
+            Owner::Verify if pending.addr != from => core.release(pending.addr, false),
+            Owner::Verify => {}
             Owner::TablePing | Owner::Detached => {}
         }
     }
@@ -621,7 +667,7 @@ impl Node {
                         self.dirty.insert(id);
                     }
                 }
-                Owner::Verify { hold } => self.core.release(hold, false),
+                Owner::Verify => self.core.release(p.addr, false),
                 Owner::TablePing | Owner::Detached => {}
             }
         }
@@ -727,10 +773,18 @@ impl Node {
         self.value_query(now, key, false)
     }
 
-    /// Command: the value of `key`: from the local store if we hold it, else from the
-    /// network. Finishes with [`QueryResult::Get`] (`Ok(None)` when nobody holds it).
+    /// Command: the value of `key`: from the local store if we hold it as a replica or
+    /// cached copy, or as its publisher while we are among the k closest nodes we know for
+    /// it; else from the network (where another node may have updated our published value).
+    /// Finishes with [`QueryResult::Get`] (`Ok(None)` when nobody holds it).
     pub fn get(&mut self, now: Instant, key: &str) -> Result<QueryId, KeyError> {
-        if let Some(v) = self.get_local(now, key) {
+        let local = self
+            .core
+            .store
+            .get(now, key)
+            .filter(|r| self.core.serves(key, r))
+            .map(|r| r.value.clone());
+        if let Some(v) = local {
             self.core.check_key(key)?;
             let id = self.next_id();
             let stats = QueryStats {
@@ -957,8 +1011,14 @@ impl Node {
         self.core.table.check()?;
         self.core.rpc.check()?;
         self.core.store.check()?;
-        if self.core.held.len() > MAX_HELD_REPLIES {
+        if self.core.held.len() > self.core.config.max_held_replies {
             return Err("too many held replies".into());
+        }
+        self.core.verified.check()?;
+        for (dst, _, _) in self.core.held.values() {
+            if !self.core.verifying.contains(dst) {
+                return Err("a held reply with no verification ping in flight".into());
+            }
         }
         if self.core.transmits.len() > self.core.config.max_queued_transmits {
             return Err("transmit queue above its limit".into());

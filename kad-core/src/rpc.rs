@@ -17,7 +17,7 @@ pub(crate) enum Owner {
     /// Nobody (a `set_cached` after a get): only the routing table learns from it.
     Detached,
     /// A ping that verifies a sender's address before it gets a large reply held for it.
-    Verify { hold: u64 },
+    Verify,
 }
 
 /// One request in flight.
