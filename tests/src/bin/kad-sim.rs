@@ -2,14 +2,16 @@
 //!
 //! ```text
 //! kad-sim --nodes N --lookups L [--dead F] [--loss P] [--codec json|bencode] [--seed S]
-//!         [--concurrency C] [--unverified-reply-factor X]
+//!         [--concurrency C] [--unverified-reply-factor X] [--check true|false]
 //! ```
 //!
 //! Builds N nodes, joins them through the protocol (every node bootstraps to one node that
 //! joined before it), puts min(L, 500) keys from random nodes, kills a fraction F of the
 //! nodes (any of them, publishers included), then runs L `get`s of those keys from random
 //! live nodes that do not hold the key themselves, C at a time. Prints a table, then one
-//! summary line. Everything but the wall-clock figures follows from the seed.
+//! summary line. Everything but the wall-clock figures and `peak_rss_mb` follows from the
+//! seed. `--check true` runs every node's invariant checks after each step (as the
+//! scenario tests do); off by default, as they cost a quarter of the run.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -27,10 +29,13 @@ struct Args {
     concurrency: usize,
     /// Overrides kad-core's `unverified_reply_factor` (diagnostics).
     reply_factor: Option<usize>,
+    /// Invariant checks after every step.
+    check: bool,
 }
 
 const USAGE: &str = "usage: kad-sim --nodes N --lookups L [--dead F] [--loss P] \
-[--codec json|bencode] [--seed S] [--concurrency C] [--unverified-reply-factor X]";
+[--codec json|bencode] [--seed S] [--concurrency C] [--unverified-reply-factor X] \
+[--check true|false]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -42,6 +47,7 @@ fn parse_args() -> Result<Args, String> {
         seed: 1,
         concurrency: 50,
         reply_factor: None,
+        check: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -63,6 +69,7 @@ fn parse_args() -> Result<Args, String> {
             "--unverified-reply-factor" => {
                 a.reply_factor = Some(value.parse().map_err(|e| bad(&e))?)
             }
+            "--check" => a.check = value.parse().map_err(|e| bad(&e))?,
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
         }
     }
@@ -105,6 +112,7 @@ fn run(args: &Args) {
     let link = Link::default().with_loss(args.loss);
     let wall = Instant::now();
     let mut net = SimNet::with_nodes(args.seed, link, args.nodes, &config);
+    net.set_check_invariants(args.check);
 
     // Join through the protocol.
     let boot = net.bootstrap_all(100);
@@ -335,16 +343,35 @@ fn run(args: &Args) {
     row("virtual time", fmt_duration(net.elapsed()));
     row("trace hash", format!("{:016x}", net.trace_hash()));
     row("lookup phase wall time", format!("{:.2} s", lookup_secs));
+    let rss = peak_rss_mb();
+    if let Some(mb) = rss {
+        row(
+            "peak memory",
+            format!(
+                "{mb:.0} MB ({:.1} KB a node, all included)",
+                mb * 1024.0 / args.nodes as f64
+            ),
+        );
+    }
     println!(
-        "nodes={} lookups={} success={} rounds_mean={:.2} rounds_p90={} rpcs_mean={:.2} lookups_per_s={:.0}",
+        "nodes={} lookups={} success={} rounds_mean={:.2} rounds_p90={} rpcs_mean={:.2} lookups_per_s={:.0} peak_rss_mb={}",
         args.nodes,
         args.lookups,
         success,
         rounds.mean(),
         rounds.percentile(90),
         rpcs.mean(),
-        args.lookups as f64 / lookup_secs
+        args.lookups as f64 / lookup_secs,
+        rss.map_or("unknown".to_string(), |mb| format!("{mb:.0}"))
     );
+}
+
+/// The process's peak resident set (`VmHWM` in /proc/self/status), in MB; Linux only.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 fn fmt_duration(d: Duration) -> String {
