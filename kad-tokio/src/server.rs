@@ -2,19 +2,21 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kad_core::{
     BootstrapOk, Codec, Config, ConfigBuilder, FindValueOk, Node, NodeId, Peer, PutOk, QueryResult,
-    Value,
+    Snapshot, Value, MAX_DURATION,
 };
 use tokio::net::{lookup_host, ToSocketAddrs, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::driver::{Command, Driver, Finished, Query};
-use crate::{Error, Stats};
+use crate::state::{self, StateFile, DEFAULT_STATE_INTERVAL, MIN_STATE_INTERVAL};
+use crate::{Error, StateError, Stats};
 
 /// Where [`Builder::listen_default`] binds: loopback only, any free port, as the Python
 /// package's `listen()` does by default.
@@ -185,8 +187,9 @@ impl KademliaServer {
         rx.await.map_err(|_| Error::Stopped)
     }
 
-    /// Shuts the node down: calls still waiting fail with [`Error::Stopped`], the socket
-    /// is closed (its port can be bound again once this returns) and the node's task has
+    /// Shuts the node down: calls still waiting fail with [`Error::Stopped`], the state
+    /// file (if [`Builder::state_file`] was set) is written a last time, the socket is
+    /// closed (its port can be bound again once this returns) and the node's task has
     /// ended. Calling it again, from any clone, is harmless.
     pub async fn stop(&self) {
         self.shared.stop.send_replace(true);
@@ -260,6 +263,8 @@ pub struct Builder {
     config: ConfigBuilder,
     id: Option<NodeId>,
     seed: Option<[u8; 32]>,
+    state_file: Option<PathBuf>,
+    state_interval: Option<Duration>,
 }
 
 macro_rules! setters {
@@ -346,6 +351,50 @@ impl Builder {
         self
     }
 
+    /// Keeps the node's state in the file at `path`, so that a restarted node loses
+    /// nothing: its id, its routing table, and its records, each with the lifetime it had
+    /// left and whether this node is its original publisher (and so republishes it).
+    ///
+    /// [`listen`](Self::listen) restores the node from the file when there is one (the
+    /// node gets the file's id; the time it was down does not count against its records)
+    /// and fails with [`Error::State`] when the file cannot be read or is truncated or
+    /// corrupted, rather than start a node that lost everything. With no file, the node
+    /// starts fresh and writes the file at once, so a path that cannot be written is
+    /// reported by `listen` too.
+    ///
+    /// The node then writes the file every [`state_interval`](Self::state_interval) and
+    /// when it is [stopped](KademliaServer::stop). A write never leaves a partial file, so
+    /// a node killed at any moment restarts from its last write: it goes to `<path>.tmp`
+    /// in the same directory, is synced to disk, and replaces the file by a rename. Writes
+    /// run on tokio's blocking pool (`spawn_blocking`); the node's task only copies the
+    /// state. A write that fails is logged, counted in [`Stats::state_save_errors`] and
+    /// tried again at the next interval.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), kad_tokio::Error> {
+    /// use std::time::Duration;
+    /// use kad_tokio::KademliaServer;
+    /// let server = KademliaServer::builder()
+    ///     .state_file("/var/lib/kad/state")
+    ///     .state_interval(Duration::from_secs(30))
+    ///     .listen("0.0.0.0:4000")
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn state_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.state_file = Some(path.into());
+        self
+    }
+
+    /// How often the state file of [`state_file`](Self::state_file) is written (default
+    /// [`DEFAULT_STATE_INTERVAL`], 60 s; at least 1 ms). What changed since the last write
+    /// is lost if the process is killed.
+    pub fn state_interval(mut self, every: Duration) -> Self {
+        self.state_interval = Some(every);
+        self
+    }
+
     /// The settings this builder would use, validated.
     pub fn build_config(&self) -> Result<Config, Error> {
         Ok(self.config.clone().build()?)
@@ -353,11 +402,23 @@ impl Builder {
 
     /// Binds a UDP socket on `addr` (`"127.0.0.1:0"`, `"[::1]:4000"`, a `SocketAddr`...;
     /// IPv4 or IPv6) and starts the node's task. Must be called within a tokio runtime.
+    /// With a [`state_file`](Self::state_file), restores the node from it first.
     pub async fn listen<A>(self, addr: A) -> Result<KademliaServer, Error>
     where
         A: ToSocketAddrs + fmt::Debug,
     {
         let config = self.build_config()?;
+        let state = self.state_file.clone().map(|path| StateFile {
+            path,
+            interval: self
+                .state_interval
+                .unwrap_or(DEFAULT_STATE_INTERVAL)
+                .clamp(MIN_STATE_INTERVAL, MAX_DURATION),
+        });
+        let restored = match &state {
+            Some(file) => self.load_state(&file.path).await?,
+            None => None,
+        };
         let name = format!("{addr:?}").trim_matches('"').to_owned();
         let socket = bind(&name, addr).await?;
         let local_addr = socket.local_addr().map_err(|source| Error::Bind {
@@ -368,17 +429,45 @@ impl Builder {
             Some(s) => s,
             None => os_random::<32>()?,
         };
-        let id = match self.id {
-            Some(id) => id,
-            None => NodeId(os_random::<20>()?),
-        };
         let query_timeout = config.query_timeout();
-        let mut node = Node::new(config, id, seed, Instant::now());
+        let mut node = match &restored {
+            Some(snapshot) => {
+                let (node, left_out) = Node::restore(config, snapshot, seed, Instant::now());
+                if left_out > 0 {
+                    tracing::warn!(
+                        left_out,
+                        "records in the state file beyond this node's limits were left out"
+                    );
+                }
+                node
+            }
+            None => {
+                let id = match self.id {
+                    Some(id) => id,
+                    None => NodeId(os_random::<20>()?),
+                };
+                Node::new(config, id, seed, Instant::now())
+            }
+        };
         node.set_local_addr(local_addr);
+        let id = node.id();
+        if let (Some(file), None) = (&state, &restored) {
+            // A fresh node: its id is on disk before anything else happens, and a path
+            // that cannot be written is reported now rather than logged later.
+            let path = file.path.clone();
+            let snapshot = node.snapshot(Instant::now());
+            blocking(move || state::save(&path, &snapshot))
+                .await
+                .and_then(|written| written)
+                .map_err(|e| Error::State {
+                    path: file.path.clone(),
+                    source: StateError::Write(e),
+                })?;
+        }
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (stop, stop_rx) = watch::channel(false);
         let (done_tx, done) = watch::channel(());
-        let driver = Driver::new(node, socket, command_rx, stop_rx);
+        let driver = Driver::new(node, socket, command_rx, stop_rx, state);
         let task = tokio::spawn(async move {
             driver.run().await;
             drop(done_tx);
@@ -401,6 +490,49 @@ impl Builder {
     pub async fn listen_default(self) -> Result<KademliaServer, Error> {
         self.listen(DEFAULT_LISTEN_ADDR).await
     }
+
+    /// The snapshot in the state file, if there is one, checked against the id given to
+    /// the builder.
+    async fn load_state(&self, path: &std::path::Path) -> Result<Option<Snapshot>, Error> {
+        let err = |source| Error::State {
+            path: path.to_owned(),
+            source,
+        };
+        let owned = path.to_owned();
+        let loaded = blocking(move || state::load(&owned))
+            .await
+            .map_err(|e| err(StateError::Read(e)))?
+            .map_err(err)?;
+        let Some(snapshot) = loaded else {
+            tracing::debug!(path = %path.display(), "no state file: a fresh node");
+            return Ok(None);
+        };
+        if let Some(given) = self.id.filter(|id| *id != snapshot.id) {
+            return Err(err(StateError::WrongNodeId {
+                file: snapshot.id,
+                given,
+            }));
+        }
+        tracing::debug!(
+            path = %path.display(),
+            node_id = %snapshot.id,
+            peers = snapshot.peers.len(),
+            records = snapshot.records.len(),
+            "restoring from the state file"
+        );
+        Ok(Some(snapshot))
+    }
+}
+
+/// Runs `f` on tokio's blocking pool; a panic in it becomes an I/O error.
+async fn blocking<T, F>(f: F) -> std::io::Result<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| std::io::Error::other(format!("blocking task failed: {e}")))
 }
 
 /// A builder holding every setting of `c`.

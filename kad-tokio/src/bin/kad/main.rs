@@ -1,7 +1,8 @@
 //! `kad`: run a Kademlia node, put and get values, or run a local swarm.
 //!
 //! ```text
-//! kad node [--listen IP:PORT] [--bootstrap HOST:PORT]... [--codec json|bencode] [tuning flags]
+//! kad node [--listen IP:PORT] [--bootstrap HOST:PORT]... [--state FILE [--state-interval SECS]]
+//!          [--codec json|bencode] [tuning flags]
 //! kad put [--codec C] --bootstrap HOST:PORT [--hex] KEY VALUE
 //! kad get [--codec C] --bootstrap HOST:PORT [--hex] KEY
 //! kad swarm [--nodes N] [--keys M] [--codec C]
@@ -33,7 +34,8 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a node: prints `READY <ip>:<port> <node_id>` once it listens and has
-    /// bootstrapped, then serves until SIGINT or SIGTERM.
+    /// bootstrapped, then serves until SIGINT or SIGTERM. With --state it keeps its id,
+    /// peers and records in a file and comes back with them after a restart or a crash.
     Node(NodeArgs),
     /// Store a value; exits 0 once at least one remote node acknowledged it.
     Put(PutArgs),
@@ -52,6 +54,20 @@ struct NodeArgs {
     /// A node of the network to join through (repeatable).
     #[arg(long, value_name = "HOST:PORT")]
     bootstrap: Vec<String>,
+    /// Keep the node's state (id, routing table, records with their remaining lifetimes)
+    /// in FILE: restored at start if FILE exists (a corrupt or truncated FILE is an error,
+    /// exit 2), written every --state-interval and at SIGINT/SIGTERM. Each write replaces
+    /// FILE atomically (via FILE.tmp), so even a killed node restarts from its last write.
+    #[arg(long, value_name = "FILE")]
+    state: Option<std::path::PathBuf>,
+    /// Seconds between writes of the --state file.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = kad_tokio::DEFAULT_STATE_INTERVAL.as_secs_f64(),
+        requires = "state"
+    )]
+    state_interval: f64,
     #[command(flatten)]
     tuning: Tuning,
 }
@@ -183,10 +199,18 @@ impl Tuning {
 }
 
 async fn node(args: NodeArgs) -> ExitCode {
-    let builder = match args.tuning.builder() {
+    let mut builder = match args.tuning.builder() {
         Ok(b) => b,
         Err(e) => return fail(2, &e),
     };
+    if let Some(path) = &args.state {
+        let interval = match seconds("state-interval", args.state_interval) {
+            Ok(d) => d,
+            Err(e) => return fail(2, &e),
+        };
+        tracing::info!(path = %path.display(), ?interval, "state file");
+        builder = builder.state_file(path).state_interval(interval);
+    }
     let server = match builder.listen(args.listen.as_str()).await {
         Ok(s) => s,
         Err(e) => return fail(2, &e),
