@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kad_core::{Event, Node, NodeId, Peer, QueryId, QueryResult, QueryStats, Transmit, Value};
@@ -10,6 +11,7 @@ use smol::channel::{Receiver, Sender, TryRecvError};
 use smol::future::FutureExt;
 use smol::{Async, Timer};
 
+use crate::state::{self, StateFile};
 use crate::{Error, Stats};
 
 /// Largest UDP payload (IPv4); anything the protocol sends fits.
@@ -58,6 +60,16 @@ pub(crate) struct Driver {
     held: Option<Transmit>,
     stats: Stats,
     buf: Vec<u8>,
+    state: Option<Saver>,
+}
+
+/// The state file's schedule, and the write in progress.
+struct Saver {
+    file: StateFile,
+    /// When to write next.
+    next: Instant,
+    /// The result of the write running on the blocking pool, if one is.
+    writing: Option<Receiver<io::Result<()>>>,
 }
 
 /// Why a pass ended.
@@ -73,7 +85,14 @@ impl Driver {
         socket: Async<UdpSocket>,
         commands: Receiver<Command>,
         stop: Receiver<()>,
+        state: Option<StateFile>,
     ) -> Driver {
+        let now = Instant::now();
+        let state = state.map(|file| Saver {
+            next: after(now, file.interval),
+            file,
+            writing: None,
+        });
         Driver {
             node,
             socket,
@@ -83,6 +102,7 @@ impl Driver {
             held: None,
             stats: Stats::default(),
             buf: vec![0; RECV_BUF],
+            state,
         }
     }
 
@@ -97,6 +117,9 @@ impl Driver {
                 self.node.handle_timeout(now);
                 last_timeout = Some(now);
             }
+            if self.state.as_ref().is_some_and(|s| s.next <= now) {
+                self.save_state(now);
+            }
 
             let mut busy = false;
             // Commands, a bounded batch.
@@ -104,7 +127,7 @@ impl Driver {
                 match self.commands.try_recv() {
                     Ok(cmd) => self.on_command(cmd),
                     Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Closed) => return self.shutdown(),
+                    Err(TryRecvError::Closed) => return self.shutdown().await,
                 }
                 busy = true;
             }
@@ -115,7 +138,7 @@ impl Driver {
             let blocked = self.flush();
             self.dispatch_events();
             if self.stop.is_closed() {
-                return self.shutdown();
+                return self.shutdown().await;
             }
             if busy {
                 // More may be waiting: let other tasks run, then come straight back.
@@ -125,6 +148,9 @@ impl Driver {
 
             let now = Instant::now();
             let mut deadline = self.node.poll_timeout().unwrap_or_else(|| now + IDLE_WAIT);
+            if let Some(s) = &self.state {
+                deadline = deadline.min(s.next);
+            }
             // A deadline we just handled that is still "now" means the core waits for
             // capacity: do not spin on it.
             if deadline <= now && last_timeout.is_some() {
@@ -164,19 +190,77 @@ impl Driver {
             match wake {
                 Wake::Ready => {}
                 Wake::Command(cmd) => self.on_command(cmd),
-                Wake::Stop => return self.shutdown(),
+                Wake::Stop => return self.shutdown().await,
             }
             last_timeout = None;
         }
     }
 
-    /// Drops every pending reply (callers see [`Error::Stopped`]) and refuses queued
-    /// commands; the socket closes when `self` is dropped.
-    fn shutdown(mut self) {
+    /// Drops every pending reply (callers see [`Error::Stopped`]), refuses queued
+    /// commands and writes the state file a last time; the socket closes when `self` is
+    /// dropped.
+    async fn shutdown(mut self) {
         self.commands.close();
         while self.commands.try_recv().is_ok() {}
         self.replies.clear();
+        if let Some(mut saver) = self.state.take() {
+            // One writer at a time: `<path>.tmp` is shared.
+            if let Some(writing) = saver.writing.take() {
+                let result = writing
+                    .recv()
+                    .await
+                    .unwrap_or_else(|_| Err(blocking_panicked()));
+                count_save(&mut self.stats, &saver.file.path, result);
+            }
+            let snapshot = self.node.snapshot(Instant::now());
+            let path = saver.file.path.clone();
+            let result = smol::unblock(move || state::save(&path, &snapshot)).await;
+            count_save(&mut self.stats, &saver.file.path, result);
+        }
         tracing::debug!(addr = %self.node.local_addr(), "kad node stopped");
+    }
+
+    /// Starts writing the node's state on smol's blocking pool. Only the snapshot (a copy
+    /// of the records; values are reference-counted) is taken here; encoding and the disk
+    /// are the blocking task's. If the last write is still running (a slow disk), this
+    /// turn is skipped: the next one writes newer state anyway.
+    fn save_state(&mut self, now: Instant) {
+        self.collect_save();
+        let Some(saver) = &mut self.state else {
+            return;
+        };
+        saver.next = after(now, saver.file.interval);
+        if saver.writing.is_some() {
+            tracing::debug!("the last state write is still running; skipping this one");
+            return;
+        }
+        let snapshot = self.node.snapshot(now);
+        let path = saver.file.path.clone();
+        let (tx, rx) = smol::channel::bounded(1);
+        // Detached: the write finishes even if the driver is gone, and its result comes
+        // back through `rx`.
+        smol::unblock(move || {
+            let _ = tx.try_send(state::save(&path, &snapshot));
+        })
+        .detach();
+        saver.writing = Some(rx);
+    }
+
+    /// Counts the last state write if it has finished.
+    fn collect_save(&mut self) {
+        let Some(saver) = &mut self.state else {
+            return;
+        };
+        let Some(writing) = &mut saver.writing else {
+            return;
+        };
+        let result = match writing.try_recv() {
+            Ok(result) => result,
+            Err(TryRecvError::Empty) => return,
+            Err(TryRecvError::Closed) => Err(blocking_panicked()),
+        };
+        saver.writing = None;
+        count_save(&mut self.stats, &saver.file.path, result);
     }
 
     /// Reads datagrams until the socket would block or the pass's cap is reached; gives
@@ -271,6 +355,7 @@ impl Driver {
                 }
             }
             Command::Stats(reply) => {
+                self.collect_save();
                 let mut stats = self.stats;
                 stats.core = self.node.stats();
                 let _ = reply.try_send(stats);
@@ -281,6 +366,25 @@ impl Driver {
             Command::GetLocal(key, reply) => {
                 let _ = reply.try_send(self.node.get_local(now, &key));
             }
+        }
+    }
+}
+
+/// `now + d`, or an hour from now if that is past what `Instant` can hold.
+fn after(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d).unwrap_or(now + IDLE_WAIT)
+}
+
+fn blocking_panicked() -> io::Error {
+    io::Error::other("the state write task panicked")
+}
+
+fn count_save(stats: &mut Stats, path: &Path, result: io::Result<()>) {
+    match result {
+        Ok(()) => stats.state_saves += 1,
+        Err(e) => {
+            stats.state_save_errors += 1;
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the state file");
         }
     }
 }

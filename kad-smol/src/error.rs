@@ -3,9 +3,10 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use kad_core::{ConfigError, KeyError, PutError, QueryError};
+use kad_core::{ConfigError, KeyError, NodeId, PutError, QueryError, SnapshotError};
 
 /// Why a [`crate::KademliaServer`] call failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,17 @@ pub enum Error {
         /// What the resolver said.
         #[source]
         source: io::Error,
+    },
+    /// The state file (see [`crate::Builder::state_file`]) could not be read, holds no
+    /// valid state, or could not be written when the node started. The node does not
+    /// start: a fresh node in its place would have lost the old one's records and id.
+    #[error("state file {}: {source}", .path.display())]
+    State {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: StateError,
     },
     /// The operating system gave no randomness for the node's id and seed.
     #[error("no randomness from the operating system: {0}")]
@@ -71,6 +83,29 @@ pub enum Error {
     /// The node answered a command with the wrong kind of result: a bug in kad.
     #[error("internal error: unexpected result for {0}")]
     Unexpected(&'static str),
+}
+
+/// What is wrong with a state file: the reason inside [`Error::State`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// The file is there but could not be read.
+    #[error("cannot read it: {0}")]
+    Read(#[source] io::Error),
+    /// The file is truncated, corrupted, or not a kad state file.
+    #[error(transparent)]
+    Invalid(#[from] SnapshotError),
+    /// The file holds another node's state than the id given to the builder.
+    #[error("it holds node {file}, but the builder was given node id {given}")]
+    WrongNodeId {
+        /// The id in the file.
+        file: NodeId,
+        /// The id given to [`crate::Builder::node_id`].
+        given: NodeId,
+    },
+    /// There was no file, and the first state of the new node could not be written.
+    #[error("cannot write it: {0}")]
+    Write(#[source] io::Error),
 }
 
 struct AddrList<'a>(&'a [SocketAddr]);

@@ -48,6 +48,16 @@
 //! A pass that hit a cap yields and comes straight back, so a flood cannot starve
 //! commands or timers.
 //!
+//! ## Keeping state across restarts
+//!
+//! With [`Builder::state_file`], a node keeps its id, routing table and records (with
+//! the lifetime each had left, and which ones it published) in a file: `listen` restores
+//! them, and the node's task writes the file every [`Builder::state_interval`] and on
+//! [`KademliaServer::stop`], atomically (a temporary file, synced, then renamed), on
+//! smol's blocking thread pool. A killed node comes back with what it held at its last
+//! write; a truncated or corrupted file is an [`Error::State`], never a silent fresh
+//! start.
+//!
 //! `examples/swarm.rs` runs a whole network in one process and prints a table of put and
 //! get success and latency: `cargo run --release -p kad-smol --example swarm -- --nodes
 //! 100 --keys 100`.
@@ -55,13 +65,15 @@
 mod driver;
 mod error;
 mod server;
+mod state;
 mod stats;
 
-pub use error::Error;
+pub use error::{Error, StateError};
 pub use server::{Builder, KademliaServer, DEFAULT_LISTEN_ADDR};
+pub use state::DEFAULT_STATE_INTERVAL;
 pub use stats::Stats;
 
 pub use kad_core::{
     BootstrapOk, Codec, Config, ConfigError, KeyError, Node, NodeId, Peer, PutError, PutOk,
-    QueryError, Value,
+    QueryError, RecordKind, Snapshot, SnapshotError, SnapshotRecord, Value,
 };

@@ -2,19 +2,21 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kad_core::{
     BootstrapOk, Codec, Config, ConfigBuilder, FindValueOk, Node, NodeId, Peer, PutOk, QueryResult,
-    Value,
+    Snapshot, Value, MAX_DURATION,
 };
 use smol::channel::{bounded, Receiver, Sender};
 use smol::net::{resolve, AsyncToSocketAddrs};
 use smol::{Async, Task};
 
 use crate::driver::{Command, Driver, Finished, Query};
-use crate::{Error, Stats};
+use crate::state::{self, StateFile, DEFAULT_STATE_INTERVAL, MIN_STATE_INTERVAL};
+use crate::{Error, StateError, Stats};
 
 /// Where [`Builder::listen_default`] binds: loopback only, any free port, as the Python
 /// package's `listen()` does by default.
@@ -44,11 +46,27 @@ struct Shared {
     query_timeout: Duration,
     /// Closed to stop the driver.
     stop: Sender<()>,
-    /// The driver's task (dropping it cancels the driver), taken by the first `stop()`;
-    /// the others wait on `done`.
+    /// The driver's task, taken by the first `stop()`; the others wait on `done`.
+    /// Detached when the last handle goes.
     task: Mutex<Option<Task<()>>>,
     /// Closed when the driver has returned.
     done: Receiver<()>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The last handle is gone. Dropping the task would cancel the driver mid-turn;
+        // detached, it sees its channels close and shuts down as `stop()` does, writing
+        // the state file a last time.
+        let task = self
+            .task
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = task {
+            task.detach();
+        }
+    }
 }
 
 impl fmt::Debug for KademliaServer {
@@ -188,8 +206,9 @@ impl KademliaServer {
         rx.recv().await.map_err(|_| Error::Stopped)
     }
 
-    /// Shuts the node down: calls still waiting fail with [`Error::Stopped`], the socket
-    /// is closed (its port can be bound again once this returns) and the node's task has
+    /// Shuts the node down: calls still waiting fail with [`Error::Stopped`], the state
+    /// file (if [`Builder::state_file`] was set) is written a last time, the socket is
+    /// closed (its port can be bound again once this returns) and the node's task has
     /// ended. Calling it again, from any clone, is harmless.
     pub async fn stop(&self) {
         self.shared.stop.close();
@@ -262,6 +281,8 @@ pub struct Builder {
     config: ConfigBuilder,
     id: Option<NodeId>,
     seed: Option<[u8; 32]>,
+    state_file: Option<PathBuf>,
+    state_interval: Option<Duration>,
 }
 
 macro_rules! setters {
@@ -348,6 +369,51 @@ impl Builder {
         self
     }
 
+    /// Keeps the node's state in the file at `path`, so that a restarted node loses
+    /// nothing: its id, its routing table, and its records, each with the lifetime it had
+    /// left and whether this node is its original publisher (and so republishes it).
+    ///
+    /// [`listen`](Self::listen) restores the node from the file when there is one (the
+    /// node gets the file's id; the time it was down does not count against its records)
+    /// and fails with [`Error::State`] when the file cannot be read or is truncated or
+    /// corrupted, rather than start a node that lost everything. With no file, the node
+    /// starts fresh and writes the file at once, so a path that cannot be written is
+    /// reported by `listen` too.
+    ///
+    /// The node then writes the file every [`state_interval`](Self::state_interval) and
+    /// when it is [stopped](KademliaServer::stop) (or its last handle is dropped). A write
+    /// never leaves a partial file, so a node killed at any moment restarts from its last
+    /// write: it goes to `<path>.tmp` in the same directory, is synced to disk, and
+    /// replaces the file by a rename. Writes run on smol's blocking thread pool
+    /// (`smol::unblock`); the node's task only copies the state. A write that fails is
+    /// logged, counted in [`Stats::state_save_errors`] and tried again at the next
+    /// interval.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), kad_smol::Error> {
+    /// use std::time::Duration;
+    /// use kad_smol::KademliaServer;
+    /// let server = KademliaServer::builder()
+    ///     .state_file("/var/lib/kad/state")
+    ///     .state_interval(Duration::from_secs(30))
+    ///     .listen("0.0.0.0:4000")
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn state_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.state_file = Some(path.into());
+        self
+    }
+
+    /// How often the state file of [`state_file`](Self::state_file) is written (default
+    /// [`DEFAULT_STATE_INTERVAL`], 60 s; at least 1 ms). What changed since the last write
+    /// is lost if the process is killed.
+    pub fn state_interval(mut self, every: Duration) -> Self {
+        self.state_interval = Some(every);
+        self
+    }
+
     /// The settings this builder would use, validated.
     pub fn build_config(&self) -> Result<Config, Error> {
         Ok(self.config.clone().build()?)
@@ -355,12 +421,24 @@ impl Builder {
 
     /// Binds a UDP socket on `addr` (`"127.0.0.1:0"`, `"[::1]:4000"`, a `SocketAddr`...;
     /// IPv4 or IPv6) and starts the node's task. The node runs on
-    /// smol's global executor (`smol::spawn`), whatever executor awaits this.
+    /// smol's global executor (`smol::spawn`), whatever executor awaits this. With a
+    /// [`state_file`](Self::state_file), restores the node from it first.
     pub async fn listen<A>(self, addr: A) -> Result<KademliaServer, Error>
     where
         A: AsyncToSocketAddrs + fmt::Debug,
     {
         let config = self.build_config()?;
+        let state = self.state_file.clone().map(|path| StateFile {
+            path,
+            interval: self
+                .state_interval
+                .unwrap_or(DEFAULT_STATE_INTERVAL)
+                .clamp(MIN_STATE_INTERVAL, MAX_DURATION),
+        });
+        let restored = match &state {
+            Some(file) => self.load_state(&file.path).await?,
+            None => None,
+        };
         let name = format!("{addr:?}").trim_matches('"').to_owned();
         let socket = bind(&name, addr).await?;
         let local_addr = socket
@@ -374,17 +452,44 @@ impl Builder {
             Some(s) => s,
             None => os_random::<32>()?,
         };
-        let id = match self.id {
-            Some(id) => id,
-            None => NodeId(os_random::<20>()?),
-        };
         let query_timeout = config.query_timeout();
-        let mut node = Node::new(config, id, seed, Instant::now());
+        let mut node = match &restored {
+            Some(snapshot) => {
+                let (node, left_out) = Node::restore(config, snapshot, seed, Instant::now());
+                if left_out > 0 {
+                    tracing::warn!(
+                        left_out,
+                        "records in the state file beyond this node's limits were left out"
+                    );
+                }
+                node
+            }
+            None => {
+                let id = match self.id {
+                    Some(id) => id,
+                    None => NodeId(os_random::<20>()?),
+                };
+                Node::new(config, id, seed, Instant::now())
+            }
+        };
         node.set_local_addr(local_addr);
+        let id = node.id();
+        if let (Some(file), None) = (&state, &restored) {
+            // A fresh node: its id is on disk before anything else happens, and a path
+            // that cannot be written is reported now rather than logged later.
+            let path = file.path.clone();
+            let snapshot = node.snapshot(Instant::now());
+            smol::unblock(move || state::save(&path, &snapshot))
+                .await
+                .map_err(|e| Error::State {
+                    path: file.path.clone(),
+                    source: StateError::Write(e),
+                })?;
+        }
         let (commands, command_rx) = bounded(COMMAND_QUEUE);
         let (stop, stop_rx) = bounded(1);
         let (done_tx, done) = bounded::<()>(1);
-        let driver = Driver::new(node, socket, command_rx, stop_rx);
+        let driver = Driver::new(node, socket, command_rx, stop_rx, state);
         let task = smol::spawn(async move {
             driver.run().await;
             drop(done_tx);
@@ -406,6 +511,37 @@ impl Builder {
     /// [`listen`](Self::listen) on [`DEFAULT_LISTEN_ADDR`] (`127.0.0.1:0`).
     pub async fn listen_default(self) -> Result<KademliaServer, Error> {
         self.listen(DEFAULT_LISTEN_ADDR).await
+    }
+
+    /// The snapshot in the state file, if there is one, checked against the id given to
+    /// the builder.
+    async fn load_state(&self, path: &std::path::Path) -> Result<Option<Snapshot>, Error> {
+        let err = |source| Error::State {
+            path: path.to_owned(),
+            source,
+        };
+        let owned = path.to_owned();
+        let Some(snapshot) = smol::unblock(move || state::load(&owned))
+            .await
+            .map_err(err)?
+        else {
+            tracing::debug!(path = %path.display(), "no state file: a fresh node");
+            return Ok(None);
+        };
+        if let Some(given) = self.id.filter(|id| *id != snapshot.id) {
+            return Err(err(StateError::WrongNodeId {
+                file: snapshot.id,
+                given,
+            }));
+        }
+        tracing::debug!(
+            path = %path.display(),
+            node_id = %snapshot.id,
+            peers = snapshot.peers.len(),
+            records = snapshot.records.len(),
+            "restoring from the state file"
+        );
+        Ok(Some(snapshot))
     }
 }
 

@@ -27,4 +27,9 @@ pub struct Stats {
     pub queries: u64,
     /// Requests sent on behalf of those commands (a measure of lookup cost).
     pub query_requests: u64,
+    /// Writes of the state file (see [`crate::Builder::state_file`]) that completed.
+    pub state_saves: u64,
+    /// Writes of the state file that failed (each is also logged); the file keeps the
+    /// last state written.
+    pub state_save_errors: u64,
 }
