@@ -254,13 +254,14 @@ impl Core {
                 self.table.clear_ping(&old.id);
             }
             // The same ping verifies its address for any large reply held for it.
-            Heard::Added if by_request && !self.verifying.contains(&peer.addr) => {
-                if self
-                    .send_request(now, peer.addr, Some(peer.id), Body::Ping, Owner::Verify)
-                    .is_some()
-                {
-                    self.verifying.insert(peer.addr);
-                }
+            Heard::Added
+                if by_request
+                    && !self.verifying.contains(&peer.addr)
+                    && self
+                        .send_request(now, peer.addr, Some(peer.id), Body::Ping, Owner::Verify)
+                        .is_some() =>
+            {
+                self.verifying.insert(peer.addr);
             }
             Heard::IpLimited => self.stats.peers_ip_limited += 1,
             _ => {}
