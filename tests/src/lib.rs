@@ -29,7 +29,7 @@ pub mod wire;
 pub mod fuzzing;
 
 pub use link::Link;
-pub use net::{BootstrapReport, Finished, NetStats, SimNet};
+pub use net::{BootstrapReport, Finished, Intercept, NetStats, SimNet};
 pub use summary::Summary;
 pub use trace::TraceHash;
 

@@ -1,7 +1,7 @@
 //! `SimNet`: many [`Node`]s, one virtual clock, one seeded queue of datagrams.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use kad_core::{Config, Event, Node, NodeId, QueryId, QueryResult, QueryStats};
@@ -44,7 +44,23 @@ pub struct NetStats {
     pub undeliverable: u64,
     /// `handle_timeout` calls.
     pub timer_fires: u64,
+    /// Datagrams taken by an interceptor ([`SimNet::intercept`]) instead of a node.
+    pub intercepted: u64,
 }
+
+/// What an interceptor ([`SimNet::intercept`]) does with a datagram it is shown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Intercept {
+    /// Deliver it as usual: to the node at its destination, if there is one.
+    Pass,
+    /// Take it: no node sees it. These datagrams (source, destination, payload) are sent
+    /// in its place, through the link like any node's.
+    Answer(Vec<(SocketAddr, SocketAddr, Vec<u8>)>),
+}
+
+/// A scripted participant at one IP: shown each datagram for that IP (time, source,
+/// destination, payload) that passed the dead-node and partition checks.
+type Interceptor = Box<dyn FnMut(Instant, SocketAddr, SocketAddr, &[u8]) -> Intercept + Send>;
 
 /// Outcome of [`SimNet::bootstrap_all`].
 #[derive(Clone, Debug, Default)]
@@ -113,6 +129,8 @@ pub struct SimNet {
     query_cap: Duration,
     /// (time, node, count) of consecutive timer firings of one node at one instant.
     spin: (Instant, usize, u32),
+    /// Scripted participants, by the IP they answer for.
+    interceptors: BTreeMap<IpAddr, Interceptor>,
 }
 
 /// A node firing its timer this many times at one instant, with nothing else happening in
@@ -147,6 +165,7 @@ impl SimNet {
             check_invariants: true,
             query_cap: Duration::from_secs(3600),
             spin: (epoch, usize::MAX, 0),
+            interceptors: BTreeMap::new(),
         }
     }
 
@@ -391,6 +410,25 @@ impl SimNet {
         self.enqueue(at, Datagram { src, dst, payload });
     }
 
+    /// Puts a scripted participant (an attacker, a liar) at `ip`: every datagram to any
+    /// port of `ip` is shown to `f` before delivery, and `f` either passes it on to the node
+    /// there (if any) or takes it and answers with datagrams of its own. With a node at the
+    /// address, `f` sees only what that node would have received (dead nodes and partitions
+    /// still drop datagrams); with none, it sees everything sent there. `f` must be
+    /// deterministic for runs to replay. Replaces any earlier interceptor of `ip`.
+    pub fn intercept(
+        &mut self,
+        ip: IpAddr,
+        f: impl FnMut(Instant, SocketAddr, SocketAddr, &[u8]) -> Intercept + Send + 'static,
+    ) {
+        self.interceptors.insert(ip, Box::new(f));
+    }
+
+    /// Removes the interceptor of `ip`, if any.
+    pub fn stop_intercept(&mut self, ip: IpAddr) {
+        self.interceptors.remove(&ip);
+    }
+
     // ---- running ----
 
     /// When the next step would happen: the earliest delivery or node deadline.
@@ -607,11 +645,12 @@ impl SimNet {
         };
         self.stats.steps += 1;
         self.now = self.now.max(at);
-        let Some(&dst) = self.by_addr.get(&d.dst) else {
+        let dst = self.by_addr.get(&d.dst).copied();
+        if dst.is_none() && !self.interceptors.contains_key(&d.dst.ip()) {
             self.stats.undeliverable += 1;
             return;
-        };
-        if self.nodes[dst].dead {
+        }
+        if dst.is_some_and(|j| self.nodes[j].dead) {
             self.stats.dropped_dead += 1;
             return;
         }
@@ -620,11 +659,18 @@ impl SimNet {
                 self.stats.dropped_dead += 1;
                 return;
             }
-            if self.nodes[src].group != self.nodes[dst].group {
+            if dst.is_some_and(|j| self.nodes[src].group != self.nodes[j].group) {
                 self.stats.dropped_partition += 1;
                 return;
             }
         }
+        if self.intercepted(&d) {
+            return;
+        }
+        let Some(dst) = dst else {
+            self.stats.undeliverable += 1;
+            return;
+        };
         self.stats.delivered += 1;
         let since = self.now.saturating_duration_since(self.epoch);
         self.trace.datagram(since, d.src, d.dst, &d.payload);
@@ -632,6 +678,24 @@ impl SimNet {
         self.nodes[dst].node.handle_datagram(now, d.src, &d.payload);
         self.spin.2 = 0;
         self.after_touch(dst);
+    }
+
+    /// Shows `d` to the interceptor of its destination IP; true if that took it.
+    fn intercepted(&mut self, d: &Datagram) -> bool {
+        let now = self.now;
+        let Some(f) = self.interceptors.get_mut(&d.dst.ip()) else {
+            return false;
+        };
+        let Intercept::Answer(out) = f(now, d.src, d.dst, &d.payload) else {
+            return false;
+        };
+        self.stats.intercepted += 1;
+        let since = now.saturating_duration_since(self.epoch);
+        self.trace.datagram(since, d.src, d.dst, &d.payload);
+        for (src, dst, payload) in out {
+            self.send(src, dst, payload);
+        }
+        true
     }
 
     fn fire(&mut self, t: Instant, i: usize) {
