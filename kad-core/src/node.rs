@@ -379,12 +379,18 @@ impl Core {
         if record.kind != store::Kind::Published {
             return true;
         }
+        // Only peers that proved their address count: a flood of newcomers (unverified,
+        // and gone at their first failure) must not silence our record.
         let target = NodeId::for_key(key);
-        let closest = self.table.closest(&target, self.config.k, None);
-        closest.len() < self.config.k
-            || closest
-                .last()
-                .is_some_and(|p| p.id.distance(&target) > self.id.distance(&target))
+        let own = self.id.distance(&target);
+        let closer = self
+            .table
+            .closest(&target, 3 * self.config.k, None)
+            .into_iter()
+            .take_while(|p| p.id.distance(&target) < own)
+            .filter(|p| self.table.is_verified(&p.id, &p.addr))
+            .count();
+        closer < self.config.k
     }
 
     fn postpone_restore(&mut self, now: Instant, key: &str) {
@@ -554,6 +560,14 @@ impl Node {
     /// The local unexpired value of `key`, without asking the network.
     pub fn get_local(&self, now: Instant, key: &str) -> Option<Value> {
         self.core.store.get(now, key).map(|r| r.value.clone())
+    }
+
+    /// Has `addr` proven it owns its address (it answered a request of ours from it
+    /// within the last hour)? Adapters use it to triage under overload: when more
+    /// datagrams arrive than they hand to the node, those from proven addresses go first,
+    /// so a flood from strangers (or forged sources) cannot crowd out known peers.
+    pub fn is_verified_addr(&self, now: Instant, addr: SocketAddr) -> bool {
+        self.core.verified.contains(&addr, now)
     }
 
     /// Number of queries running (user and maintenance).

@@ -264,8 +264,9 @@ impl Driver {
     }
 
     /// Reads datagrams until the socket would block or the pass's cap is reached; gives
-    /// the first `max_dispatch_tasks` to the core and drops the rest. Returns whether the
-    /// cap was reached (more may be waiting).
+    /// the first `max_dispatch_tasks` to the core, and of the rest only those from
+    /// addresses the core has verified; drops the others. Returns whether the cap was
+    /// reached (more may be waiting).
     fn receive(&mut self) -> bool {
         let dispatch = self.node.config().max_dispatch_tasks();
         let limit = dispatch.saturating_mul(READS_PER_DISPATCH);
@@ -274,9 +275,11 @@ impl Driver {
             match self.socket.get_ref().recv_from(&mut self.buf) {
                 Ok((n, from)) => {
                     read += 1;
-                    if read <= dispatch {
-                        self.node
-                            .handle_datagram(Instant::now(), from, &self.buf[..n]);
+                    let now = Instant::now();
+                    // Past the pass's dispatch budget only proven peers get through: a
+                    // flood from strangers must not crowd out the peers we know.
+                    if read <= dispatch || self.node.is_verified_addr(now, from) {
+                        self.node.handle_datagram(now, from, &self.buf[..n]);
                     } else {
                         self.stats.datagrams_dropped += 1;
                     }
