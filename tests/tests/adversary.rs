@@ -439,8 +439,6 @@ fn liars_poison_no_table_bencode() {
 /// Two hundred fake peers per reply, as the issue puts it ("hundreds of fake or dead
 /// peers"); the decoder keeps up to 256 of one list.
 #[test]
-#[ignore = "kad-core bug: see one_liar_with_hundreds_of_fakes_json (lookups lose their honest \
-            candidates to a liar's fake ones)"]
 fn liars_with_hundreds_of_fakes_json() {
     poisoning(Codec::Json, kad_tests::seed(0xad_0003), 200);
 }
@@ -505,9 +503,6 @@ fn one_liar_with_k_fakes_bencode() {
 }
 
 #[test]
-#[ignore = "kad-core bug: a lookup keeps at most 3k candidates, failed ones included, and \
-            trims the farthest others, so one reply naming more than 3k fake peers closer to \
-            the target than any real node pushes every honest candidate out of the lookup"]
 fn one_liar_with_hundreds_of_fakes_json() {
     let (found, k) = one_liar_lookup(Codec::Json, kad_tests::seed(0xad_0006), 200);
     assert_eq!(found, k);
@@ -873,10 +868,6 @@ fn sybil_replacements_from_one_ip() {
 }
 
 #[test]
-#[ignore = "kad-core bug: a peer already in a bucket's replacement cache that speaks again from \
-            another address is moved there without the per-IP check (Table::on_heard), so \
-            replacements first heard from spoofed IPs all move to one IP, and churn then \
-            promotes them past max_peers_per_ip_per_bucket"]
 fn sybil_replacements_moved_to_one_ip() {
     let (held, cap) = sybil_through_replacements(Codec::Json, kad_tests::seed(0xad_0017), true);
     assert!(held <= cap, "{held} entries of one IP in bucket 0");

@@ -4,7 +4,7 @@
 //! table only if they answer us (the reference adds them straight away, which lets anyone
 //! fill the table with junk).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -16,13 +16,14 @@ use crate::{NodeId, Peer};
 
 /// A lookup keeps at most this many candidates per unit of k; farther ones are dropped.
 const CANDIDATES_PER_K: usize = 3;
+/// Most failed candidates a lookup remembers (so it never asks them again).
+const MAX_FAILED: usize = 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     NotContacted,
     InFlight(u64),
     Succeeded,
-    Failed,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -57,6 +58,9 @@ pub(crate) struct Lookup {
     target: NodeId,
     ask: Ask,
     candidates: BTreeMap<Distance, Candidate>,
+    /// Candidates that failed (timed out, or someone else answered at their address): out
+    /// of the list, so they never crowd out live ones, and never offered again.
+    failed: BTreeSet<Distance>,
     in_flight: usize,
     owner: Owner,
     /// Requests sent, responses received, timeouts.
@@ -71,6 +75,7 @@ impl Lookup {
             target,
             ask,
             candidates: BTreeMap::new(),
+            failed: BTreeSet::new(),
             in_flight: 0,
             owner,
             requests: 0,
@@ -107,7 +112,6 @@ impl Lookup {
                 break;
             }
             match cand.state {
-                State::Failed => continue,
                 State::Succeeded => {}
                 State::InFlight(_) => all_done = false,
                 State::NotContacted => {
@@ -163,7 +167,7 @@ impl Lookup {
         let cand = self.candidates.get_mut(&d)?;
         if cand.peer.id != responder {
             // Someone else answers at that address: the candidate as named does not exist.
-            cand.state = State::Failed;
+            self.fail(d);
             self.timeouts += 1;
             return None;
         }
@@ -187,15 +191,39 @@ impl Lookup {
         let Some(cand) = self.settle(d, responder) else {
             return true;
         };
-        for p in peers {
+        // At most k peers from one reply, the closest to the target: a liar naming
+        // hundreds of fakes gets no more room than an honest peer.
+        let k = core.config.k;
+        let mut named: Vec<(Distance, &WirePeer)> = peers
+            .iter()
+            .map(|p| (p.id.distance(&self.target), p))
+            .collect();
+        if named.len() > k {
+            named.sort_unstable_by_key(|(d, _)| *d);
+            named.truncate(k);
+        }
+        for (_, p) in named {
             self.offer(core, p.id, p.addr, cand.hops + 1);
         }
-        self.trim(core.config.k * CANDIDATES_PER_K);
+        self.trim(k, k * CANDIDATES_PER_K);
         true
     }
 
+    /// Moves candidate `d` to the failed set (bounded like the candidate list).
+    fn fail(&mut self, d: Distance) {
+        self.candidates.remove(&d);
+        self.failed.insert(d);
+        if self.failed.len() > MAX_FAILED {
+            self.failed.pop_last();
+        }
+    }
+
     fn offer(&mut self, core: &Core, id: NodeId, addr: SocketAddr, hops: u32) {
-        if id == core.id || !usable(&addr) || addr == core.local_addr {
+        if id == core.id
+            || !usable(&addr)
+            || addr == core.local_addr
+            || self.failed.contains(&id.distance(&self.target))
+        {
             return;
         }
         self.candidates
@@ -207,15 +235,30 @@ impl Lookup {
             });
     }
 
-    /// Keeps the candidate list bounded, never dropping a request in flight.
-    fn trim(&mut self, max: usize) {
+    /// Keeps the candidate list at most `max` long: drops the farthest not yet contacted,
+    /// then the farthest that answered beyond the `k` closest that answered; never a
+    /// request in flight.
+    fn trim(&mut self, k: usize, max: usize) {
         while self.candidates.len() > max {
-            let victim = self
+            let untried = self
                 .candidates
                 .iter()
                 .rev()
-                .find(|(_, c)| !matches!(c.state, State::InFlight(_)))
+                .find(|(_, c)| c.state == State::NotContacted)
                 .map(|(d, _)| *d);
+            let victim = untried.or_else(|| {
+                self.candidates
+                    .iter()
+                    .filter(|(_, c)| c.state == State::Succeeded)
+                    .nth(k)
+                    .and_then(|_| {
+                        self.candidates
+                            .iter()
+                            .rev()
+                            .find(|(_, c)| c.state == State::Succeeded)
+                            .map(|(d, _)| *d)
+                    })
+            });
             match victim {
                 Some(d) => {
                     self.candidates.remove(&d);
@@ -230,9 +273,7 @@ impl Lookup {
         let Some(d) = self.land(txn) else {
             return false;
         };
-        if let Some(c) = self.candidates.get_mut(&d) {
-            c.state = State::Failed;
-        }
+        self.fail(d);
         self.timeouts += 1;
         true
     }

@@ -215,11 +215,13 @@ impl Table {
                 self.split_last(now);
                 continue;
             }
-            if bucket.replacement_position(&peer.id).is_none()
-                && !self.ip_allowed(bi, &peer.addr, false)
-            {
-                return Heard::IpLimited;
-            }
+            // A known replacement keeps the address it was first heard from, as entries
+            // do: re-heard from elsewhere, it must not carry a second IP past the cap.
+            let peer = match bucket.replacement_position(&peer.id) {
+                Some(pos) => bucket.replacements[pos].peer,
+                None if !self.ip_allowed(bi, &peer.addr, false) => return Heard::IpLimited,
+                None => peer,
+            };
             let bucket = &mut self.buckets[bi];
             bucket.add_replacement(peer, now, cap);
             if bucket.entries.iter().any(|e| e.pinging) {
