@@ -8,7 +8,10 @@
 //! `usize::MAX` panics with an overflow).
 
 use super::de::{read_message, Flavor};
-use super::{write_decimal, Body, DecodeError, FindValueRes, Message, WirePeer, BYTES_MARKER};
+use super::{
+    with_ip_text, write_decimal, Body, DecodeError, FindValueRes, Message, WirePeer, BYTES_MARKER,
+    PEER_BYTES,
+};
 use crate::{NodeId, Value};
 
 /// Deepest nesting we accept; a message needs 3 (message, `peers` list, peer map).
@@ -114,9 +117,13 @@ fn write_node(out: &mut Vec<u8>, id: &NodeId, ip: &str, port: u16) {
 
 /// Writes a peers list; an IPv6 address goes out as its plain text form (`::1`).
 fn write_peers(out: &mut Vec<u8>, peers: &[WirePeer]) {
+    // One allocation for the whole list rather than a doubling every few peers.
+    out.reserve(peers.len() * PEER_BYTES);
     out.push(b'l');
     for peer in peers {
-        write_node(out, &peer.id, &peer.addr.ip().to_string(), peer.addr.port());
+        with_ip_text(peer.addr.ip(), |ip| {
+            write_node(out, &peer.id, ip, peer.addr.port())
+        });
     }
     out.push(b'e');
 }

@@ -10,7 +10,10 @@
 use base64::Engine as _;
 
 use super::de::{read_message, Flavor};
-use super::{write_decimal, Body, DecodeError, FindValueRes, Message, Sender, WirePeer, B64_KEY};
+use super::{
+    with_ip_text, write_decimal, Body, DecodeError, FindValueRes, Message, Sender, WirePeer,
+    B64_KEY, PEER_BYTES,
+};
 use crate::{NodeId, Value};
 
 /// Appends the JSON encoding of `msg` to `out`.
@@ -158,12 +161,16 @@ fn write_sender(out: &mut Vec<u8>, sender: &Sender) {
 
 /// Writes a peers list; an IPv6 address goes out as its plain text form (`::1`).
 fn write_peers(out: &mut Vec<u8>, peers: &[WirePeer]) {
+    // One allocation for the whole list rather than a doubling every few peers.
+    out.reserve(peers.len() * PEER_BYTES);
     out.push(b'[');
     for (i, peer) in peers.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        write_node(out, &peer.id, &peer.addr.ip().to_string(), peer.addr.port());
+        with_ip_text(peer.addr.ip(), |ip| {
+            write_node(out, &peer.id, ip, peer.addr.port())
+        });
     }
     out.push(b']');
 }

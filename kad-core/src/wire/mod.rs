@@ -4,7 +4,7 @@
 //! [`crate::Peer`], never a wire struct. See `WIRE.md` for the protocol.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::{NodeId, Value};
 
@@ -16,6 +16,8 @@ mod json;
 pub(crate) const MAX_PEERS_PER_MESSAGE: usize = 256;
 /// Longest transaction id we accept (the reference sends 16 hex characters).
 pub const MAX_TXN_LEN: usize = 32;
+/// Room reserved per `peers` entry: an IPv4 entry takes 76 to 91 bytes in either format.
+pub(crate) const PEER_BYTES: usize = 96;
 /// Longest `sender.ip` string we accept.
 pub(crate) const MAX_IP_LEN: usize = 64;
 
@@ -299,7 +301,37 @@ pub(crate) fn peer_addr(ip: &str, port: u64) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+/// Calls `f` with the text form of `ip` (`10.0.0.1`, `::1`), exactly as `Display` writes
+/// it; IPv4 without allocating or going through `fmt`, as every entry of every peers list
+/// needs it (formatting was a third of the time spent encoding a 20-peer reply).
+pub(crate) fn with_ip_text<R>(ip: IpAddr, f: impl FnOnce(&str) -> R) -> R {
+    let IpAddr::V4(v4) = ip else {
+        return f(&ip.to_string());
+    };
+    let mut buf = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            buf[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            buf[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        buf[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    // Only ASCII digits and dots were written.
+    f(std::str::from_utf8(&buf[..len]).unwrap_or_default())
+}
+
 /// Appends `v` in decimal, as both formats write integers, without going through `fmt`.
+#[inline]
 pub(crate) fn write_decimal(out: &mut Vec<u8>, mut v: u64) {
     // u64::MAX has 20 digits, so the buffer cannot underflow.
     let mut buf = [0u8; 20];

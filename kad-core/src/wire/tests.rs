@@ -895,6 +895,11 @@ proptest! {
     }
 
     #[test]
+    fn ip_text_is_display(ip in any::<IpAddr>()) {
+        prop_assert_eq!(with_ip_text(ip, str::to_owned), ip.to_string());
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = Codec::Json.decode(&bytes);
         let _ = Codec::Bencode.decode(&bytes);
