@@ -132,3 +132,64 @@ impl RoutingCase {
         self.table.len() == 0
     }
 }
+
+/// One datagram encoded by the real codec, as a load generator sends it: `kind` is `ping`,
+/// `pong` or `find_node` (for `target`); `txn` is the transaction id (1 to 32 bytes of text,
+/// a response echoes its request's); the sender map says `sender_id` at `sender`. `None` for
+/// another kind or an invalid `txn`.
+pub fn encode_message(
+    codec: Codec,
+    kind: &str,
+    txn: &str,
+    sender_id: NodeId,
+    sender: SocketAddr,
+    target: NodeId,
+) -> Option<Vec<u8>> {
+    let body = match kind {
+        "ping" => Body::Ping,
+        "pong" => Body::Pong,
+        "find_node" => Body::FindNode { target },
+        _ => return None,
+    };
+    let msg = Message {
+        txn: TxnId::from_str(txn)?,
+        sender: Sender {
+            id: sender_id,
+            ip: sender.ip().to_string(),
+            port: sender.port(),
+        },
+        body,
+    };
+    let mut out = Vec::new();
+    codec.encode(&msg, &mut out);
+    Some(out)
+}
+
+/// What a datagram says, as decoded by the real codec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// The `type` field: `pong`, `find_node_res`...
+    pub kind: &'static str,
+    /// The transaction id.
+    pub txn: String,
+    /// The sender's node id.
+    pub sender: NodeId,
+    /// Entries of a `peers` list (0 for a message without one).
+    pub peers: usize,
+}
+
+/// Decodes `bytes` with the real codec; `None` when it is not a valid message.
+pub fn decode_message(codec: Codec, bytes: &[u8]) -> Option<Summary> {
+    let msg = codec.decode(bytes).ok()?;
+    let peers = match &msg.body {
+        Body::FindNodeRes { peers } => peers.len(),
+        Body::FindValueRes(crate::wire::FindValueRes::Peers(peers)) => peers.len(),
+        _ => 0,
+    };
+    Some(Summary {
+        kind: msg.body.type_name(),
+        txn: msg.txn.as_str().to_owned(),
+        sender: msg.sender.id,
+        peers,
+    })
+}
