@@ -104,13 +104,10 @@ impl Lookup {
     pub fn poll(&mut self, core: &mut Core, now: Instant) -> Progress {
         let k = core.config.k;
         let alpha = core.config.alpha;
-        let mut seen = 0;
         let mut all_done = true;
         let mut starved = false;
-        for cand in self.candidates.values_mut() {
-            if seen >= k {
-                break;
-            }
+        // Failed candidates left the list: the first k are the k closest non-failed ones.
+        for cand in self.candidates.values_mut().take(k) {
             match cand.state {
                 State::Succeeded => {}
                 State::InFlight(_) => all_done = false,
@@ -140,7 +137,6 @@ impl Lookup {
                     }
                 }
             }
-            seen += 1;
         }
         if all_done {
             Progress::Finished
