@@ -299,13 +299,6 @@ impl Sim {
             net.start(i, |n, now| n.bootstrap(now, &[contact]));
         }
         net.run_for(SETTLE);
-        eprintln!(
-            "DIAG puts={} ok={} n={} stats={:?}",
-            self.puts.len(),
-            ok.len(),
-            net.len(),
-            net.stats()
-        );
         for (key, value) in &ok {
             for i in 0..net.len() {
                 let (got, _) = net.run_query(i, |n, now| n.get(now, key).expect("a valid key"));
