@@ -272,11 +272,20 @@ async fn python_network(codec: Codec) -> Option<Mixed> {
             py.nodes[0].addr.to_string(),
             py.nodes[1 + i * 4].addr.to_string(),
         ];
-        let answered = node
-            .bootstrap(&via)
-            .await
-            .expect("kad joins the Python network");
-        assert_eq!(answered, 2);
+        // A Python node on a loaded machine may miss the 2 s ping timeout once: ask again
+        // before judging. Joining needs one answer; both are expected within two tries.
+        let mut answered = 0;
+        for _ in 0..2 {
+            answered = node
+                .bootstrap(&via)
+                .await
+                .expect("kad joins the Python network");
+            if answered == 2 {
+                break;
+            }
+            eprintln!("only {answered} of 2 Python bootstrap nodes answered; asking again");
+        }
+        assert_eq!(answered, 2, "both Python bootstrap nodes answer");
         kad.push(node);
     }
     Some(Mixed { py, kad })
