@@ -222,9 +222,6 @@ impl Core {
     /// send, or drop, every reply held for it, in the order the requests came.
     fn release(&mut self, addr: SocketAddr, answered: bool) {
         self.verifying.remove(&addr);
-        if !self.held.values().any(|(dst, _, _)| *dst == addr) {
-            return;
-        }
         let holds: Vec<u64> = self
             .held
             .iter()
