@@ -191,9 +191,11 @@ fn run(args: &Args) {
         .into_iter()
         .map(|(i, key)| (i, move |n: &mut Node, now| n.get(now, &key).expect("get")))
         .collect();
+    let before = net.stats();
     let lookup_wall = Instant::now();
     let gets = net.run_batch(jobs, args.concurrency);
     let lookup_secs = lookup_wall.elapsed().as_secs_f64().max(1e-9);
+    let during = net.stats();
 
     let success = gets
         .iter()
@@ -342,7 +344,16 @@ fn run(args: &Args) {
     );
     row("virtual time", fmt_duration(net.elapsed()));
     row("trace hash", format!("{:016x}", net.trace_hash()));
-    row("lookup phase wall time", format!("{:.2} s", lookup_secs));
+    row(
+        "lookup phase",
+        format!(
+            "{:.2} s wall, {} datagrams delivered ({:.1} a get), {} timer firings",
+            lookup_secs,
+            during.delivered - before.delivered,
+            (during.delivered - before.delivered) as f64 / args.lookups.max(1) as f64,
+            during.timer_fires - before.timer_fires
+        ),
+    );
     let rss = peak_rss_mb();
     if let Some(mb) = rss {
         row(
