@@ -14,7 +14,8 @@ use crate::snapshot::{self, RecordKind, Snapshot, SnapshotRecord};
 use crate::store::{self, Record, Store};
 use crate::verified::Verified;
 use crate::wire::{
-    Body, DecodeError, FindValueRes, Message, Sender, TxnId, WirePeer, BYTES_MARKER,
+    Body, DecodeError, FindValueRes, Message, RequestKind, Sender, TxnId, WirePeer, BYTES_MARKER,
+    PEER_BYTES, PEER_BYTES_V6, REPLY_ENVELOPE_BYTES,
 };
 use crate::{
     Config, Event, KeyError, NodeId, Peer, PutError, QueryError, QueryId, QueryResult, QueryStats,
@@ -97,7 +98,15 @@ impl Core {
                 break t;
             }
         };
-        self.queue(addr, TxnId::from_u64(txn), body);
+        let txn_id = TxnId::from_u64(txn);
+        if self.config.pad_requests
+            && matches!(kind, RequestKind::FindNode | RequestKind::FindValue)
+        {
+            let payload = self.encode_padded(txn_id, body, self.padded_request_len());
+            self.push(addr, payload);
+        } else {
+            self.queue(addr, txn_id, body);
+        }
         self.rpc.insert(
             txn,
             Pending {
@@ -112,14 +121,32 @@ impl Core {
     }
 
     fn encode(&self, txn: TxnId, body: Body) -> Vec<u8> {
+        self.encode_padded(txn, body, 0)
+    }
+
+    /// Encodes a message at least `min_len` bytes long (see [`Codec::encode_padded`]).
+    fn encode_padded(&self, txn: TxnId, body: Body, min_len: usize) -> Vec<u8> {
         let msg = Message {
             txn,
             sender: self.sender.clone(),
             body,
         };
         let mut payload = Vec::with_capacity(256);
-        self.config.codec.encode(&msg, &mut payload);
+        self.config.codec.encode_padded(&msg, min_len, &mut payload);
         payload
+    }
+
+    /// How long a padded lookup request is: a k-peer answer, estimated generously, divided
+    /// by the responder's reply factor (assumed equal to ours), so that the answer fits the
+    /// budget of a responder that has not verified us yet and comes in one round trip.
+    fn padded_request_len(&self) -> usize {
+        let per_peer = if self.local_addr.is_ipv6() {
+            PEER_BYTES_V6
+        } else {
+            PEER_BYTES
+        };
+        let reply = REPLY_ENVELOPE_BYTES + self.config.k * per_peer;
+        reply.div_ceil(self.config.unverified_reply_factor.max(1))
     }
 
     fn push(&mut self, dst: SocketAddr, payload: Vec<u8>) {
@@ -484,6 +511,8 @@ impl Node {
             id,
             config,
         };
+        core.table
+            .set_ping_oldest_after(core.config.ping_oldest_after);
         core.table.set_ip_limits(IpLimits {
             per_bucket: core.config.max_peers_per_ip_per_bucket,
             per_table: core.config.max_peers_per_ip,

@@ -26,8 +26,11 @@ fn addr(i: usize) -> SocketAddr {
 
 impl Net {
     fn new(n: usize, codec: Codec) -> Net {
+        Net::with_config(n, Config::builder().codec(codec).build().unwrap())
+    }
+
+    fn with_config(n: usize, config: Config) -> Net {
         let now = Instant::now();
-        let config = Config::builder().codec(codec).build().unwrap();
         let nodes = (0..n)
             .map(|i| {
                 let id = NodeId::for_key(&format!("node {i}"));
@@ -328,6 +331,35 @@ mod serde_json_free {
 
 /// A node killed and brought back from its snapshot keeps its id, peers and records, and
 /// the records keep the lifetime they had left.
+/// Padded lookup requests buy complete peer lists from strangers in one round trip;
+/// without the padding, the same network holds replies for verification pings.
+#[test]
+fn padded_requests_get_full_peer_lists_without_verification() {
+    let held = |pad: bool| {
+        let config = Config::builder().pad_requests(pad).build().unwrap();
+        let mut net = Net::with_config(40, config);
+        for i in 1..40 {
+            let now = net.now;
+            let q = net.nodes[i].bootstrap(now, &[addr(0)]);
+            net.wait(i, q);
+        }
+        for i in 0..40 {
+            let now = net.now;
+            let q = net.nodes[i].find_node(now, NodeId::for_key(&format!("t{i}")));
+            net.wait(i, q);
+        }
+        let stats: Vec<_> = net.nodes.iter().map(|n| n.stats()).collect();
+        let held: u64 = stats.iter().map(|s| s.replies_held).sum();
+        let shortened: u64 = stats.iter().map(|s| s.replies_shortened).sum();
+        (held, shortened)
+    };
+    let (with_pad, short_with) = held(true);
+    let (without, short_without) = held(false);
+    println!("replies held: {with_pad} with padding, {without} without");
+    assert_eq!((with_pad, short_with), (0, 0));
+    assert!(without > 0 && short_without == 0, "held {without}");
+}
+
 #[test]
 fn snapshot_restores_identity_peers_and_records() {
     let mut net = Net::new(10, Codec::Bencode);

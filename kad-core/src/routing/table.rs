@@ -84,6 +84,8 @@ pub(crate) struct Table {
     limits: IpLimits,
     /// Entries (not replacements) per counted address.
     per_ip: BTreeMap<[u8; 8], usize>,
+    /// A full bucket's oldest entry is pinged for a newcomer only once silent this long.
+    ping_oldest_after: Duration,
 }
 
 impl Table {
@@ -103,7 +105,14 @@ impl Table {
             len: 0,
             limits: IpLimits::NONE,
             per_ip: BTreeMap::new(),
+            ping_oldest_after: Duration::ZERO,
         }
+    }
+
+    /// A full bucket pings its oldest entry for a newcomer only if that entry has been
+    /// silent at least `age` (zero: always, as in the paper).
+    pub fn set_ping_oldest_after(&mut self, age: Duration) {
+        self.ping_oldest_after = age;
     }
 
     pub fn set_ip_limits(&mut self, limits: IpLimits) {
@@ -228,6 +237,10 @@ impl Table {
                 return Heard::Waiting;
             }
             let oldest = &mut bucket.entries[0];
+            // The head is the least recently seen: if it spoke lately, they all did.
+            if now.saturating_duration_since(oldest.last_seen) < self.ping_oldest_after {
+                return Heard::Waiting;
+            }
             oldest.pinging = true;
             return Heard::PingOldest(oldest.peer);
         }
@@ -470,6 +483,31 @@ mod tests {
         let mut all: Vec<Peer> = t.peers().collect();
         all.sort_by_key(|p| p.id.distance(&target));
         assert_eq!(got, all[..20].to_vec());
+    }
+
+    #[test]
+    fn a_full_bucket_pings_its_oldest_only_once_it_is_stale() {
+        let t0 = Instant::now();
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let own = NodeId::random(&mut rng);
+        let mut t = Table::new(own, 1, 4, 2, t0);
+        t.set_ping_oldest_after(Duration::from_secs(900));
+        let mut far = || loop {
+            let p = peer(&mut rng, 3000);
+            if own.distance(&p.id).leading_zeros() == 0 {
+                return p;
+            }
+        };
+        // Grow the table until bucket 0 (first bit differs) stands alone and is full.
+        let first = far();
+        assert_eq!(t.on_heard(t0, first), Heard::Added);
+        let second = far();
+        let heard = t.on_heard(t0 + Duration::from_secs(60), second);
+        assert_eq!(heard, Heard::Waiting, "the oldest spoke a minute ago");
+        let third = far();
+        let heard = t.on_heard(t0 + Duration::from_secs(901), third);
+        assert_eq!(heard, Heard::PingOldest(first), "silent for 15 minutes");
+        t.check().unwrap();
     }
 
     #[test]

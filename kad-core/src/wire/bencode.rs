@@ -10,19 +10,20 @@
 use super::de::{read_message, Flavor};
 use super::{
     with_ip_text, write_decimal, Body, DecodeError, FindValueRes, Message, WirePeer, BYTES_MARKER,
-    PEER_BYTES,
+    PAD_KEY, PEER_BYTES,
 };
 use crate::{NodeId, Value};
 
 /// Deepest nesting we accept; a message needs 3 (message, `peers` list, peer map).
 const MAX_DEPTH: usize = 32;
 
-/// Appends the bencoding of `msg` to `out`.
-pub(crate) fn encode(msg: &Message, out: &mut Vec<u8>) {
+/// Appends the bencoding of `msg` to `out`, with a `pad` field of `pad` spaces when `pad`
+/// is not zero.
+pub(crate) fn encode(msg: &Message, pad: usize, out: &mut Vec<u8>) {
     let body = &msg.body;
     out.push(b'd');
-    // Keys in byte order: has_key, id, key, peers, sender, size, target, target_id, type,
-    // value. Each message has a subset of them.
+    // Keys in byte order: has_key, id, key, pad, peers, sender, size, target, target_id,
+    // type, value. Each message has a subset of them.
     if let Body::CheckStoreRes { has_key } = body {
         write_bytes(out, b"has_key");
         write_int(out, u64::from(*has_key));
@@ -36,6 +37,12 @@ pub(crate) fn encode(msg: &Message, out: &mut Vec<u8>) {
     {
         write_bytes(out, b"key");
         write_bytes(out, key.as_bytes());
+    }
+    if pad > 0 {
+        write_bytes(out, PAD_KEY.as_bytes());
+        write_decimal(out, pad as u64);
+        out.push(b':');
+        out.resize(out.len() + pad, b' ');
     }
     if let Body::FindNodeRes { peers } | Body::FindValueRes(FindValueRes::Peers(peers)) = body {
         write_bytes(out, b"peers");

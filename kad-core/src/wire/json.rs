@@ -12,12 +12,13 @@ use base64::Engine as _;
 use super::de::{read_message, Flavor};
 use super::{
     with_ip_text, write_decimal, Body, DecodeError, FindValueRes, Message, Sender, WirePeer,
-    B64_KEY, PEER_BYTES,
+    B64_KEY, PAD_KEY, PEER_BYTES,
 };
 use crate::{NodeId, Value};
 
-/// Appends the JSON encoding of `msg` to `out`.
-pub(crate) fn encode(msg: &Message, out: &mut Vec<u8>) {
+/// Appends the JSON encoding of `msg` to `out`, with a `pad` field of `pad` spaces last
+/// when `pad` is not zero.
+pub(crate) fn encode(msg: &Message, pad: usize, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"type\":");
     write_str(out, msg.body.type_name());
     write_key(out, "id");
@@ -66,6 +67,12 @@ pub(crate) fn encode(msg: &Message, out: &mut Vec<u8>) {
             write_key(out, "value");
             write_value(out, value);
         }
+    }
+    if pad > 0 {
+        write_key(out, PAD_KEY);
+        out.push(b'"');
+        out.resize(out.len() + pad, b' ');
+        out.push(b'"');
     }
     out.push(b'}');
 }

@@ -18,6 +18,12 @@ pub(crate) const MAX_PEERS_PER_MESSAGE: usize = 256;
 pub const MAX_TXN_LEN: usize = 32;
 /// Room reserved per `peers` entry: an IPv4 entry takes 76 to 91 bytes in either format.
 pub(crate) const PEER_BYTES: usize = 96;
+/// The same for an IPv6 entry (up to 24 more characters of address).
+pub(crate) const PEER_BYTES_V6: usize = 120;
+/// Room for everything of a peer-list reply but its peers (type, id, sender, keys).
+pub(crate) const REPLY_ENVELOPE_BYTES: usize = 160;
+/// The name of the field that pads a request (see [`Codec::encode_padded`]).
+pub(crate) const PAD_KEY: &str = "pad";
 /// Longest `sender.ip` string we accept.
 pub(crate) const MAX_IP_LEN: usize = 64;
 
@@ -34,9 +40,30 @@ pub enum Codec {
 impl Codec {
     /// Appends the encoding of `msg` to `out`.
     pub(crate) fn encode(self, msg: &Message, out: &mut Vec<u8>) {
+        self.encode_with_pad(msg, 0, out);
+    }
+
+    /// Appends the encoding of `msg` to `out`, grown to at least `min_len` bytes if it is
+    /// shorter by a `pad` field of spaces (receivers ignore unknown fields).
+    pub(crate) fn encode_padded(self, msg: &Message, min_len: usize, out: &mut Vec<u8>) {
+        let start = out.len();
+        self.encode_with_pad(msg, 0, out);
+        let Some(deficit) = min_len.checked_sub(out.len() - start).filter(|&d| d > 0) else {
+            return;
+        };
+        // The field's own bytes: `,"pad":""` in JSON, `3:pad` and `<n>:` in bencode.
+        let overhead = match self {
+            Codec::Json => 9,
+            Codec::Bencode => 6,
+        };
+        out.truncate(start);
+        self.encode_with_pad(msg, deficit.saturating_sub(overhead).max(1), out);
+    }
+
+    fn encode_with_pad(self, msg: &Message, pad: usize, out: &mut Vec<u8>) {
         match self {
-            Codec::Json => json::encode(msg, out),
-            Codec::Bencode => bencode::encode(msg, out),
+            Codec::Json => json::encode(msg, pad, out),
+            Codec::Bencode => bencode::encode(msg, pad, out),
         }
     }
 

@@ -222,6 +222,57 @@ fn json_encoding_is_compact_and_escapes_only_what_it_must() {
 }
 
 #[test]
+fn padding_reaches_the_length_asked_and_decodes_to_the_same_message() {
+    let bodies = [
+        Body::FindNode {
+            target: id(PEER1_HEX),
+        },
+        Body::FindValue {
+            key: "my_key".into(),
+        },
+    ];
+    for codec in [Codec::Json, Codec::Bencode] {
+        for body in &bodies {
+            let m = msg("0123456789abcdef", body.clone());
+            let mut plain = Vec::new();
+            codec.encode(&m, &mut plain);
+            for min_len in [0, plain.len(), plain.len() + 1, plain.len() + 5, 530, 2000] {
+                let mut padded = Vec::new();
+                codec.encode_padded(&m, min_len, &mut padded);
+                if min_len <= plain.len() {
+                    assert_eq!(padded, plain, "{codec}: no pad needed");
+                    continue;
+                }
+                assert!(
+                    padded.len() >= min_len,
+                    "{codec}: {} < {min_len}",
+                    padded.len()
+                );
+                assert!(
+                    padded.len() <= min_len + 10,
+                    "{codec}: {} bytes",
+                    padded.len()
+                );
+                assert_eq!(codec.decode(&padded).as_ref(), Ok(&m), "{codec}");
+            }
+        }
+    }
+    // Bencode keys stay in byte order: `pad` between `key` and `sender`.
+    let mut out = Vec::new();
+    Codec::Bencode.encode_padded(&msg("0123456789abcdef", bodies[1].clone()), 300, &mut out);
+    let text = String::from_utf8_lossy(&out);
+    let at = |k: &str| text.find(k).unwrap_or_else(|| panic!("{k} in {text}"));
+    assert!(
+        at("3:key") < at("3:pad") && at("3:pad") < at("6:sender"),
+        "{text}"
+    );
+    // JSON: the pad is the last field.
+    let mut out = Vec::new();
+    Codec::Json.encode_padded(&msg("0123456789abcdef", Body::Ping), 200, &mut out);
+    assert!(out.ends_with(b" \"}"), "{}", String::from_utf8_lossy(&out));
+}
+
+#[test]
 fn uppercase_hex_ids_are_accepted_and_written_lowercase() {
     let up = |hex: &str| hex.to_ascii_uppercase();
     let text = format!(
