@@ -1,31 +1,47 @@
 //! A deterministic hash of everything a simulation delivered.
 //!
-//! FNV-1a (64 bit), written out here because std's hashers are randomly keyed per process
-//! and a trace hash must be the same on every run and every machine.
+//! A word-at-a-time multiply-rotate hash (FxHash's mixing step), written out here because
+//! std's hashers are randomly keyed per process and a trace hash must be the same on every
+//! run and every machine. It only has to tell runs apart, not resist an adversary; byte-wise
+//! FNV-1a, used before, took 7.5 % of a whole simulation.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-const PRIME: u64 = 0x0000_0100_0000_01b3;
+const SEED: u64 = 0xcbf2_9ce4_8422_2325;
+/// 2^64 / golden ratio, odd: multiplying by it spreads every input bit upward.
+const K: u64 = 0x9e37_79b9_7f4a_7c15;
 
-/// FNV-1a over a stream of bytes.
+/// A 64-bit hash over a stream of byte strings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TraceHash(u64);
 
 impl Default for TraceHash {
     fn default() -> Self {
-        TraceHash(OFFSET_BASIS)
+        TraceHash(SEED)
     }
 }
 
 impl TraceHash {
-    /// Feeds raw bytes.
+    /// Feeds raw bytes, eight at a time; a short tail is zero-filled and tagged with its
+    /// length, so `[1]` and `[1, 0]` feed different words.
     pub fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(PRIME);
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let mut buf = [0u8; 8];
+            buf.copy_from_slice(w);
+            self.mix(u64::from_le_bytes(buf));
         }
+        let tail = words.remainder();
+        if !tail.is_empty() {
+            let mut buf = [0u8; 8];
+            buf[..tail.len()].copy_from_slice(tail);
+            self.mix(u64::from_le_bytes(buf) ^ ((tail.len() as u64) << 56));
+        }
+    }
+
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
     }
 
     /// Feeds one delivered datagram: virtual time since the start, source, destination and
@@ -63,15 +79,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fnv1a_reference_values() {
-        // Published FNV-1a 64 test vectors.
-        let mut h = TraceHash::default();
-        assert_eq!(h.value(), 0xcbf2_9ce4_8422_2325);
-        h.write(b"a");
-        assert_eq!(h.value(), 0xaf63_dc4c_8601_ec8c);
-        let mut h = TraceHash::default();
-        h.write(b"foobar");
-        assert_eq!(h.value(), 0x8594_4171_f739_67e8);
+    fn every_byte_and_the_tail_length_count() {
+        let hash = |bytes: &[u8]| {
+            let mut h = TraceHash::default();
+            h.write(bytes);
+            h.value()
+        };
+        let base = b"0123456789abcdefXYZ".to_vec();
+        let mut seen = vec![hash(&base)];
+        for i in 0..base.len() {
+            let mut flipped = base.clone();
+            flipped[i] ^= 1;
+            seen.push(hash(&flipped));
+        }
+        seen.push(hash(&base[..18]));
+        seen.push(hash(&[1]));
+        seen.push(hash(&[1, 0]));
+        seen.push(hash(&[]));
+        let n = seen.len();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), n, "two inputs hashed alike");
     }
 
     #[test]

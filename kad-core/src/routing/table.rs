@@ -318,27 +318,42 @@ impl Table {
     }
 
     /// Up to `count` peers closest to `target`, closest first, skipping `exclude`.
+    ///
+    /// Buckets are visited from the target's outward, so a lookup looks at about `count`
+    /// entries rather than the whole table. Let `b` be the bucket the target falls in. If
+    /// `b` is not the last bucket: every peer of bucket `b` shares more leading bits with
+    /// the target than any peer of the buckets after it (which all share exactly `b`), and
+    /// those share more than any peer of bucket `b - 1`, `b - 2`, ... (which share exactly
+    /// that index). If `b` is the last bucket, its peers come first, then `b - 1`, ... So
+    /// each group only needs sorting within itself.
     pub fn closest(&self, target: &NodeId, count: usize, exclude: Option<&NodeId>) -> Vec<Peer> {
-        let mut all: Vec<(Distance, Peer)> = Vec::with_capacity(self.len);
-        // Buckets are visited so that the ones sharing the longest prefix with the target
-        // come first; for a small count we stop once we hold enough and every remaining
-        // bucket is farther than all of them.
-        for b in &self.buckets {
-            for e in &b.entries {
-                if Some(&e.peer.id) == exclude {
-                    continue;
+        if count == 0 {
+            return Vec::new();
+        }
+        let last = self.buckets.len() - 1;
+        let b = self.index(target);
+        let mut found: Vec<(Distance, Peer)> = Vec::with_capacity(count + self.k);
+        let group = |buckets: &[Bucket], found: &mut Vec<(Distance, Peer)>| {
+            let start = found.len();
+            for e in buckets.iter().flat_map(|b| &b.entries) {
+                if Some(&e.peer.id) != exclude {
+                    found.push((e.peer.id.distance(target), e.peer));
                 }
-                all.push((e.peer.id.distance(target), e.peer));
             }
+            found[start..].sort_unstable_by_key(|(d, _)| *d);
+        };
+        group(&self.buckets[b..=b], &mut found);
+        if b < last && found.len() < count {
+            group(&self.buckets[b + 1..], &mut found);
         }
-        if all.len() > count && count > 0 {
-            all.select_nth_unstable_by(count - 1, |a, b| a.0.cmp(&b.0));
-            all.truncate(count);
-        } else if count == 0 {
-            all.clear();
+        for i in (0..b).rev() {
+            if found.len() >= count {
+                break;
+            }
+            group(&self.buckets[i..=i], &mut found);
         }
-        all.sort_unstable_by_key(|a| a.0);
-        all.into_iter().map(|(_, p)| p).collect()
+        found.truncate(count);
+        found.into_iter().map(|(_, p)| p).collect()
     }
 
     /// All peers, bucket by bucket, oldest first within a bucket.
@@ -477,12 +492,26 @@ mod tests {
         for p in 0..300 {
             t.on_heard(now, peer(&mut rng, 1000 + p));
         }
-        let target = NodeId::random(&mut rng);
-        let got = t.closest(&target, 20, None);
-        assert_eq!(got.len(), 20);
+        assert!(t.bucket_count() > 4);
         let mut all: Vec<Peer> = t.peers().collect();
-        all.sort_by_key(|p| p.id.distance(&target));
-        assert_eq!(got, all[..20].to_vec());
+        // Random targets, our own id, and targets in each bucket's range; counts from 0
+        // to beyond the table; with and without an exclusion.
+        let mut targets: Vec<NodeId> = (0..200).map(|_| NodeId::random(&mut rng)).collect();
+        targets.push(own);
+        targets.extend((0..t.bucket_count()).map(|i| t.random_id_in_bucket(i, &mut rng)));
+        for (n, target) in targets.iter().enumerate() {
+            all.sort_by_key(|p| p.id.distance(target));
+            let exclude = (n % 3 == 0).then(|| all[n % all.len()].id);
+            let want: Vec<Peer> = all
+                .iter()
+                .filter(|p| Some(p.id) != exclude)
+                .copied()
+                .collect();
+            for count in [0, 1, 3, 20, 57, all.len() + 5] {
+                let got = t.closest(target, count, exclude.as_ref());
+                assert_eq!(got, want[..count.min(want.len())].to_vec(), "count {count}");
+            }
+        }
     }
 
     #[test]
