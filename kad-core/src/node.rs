@@ -663,8 +663,10 @@ impl Node {
         // address, and any reply held for it can go. (With source verification switched off
         // a response from elsewhere proves nothing about either address.)
         if pending.addr == from {
-            core.table.verify(&peer);
-            core.verified.insert(from, now);
+            // The table's own entries carry their verification; the cache is for the rest.
+            if !core.table.verify(&peer) {
+                core.verified.insert(from, now);
+            }
             core.release(from, true);
         }
         match pending.owner {

@@ -77,7 +77,7 @@ impl Bucket {
         } else if self.replacements.len() >= cap {
             self.replacements.remove(0);
         }
-        self.replacements.push(Entry::new(peer, now));
+        push_capped(&mut self.replacements, Entry::new(peer, now), cap);
     }
 
     /// Inserts an entry keeping `entries` ordered by `last_seen`.
@@ -89,4 +89,15 @@ impl Bucket {
             .unwrap_or(self.entries.len());
         self.entries.insert(pos, e);
     }
+}
+
+/// Pushes onto a list that never holds more than `cap` entries: it grows as a `Vec` does
+/// (4, 8, 16, ...) but never past `cap`, so a full bucket carries no unused capacity (a
+/// plain `Vec` of 20 entries has room for 32: 60 % more memory for a routing table).
+pub(crate) fn push_capped(list: &mut Vec<Entry>, e: Entry, cap: usize) {
+    if list.len() == list.capacity() {
+        let want = (list.len() * 2).max(4).min(cap.max(list.len() + 1));
+        list.reserve_exact(want - list.len());
+    }
+    list.push(e);
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rand_core::RngCore;
 
-use super::bucket::{Bucket, Entry};
+use super::bucket::{push_capped, Bucket, Entry};
 use crate::id::{Distance, ID_BITS};
 use crate::{NodeId, Peer};
 
@@ -82,8 +82,6 @@ pub(crate) struct Table {
     buckets: Vec<Bucket>,
     len: usize,
     limits: IpLimits,
-    /// Entries (not replacements) per counted address.
-    per_ip: BTreeMap<[u8; 8], usize>,
     /// A full bucket's oldest entry is pinged for a newcomer only once silent this long.
     ping_oldest_after: Duration,
 }
@@ -104,7 +102,6 @@ impl Table {
             buckets: vec![Bucket::new(now)],
             len: 0,
             limits: IpLimits::NONE,
-            per_ip: BTreeMap::new(),
             ping_oldest_after: Duration::ZERO,
         }
     }
@@ -119,23 +116,15 @@ impl Table {
         self.limits = limits;
     }
 
+    /// Entries (not replacements) of the table at a counted address. A scan rather than a
+    /// map kept beside the table: it runs only when a peer is about to become an entry,
+    /// and a map cost about 30 bytes per entry of every node's memory.
     fn ip_count(&self, key: &[u8; 8]) -> usize {
-        self.per_ip.get(key).copied().unwrap_or(0)
-    }
-
-    fn count_ip(&mut self, addr: &SocketAddr, add: bool) {
-        let Some(key) = self.limits.key(addr) else {
-            return;
-        };
-        let n = self.per_ip.entry(key).or_insert(0);
-        if add {
-            *n += 1;
-        } else {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.per_ip.remove(&key);
-            }
-        }
+        self.buckets
+            .iter()
+            .flat_map(|b| &b.entries)
+            .filter(|e| self.limits.key(&e.peer.addr).as_ref() == Some(key))
+            .count()
     }
 
     /// May a peer at `addr` join bucket `bi` (as entry or replacement)?
@@ -157,13 +146,16 @@ impl Table {
     }
 
     /// The peer answered a request of ours from `addr`: it owns that address.
-    pub fn verify(&mut self, peer: &Peer) {
+    /// Returns whether the table holds the peer at that address (and so keeps the mark).
+    pub fn verify(&mut self, peer: &Peer) -> bool {
         let bi = self.index(&peer.id);
         let b = &mut self.buckets[bi];
-        if let Some(pos) = b.position(&peer.id) {
-            if b.entries[pos].peer.addr == peer.addr {
+        match b.position(&peer.id) {
+            Some(pos) if b.entries[pos].peer.addr == peer.addr => {
                 b.entries[pos].verified = true;
+                true
             }
+            _ => false,
         }
     }
 
@@ -214,10 +206,9 @@ impl Table {
                     return Heard::IpLimited;
                 }
                 let bucket = &mut self.buckets[bi];
-                bucket.entries.push(Entry::new(peer, now));
+                push_capped(&mut bucket.entries, Entry::new(peer, now), k);
                 bucket.last_active = now;
                 self.len += 1;
-                self.count_ip(&peer.addr, true);
                 return Heard::Added;
             }
             if bi == last && last < ID_BITS - 1 {
@@ -253,10 +244,16 @@ impl Table {
         let old = &mut self.buckets[last];
         let mut next = Bucket::new(now);
         next.last_active = old.last_active;
-        let (keep, moved): (Vec<Entry>, Vec<Entry>) = old.entries.drain(..).partition(stays);
+        let (mut keep, mut moved): (Vec<Entry>, Vec<Entry>) =
+            old.entries.drain(..).partition(stays);
+        keep.shrink_to_fit();
+        moved.shrink_to_fit();
         old.entries = keep;
         next.entries = moved;
-        let (keep, moved): (Vec<Entry>, Vec<Entry>) = old.replacements.drain(..).partition(stays);
+        let (mut keep, mut moved): (Vec<Entry>, Vec<Entry>) =
+            old.replacements.drain(..).partition(stays);
+        keep.shrink_to_fit();
+        moved.shrink_to_fit();
         old.replacements = keep;
         next.replacements = moved;
         self.buckets.push(next);
@@ -281,24 +278,19 @@ impl Table {
         if entry.failures < limit && entry.verified {
             return false;
         }
-        let gone = bucket.entries.remove(pos);
+        bucket.entries.remove(pos);
         self.len -= 1;
-        self.count_ip(&gone.peer.addr, false);
         // The freshest replacement talked to us most recently: the likeliest to be alive.
-        let limits = self.limits;
-        let per_ip = &self.per_ip;
-        let bucket = &mut self.buckets[bi];
-        let pick = bucket.replacements.iter().rposition(|r| {
-            limits
+        let pick = self.buckets[bi].replacements.iter().rposition(|r| {
+            self.limits
                 .key(&r.peer.addr)
-                .is_none_or(|key| per_ip.get(&key).copied().unwrap_or(0) < limits.per_table)
+                .is_none_or(|key| self.ip_count(&key) < self.limits.per_table)
         });
         if let Some(i) = pick {
+            let bucket = &mut self.buckets[bi];
             let r = bucket.replacements.remove(i);
-            let addr = r.peer.addr;
             bucket.insert_by_age(r);
             self.len += 1;
-            self.count_ip(&addr, true);
         }
         true
     }
@@ -437,9 +429,6 @@ impl Table {
             if let Some(key) = self.limits.key(&e.peer.addr) {
                 *per_ip.entry(key).or_insert(0) += 1;
             }
-        }
-        if per_ip != self.per_ip {
-            return Err("per-IP counts out of step".into());
         }
         if per_ip.values().any(|&n| n > self.limits.per_table) {
             return Err("an IP holds more entries than max_peers_per_ip".into());
