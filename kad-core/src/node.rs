@@ -596,6 +596,13 @@ impl Node {
         self.core.verified.contains(&addr, now)
     }
 
+    /// Is a request of ours to `addr` waiting for its answer? Adapters triaging under
+    /// overload let such datagrams through with those of verified addresses: dropping an
+    /// awaited answer costs a lookup a whole `query_timeout`.
+    pub fn awaits_reply_from(&self, addr: SocketAddr) -> bool {
+        self.core.rpc.awaits(&addr)
+    }
+
     /// Number of queries running (user and maintenance).
     pub fn active_queries(&self) -> usize {
         self.queries.len()
@@ -663,10 +670,8 @@ impl Node {
         // address, and any reply held for it can go. (With source verification switched off
         // a response from elsewhere proves nothing about either address.)
         if pending.addr == from {
-            // The table's own entries carry their verification; the cache is for the rest.
-            if !core.table.verify(&peer) {
-                core.verified.insert(from, now);
-            }
+            core.table.verify(&peer);
+            core.verified.insert(from, now);
             core.release(from, true);
         }
         match pending.owner {
@@ -761,7 +766,10 @@ impl Node {
 
     fn start_lookup(&mut self, now: Instant, purpose: Purpose, target: NodeId) -> QueryId {
         let id = self.next_id();
-        let lookup = Lookup::new(&self.core, target, Ask::FindNode, Query::owner(id, 0));
+        let mut lookup = Lookup::new(&self.core, target, Ask::FindNode, Query::owner(id, 0));
+        if purpose == Purpose::User {
+            lookup = lookup.with_final_burst();
+        }
         self.start(now, purpose, id, Kind::FindNode(lookup))
     }
 

@@ -36,6 +36,8 @@ pub(crate) struct Pending {
 pub(crate) struct Rpc {
     pending: BTreeMap<u64, Pending>,
     deadlines: BTreeSet<(Instant, u64)>,
+    /// Requests in flight per destination.
+    by_addr: BTreeMap<SocketAddr, u32>,
     max: usize,
 }
 
@@ -44,6 +46,7 @@ impl Rpc {
         Rpc {
             pending: BTreeMap::new(),
             deadlines: BTreeSet::new(),
+            by_addr: BTreeMap::new(),
             max,
         }
     }
@@ -57,8 +60,25 @@ impl Rpc {
     }
 
     pub fn insert(&mut self, txn: u64, p: Pending) {
+        // Callers pick fresh ids; keep the books straight if one ever is not.
+        self.remove(txn);
         self.deadlines.insert((p.deadline, txn));
+        *self.by_addr.entry(p.addr).or_insert(0) += 1;
         self.pending.insert(txn, p);
+    }
+
+    fn forget_addr(&mut self, addr: SocketAddr) {
+        if let Some(n) = self.by_addr.get_mut(&addr) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_addr.remove(&addr);
+            }
+        }
+    }
+
+    /// Is a request to `addr` in flight?
+    pub fn awaits(&self, addr: &SocketAddr) -> bool {
+        self.by_addr.contains_key(addr)
     }
 
     pub fn get(&self, txn: u64) -> Option<&Pending> {
@@ -68,6 +88,7 @@ impl Rpc {
     pub fn remove(&mut self, txn: u64) -> Option<Pending> {
         let p = self.pending.remove(&txn)?;
         self.deadlines.remove(&(p.deadline, txn));
+        self.forget_addr(p.addr);
         Some(p)
     }
 
@@ -83,6 +104,7 @@ impl Rpc {
         }
         self.deadlines.pop_first();
         let p = self.pending.remove(&txn)?;
+        self.forget_addr(p.addr);
         Some((txn, p))
     }
 
@@ -104,10 +126,15 @@ impl Rpc {
         if self.pending.len() != self.deadlines.len() {
             return Err("a pending request has no deadline".into());
         }
+        let mut by_addr: BTreeMap<SocketAddr, u32> = BTreeMap::new();
         for (txn, p) in &self.pending {
             if !self.deadlines.contains(&(p.deadline, *txn)) {
                 return Err(format!("request {txn:x} has no deadline"));
             }
+            *by_addr.entry(p.addr).or_insert(0) += 1;
+        }
+        if by_addr != self.by_addr {
+            return Err("requests per address out of step".into());
         }
         Ok(())
     }

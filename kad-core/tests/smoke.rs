@@ -360,6 +360,65 @@ fn padded_requests_get_full_peer_lists_without_verification() {
     assert!(without > 0 && short_without == 0, "held {without}");
 }
 
+/// A user's find_node ends the paper's way: once an answer brings nobody closer, every
+/// one of the k closest not yet asked is asked at once, not alpha at a time.
+#[test]
+fn a_user_lookup_ends_with_one_burst_to_the_rest_of_the_k_closest() {
+    let mut net = Net::new(80, Codec::Json);
+    for i in 1..80 {
+        let now = net.now;
+        let q = net.nodes[i].bootstrap(now, &[addr(0)]);
+        net.wait(i, q);
+    }
+    let alpha = Config::default().alpha();
+    // Every request node 0 sends because of one datagram it handled.
+    let mut bursts = Vec::new();
+    let now = net.now;
+    let q = net.nodes[0].find_node(now, NodeId::for_key("burst"));
+    let is_find_node = |t: &kad_core::Transmit| {
+        String::from_utf8_lossy(&t.payload).contains(r#""type":"find_node""#)
+    };
+    let mut sent: Vec<_> = std::iter::from_fn(|| net.nodes[0].poll_transmit()).collect();
+    bursts.push(sent.iter().filter(|t| is_find_node(t)).count());
+    for t in sent.drain(..) {
+        net.wire.push_back((addr(0), t.dst, t.payload));
+    }
+    let finished = |net: &Net| {
+        net.events
+            .iter()
+            .any(|(n, e)| *n == 0 && matches!(e, Event::QueryFinished { id, .. } if *id == q))
+    };
+    while !finished(&net) {
+        let Some((from, to, bytes)) = net.wire.pop_front() else {
+            panic!("the lookup stalled");
+        };
+        net.now += Duration::from_millis(1);
+        let Some(j) = (0..net.nodes.len()).find(|&j| addr(j) == to) else {
+            continue;
+        };
+        net.nodes[j].handle_datagram(net.now, from, &bytes);
+        if j == 0 {
+            let sent: Vec<_> = std::iter::from_fn(|| net.nodes[0].poll_transmit()).collect();
+            bursts.push(sent.iter().filter(|t| is_find_node(t)).count());
+            for t in sent {
+                net.wire.push_back((addr(0), t.dst, t.payload));
+            }
+        }
+        for n in 1..net.nodes.len() {
+            net.flush(n);
+        }
+        while let Some(e) = net.nodes[0].poll_event() {
+            net.events.push((0, e));
+        }
+    }
+    println!("find_node requests sent per datagram handled: {bursts:?}");
+    assert_eq!(bursts[0], alpha, "the lookup starts with alpha requests");
+    assert!(
+        bursts[1..].iter().any(|&n| n > alpha),
+        "no answer released more than alpha requests: {bursts:?}"
+    );
+}
+
 #[test]
 fn snapshot_restores_identity_peers_and_records() {
     let mut net = Net::new(10, Codec::Bencode);

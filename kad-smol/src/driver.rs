@@ -278,7 +278,10 @@ impl Driver {
                     let now = Instant::now();
                     // Past the pass's dispatch budget only proven peers get through: a
                     // flood from strangers must not crowd out the peers we know.
-                    if read <= dispatch || self.node.is_verified_addr(now, from) {
+                    if read <= dispatch
+                        || self.node.is_verified_addr(now, from)
+                        || self.node.awaits_reply_from(from)
+                    {
                         self.node.handle_datagram(now, from, &self.buf[..n]);
                     } else {
                         self.stats.datagrams_dropped += 1;

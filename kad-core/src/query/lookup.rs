@@ -62,6 +62,12 @@ pub(crate) struct Lookup {
     /// of the list, so they never crowd out live ones, and never offered again.
     failed: BTreeSet<Distance>,
     in_flight: usize,
+    /// A response named nobody closer than the closest candidate already known: from now
+    /// on a lookup with `burst` asks all of the k closest it has not asked yet at once
+    /// (the paper's final step) instead of alpha at a time.
+    converged: bool,
+    /// Whether this lookup ends with the burst (see [`Lookup::with_final_burst`]).
+    burst: bool,
     owner: Owner,
     /// Requests sent, responses received, timeouts.
     pub requests: u32,
@@ -77,6 +83,8 @@ impl Lookup {
             candidates: BTreeMap::new(),
             failed: BTreeSet::new(),
             in_flight: 0,
+            converged: false,
+            burst: false,
             owner,
             requests: 0,
             responses: 0,
@@ -95,6 +103,17 @@ impl Lookup {
         l
     }
 
+    /// Ends the lookup the paper's way: once a response brings nobody closer, ask every
+    /// one of the k closest not yet asked at once. A user's `find_node` and `put` then take
+    /// about three round trips instead of k / alpha. Background lookups (bucket refresh,
+    /// bootstrap) keep alpha at a time: they are in no hurry, and stepping through the
+    /// candidates meets (and evicts) more dead peers. `find_value` never bursts: it ends at
+    /// the first holder, and the rest of a burst would be wasted.
+    pub fn with_final_burst(mut self) -> Lookup {
+        self.burst = matches!(self.ask, Ask::FindNode);
+        self
+    }
+
     pub fn target(&self) -> &NodeId {
         &self.target
     }
@@ -103,7 +122,11 @@ impl Lookup {
     /// non-failed candidates.
     pub fn poll(&mut self, core: &mut Core, now: Instant) -> Progress {
         let k = core.config.k;
-        let alpha = core.config.alpha;
+        let alpha = if self.burst && self.converged {
+            k
+        } else {
+            core.config.alpha
+        };
         let mut all_done = true;
         let mut starved = false;
         // Failed candidates left the list: the first k are the k closest non-failed ones.
@@ -198,8 +221,12 @@ impl Lookup {
             named.sort_unstable_by_key(|(d, _)| *d);
             named.truncate(k);
         }
+        let closest = self.candidates.keys().next().copied();
         for (_, p) in named {
             self.offer(core, p.id, p.addr, cand.hops + 1);
+        }
+        if self.candidates.keys().next().copied() == closest {
+            self.converged = true;
         }
         self.trim(k, k * CANDIDATES_PER_K);
         true

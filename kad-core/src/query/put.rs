@@ -40,7 +40,8 @@ impl Put {
             key,
             value,
             check_first,
-            lookup: Lookup::new(core, target, Ask::FindNode, Query::owner(id, 0)),
+            lookup: Lookup::new(core, target, Ask::FindNode, Query::owner(id, 0))
+                .with_final_burst(),
             targets: None,
         }
     }
