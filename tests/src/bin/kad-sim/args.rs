@@ -14,6 +14,9 @@ usage: kad-sim [--nodes N] [--seed S] [--codec json|bencode] [--concurrency C]
   partition:          --partition DUR [--keys K] [--keys-per-round M]
 DUR is a number with a unit: 500ms, 90s, 30m, 2h, 1.5d.";
 
+/// Most nodes a run may build (SimNet's addresses run out at 2^24).
+const MAX_NODES: usize = 10_000_000;
+
 /// What to run.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Mode {
@@ -169,8 +172,20 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
         }
     };
     a.keys_per_round = keys_per_round.unwrap_or(a.keys.div_ceil(10));
-    if a.nodes < 2 {
-        return Err(usage("--nodes must be at least 2".into()));
+    if !(2..=MAX_NODES).contains(&a.nodes) {
+        return Err(usage(format!("--nodes must be between 2 and {MAX_NODES}")));
+    }
+    if let Mode::Churn {
+        fraction, rounds, ..
+    } = a.mode
+    {
+        // Every newcomer gets a new address, and SimNet has 2^24 of them.
+        let built = a.nodes as f64 * (1.0 + fraction * rounds as f64);
+        if built > MAX_NODES as f64 {
+            return Err(usage(format!(
+                "--churn builds about {built:.0} nodes in all; at most {MAX_NODES}"
+            )));
+        }
     }
     if !(0.0..1.0).contains(&a.dead) {
         return Err(usage("--dead must be in [0, 1)".into()));
@@ -269,6 +284,9 @@ mod tests {
             "--duplicate 2",
             "--jitter 30",
             "--nodes",
+            "--nodes 1",
+            "--nodes 100000000",
+            "--nodes 1000000 --churn 0.5 --churn-every 1h --duration 48h",
             "--republish maybe",
         ] {
             assert!(args(bad).is_err(), "{bad} was accepted");
