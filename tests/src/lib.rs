@@ -21,6 +21,7 @@
 
 mod link;
 mod net;
+pub mod scenario;
 mod summary;
 mod trace;
 pub mod wire;

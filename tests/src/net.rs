@@ -44,6 +44,9 @@ pub struct NetStats {
     pub undeliverable: u64,
     /// `handle_timeout` calls.
     pub timer_fires: u64,
+    /// Datagrams delivered to a node after another one that was sent to it later
+    /// (the link's jitter reorders).
+    pub reordered: u64,
     /// Datagrams taken by an interceptor ([`SimNet::intercept`]) instead of a node.
     pub intercepted: u64,
 }
@@ -65,10 +68,13 @@ type Interceptor = Box<dyn FnMut(Instant, SocketAddr, SocketAddr, &[u8]) -> Inte
 /// Outcome of [`SimNet::bootstrap_all`].
 #[derive(Clone, Debug, Default)]
 pub struct BootstrapReport {
-    /// Nodes that joined (node 0, the first, joins by definition).
+    /// Nodes that joined (in [`SimNet::bootstrap_all`], node 0, the first, joins by
+    /// definition; in [`SimNet::join`], the joiners that made it).
     pub joined: usize,
     /// Nodes whose every bootstrap attempt failed.
     pub failed: usize,
+    /// Those nodes, in the order they were given.
+    pub stragglers: Vec<usize>,
     /// Bootstrap commands issued, retries included.
     pub attempts: usize,
     /// Requests sent by all bootstrap commands.
@@ -83,6 +89,10 @@ struct Slot {
     node: Node,
     addr: SocketAddr,
     dead: bool,
+    /// Taken out for good ([`SimNet::remove`]): dead, and `node` is a blank stand-in.
+    removed: bool,
+    /// The send sequence number of the last datagram delivered here.
+    last_seq: u64,
     /// Nodes reach each other only within the same group (0 unless partitioned).
     group: u32,
     /// The deadline this node has in `SimNet::deadlines`, if any.
@@ -204,6 +214,8 @@ impl SimNet {
             node,
             addr,
             dead: false,
+            removed: false,
+            last_seq: 0,
             group: 0,
             deadline: None,
         });
@@ -342,8 +354,30 @@ impl SimNet {
     /// already in flight. A revived node resumes where it stopped (its overdue timers fire
     /// at once).
     pub fn set_dead(&mut self, i: usize, dead: bool) {
+        assert!(
+            dead || !self.nodes[i].removed,
+            "node {i} was removed: it cannot come back"
+        );
         self.nodes[i].dead = dead;
         self.refresh_deadline(i);
+    }
+
+    /// Takes node `i` out for good, as a node that leaves and never returns: it is dead
+    /// from now on, and its state (table, store, queries) is dropped, so that long churn
+    /// runs do not keep every departed node in memory. A blank node with the same id and
+    /// address stays in its place: indices never shift and addresses are never reused.
+    pub fn remove(&mut self, i: usize) {
+        let id = self.nodes[i].node.id();
+        let mut blank = Node::new(Config::default(), id, [0; 32], self.now);
+        blank.set_local_addr(self.nodes[i].addr);
+        self.nodes[i].node = blank;
+        self.nodes[i].removed = true;
+        self.set_dead(i, true);
+    }
+
+    /// Was node `i` taken out with [`SimNet::remove`]?
+    pub fn is_removed(&self, i: usize) -> bool {
+        self.nodes[i].removed
     }
 
     /// Splits the network: the nodes of `groups[g]` can reach only each other; nodes in no
@@ -593,14 +627,37 @@ impl SimNet {
     /// `max_batch` at a time, to one random node that has already joined. A failed
     /// bootstrap is retried with another contact, up to 4 more times.
     pub fn bootstrap_all(&mut self, max_batch: usize) -> BootstrapReport {
-        let t0 = self.now;
-        let mut report = BootstrapReport::default();
         let live = self.live();
         let Some((&first, rest)) = live.split_first() else {
-            return report;
+            return BootstrapReport::default();
         };
-        let mut joined = vec![first];
-        let mut todo: Vec<usize> = rest.to_vec();
+        let mut report = self.join(rest, vec![first], max_batch);
+        // The first member joins by definition.
+        report.joined += 1;
+        report
+    }
+
+    /// Joins `joiners` to the network through the protocol: each bootstraps to one random
+    /// node of `members` or of the joiners that joined before it, in batches of at most
+    /// `max_batch` (and at most as many as there are such contacts) at a time. A failed
+    /// bootstrap is retried with another contact, up to 4 more times. `joined` in the
+    /// report counts the joiners that made it.
+    pub fn join(
+        &mut self,
+        joiners: &[usize],
+        members: Vec<usize>,
+        max_batch: usize,
+    ) -> BootstrapReport {
+        let t0 = self.now;
+        let mut report = BootstrapReport::default();
+        let mut joined = members;
+        let members = joined.len();
+        if joined.is_empty() {
+            report.failed = joiners.len();
+            report.stragglers = joiners.to_vec();
+            return report;
+        }
+        let mut todo: Vec<usize> = joiners.to_vec();
         todo.reverse();
         while !todo.is_empty() {
             let size = joined.len().min(max_batch.max(1)).min(todo.len());
@@ -626,13 +683,16 @@ impl SimNet {
                     match f.result {
                         QueryResult::Bootstrap(Ok(_)) => joined.push(i),
                         _ if attempt < 4 => retry.push(i),
-                        _ => report.failed += 1,
+                        _ => {
+                            report.failed += 1;
+                            report.stragglers.push(i);
+                        }
                     }
                 }
                 batch = retry;
             }
         }
-        report.joined = joined.len();
+        report.joined = joined.len() - members;
         report.duration = self.now.saturating_duration_since(t0);
         report
     }
@@ -640,7 +700,7 @@ impl SimNet {
     // ---- internals ----
 
     fn deliver(&mut self) {
-        let Some(((at, _), d)) = self.queue.pop_first() else {
+        let Some(((at, seq), d)) = self.queue.pop_first() else {
             return;
         };
         self.stats.steps += 1;
@@ -672,6 +732,11 @@ impl SimNet {
             return;
         };
         self.stats.delivered += 1;
+        if seq < self.nodes[dst].last_seq {
+            self.stats.reordered += 1;
+        } else {
+            self.nodes[dst].last_seq = seq;
+        }
         let since = self.now.saturating_duration_since(self.epoch);
         self.trace.datagram(since, d.src, d.dst, &d.payload);
         let now = self.now;

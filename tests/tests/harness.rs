@@ -115,3 +115,49 @@ fn injected_datagrams_are_delivered_on_time() {
     net.run_for(Duration::from_millis(1));
     assert_eq!(net.node(0).stats().malformed, 1);
 }
+
+#[test]
+fn jitter_reorders_and_a_fixed_link_does_not() {
+    for (jitter, reorders) in [(Duration::ZERO, false), (Duration::from_millis(30), true)] {
+        let link = Link {
+            jitter,
+            ..Link::fixed(Duration::from_millis(20))
+        };
+        let mut net = pair(kad_tests::seed(8), link);
+        for _ in 0..20 {
+            let to = net.addr(1);
+            net.start(0, |n, now| n.ping(now, to));
+        }
+        while net.step() && net.stats().delivered < 40 {}
+        assert_eq!(net.stats().reordered > 0, reorders, "jitter {jitter:?}");
+    }
+}
+
+#[test]
+fn removed_nodes_are_gone_and_newcomers_join() {
+    let config = Config::default();
+    let mut net = SimNet::with_nodes(kad_tests::seed(9), Link::default(), 30, &config);
+    assert_eq!(net.bootstrap_all(10).joined, 30);
+    for i in 0..10 {
+        net.remove(i);
+    }
+    assert!((0..10).all(|i| net.is_dead(i) && net.is_removed(i)));
+    assert!((0..10).all(|i| net.node(i).table_len() == 0));
+    let joiners: Vec<usize> = (0..10).map(|_| net.add_node(config.clone())).collect();
+    let report = net.join(&joiners, (10..30).collect(), 4);
+    assert_eq!((report.joined, report.failed), (10, 0));
+    assert!(report.stragglers.is_empty());
+    assert!(joiners.iter().all(|&i| net.node(i).table_len() > 0));
+    // A newcomer's address is new: nothing reuses a removed node's.
+    assert!(joiners
+        .iter()
+        .all(|&i| (0..10).all(|j| net.addr(i) != net.addr(j))));
+}
+
+#[test]
+#[should_panic(expected = "cannot come back")]
+fn a_removed_node_cannot_be_revived() {
+    let mut net = pair(kad_tests::seed(10), Link::default());
+    net.remove(1);
+    net.set_dead(1, false);
+}

@@ -1,7 +1,8 @@
 //! Failure and churn (issue 6): half the network silently dead, heavy loss with
 //! duplication and reordering, a partition that heals, and continuous churn over two
 //! simulated days. A few hundred nodes each, so the suite stays fast; `kad-sim` runs the
-//! same situations at 10,000 nodes (`--dead`, `--loss`).
+//! same situations at 10,000 nodes (`--dead`; `--loss`, `--duplicate`, `--jitter`;
+//! `--partition`; `--churn`, `--republish`), and kad_sim_cli.rs checks those flags.
 
 use std::time::Duration;
 

@@ -1,117 +1,128 @@
 //! `kad-sim`: a whole kad network in one process, in virtual time.
 //!
 //! ```text
-//! kad-sim --nodes N --lookups L [--dead F] [--loss P] [--codec json|bencode] [--seed S]
-//!         [--concurrency C] [--unverified-reply-factor X] [--check true|false]
+//! kad-sim [--nodes N] [--seed S] [--codec json|bencode] [--concurrency C]
+//!         [--loss P] [--duplicate P] [--jitter DUR] [--lossy-setup true|false]
+//!         [--republish true|false] [--unverified-reply-factor X] [--check true|false]
+//!   lookups (default):  [--lookups L] [--dead F]
+//!   churn:              --churn F [--churn-every DUR] [--duration DUR] [--keys K] [--keys-per-round M]
+//!   partition:          --partition DUR [--keys K] [--keys-per-round M]
 //! ```
 //!
-//! Builds N nodes, joins them through the protocol (every node bootstraps to one node that
-//! joined before it), puts min(L, 500) keys from random nodes, kills a fraction F of the
-//! nodes (any of them, publishers included), then runs L `get`s of those keys from random
-//! live nodes that do not hold the key themselves, C at a time. Prints a table, then one
-//! summary line. Everything but the wall-clock figures and `peak_rss_mb` follows from the
-//! seed. `--check true` runs every node's invariant checks after each step (as the
-//! scenario tests do); off by default, as they cost a quarter of the run.
+//! Every mode builds N nodes (default 2000) and joins them through the protocol (every
+//! node bootstraps to one node that joined before it), then:
+//!
+//! - **lookups** (the default) puts min(L, 500) keys from random nodes, kills a fraction F
+//!   of the nodes (any of them, publishers included), then runs L `get`s of those keys
+//!   from random live nodes that do not hold the key themselves, C at a time.
+//! - **churn** (`--churn F`) puts K keys (default 500), then every `--churn-every`
+//!   (default 2h), for `--duration` (default 48h; rounds = duration / churn-every, rounded
+//!   down), a fraction F of the live nodes leaves for good and as many new nodes, with
+//!   fresh ids and addresses, join by bootstrapping to random live nodes (C at a time; a
+//!   joiner that fails five attempts gives up). Right after the joins, every key that must
+//!   still exist is got once from a random live node; then M more keys are put (default
+//!   K/10); at the round's end every key that must still exist is got again. A key must
+//!   still exist while its publisher lives (it republishes daily) and, after that, until
+//!   `key_expiry` after the publisher's last republish (10 minutes of margin either way).
+//! - **partition** (`--partition DUR`) puts K keys, splits the live nodes into two halves
+//!   (alternate nodes) that cannot reach each other for DUR; at the start of each
+//!   10-minute slice of the split each half puts M keys (default K/10) from its own nodes.
+//!   At the end of the split each half gets every key it can reach; then the partition
+//!   heals, the network runs one bucket-refresh interval (1 h), and every key is got once
+//!   from a random node of each half. It also counts the nodes that have no peer of the
+//!   other half in their table.
+//!
+//! The link is 20 ms plus a uniform jitter (default 30 ms, `--jitter`; jitter reorders),
+//! losing a fraction P of datagrams (`--loss`) and delivering a fraction twice
+//! (`--duplicate`), from the start; with `--lossy-setup false`, loss and duplication
+//! start only after the setup (the bootstrap, and in the lookups mode the puts), so that
+//! they hit a network that formed on a clean link. `--republish false` sets both
+//! republish intervals (the publisher's daily one and the replicas' hourly restore) to
+//! 100 years.
+//!
+//! Each mode prints a table, then one summary line (`nodes=... success=...
+//! success_frac=... peak_rss_mb=...`). Everything but the wall-clock figures and
+//! `peak_rss_mb` follows from the seed. `--check true` runs every node's invariant checks
+//! after each step (as the scenario tests do); off by default, as they cost a quarter of
+//! the run. DUR is a number with a unit: `500ms`, `90s`, `30m`, `2h`, `1.5d`. Bad flags
+//! print the usage and exit with code 2.
+
+mod args;
+mod scenarios;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use kad_core::{Codec, Config, Node, NodeId, QueryResult, Value};
+use kad_core::{Config, Node, NodeId, QueryResult, Value, MAX_DURATION};
 use kad_tests::{Link, SimNet, Summary};
 
-struct Args {
-    nodes: usize,
-    lookups: usize,
-    dead: f64,
-    loss: f64,
-    codec: Codec,
-    seed: u64,
-    concurrency: usize,
-    /// Overrides kad-core's `unverified_reply_factor` (diagnostics).
-    reply_factor: Option<usize>,
-    /// Invariant checks after every step.
-    check: bool,
-}
-
-const USAGE: &str = "usage: kad-sim --nodes N --lookups L [--dead F] [--loss P] \
-[--codec json|bencode] [--seed S] [--concurrency C] [--unverified-reply-factor X] \
-[--check true|false]";
-
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        nodes: 2000,
-        lookups: 2000,
-        dead: 0.0,
-        loss: 0.0,
-        codec: Codec::Json,
-        seed: 1,
-        concurrency: 50,
-        reply_factor: None,
-        check: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--help" || flag == "-h" {
-            return Err(USAGE.into());
-        }
-        let Some(value) = it.next() else {
-            return Err(format!("{flag} needs a value\n{USAGE}"));
-        };
-        let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}\n{USAGE}");
-        match flag.as_str() {
-            "--nodes" => a.nodes = value.parse().map_err(|e| bad(&e))?,
-            "--lookups" => a.lookups = value.parse().map_err(|e| bad(&e))?,
-            "--dead" => a.dead = value.parse().map_err(|e| bad(&e))?,
-            "--loss" => a.loss = value.parse().map_err(|e| bad(&e))?,
-            "--codec" => a.codec = value.parse().map_err(|e: String| bad(&e))?,
-            "--seed" => a.seed = kad_tests::parse_seed(&value).ok_or_else(|| bad(&"not a u64"))?,
-            "--concurrency" => a.concurrency = value.parse().map_err(|e| bad(&e))?,
-            "--unverified-reply-factor" => {
-                a.reply_factor = Some(value.parse().map_err(|e| bad(&e))?)
-            }
-            "--check" => a.check = value.parse().map_err(|e| bad(&e))?,
-            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
-        }
-    }
-    if a.nodes < 2 {
-        return Err(format!("--nodes must be at least 2\n{USAGE}"));
-    }
-    if !(0.0..1.0).contains(&a.dead) {
-        return Err(format!("--dead must be in [0, 1)\n{USAGE}"));
-    }
-    if !(0.0..1.0).contains(&a.loss) {
-        return Err(format!("--loss must be in [0, 1)\n{USAGE}"));
-    }
-    if a.concurrency == 0 {
-        return Err(format!("--concurrency must be at least 1\n{USAGE}"));
-    }
-    Ok(a)
-}
+use args::{Args, Mode};
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
+    let args = match args::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
-    run(&args);
+    let config = match config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}\n{}", args::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match args.mode {
+        Mode::Lookups => run(&args, &config),
+        Mode::Churn { .. } | Mode::Partition { .. } => scenarios::run(&args, &config),
+    }
     ExitCode::SUCCESS
 }
 
-fn run(args: &Args) {
+/// The nodes' settings.
+fn config(args: &Args) -> Result<Config, kad_core::ConfigError> {
     let mut config = Config::builder().codec(args.codec);
     if let Some(f) = args.reply_factor {
         config = config.unverified_reply_factor(f);
     }
-    let config = config.build().unwrap_or_else(|e| {
-        eprintln!("{e}");
-        std::process::exit(2)
-    });
-    let link = Link::default().with_loss(args.loss);
+    if !args.republish {
+        config = config
+            .original_publisher_republish_interval(MAX_DURATION)
+            .non_publisher_restore_interval(MAX_DURATION);
+    }
+    config.build()
+}
+
+/// The link during the setup: [`link`], without loss and duplication unless
+/// `--lossy-setup` (the default) says otherwise.
+fn setup_link(args: &Args) -> Link {
+    let link = link(args);
+    if args.lossy_setup {
+        return link;
+    }
+    Link {
+        loss: 0.0,
+        duplicate: 0.0,
+        ..link
+    }
+}
+
+/// The link every datagram goes through (after the setup).
+fn link(args: &Args) -> Link {
+    let mut link = Link::default()
+        .with_loss(args.loss)
+        .with_duplicate(args.duplicate);
+    if let Some(j) = args.jitter {
+        link.jitter = j;
+    }
+    link
+}
+
+/// The lookups mode.
+fn run(args: &Args, config: &Config) {
     let wall = Instant::now();
-    let mut net = SimNet::with_nodes(args.seed, link, args.nodes, &config);
+    let mut net = SimNet::with_nodes(args.seed, setup_link(args), args.nodes, config);
     net.set_check_invariants(args.check);
 
     // Join through the protocol.
@@ -154,6 +165,8 @@ fn run(args: &Args) {
             .count() as u64
     }));
     let setup_wall = wall.elapsed();
+
+    net.set_link(link(args));
 
     // Kill a fraction of the nodes.
     let to_kill = (args.dead * args.nodes as f64).round() as usize;
@@ -224,7 +237,6 @@ fn run(args: &Args) {
     let table_entries: usize = alive.iter().map(|&i| net.node(i).table_len()).sum();
     let ns = net.stats();
 
-    let row = |name: &str, value: String| println!("{name:<28} {value}");
     println!(
         "kad-sim: {} nodes, codec {}, seed {}",
         args.nodes, args.codec, args.seed
@@ -279,6 +291,9 @@ fn run(args: &Args) {
             args.loss
         ),
     );
+    if args.link_flags() {
+        row("link", link_summary(&net, args));
+    }
     row(
         "gets",
         format!(
@@ -365,7 +380,7 @@ fn run(args: &Args) {
         );
     }
     println!(
-        "nodes={} lookups={} success={} rounds_mean={:.2} rounds_p90={} rpcs_mean={:.2} lookups_per_s={:.0} peak_rss_mb={}",
+        "nodes={} lookups={} success={} rounds_mean={:.2} rounds_p90={} rpcs_mean={:.2} lookups_per_s={:.0} peak_rss_mb={} success_frac={}",
         args.nodes,
         args.lookups,
         success,
@@ -373,7 +388,8 @@ fn run(args: &Args) {
         rounds.percentile(90),
         rpcs.mean(),
         args.lookups as f64 / lookup_secs,
-        rss.map_or("unknown".to_string(), |mb| format!("{mb:.0}"))
+        rss.map_or("unknown".to_string(), |mb| format!("{mb:.0}")),
+        frac(success, args.lookups)
     );
 }
 
@@ -383,6 +399,41 @@ fn peak_rss_mb() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// `found / total` with four decimals, rounded down (so that 99.995% never shows as 1).
+fn frac(found: usize, total: usize) -> String {
+    if total == 0 {
+        return "1.0000".into();
+    }
+    let f = (found as u128 * 10_000) / total as u128;
+    format!("{}.{:04}", f / 10_000, f % 10_000)
+}
+
+/// The link's settings and what it did to datagrams so far.
+fn link_summary(net: &SimNet, args: &Args) -> String {
+    let link = net.link();
+    let ns = net.stats();
+    let after = if args.lossy_setup {
+        ""
+    } else {
+        " after the setup"
+    };
+    format!(
+        "{} ms + up to {} ms jitter, loss {}, duplicate {}{after}: {} lost, {} duplicated, {} reordered",
+        link.latency.as_millis(),
+        link.jitter.as_millis(),
+        link.loss,
+        link.duplicate,
+        ns.lost,
+        ns.duplicated,
+        ns.reordered
+    )
+}
+
+/// One row of the table.
+fn row(name: &str, value: String) {
+    println!("{name:<28} {value}");
 }
 
 fn fmt_duration(d: Duration) -> String {
