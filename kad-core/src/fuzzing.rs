@@ -28,6 +28,7 @@ pub fn decode_bencode(data: &[u8]) {
 }
 
 fn decode_reencode(codec: Codec, data: &[u8]) {
+    check_fast_path(codec, data);
     let Ok(msg) = codec.decode(data) else {
         return;
     };
@@ -40,6 +41,18 @@ fn decode_reencode(codec: Codec, data: &[u8]) {
     // Whatever one format accepts must also survive the other one (a node speaks one
     // format, but the fuzzer reaches more message shapes through both decoders).
     check_roundtrip(&msg);
+}
+
+/// The codec's fast decoding path, where it gives a result, gives serde's.
+fn check_fast_path(codec: Codec, bytes: &[u8]) {
+    if let (Some(fast), serde) = codec.decode_both_ways(bytes) {
+        assert_eq!(
+            fast,
+            serde,
+            "{codec}: the fast path and serde disagree on {:?}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
 }
 
 /// Structured messages from the fuzzer's bytes: encode, decode, compare, in both formats.
@@ -56,6 +69,7 @@ fn check_roundtrip(msg: &Message) {
     for codec in [Codec::Json, Codec::Bencode] {
         let mut out = Vec::new();
         codec.encode(msg, &mut out);
+        check_fast_path(codec, &out);
         let back = codec.decode(&out);
         if codec == Codec::Bencode && !bencode_can_carry(msg) {
             assert!(
