@@ -233,7 +233,25 @@ mod tests {
         ]
     }
 
+    #[test]
+    fn every_byte_at_every_place_decodes_as_digit_by_digit() {
+        let valid = b"0123456789abcdefABCDEF0123456789abcdef01";
+        for at in 0..40 {
+            for c in 0..=255u8 {
+                let mut s = *valid;
+                s[at] = c;
+                assert_eq!(
+                    NodeId::from_hex_bytes(&s),
+                    from_hex_slowly(&s),
+                    "{c:#x} at {at}"
+                );
+            }
+        }
+    }
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
         #[test]
         fn hex_round_trips(bytes in any::<[u8; 20]>()) {
             let id = NodeId(bytes);

@@ -8,11 +8,13 @@
 //! does an unchecked `offset + length` on a byte string's length prefix (a prefix near
 //! `usize::MAX` panics with an overflow).
 
+use std::net::IpAddr;
+
 use super::de::{bytes_as_text, read_message, value_from_bytes, Field, Flavor};
-use super::scan::{self, Scanner};
+use super::scan::{self, leading_number, Scanner};
 use super::{
-    write_decimal, Body, DecodeError, FindValueRes, IpText, Message, WirePeer, BYTES_MARKER,
-    PAD_KEY, PEER_BYTES,
+    parse_ip, write_decimal, Body, DecodeError, FindValueRes, IpText, Message, WirePeer,
+    BYTES_MARKER, PAD_KEY, PEER_BYTES,
 };
 use crate::{NodeId, Value};
 
@@ -279,13 +281,10 @@ impl<'de> BencodeScanner<'de> {
     /// Digits up to `end`, consumed with it: a length or an integer.
     fn number(&mut self, end: u8) -> Option<u64> {
         let rest = self.input.get(self.pos..)?;
-        let digits = count_digits(rest);
+        let (v, digits) = leading_number(rest)?;
         if digits == 0 || rest.get(digits) != Some(&end) {
             return None;
         }
-        let v = rest[..digits].iter().try_fold(0u64, |v, d| {
-            v.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-        })?;
         self.pos += digits + 1;
         Some(v)
     }
@@ -334,6 +333,11 @@ impl<'de> Scanner<'de> for BencodeScanner<'de> {
 
     fn id(&mut self) -> Option<NodeId> {
         NodeId::from_hex_bytes(self.bytes()?).ok()
+    }
+
+    fn ip(&mut self) -> Option<Option<IpAddr>> {
+        // Not text (marked as bytes, or not UTF-8) is not an IP literal either.
+        Some(parse_ip(self.bytes()?))
     }
 
     fn uint(&mut self) -> Option<u64> {

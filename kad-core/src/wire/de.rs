@@ -18,8 +18,8 @@ use bytes::Bytes;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{
-    peer_addr, Body, DecodeError, FindValueRes, Message, Sender, TxnId, WirePeer, B64_KEY,
-    BYTES_MARKER, MAX_IP_LEN, MAX_PEERS_PER_MESSAGE,
+    parse_ip, peer_addr, Body, DecodeError, FindValueRes, Message, Sender, TxnId, WirePeer,
+    B64_KEY, BYTES_MARKER, MAX_IP_LEN, MAX_PEERS_PER_MESSAGE,
 };
 use crate::{NodeId, Value};
 
@@ -128,6 +128,7 @@ pub(super) enum Field {
 
 impl Field {
     /// Matches a key by its bytes, so JSON and bencode keys need no conversion.
+    #[inline]
     pub(super) fn from_name(name: &[u8]) -> Field {
         match name {
             b"type" => Field::Type,
@@ -477,7 +478,7 @@ impl<'de> PeerFields<'de> {
         let port = self.port?.ok()?;
         Some(WirePeer {
             id,
-            addr: peer_addr(&ip, port)?,
+            addr: peer_addr(parse_ip(ip.as_bytes())?, port)?,
         })
     }
 }

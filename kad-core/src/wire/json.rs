@@ -9,13 +9,15 @@
 //! Nesting: `serde_json` stops at 128 levels in the values we visit, and skips the values
 //! we ignore without recursing, so hostile input cannot exhaust the stack.
 
+use std::net::IpAddr;
+
 use base64::Engine as _;
 
 use super::de::{read_message, value_from_base64, Field, Flavor};
-use super::scan::{self, Scanner};
+use super::scan::{self, leading_number, Scanner};
 use super::{
-    write_decimal, Body, DecodeError, FindValueRes, IpText, Message, Sender, WirePeer, B64_KEY,
-    PAD_KEY, PEER_BYTES,
+    parse_ip, write_decimal, Body, DecodeError, FindValueRes, IpText, Message, Sender, WirePeer,
+    B64_KEY, PAD_KEY, PEER_BYTES,
 };
 use crate::{NodeId, Value};
 
@@ -209,6 +211,40 @@ fn write_peers(out: &mut Vec<u8>, peers: &[WirePeer]) {
     out.push(b']');
 }
 
+/// The length of the run of bytes at the start of `bytes` that may stand in a JSON string
+/// as they are: up to the first quote, backslash or control character, or the end.
+///
+/// Eight bytes at a time, as serde_json does: a string value can be long, and a byte at a
+/// time cost about ten instructions a byte.
+pub(super) fn plain_run(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut run = 0;
+    for chunk in &mut chunks {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        // `v - ONES * n` borrows into the high bit of each byte of `v` below `n`; `& !v`
+        // drops the bytes that had that bit set already. The lowest flagged byte is exact
+        // (a borrow only flags bytes above a real hit), and bytes are little-endian, so it
+        // is the first stop.
+        let below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGH;
+        let stops = below(x ^ (ONES * u64::from(b'"')), 1)
+            | below(x ^ (ONES * u64::from(b'\\')), 1)
+            | below(x, 0x20);
+        if stops != 0 {
+            return run + (stops.trailing_zeros() / 8) as usize;
+        }
+        run += 8;
+    }
+    let rest = chunks.remainder();
+    run + rest
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .unwrap_or(rest.len())
+}
+
 /// JSON tokens for the fast path: strings without escapes, plain non-negative integers,
 /// `true` and `false`, whitespace anywhere JSON allows it.
 struct JsonScanner<'de> {
@@ -249,11 +285,14 @@ impl<'de> JsonScanner<'de> {
     /// for UTF-8: serde_json does not check the strings it skips either.
     fn plain_str(&mut self) -> Option<&'de [u8]> {
         self.eat(b'"')?;
+        self.plain_str_rest()
+    }
+
+    /// [`Self::plain_str`] after the opening quote.
+    fn plain_str_rest(&mut self) -> Option<&'de [u8]> {
         let rest = self.input.get(self.pos..)?;
-        let len = rest
-            .iter()
-            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
-        if rest[len] != b'"' {
+        let len = plain_run(rest);
+        if rest.get(len) != Some(&b'"') {
             return None;
         }
         self.pos += len + 1;
@@ -286,11 +325,20 @@ impl<'de> Scanner<'de> for JsonScanner<'de> {
         if !self.another(b'}')? {
             return Some(None);
         }
-        let key = self.plain_str()?;
-        let field = Field::from_name(key);
-        // serde_json checks a key's UTF-8; ours are ASCII, so leave the others to it.
-        if field == Field::Other && !key.is_ascii() {
-            return None;
+        self.eat(b'"')?;
+        // Up to the next quote, a byte at a time (keys are short, `plain_str` is set up for
+        // long strings): a key that is one of ours holds no escape and no control or
+        // non-ASCII byte, so it is the whole key. Any other is checked as any string; and
+        // serde_json checks a key's UTF-8, so a non-ASCII one is left to it.
+        let rest = self.input.get(self.pos..)?;
+        let len = rest.iter().position(|&c| c == b'"')?;
+        let field = Field::from_name(&rest[..len]);
+        if field == Field::Other {
+            if !self.plain_str_rest()?.is_ascii() {
+                return None;
+            }
+        } else {
+            self.pos += len + 1;
         }
         self.eat(b':')?;
         Some(Some(field))
@@ -319,10 +367,20 @@ impl<'de> Scanner<'de> for JsonScanner<'de> {
         Some(id)
     }
 
+    fn ip(&mut self) -> Option<Option<IpAddr>> {
+        let text = self.plain_str()?;
+        let ip = parse_ip(text);
+        // serde_json refuses a string that is not UTF-8, where the entry would be skipped.
+        if ip.is_none() {
+            std::str::from_utf8(text).ok()?;
+        }
+        Some(ip)
+    }
+
     fn uint(&mut self) -> Option<u64> {
         self.skip_ws();
         let rest = self.input.get(self.pos..)?;
-        let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+        let (v, digits) = leading_number(rest)?;
         // JSON allows no leading zero; a fraction or exponent makes a float.
         if digits == 0
             || (digits > 1 && rest[0] == b'0')
@@ -330,9 +388,6 @@ impl<'de> Scanner<'de> for JsonScanner<'de> {
         {
             return None;
         }
-        let v = rest[..digits].iter().try_fold(0u64, |v, d| {
-            v.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-        })?;
         self.pos += digits;
         Some(v)
     }

@@ -339,17 +339,22 @@ pub(crate) const BYTES_MARKER: &[u8] = b"\x00bytes\x00";
 /// The JSON object key that wraps a base64 bytes value.
 pub(crate) const B64_KEY: &str = "__bytes_b64__";
 
-/// Parses a `peers` entry's ip and port into an address; `None` skips the entry.
-pub(crate) fn peer_addr(ip: &str, port: u64) -> Option<SocketAddr> {
-    let ip = match parse_ipv4(ip.as_bytes()) {
-        Some(v4) => IpAddr::V4(v4),
-        None => ip.parse().ok()?,
-    };
+/// A `peers` entry's address from its ip and port; `None` skips the entry.
+pub(crate) fn peer_addr(ip: IpAddr, port: u64) -> Option<SocketAddr> {
     let port = u16::try_from(port).ok()?;
     if port == 0 {
         return None;
     }
     Some(SocketAddr::new(ip, port))
+}
+
+/// An IP literal, read as `IpAddr::from_str` reads it; `None` for anything else, bytes
+/// that are not UTF-8 included.
+pub(crate) fn parse_ip(text: &[u8]) -> Option<IpAddr> {
+    match parse_ipv4(text) {
+        Some(v4) => Some(IpAddr::V4(v4)),
+        None => std::str::from_utf8(text).ok()?.parse().ok(),
+    }
 }
 
 /// Reads a dotted quad exactly as `Ipv4Addr::from_str` does (four decimal octets of one
@@ -358,27 +363,34 @@ pub(crate) fn peer_addr(ip: &str, port: u64) -> Option<SocketAddr> {
 /// address.
 fn parse_ipv4(text: &[u8]) -> Option<Ipv4Addr> {
     let mut octets = [0u8; 4];
-    let mut rest = text;
+    let mut at = 0;
     for (i, octet) in octets.iter_mut().enumerate() {
         if i > 0 {
-            rest = rest.strip_prefix(b".")?;
+            if text.get(at) != Some(&b'.') {
+                return None;
+            }
+            at += 1;
         }
-        let digits = rest
-            .iter()
-            .take(3)
-            .take_while(|c| c.is_ascii_digit())
-            .count();
-        let (number, tail) = rest.split_at(digits);
-        if digits == 0 || (digits > 1 && number[0] == b'0') {
+        let start = at;
+        let mut value = 0u16;
+        while let Some(d) = text
+            .get(at)
+            .map(|c| c.wrapping_sub(b'0'))
+            .filter(|&d| d < 10)
+        {
+            if at - start == 3 {
+                return None;
+            }
+            value = value * 10 + u16::from(d);
+            at += 1;
+        }
+        let digits = at - start;
+        if digits == 0 || (digits > 1 && text[start] == b'0') {
             return None;
         }
-        let value = number
-            .iter()
-            .fold(0u16, |v, d| v * 10 + u16::from(d - b'0'));
         *octet = u8::try_from(value).ok()?;
-        rest = tail;
     }
-    rest.is_empty().then_some(Ipv4Addr::from(octets))
+    (at == text.len()).then_some(Ipv4Addr::from(octets))
 }
 
 /// The text form of an IP address (`10.0.0.1`, `::1`), exactly as `Display` writes it, on

@@ -14,11 +14,10 @@
 //! string twice made decoding a 20-peer reply cost about 60 000 instructions.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 
-use super::de::{
-    build_message, txn_from_text, BodyFields, Field, PeerFields, Slot, PEER_NAMES, SENDER_NAMES,
-};
-use super::{DecodeError, Message, Sender, TxnId, WirePeer, MAX_PEERS_PER_MESSAGE};
+use super::de::{build_message, txn_from_text, BodyFields, Field, PeerFields, Slot, SENDER_NAMES};
+use super::{peer_addr, DecodeError, Message, Sender, TxnId, WirePeer, MAX_PEERS_PER_MESSAGE};
 use crate::{NodeId, Value};
 
 /// The tokens of one format, as far as the fast path reads them. Every method returns
@@ -36,6 +35,9 @@ pub(super) trait Scanner<'de> {
     fn text(&mut self, name: &'static str) -> Option<Result<&'de str, DecodeError>>;
     /// A valid 40-hex-digit id (an invalid one gives up).
     fn id(&mut self) -> Option<NodeId>;
+    /// The ip of a `peers` entry, parsed: `Some(None)` when it is text but not an IP
+    /// literal, or (bencode) not text: the serde path skips such an entry.
+    fn ip(&mut self) -> Option<Option<IpAddr>>;
     /// A non-negative integer.
     fn uint(&mut self) -> Option<u64>;
     /// A boolean, or an integer (non-zero is true).
@@ -61,7 +63,7 @@ pub(super) fn read_message<'de>(s: &mut impl Scanner<'de>) -> Option<Result<Mess
         match field {
             Field::Type => kind = Some(s.text("type")?.map(Cow::Borrowed)),
             Field::Id => txn = Some(txn_from_text(s.text("id")?.map(Cow::Borrowed))),
-            Field::Sender => sender = Some(read_peer(s, SENDER_NAMES)?.into_sender()),
+            Field::Sender => sender = Some(read_sender(s)?.into_sender()),
             Field::Target => body.target = Some(Ok(s.id()?)),
             Field::TargetId => body.target_id = Some(Ok(s.id()?)),
             Field::Key => body.key = Some(s.text("key")?.map(Cow::Borrowed)),
@@ -76,14 +78,14 @@ pub(super) fn read_message<'de>(s: &mut impl Scanner<'de>) -> Option<Result<Mess
     Some(build_message(kind, txn, sender, body))
 }
 
-/// Reads a `sender` map or a `peers` entry.
-fn read_peer<'de>(s: &mut impl Scanner<'de>, names: [&'static str; 3]) -> Option<PeerFields<'de>> {
+/// Reads the `sender` map.
+fn read_sender<'de>(s: &mut impl Scanner<'de>) -> Option<PeerFields<'de>> {
     s.map()?;
     let mut fields = PeerFields::default();
     while let Some(field) = s.key()? {
         match field {
             Field::NodeId => fields.node_id = Some(Ok(s.id()?)),
-            Field::Ip => fields.ip = Some(s.text(names[1])?.map(Cow::Borrowed)),
+            Field::Ip => fields.ip = Some(s.text(SENDER_NAMES[1])?.map(Cow::Borrowed)),
             Field::Port => fields.port = Some(Ok(s.uint()?)),
             _ => s.skip()?,
         }
@@ -99,10 +101,46 @@ fn read_peers<'de>(s: &mut impl Scanner<'de>) -> Option<Vec<WirePeer>> {
     // than reading a peer.
     let mut peers = Vec::with_capacity((s.remaining() / 64).min(MAX_PEERS_PER_MESSAGE));
     while s.more()? {
-        let peer = read_peer(s, PEER_NAMES)?.into_peer();
+        let peer = read_entry(s)?;
         if let Some(peer) = peer.filter(|_| peers.len() < MAX_PEERS_PER_MESSAGE) {
             peers.push(peer);
         }
     }
     Some(peers)
+}
+
+/// Reads one `peers` entry: `Some(None)` for one that is not a valid peer, as
+/// [`PeerFields::into_peer`] decides in the serde path (a missing or invalid field). The
+/// ip goes straight from the input to an address, without a `str` in between.
+fn read_entry<'de>(s: &mut impl Scanner<'de>) -> Option<Option<WirePeer>> {
+    s.map()?;
+    let (mut id, mut ip, mut port) = (None, None, None);
+    while let Some(field) = s.key()? {
+        match field {
+            Field::NodeId => id = Some(s.id()?),
+            Field::Ip => ip = Some(s.ip()?),
+            Field::Port => port = Some(s.uint()?),
+            _ => s.skip()?,
+        }
+    }
+    let (Some(id), Some(Some(ip)), Some(port)) = (id, ip, port) else {
+        return Some(None);
+    };
+    Some(peer_addr(ip, port).map(|addr| WirePeer { id, addr }))
+}
+
+/// The decimal number at the start of `bytes` and its number of digits (0 if there is
+/// none); `None` if it does not fit a `u64`.
+pub(super) fn leading_number(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    let mut digits = 0;
+    for &c in bytes {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        value = value.checked_mul(10)?.checked_add(u64::from(d))?;
+        digits += 1;
+    }
+    Some((value, digits))
 }

@@ -378,6 +378,23 @@ proptest! {
     }
 
     #[test]
+    fn plain_runs_end_at_the_first_quote_backslash_or_control(
+        bytes in proptest::collection::vec(
+            prop_oneof![
+                8 => 0x20u8..0x7f,
+                1 => select(vec![b'"', b'\\', 0, 0x1f, 0x20, 0x21, 0x7f, 0x80, 0xa2, 0xdc, 0xff]),
+            ],
+            0..40,
+        ),
+    ) {
+        let slowly = bytes
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+            .unwrap_or(bytes.len());
+        prop_assert_eq!(json::plain_run(&bytes), slowly);
+    }
+
+    #[test]
     fn the_fast_path_reads_what_we_write(m in arb_message()) {
         for codec in [Codec::Json, Codec::Bencode] {
             let bytes = encode(codec, &m);
