@@ -262,7 +262,7 @@ fn count_digits(bytes: &[u8]) -> usize {
 
 /// Bencode tokens for the fast path: byte strings, non-negative integers, and the dicts and
 /// lists of a message. Like `bt_bencode`, it takes leading zeros in lengths and integers.
-struct BencodeScanner<'de> {
+pub(super) struct BencodeScanner<'de> {
     input: &'de [u8],
     pos: usize,
 }
@@ -299,6 +299,26 @@ impl<'de> BencodeScanner<'de> {
 }
 
 impl<'de> Scanner<'de> for BencodeScanner<'de> {
+    // Sorted, as bencode wants.
+    const ENTRY_KEYS: [(&'static [u8], Field); 3] = [
+        (b"ip", Field::Ip),
+        (b"node_id", Field::NodeId),
+        (b"port", Field::Port),
+    ];
+
+    fn key_is(&mut self, name: &[u8]) -> bool {
+        // `<length>:<name>`, the length in one digit as the writers put it.
+        let rest = self.input.get(self.pos..).unwrap_or_default();
+        let matched = name.len() < 10
+            && rest.first() == Some(&(b'0' + name.len() as u8))
+            && rest.get(1) == Some(&b':')
+            && rest[2..].starts_with(name);
+        if matched {
+            self.pos += 2 + name.len();
+        }
+        matched
+    }
+
     fn map(&mut self) -> Option<()> {
         self.eat(b'd')
     }

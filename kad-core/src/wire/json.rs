@@ -247,7 +247,7 @@ pub(super) fn plain_run(bytes: &[u8]) -> usize {
 
 /// JSON tokens for the fast path: strings without escapes, plain non-negative integers,
 /// `true` and `false`, whitespace anywhere JSON allows it.
-struct JsonScanner<'de> {
+pub(super) struct JsonScanner<'de> {
     input: &'de [u8],
     pos: usize,
     /// Just entered a map or list: no `,` before the next key or element.
@@ -299,6 +299,20 @@ impl<'de> JsonScanner<'de> {
         Some(&rest[..len])
     }
 
+    /// Reads the next key of the map, and its `:`, if it is `name`.
+    fn named_key(&mut self, name: &[u8]) -> Option<()> {
+        if !self.another(b'}')? {
+            return None;
+        }
+        self.eat(b'"')?;
+        let rest = self.input.get(self.pos..)?;
+        if !rest.starts_with(name) || rest.get(name.len()) != Some(&b'"') {
+            return None;
+        }
+        self.pos += name.len() + 1;
+        self.eat(b':')
+    }
+
     /// Whether the map or list just entered or continued has another item, reading the `,`
     /// before it or the `end` after the last one.
     fn another(&mut self, end: u8) -> Option<bool> {
@@ -315,6 +329,22 @@ impl<'de> JsonScanner<'de> {
 }
 
 impl<'de> Scanner<'de> for JsonScanner<'de> {
+    const ENTRY_KEYS: [(&'static [u8], Field); 3] = [
+        (b"node_id", Field::NodeId),
+        (b"ip", Field::Ip),
+        (b"port", Field::Port),
+    ];
+
+    fn key_is(&mut self, name: &[u8]) -> bool {
+        let (pos, first) = (self.pos, self.first);
+        if self.named_key(name).is_some() {
+            return true;
+        }
+        self.pos = pos;
+        self.first = first;
+        false
+    }
+
     fn map(&mut self) -> Option<()> {
         self.eat(b'{')?;
         self.first = true;

@@ -23,6 +23,12 @@ use crate::{NodeId, Value};
 /// The tokens of one format, as far as the fast path reads them. Every method returns
 /// `None` to give up, having consumed an unspecified part of the input.
 pub(super) trait Scanner<'de> {
+    /// The keys of a `peers` entry, in the order in which this format's writers (ours and
+    /// the reference's) put them.
+    const ENTRY_KEYS: [(&'static [u8], Field); 3];
+    /// Reads the next key of the map if it is `name` as written, and then returns true;
+    /// else reads nothing. The general [`Scanner::key`] costs about twice as much.
+    fn key_is(&mut self, name: &[u8]) -> bool;
     /// Enters a map.
     fn map(&mut self) -> Option<()>;
     /// The next key of the map being read, or `Some(None)` at its end.
@@ -112,16 +118,28 @@ fn read_peers<'de>(s: &mut impl Scanner<'de>) -> Option<Vec<WirePeer>> {
 /// Reads one `peers` entry: `Some(None)` for one that is not a valid peer, as
 /// [`PeerFields::into_peer`] decides in the serde path (a missing or invalid field). The
 /// ip goes straight from the input to an address, without a `str` in between.
-fn read_entry<'de>(s: &mut impl Scanner<'de>) -> Option<Option<WirePeer>> {
+fn read_entry<'de, S: Scanner<'de>>(s: &mut S) -> Option<Option<WirePeer>> {
     s.map()?;
     let (mut id, mut ip, mut port) = (None, None, None);
-    while let Some(field) = s.key()? {
+    let mut read = |s: &mut S, field| {
         match field {
             Field::NodeId => id = Some(s.id()?),
             Field::Ip => ip = Some(s.ip()?),
             Field::Port => port = Some(s.uint()?),
             _ => s.skip()?,
         }
+        Some(())
+    };
+    // The keys in the order writers put them, while they come so; then any others, and
+    // the end of the map, the general way.
+    for (name, field) in S::ENTRY_KEYS {
+        if !s.key_is(name) {
+            break;
+        }
+        read(s, field)?;
+    }
+    while let Some(field) = s.key()? {
+        read(s, field)?;
     }
     let (Some(id), Some(Some(ip)), Some(port)) = (id, ip, port) else {
         return Some(None);

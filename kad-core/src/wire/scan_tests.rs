@@ -31,6 +31,15 @@ fn the_fast_path_reads_every_vector() {
 }
 
 #[test]
+fn entry_keys_are_the_names_of_their_fields() {
+    let json = <json::JsonScanner as scan::Scanner>::ENTRY_KEYS;
+    let bencode = <bencode::BencodeScanner as scan::Scanner>::ENTRY_KEYS;
+    for (name, field) in json.into_iter().chain(bencode) {
+        assert_eq!(de::Field::from_name(name), field);
+    }
+}
+
+#[test]
 fn the_fast_path_agrees_on_edge_cases() {
     const S: &str = r#""sender":{"node_id":"3f786850e387550fdab836ed7e6dc881de23001b","ip":"1.2.3.4","port":1}"#;
     const ID: &str = "89e6c98d92887913cadf06b2adb97f26cde4849b";
@@ -392,6 +401,19 @@ proptest! {
             .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
             .unwrap_or(bytes.len());
         prop_assert_eq!(json::plain_run(&bytes), slowly);
+    }
+
+    #[test]
+    fn leading_numbers_are_read_as_std_reads_them(
+        digits in "[0-9]{0,22}",
+        rest in "[^0-9]?",
+    ) {
+        let want = if digits.is_empty() {
+            Some((0, 0))
+        } else {
+            digits.parse::<u64>().ok().map(|v| (v, digits.len()))
+        };
+        prop_assert_eq!(scan::leading_number(format!("{digits}{rest}").as_bytes()), want);
     }
 
     #[test]
