@@ -3,10 +3,10 @@
 //! We write by hand, keys in sorted order as the reference does, so our output is
 //! byte-identical to its. We read with the fast path of [`super::scan`] when it can (it
 //! reads every message we or the reference write), else with `bt_bencode` through the
-//! shared visitors of [`super::de`], after [`check_structure`] has vetted the input: `bt_bencode` 0.8 has no
-//! nesting limit (about 10 000 nested lists overflow the stack and abort the process) and
-//! does an unchecked `offset + length` on a byte string's length prefix (a prefix near
-//! `usize::MAX` panics with an overflow).
+//! shared visitors of [`super::de`], after [`check_structure`] has vetted the input:
+//! `bt_bencode` 0.8 has no nesting limit (about 10 000 nested lists overflow the stack and
+//! abort the process) and does an unchecked `offset + length` on a byte string's length
+//! prefix (a prefix near `usize::MAX` panics with an overflow).
 
 use std::net::IpAddr;
 

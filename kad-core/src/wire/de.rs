@@ -18,8 +18,8 @@ use bytes::Bytes;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{
-    parse_ip, peer_addr, Body, DecodeError, FindValueRes, Message, Sender, TxnId, WirePeer,
-    B64_KEY, BYTES_MARKER, MAX_IP_LEN, MAX_PEERS_PER_MESSAGE,
+    parse_ip, peer_addr, Body, DecodeError, FindValueRes, Message, Sender, SenderIp, TxnId,
+    WirePeer, B64_KEY, BYTES_MARKER, MAX_PEERS_PER_MESSAGE,
 };
 use crate::{NodeId, Value};
 
@@ -459,16 +459,10 @@ impl<'de> PeerFields<'de> {
         let [node_id, ip_name, port_name] = SENDER_NAMES;
         let id = required(self.node_id, node_id)?;
         let ip = required(self.ip, ip_name)?;
-        if ip.len() > MAX_IP_LEN {
-            return Err(DecodeError::Invalid(ip_name));
-        }
+        let ip = SenderIp::new(&ip).ok_or(DecodeError::Invalid(ip_name))?;
         let port = required(self.port, port_name)?;
         let port = u16::try_from(port).map_err(|_| DecodeError::Invalid(port_name))?;
-        Ok(Sender {
-            id,
-            ip: ip.into_owned(),
-            port,
-        })
+        Ok(Sender { id, ip, port })
     }
 
     /// The peer these fields describe, if they are all present and valid.

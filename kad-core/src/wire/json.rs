@@ -111,12 +111,13 @@ fn write_key(out: &mut Vec<u8>, name: &str) {
     out.extend_from_slice(b"\":");
 }
 
-/// Writes a JSON string. Only `"`, `\` and control characters are escaped: everything else
-/// goes out as raw UTF-8, which the reference's `json.loads(data.decode())` reads.
-fn write_str(out: &mut Vec<u8>, s: &str) {
+/// Writes a JSON string, given as its UTF-8. Only `"`, `\` and control characters are
+/// escaped: everything else goes out as raw UTF-8, which the reference's
+/// `json.loads(data.decode())` reads.
+fn write_str(out: &mut Vec<u8>, s: impl AsRef<[u8]>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
-    let bytes = s.as_bytes();
+    let bytes = s.as_ref();
     // Copy runs of plain bytes in one go; escapes are rare.
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
@@ -186,7 +187,7 @@ fn write_sender(out: &mut Vec<u8>, sender: &Sender) {
     out.extend_from_slice(b"{\"node_id\":");
     write_id(out, &sender.id);
     write_key(out, "ip");
-    write_str(out, &sender.ip);
+    write_str(out, sender.ip.as_bytes());
     write_key(out, "port");
     write_decimal(out, u64::from(sender.port));
     out.push(b'}');

@@ -202,8 +202,57 @@ impl fmt::Debug for TxnId {
 pub(crate) struct Sender {
     pub id: NodeId,
     /// The sender's bind IP as it wrote it (may be `0.0.0.0`, or even a host name).
-    pub ip: String,
+    pub ip: SenderIp,
     pub port: u16,
+}
+
+/// The `sender.ip` text: up to [`MAX_IP_LEN`] bytes of UTF-8, stored inline. Every message
+/// carries one; as a `String`, each decoded message cost an allocation, and each sent one
+/// the copy of its node's.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SenderIp {
+    len: u8,
+    buf: [u8; MAX_IP_LEN],
+}
+
+impl SenderIp {
+    /// `None` for text longer than [`MAX_IP_LEN`] bytes.
+    pub(crate) fn new(text: &str) -> Option<SenderIp> {
+        let mut buf = [0; MAX_IP_LEN];
+        buf.get_mut(..text.len())?.copy_from_slice(text.as_bytes());
+        Some(SenderIp {
+            len: text.len() as u8,
+            buf,
+        })
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Built only from a &str, so always valid UTF-8.
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+
+    /// The text's UTF-8, without checking it again as [`SenderIp::as_str`] must.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+}
+
+impl From<IpAddr> for SenderIp {
+    fn from(ip: IpAddr) -> SenderIp {
+        let text = IpText::new(ip);
+        let mut buf = [0; MAX_IP_LEN];
+        buf[..text.len].copy_from_slice(text.as_bytes());
+        SenderIp {
+            len: text.len as u8,
+            buf,
+        }
+    }
+}
+
+impl fmt::Debug for SenderIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
 /// One entry of a `peers` list. Entries whose ip is not an IP literal, or whose id or port

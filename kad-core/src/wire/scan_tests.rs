@@ -41,8 +41,13 @@ fn entry_keys_are_the_names_of_their_fields() {
 
 #[test]
 fn the_fast_path_agrees_on_edge_cases() {
-    const S: &str = r#""sender":{"node_id":"3f786850e387550fdab836ed7e6dc881de23001b","ip":"1.2.3.4","port":1}"#;
+    const S: &str = concat!(
+        r#""sender":{"node_id":"3f786850e387550fdab836ed7e6dc881de23001b","#,
+        r#""ip":"1.2.3.4","port":1}"#
+    );
     const ID: &str = "89e6c98d92887913cadf06b2adb97f26cde4849b";
+    let peers =
+        |list: &str| format!(r#"{{"type":"find_node_res","id":"ab",{S},"peers":[{list}]}}"#);
     let cases = [
         format!(r#"{{"type":"ping","id":"ab",{S}}}"#),
         format!(" \n{{ \"type\" : \"ping\" , \"id\" : \"ab\" , {S} }}\t\r\n"),
@@ -70,16 +75,13 @@ fn the_fast_path_agrees_on_edge_cases() {
             r#"{{"type":"find_node","id":"ab",{S},"target":"{}"}}"#,
             &ID[1..]
         ),
-        format!(r#"{{"type":"find_node_res","id":"ab",{S},"peers":[]}}"#),
-        format!(
-            r#"{{"type":"find_node_res","id":"ab",{S},"peers":[{{}},{{"node_id":"{ID}","ip":"::1","port":9}}]}}"#
-        ),
-        format!(
-            r#"{{"type":"find_node_res","id":"ab",{S},"peers":[{{"node_id":"{ID}","ip":"01.2.3.4","port":9}}]}}"#
-        ),
-        format!(
-            r#"{{"type":"find_node_res","id":"ab",{S},"peers":[{{"node_id":"{ID}","ip":"1.2.3.4","port":0}},]}}"#
-        ),
+        peers(""),
+        peers(&format!(r#"{{}},{{"node_id":"{ID}","ip":"::1","port":9}}"#)),
+        peers(&format!(r#"{{"node_id":"{ID}","ip":"01.2.3.4","port":9}}"#)),
+        peers(&format!(r#"{{"node_id":"{ID}","ip":"1.2.3.4","port":0}},"#)),
+        peers(&format!(
+            r#"{{"ip":"1.2.3.4","port":2,"node_id":"{ID}","ip":"x"}}"#
+        )),
         format!(r#"{{"type":"set","id":"ab",{S},"key":"k","value":{{"__bytes_b64__":"aGk="}}}}"#),
         format!(r#"{{"type":"set","id":"ab",{S},"key":"k","value":{{"__bytes_b64__":"aGk"}}}}"#),
         format!(

@@ -23,7 +23,7 @@ fn txn(s: &str) -> TxnId {
 fn sender() -> Sender {
     Sender {
         id: id(SENDER_HEX),
-        ip: "127.0.0.1".into(),
+        ip: IpAddr::from([127, 0, 0, 1]).into(),
         port: 8000,
     }
 }
@@ -937,7 +937,11 @@ pub(super) fn arb_message() -> impl Strategy<Value = Message> {
     (arb_txn(), arb_id(), "\\PC{0,16}", any::<u16>(), arb_body()).prop_map(
         |(txn, id, ip, port, body)| Message {
             txn,
-            sender: Sender { id, ip, port },
+            sender: Sender {
+                id,
+                ip: SenderIp::new(&ip).expect("16 characters fit"),
+                port,
+            },
             body,
         },
     )
