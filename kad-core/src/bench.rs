@@ -1,7 +1,7 @@
 //! Benchmark entry points (feature `bench`): opaque handles over the codec and the routing
 //! table, so `benches/` can measure them without the wire types becoming public API.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -25,7 +25,7 @@ impl CodecCase {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let sender = Sender {
             id: NodeId::random(&mut rng),
-            ip: "127.0.0.1".into(),
+            ip: IpAddr::from([127, 0, 0, 1]).into(),
             port: 8000,
         };
         let body = match kind {
@@ -155,7 +155,7 @@ pub fn encode_message(
         txn: TxnId::from_str(txn)?,
         sender: Sender {
             id: sender_id,
-            ip: sender.ip().to_string(),
+            ip: sender.ip().into(),
             port: sender.port(),
         },
         body,

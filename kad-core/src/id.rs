@@ -53,20 +53,28 @@ impl NodeId {
         if s.len() != ID_BYTES * 2 {
             return Err(IdError::Length(s.len()));
         }
+        // Every peer of every peers list goes through here, so no branch per digit: a
+        // table lookup each, and one check at the end for a digit that was not one.
         let mut out = [0u8; ID_BYTES];
-        for (i, pair) in s.chunks_exact(2).enumerate() {
-            out[i] = (hex_val(pair[0])? << 4) | hex_val(pair[1])?;
+        let mut bad = 0u8;
+        for (byte, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+            let hi = HEX_VALUES[usize::from(pair[0])];
+            let lo = HEX_VALUES[usize::from(pair[1])];
+            bad |= hi | lo;
+            *byte = (hi << 4) | lo;
+        }
+        if bad > 0xf {
+            let c = s.iter().find(|&&c| HEX_VALUES[usize::from(c)] > 0xf);
+            return Err(IdError::NotHex(char::from(c.copied().unwrap_or_default())));
         }
         Ok(NodeId(out))
     }
 
     /// The id as 40 lowercase hex characters, without allocating.
     pub fn to_hex_array(&self) -> [u8; ID_BYTES * 2] {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0u8; ID_BYTES * 2];
-        for (i, b) in self.0.iter().enumerate() {
-            out[2 * i] = HEX[(b >> 4) as usize];
-            out[2 * i + 1] = HEX[(b & 0xf) as usize];
+        for (pair, &b) in out.chunks_exact_mut(2).zip(&self.0) {
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
         }
         out
     }
@@ -95,14 +103,29 @@ impl NodeId {
     }
 }
 
-fn hex_val(c: u8) -> Result<u8, IdError> {
-    match c {
-        b'0'..=b'9' => Ok(c - b'0'),
-        b'a'..=b'f' => Ok(c - b'a' + 10),
-        b'A'..=b'F' => Ok(c - b'A' + 10),
-        _ => Err(IdError::NotHex(c as char)),
+/// The value of each byte as a hex digit, either case; 0xff for a byte that is not one.
+const HEX_VALUES: [u8; 256] = {
+    let mut t = [0xff; 256];
+    let mut i = 0;
+    while i < 16 {
+        t[b"0123456789abcdef"[i] as usize] = i as u8;
+        t[b"0123456789ABCDEF"[i] as usize] = i as u8;
+        i += 1;
     }
-}
+    t
+};
+
+/// Each byte value as two lowercase hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [[0; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [DIGITS[i >> 4], DIGITS[i & 0xf]];
+        i += 1;
+    }
+    t
+};
 
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -152,6 +175,7 @@ impl Distance {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn key_hash_matches_python() {
@@ -185,5 +209,62 @@ mod tests {
         let mut top = [0u8; 20];
         top[0] = 0x80;
         assert_eq!(zero.distance(&NodeId(top)).bit_length(), 160);
+    }
+
+    /// Digit by digit, the obvious way: what the table-driven decoder must agree with.
+    fn from_hex_slowly(s: &[u8]) -> Result<NodeId, IdError> {
+        if s.len() != 40 {
+            return Err(IdError::Length(s.len()));
+        }
+        let mut out = [0u8; ID_BYTES];
+        for (i, &c) in s.iter().enumerate() {
+            let d = char::from(c)
+                .to_digit(16)
+                .ok_or(IdError::NotHex(char::from(c)))?;
+            out[i / 2] |= (d as u8) << (if i % 2 == 0 { 4 } else { 0 });
+        }
+        Ok(NodeId(out))
+    }
+
+    fn hex_digit_or_not() -> impl Strategy<Value = u8> {
+        prop_oneof![
+            20 => proptest::sample::select(b"0123456789abcdefABCDEF".to_vec()),
+            1 => any::<u8>(),
+        ]
+    }
+
+    #[test]
+    fn every_byte_at_every_place_decodes_as_digit_by_digit() {
+        let valid = b"0123456789abcdefABCDEF0123456789abcdef01";
+        for at in 0..40 {
+            for c in 0..=255u8 {
+                let mut s = *valid;
+                s[at] = c;
+                assert_eq!(
+                    NodeId::from_hex_bytes(&s),
+                    from_hex_slowly(&s),
+                    "{c:#x} at {at}"
+                );
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn hex_round_trips(bytes in any::<[u8; 20]>()) {
+            let id = NodeId(bytes);
+            let plain: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            prop_assert_eq!(id.to_string(), plain);
+            prop_assert_eq!(NodeId::from_hex_bytes(&id.to_hex_array()), Ok(id));
+        }
+
+        #[test]
+        fn hex_decoding_agrees_with_digit_by_digit(
+            s in proptest::collection::vec(hex_digit_or_not(), 38..=42),
+        ) {
+            prop_assert_eq!(NodeId::from_hex_bytes(&s), from_hex_slowly(&s));
+        }
     }
 }

@@ -504,7 +504,7 @@ impl Node {
             rng: ChaCha12Rng::from_seed(seed),
             sender: Sender {
                 id,
-                ip: local_addr.ip().to_string(),
+                ip: local_addr.ip().into(),
                 port: 0,
             },
             local_addr,
@@ -537,7 +537,7 @@ impl Node {
         self.core.local_addr = addr;
         self.core.sender = Sender {
             id: self.core.id,
-            ip: addr.ip().to_string(),
+            ip: addr.ip().into(),
             port: addr.port(),
         };
     }

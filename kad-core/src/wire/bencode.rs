@@ -1,16 +1,20 @@
 //! The bencode codec.
 //!
 //! We write by hand, keys in sorted order as the reference does, so our output is
-//! byte-identical to its. We read with `bt_bencode` through the shared visitors of
-//! [`super::de`], after [`check_structure`] has vetted the input: `bt_bencode` 0.8 has no
-//! nesting limit (about 10 000 nested lists overflow the stack and abort the process) and
-//! does an unchecked `offset + length` on a byte string's length prefix (a prefix near
-//! `usize::MAX` panics with an overflow).
+//! byte-identical to its. We read with the fast path of [`super::scan`] when it can (it
+//! reads every message we or the reference write), else with `bt_bencode` through the
+//! shared visitors of [`super::de`], after [`check_structure`] has vetted the input:
+//! `bt_bencode` 0.8 has no nesting limit (about 10 000 nested lists overflow the stack and
+//! abort the process) and does an unchecked `offset + length` on a byte string's length
+//! prefix (a prefix near `usize::MAX` panics with an overflow).
 
-use super::de::{read_message, Flavor};
+use std::net::IpAddr;
+
+use super::de::{bytes_as_text, read_message, value_from_bytes, Field, Flavor};
+use super::scan::{self, leading_number, Scanner};
 use super::{
-    with_ip_text, write_decimal, Body, DecodeError, FindValueRes, Message, WirePeer, BYTES_MARKER,
-    PAD_KEY, PEER_BYTES,
+    parse_ip, write_decimal, Body, DecodeError, FindValueRes, IpText, Message, WirePeer,
+    BYTES_MARKER, PAD_KEY, PEER_BYTES,
 };
 use crate::{NodeId, Value};
 
@@ -49,7 +53,12 @@ pub(crate) fn encode(msg: &Message, pad: usize, out: &mut Vec<u8>) {
         write_peers(out, peers);
     }
     write_bytes(out, b"sender");
-    write_node(out, &msg.sender.id, &msg.sender.ip, msg.sender.port);
+    write_node(
+        out,
+        &msg.sender.id,
+        msg.sender.ip.as_bytes(),
+        msg.sender.port,
+    );
     if let Body::CheckStore { size, .. } = body {
         write_bytes(out, b"size");
         write_int(out, *size);
@@ -74,8 +83,24 @@ pub(crate) fn encode(msg: &Message, pad: usize, out: &mut Vec<u8>) {
     out.push(b'e');
 }
 
-/// Decodes one bencoded datagram.
+/// Decodes one bencoded datagram: by the fast path if it can, else with serde.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
+    match decode_fast(bytes) {
+        Some(msg) => msg,
+        None => decode_with_serde(bytes),
+    }
+}
+
+/// Decodes one datagram by the fast path; `None` when serde must decide.
+pub(super) fn decode_fast(bytes: &[u8]) -> Option<Result<Message, DecodeError>> {
+    scan::read_message(&mut BencodeScanner {
+        input: bytes,
+        pos: 0,
+    })
+}
+
+/// Decodes one bencoded datagram with serde, the definition of what we accept.
+pub(super) fn decode_with_serde(bytes: &[u8]) -> Result<Message, DecodeError> {
     check_structure(bytes)?;
     let mut de = bt_bencode::Deserializer::from_slice(bytes);
     let msg = read_message(&mut de, Flavor::Bencode).map_err(|_| DecodeError::Syntax)?;
@@ -110,16 +135,15 @@ fn write_value(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
-/// Writes `d2:ip…7:node_id…4:portI…e`, the shape of both `sender` and `peers` entries.
-fn write_node(out: &mut Vec<u8>, id: &NodeId, ip: &str, port: u16) {
-    out.push(b'd');
-    write_bytes(out, b"ip");
-    write_bytes(out, ip.as_bytes());
-    write_bytes(out, b"node_id");
-    write_bytes(out, &id.to_hex_array());
-    write_bytes(out, b"port");
-    write_int(out, u64::from(port));
-    out.push(b'e');
+/// Writes `d2:ip…7:node_id40:…4:porti…ee`, the shape of both `sender` and `peers` entries.
+fn write_node(out: &mut Vec<u8>, id: &NodeId, ip: &[u8], port: u16) {
+    out.extend_from_slice(b"d2:ip");
+    write_bytes(out, ip);
+    out.extend_from_slice(b"7:node_id40:");
+    out.extend_from_slice(&id.to_hex_array());
+    out.extend_from_slice(b"4:porti");
+    write_decimal(out, u64::from(port));
+    out.extend_from_slice(b"ee");
 }
 
 /// Writes a peers list; an IPv6 address goes out as its plain text form (`::1`).
@@ -128,9 +152,8 @@ fn write_peers(out: &mut Vec<u8>, peers: &[WirePeer]) {
     out.reserve(peers.len() * PEER_BYTES);
     out.push(b'l');
     for peer in peers {
-        with_ip_text(peer.addr.ip(), |ip| {
-            write_node(out, &peer.id, ip, peer.addr.port())
-        });
+        let ip = IpText::new(peer.addr.ip());
+        write_node(out, &peer.id, ip.as_bytes(), peer.addr.port());
     }
     out.push(b'e');
 }
@@ -235,4 +258,134 @@ fn check_structure(bytes: &[u8]) -> Result<(), DecodeError> {
 /// The number of ASCII digits at the start of `bytes`.
 fn count_digits(bytes: &[u8]) -> usize {
     bytes.iter().take_while(|b| b.is_ascii_digit()).count()
+}
+
+/// Bencode tokens for the fast path: byte strings, non-negative integers, and the dicts and
+/// lists of a message. Like `bt_bencode`, it takes leading zeros in lengths and integers.
+pub(super) struct BencodeScanner<'de> {
+    input: &'de [u8],
+    pos: usize,
+}
+
+impl<'de> BencodeScanner<'de> {
+    /// The next byte, not consumed.
+    fn peek(&self) -> Option<u8> {
+        self.input.get(self.pos).copied()
+    }
+
+    /// Consumes `c`.
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.peek()? == c).then(|| self.pos += 1)
+    }
+
+    /// Digits up to `end`, consumed with it: a length or an integer.
+    fn number(&mut self, end: u8) -> Option<u64> {
+        let rest = self.input.get(self.pos..)?;
+        let (v, digits) = leading_number(rest)?;
+        if digits == 0 || rest.get(digits) != Some(&end) {
+            return None;
+        }
+        self.pos += digits + 1;
+        Some(v)
+    }
+
+    /// A byte string.
+    fn bytes(&mut self) -> Option<&'de [u8]> {
+        let len = usize::try_from(self.number(b':')?).ok()?;
+        let bytes = self.input.get(self.pos..)?.get(..len)?;
+        self.pos += len;
+        Some(bytes)
+    }
+}
+
+impl<'de> Scanner<'de> for BencodeScanner<'de> {
+    // Sorted, as bencode wants.
+    const ENTRY_KEYS: [(&'static [u8], Field); 3] = [
+        (b"ip", Field::Ip),
+        (b"node_id", Field::NodeId),
+        (b"port", Field::Port),
+    ];
+
+    fn key_is(&mut self, name: &[u8]) -> bool {
+        // `<length>:<name>`, the length in one digit as the writers put it.
+        let rest = self.input.get(self.pos..).unwrap_or_default();
+        let matched = name.len() < 10
+            && rest.first() == Some(&(b'0' + name.len() as u8))
+            && rest.get(1) == Some(&b':')
+            && rest[2..].starts_with(name);
+        if matched {
+            self.pos += 2 + name.len();
+        }
+        matched
+    }
+
+    fn map(&mut self) -> Option<()> {
+        self.eat(b'd')
+    }
+
+    fn key(&mut self) -> Option<Option<Field>> {
+        if self.more()? {
+            // As in the serde path (`KeySeed`), a key loses a bytes marker.
+            let key = self.bytes()?;
+            Some(Some(Field::from_name(
+                key.strip_prefix(BYTES_MARKER).unwrap_or(key),
+            )))
+        } else {
+            Some(None)
+        }
+    }
+
+    fn list(&mut self) -> Option<()> {
+        self.eat(b'l')
+    }
+
+    fn more(&mut self) -> Option<bool> {
+        if self.peek()? == b'e' {
+            self.pos += 1;
+            return Some(false);
+        }
+        Some(true)
+    }
+
+    fn text(&mut self, name: &'static str) -> Option<Result<&'de str, DecodeError>> {
+        Some(bytes_as_text(self.bytes()?).ok_or(DecodeError::Invalid(name)))
+    }
+
+    fn id(&mut self) -> Option<NodeId> {
+        NodeId::from_hex_bytes(self.bytes()?).ok()
+    }
+
+    fn ip(&mut self) -> Option<Option<IpAddr>> {
+        // Not text (marked as bytes, or not UTF-8) is not an IP literal either.
+        Some(parse_ip(self.bytes()?))
+    }
+
+    fn uint(&mut self) -> Option<u64> {
+        self.eat(b'i')?;
+        self.number(b'e')
+    }
+
+    fn flag(&mut self) -> Option<bool> {
+        self.uint().map(|v| v != 0)
+    }
+
+    fn value(&mut self) -> Option<Result<Value, DecodeError>> {
+        Some(Ok(value_from_bytes(self.bytes()?)))
+    }
+
+    fn skip(&mut self) -> Option<()> {
+        if self.peek()? == b'i' {
+            self.uint().map(drop)
+        } else {
+            self.bytes().map(drop)
+        }
+    }
+
+    fn finish(&mut self) -> Option<()> {
+        (self.pos == self.input.len()).then_some(())
+    }
+
+    fn remaining(&self) -> usize {
+        self.input.len().saturating_sub(self.pos)
+    }
 }

@@ -18,8 +18,8 @@ use bytes::Bytes;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{
-    peer_addr, Body, DecodeError, FindValueRes, Message, Sender, TxnId, WirePeer, B64_KEY,
-    BYTES_MARKER, MAX_IP_LEN, MAX_PEERS_PER_MESSAGE,
+    parse_ip, peer_addr, Body, DecodeError, FindValueRes, Message, Sender, SenderIp, TxnId,
+    WirePeer, B64_KEY, BYTES_MARKER, MAX_PEERS_PER_MESSAGE,
 };
 use crate::{NodeId, Value};
 
@@ -98,7 +98,7 @@ macro_rules! wrong_shape {
 }
 
 /// A field as read: `None` when absent, `Some(Err(..))` when present but invalid.
-type Slot<T> = Option<Result<T, DecodeError>>;
+pub(super) type Slot<T> = Option<Result<T, DecodeError>>;
 
 /// The value of a required field.
 fn required<T>(slot: Slot<T>, name: &'static str) -> Result<T, DecodeError> {
@@ -108,7 +108,7 @@ fn required<T>(slot: Slot<T>, name: &'static str) -> Result<T, DecodeError> {
 /// A map key we act on. Keys are matched by name in every map; a key that means nothing in
 /// the map at hand is treated like an unknown one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Field {
+pub(super) enum Field {
     Type,
     Id,
     Sender,
@@ -128,7 +128,8 @@ enum Field {
 
 impl Field {
     /// Matches a key by its bytes, so JSON and bencode keys need no conversion.
-    fn from_name(name: &[u8]) -> Field {
+    #[inline]
+    pub(super) fn from_name(name: &[u8]) -> Field {
         match name {
             b"type" => Field::Type,
             b"id" => Field::Id,
@@ -188,12 +189,37 @@ impl KeySeed {
 }
 
 /// Is a bencode byte string text, by WIRE.md's rule (valid UTF-8 and not marked as bytes)?
-fn bytes_as_text(v: &[u8]) -> Option<&str> {
+pub(super) fn bytes_as_text(v: &[u8]) -> Option<&str> {
     if v.starts_with(BYTES_MARKER) {
         None
     } else {
         std::str::from_utf8(v).ok()
     }
+}
+
+/// A bencode byte string as a stored value, by WIRE.md's rule: marked → bytes, else UTF-8
+/// → text, else bytes as they are.
+pub(super) fn value_from_bytes(v: &[u8]) -> Value {
+    match v.strip_prefix(BYTES_MARKER) {
+        Some(raw) => Value::Bytes(Bytes::copy_from_slice(raw)),
+        None => match std::str::from_utf8(v) {
+            Ok(s) => Value::Text(s.to_owned()),
+            Err(_) => Value::Bytes(Bytes::copy_from_slice(v)),
+        },
+    }
+}
+
+/// The text of a JSON `{"__bytes_b64__": text}` value: standard padded base64.
+pub(super) fn value_from_base64(text: &str) -> Result<Value, DecodeError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text.as_bytes())
+        .map(|raw| Value::Bytes(Bytes::from(raw)))
+        .map_err(|_| DecodeError::Invalid("value"))
+}
+
+/// The `id` field, read as text.
+pub(super) fn txn_from_text(text: Result<Cow<'_, str>, DecodeError>) -> Result<TxnId, DecodeError> {
+    text.and_then(|s| TxnId::from_str(&s).ok_or(DecodeError::Invalid("id")))
 }
 
 /// A text field: a JSON string, or a bencode byte string that is text.
@@ -365,15 +391,8 @@ impl<'de> Visitor<'de> for ValueField {
     }
 
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
-        // Only bencode produces byte strings. WIRE.md: marked → bytes, else UTF-8 → text,
-        // else bytes as they are.
-        Ok(Ok(match v.strip_prefix(BYTES_MARKER) {
-            Some(raw) => Value::Bytes(Bytes::copy_from_slice(raw)),
-            None => match std::str::from_utf8(v) {
-                Ok(s) => Value::Text(s.to_owned()),
-                Err(_) => Value::Bytes(Bytes::copy_from_slice(v)),
-            },
-        }))
+        // Only bencode produces byte strings.
+        Ok(Ok(value_from_bytes(v)))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
@@ -389,13 +408,9 @@ impl<'de> Visitor<'de> for ValueField {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        let invalid = DecodeError::Invalid("value");
         Ok(match b64 {
-            Some(Ok(text)) if !other_keys => base64::engine::general_purpose::STANDARD
-                .decode(text.as_bytes())
-                .map(|raw| Value::Bytes(Bytes::from(raw)))
-                .map_err(|_| invalid),
-            _ => Err(invalid),
+            Some(Ok(text)) if !other_keys => value_from_base64(&text),
+            _ => Err(DecodeError::Invalid("value")),
         })
     }
 
@@ -411,10 +426,10 @@ impl ValueField {
 
 /// The `node_id`, `ip` and `port` of a `sender` or `peers` entry, as read.
 #[derive(Default)]
-struct PeerFields<'de> {
-    node_id: Slot<NodeId>,
-    ip: Slot<Cow<'de, str>>,
-    port: Slot<u64>,
+pub(super) struct PeerFields<'de> {
+    pub node_id: Slot<NodeId>,
+    pub ip: Slot<Cow<'de, str>>,
+    pub port: Slot<u64>,
 }
 
 impl<'de> PeerFields<'de> {
@@ -440,30 +455,24 @@ impl<'de> PeerFields<'de> {
 
     /// The sender these fields describe. Its `ip` need not be an IP literal: it is only
     /// what the sender thinks it is bound to, and we never use it.
-    fn into_sender(self) -> Result<Sender, DecodeError> {
+    pub(super) fn into_sender(self) -> Result<Sender, DecodeError> {
         let [node_id, ip_name, port_name] = SENDER_NAMES;
         let id = required(self.node_id, node_id)?;
         let ip = required(self.ip, ip_name)?;
-        if ip.len() > MAX_IP_LEN {
-            return Err(DecodeError::Invalid(ip_name));
-        }
+        let ip = SenderIp::new(&ip).ok_or(DecodeError::Invalid(ip_name))?;
         let port = required(self.port, port_name)?;
         let port = u16::try_from(port).map_err(|_| DecodeError::Invalid(port_name))?;
-        Ok(Sender {
-            id,
-            ip: ip.into_owned(),
-            port,
-        })
+        Ok(Sender { id, ip, port })
     }
 
     /// The peer these fields describe, if they are all present and valid.
-    fn into_peer(self) -> Option<WirePeer> {
+    pub(super) fn into_peer(self) -> Option<WirePeer> {
         let id = self.node_id?.ok()?;
         let ip = self.ip?.ok()?;
         let port = self.port?.ok()?;
         Some(WirePeer {
             id,
-            addr: peer_addr(&ip, port)?,
+            addr: peer_addr(parse_ip(ip.as_bytes())?, port)?,
         })
     }
 }
@@ -472,7 +481,9 @@ impl<'de> PeerFields<'de> {
 struct SenderField;
 
 /// Names of the sender's fields in errors.
-const SENDER_NAMES: [&str; 3] = ["sender.node_id", "sender.ip", "sender.port"];
+pub(super) const SENDER_NAMES: [&str; 3] = ["sender.node_id", "sender.ip", "sender.port"];
+/// Names of a peers entry's fields (its errors are not reported: a bad entry is skipped).
+pub(super) const PEER_NAMES: [&str; 3] = ["node_id", "ip", "port"];
 
 impl<'de> DeserializeSeed<'de> for SenderField {
     type Value = Result<Sender, DecodeError>;
@@ -520,8 +531,7 @@ impl<'de> Visitor<'de> for PeerEntry {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        // Field names only matter for errors, and entry errors are not reported.
-        Ok(PeerFields::read(map, ["node_id", "ip", "port"])?.into_peer())
+        Ok(PeerFields::read(map, PEER_NAMES)?.into_peer())
     }
 
     wrong_shape!(bool int float str bytes unit seq);
@@ -577,14 +587,14 @@ impl PeersField {
 
 /// The body fields of a message, as read; which ones matter depends on `type`.
 #[derive(Default)]
-struct BodyFields<'de> {
-    target: Slot<NodeId>,
-    target_id: Slot<NodeId>,
-    key: Slot<Cow<'de, str>>,
-    value: Slot<Value>,
-    size: Slot<u64>,
-    has_key: Slot<bool>,
-    peers: Slot<Vec<WirePeer>>,
+pub(super) struct BodyFields<'de> {
+    pub target: Slot<NodeId>,
+    pub target_id: Slot<NodeId>,
+    pub key: Slot<Cow<'de, str>>,
+    pub value: Slot<Value>,
+    pub size: Slot<u64>,
+    pub has_key: Slot<bool>,
+    pub peers: Slot<Vec<WirePeer>>,
 }
 
 impl BodyFields<'_> {
@@ -677,12 +687,7 @@ impl<'de> Visitor<'de> for MessageVisitor {
         while let Some(field) = map.next_key_seed(KeySeed)? {
             match field {
                 Field::Type => kind = Some(map.next_value_seed(TextField("type"))?),
-                Field::Id => {
-                    let text = map.next_value_seed(TextField("id"))?;
-                    txn = Some(
-                        text.and_then(|s| TxnId::from_str(&s).ok_or(DecodeError::Invalid("id"))),
-                    );
-                }
+                Field::Id => txn = Some(txn_from_text(map.next_value_seed(TextField("id"))?)),
                 Field::Sender => sender = Some(map.next_value_seed(SenderField)?),
                 Field::Target => body.target = Some(map.next_value_seed(IdField("target"))?),
                 Field::TargetId => {
@@ -703,7 +708,7 @@ impl<'de> Visitor<'de> for MessageVisitor {
 }
 
 /// Checks the envelope and builds the message.
-fn build_message(
+pub(super) fn build_message(
     kind: Slot<Cow<'_, str>>,
     txn: Slot<TxnId>,
     sender: Slot<Sender>,

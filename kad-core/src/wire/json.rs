@@ -2,16 +2,21 @@
 //!
 //! We write compact UTF-8 JSON by hand (the reference writes `", "` separators and `\u`
 //! escapes, but reads any valid JSON); we read with `serde_json` through the shared visitors
-//! of [`super::de`], straight from the input without building a `serde_json::Value`.
+//! of [`super::de`], straight from the input without building a `serde_json::Value`, unless
+//! the fast path of [`super::scan`] can read it (our messages and the reference's, but for
+//! strings with escapes).
 //!
 //! Nesting: `serde_json` stops at 128 levels in the values we visit, and skips the values
 //! we ignore without recursing, so hostile input cannot exhaust the stack.
 
+use std::net::IpAddr;
+
 use base64::Engine as _;
 
-use super::de::{read_message, Flavor};
+use super::de::{read_message, value_from_base64, Field, Flavor};
+use super::scan::{self, leading_number, Scanner};
 use super::{
-    with_ip_text, write_decimal, Body, DecodeError, FindValueRes, Message, Sender, WirePeer,
+    parse_ip, write_decimal, Body, DecodeError, FindValueRes, IpText, Message, Sender, WirePeer,
     B64_KEY, PAD_KEY, PEER_BYTES,
 };
 use crate::{NodeId, Value};
@@ -77,8 +82,21 @@ pub(crate) fn encode(msg: &Message, pad: usize, out: &mut Vec<u8>) {
     out.push(b'}');
 }
 
-/// Decodes one JSON datagram.
+/// Decodes one JSON datagram: by the fast path if it can, else with serde.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
+    match decode_fast(bytes) {
+        Some(msg) => msg,
+        None => decode_with_serde(bytes),
+    }
+}
+
+/// Decodes one datagram by the fast path; `None` when serde must decide.
+pub(super) fn decode_fast(bytes: &[u8]) -> Option<Result<Message, DecodeError>> {
+    scan::read_message(&mut JsonScanner::new(bytes))
+}
+
+/// Decodes one JSON datagram with serde, the definition of what we accept.
+pub(super) fn decode_with_serde(bytes: &[u8]) -> Result<Message, DecodeError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let msg = read_message(&mut de, Flavor::Json).map_err(|_| DecodeError::Syntax)?;
     // Only whitespace may follow the object.
@@ -93,12 +111,13 @@ fn write_key(out: &mut Vec<u8>, name: &str) {
     out.extend_from_slice(b"\":");
 }
 
-/// Writes a JSON string. Only `"`, `\` and control characters are escaped: everything else
-/// goes out as raw UTF-8, which the reference's `json.loads(data.decode())` reads.
-fn write_str(out: &mut Vec<u8>, s: &str) {
+/// Writes a JSON string, given as its UTF-8. Only `"`, `\` and control characters are
+/// escaped: everything else goes out as raw UTF-8, which the reference's
+/// `json.loads(data.decode())` reads.
+fn write_str(out: &mut Vec<u8>, s: impl AsRef<[u8]>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
-    let bytes = s.as_bytes();
+    let bytes = s.as_ref();
     // Copy runs of plain bytes in one go; escapes are rare.
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
@@ -150,20 +169,28 @@ fn write_value(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
-/// Writes `{"node_id":…,"ip":…,"port":…}`, the shape of both `sender` and `peers` entries.
-fn write_node(out: &mut Vec<u8>, id: &NodeId, ip: &str, port: u16) {
+/// Writes a `peers` entry, `{"node_id":…,"ip":…,"port":…}`; `ip` is an [`IpText`], which
+/// needs no escaping.
+fn write_node(out: &mut Vec<u8>, id: &NodeId, ip: &[u8], port: u16) {
     out.extend_from_slice(b"{\"node_id\":");
     write_id(out, id);
-    write_key(out, "ip");
-    write_str(out, ip);
-    write_key(out, "port");
+    out.extend_from_slice(b",\"ip\":\"");
+    out.extend_from_slice(ip);
+    out.extend_from_slice(b"\",\"port\":");
     write_decimal(out, u64::from(port));
     out.push(b'}');
 }
 
-/// Writes the `sender` map (its ip as given: the sender's own idea, not checked).
+/// Writes the `sender` map, the shape of a `peers` entry, its ip as given (the sender's own
+/// idea, not checked, so escaped as any string).
 fn write_sender(out: &mut Vec<u8>, sender: &Sender) {
-    write_node(out, &sender.id, &sender.ip, sender.port);
+    out.extend_from_slice(b"{\"node_id\":");
+    write_id(out, &sender.id);
+    write_key(out, "ip");
+    write_str(out, sender.ip.as_bytes());
+    write_key(out, "port");
+    write_decimal(out, u64::from(sender.port));
+    out.push(b'}');
 }
 
 /// Writes a peers list; an IPv6 address goes out as its plain text form (`::1`).
@@ -175,9 +202,272 @@ fn write_peers(out: &mut Vec<u8>, peers: &[WirePeer]) {
         if i > 0 {
             out.push(b',');
         }
-        with_ip_text(peer.addr.ip(), |ip| {
-            write_node(out, &peer.id, ip, peer.addr.port())
-        });
+        write_node(
+            out,
+            &peer.id,
+            IpText::new(peer.addr.ip()).as_bytes(),
+            peer.addr.port(),
+        );
     }
     out.push(b']');
+}
+
+/// The length of the run of bytes at the start of `bytes` that may stand in a JSON string
+/// as they are: up to the first quote, backslash or control character, or the end.
+///
+/// Eight bytes at a time, as serde_json does: a string value can be long, and a byte at a
+/// time cost about ten instructions a byte.
+pub(super) fn plain_run(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut run = 0;
+    for chunk in &mut chunks {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        // `v - ONES * n` borrows into the high bit of each byte of `v` below `n`; `& !v`
+        // drops the bytes that had that bit set already. The lowest flagged byte is exact
+        // (a borrow only flags bytes above a real hit), and bytes are little-endian, so it
+        // is the first stop.
+        let below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGH;
+        let stops = below(x ^ (ONES * u64::from(b'"')), 1)
+            | below(x ^ (ONES * u64::from(b'\\')), 1)
+            | below(x, 0x20);
+        if stops != 0 {
+            return run + (stops.trailing_zeros() / 8) as usize;
+        }
+        run += 8;
+    }
+    let rest = chunks.remainder();
+    run + rest
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .unwrap_or(rest.len())
+}
+
+/// JSON tokens for the fast path: strings without escapes, plain non-negative integers,
+/// `true` and `false`, whitespace anywhere JSON allows it.
+pub(super) struct JsonScanner<'de> {
+    input: &'de [u8],
+    pos: usize,
+    /// Just entered a map or list: no `,` before the next key or element.
+    first: bool,
+}
+
+impl<'de> JsonScanner<'de> {
+    fn new(input: &'de [u8]) -> JsonScanner<'de> {
+        JsonScanner {
+            input,
+            pos: 0,
+            first: false,
+        }
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.input.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    /// The next byte after whitespace, not consumed.
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_ws();
+        self.input.get(self.pos).copied()
+    }
+
+    /// Consumes `c`, after whitespace.
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.peek()? == c).then(|| self.pos += 1)
+    }
+
+    /// The bytes of a string up to its closing quote, both quotes consumed; `None` for a
+    /// string with an escape or a control character (which serde_json refuses). Not checked
+    /// for UTF-8: serde_json does not check the strings it skips either.
+    fn plain_str(&mut self) -> Option<&'de [u8]> {
+        self.eat(b'"')?;
+        self.plain_str_rest()
+    }
+
+    /// [`Self::plain_str`] after the opening quote.
+    fn plain_str_rest(&mut self) -> Option<&'de [u8]> {
+        let rest = self.input.get(self.pos..)?;
+        let len = plain_run(rest);
+        if rest.get(len) != Some(&b'"') {
+            return None;
+        }
+        self.pos += len + 1;
+        Some(&rest[..len])
+    }
+
+    /// Reads the next key of the map, and its `:`, if it is `name`.
+    fn named_key(&mut self, name: &[u8]) -> Option<()> {
+        if !self.another(b'}')? {
+            return None;
+        }
+        self.eat(b'"')?;
+        let rest = self.input.get(self.pos..)?;
+        if !rest.starts_with(name) || rest.get(name.len()) != Some(&b'"') {
+            return None;
+        }
+        self.pos += name.len() + 1;
+        self.eat(b':')
+    }
+
+    /// Whether the map or list just entered or continued has another item, reading the `,`
+    /// before it or the `end` after the last one.
+    fn another(&mut self, end: u8) -> Option<bool> {
+        let first = std::mem::take(&mut self.first);
+        if self.peek()? == end {
+            self.pos += 1;
+            return Some(false);
+        }
+        if !first {
+            self.eat(b',')?;
+        }
+        Some(true)
+    }
+}
+
+impl<'de> Scanner<'de> for JsonScanner<'de> {
+    const ENTRY_KEYS: [(&'static [u8], Field); 3] = [
+        (b"node_id", Field::NodeId),
+        (b"ip", Field::Ip),
+        (b"port", Field::Port),
+    ];
+
+    fn key_is(&mut self, name: &[u8]) -> bool {
+        let (pos, first) = (self.pos, self.first);
+        if self.named_key(name).is_some() {
+            return true;
+        }
+        self.pos = pos;
+        self.first = first;
+        false
+    }
+
+    fn map(&mut self) -> Option<()> {
+        self.eat(b'{')?;
+        self.first = true;
+        Some(())
+    }
+
+    fn key(&mut self) -> Option<Option<Field>> {
+        if !self.another(b'}')? {
+            return Some(None);
+        }
+        self.eat(b'"')?;
+        // Up to the next quote, a byte at a time (keys are short, `plain_str` is set up for
+        // long strings): a key that is one of ours holds no escape and no control or
+        // non-ASCII byte, so it is the whole key. Any other is checked as any string; and
+        // serde_json checks a key's UTF-8, so a non-ASCII one is left to it.
+        let rest = self.input.get(self.pos..)?;
+        let len = rest.iter().position(|&c| c == b'"')?;
+        let field = Field::from_name(&rest[..len]);
+        if field == Field::Other {
+            if !self.plain_str_rest()?.is_ascii() {
+                return None;
+            }
+        } else {
+            self.pos += len + 1;
+        }
+        self.eat(b':')?;
+        Some(Some(field))
+    }
+
+    fn list(&mut self) -> Option<()> {
+        self.eat(b'[')?;
+        self.first = true;
+        Some(())
+    }
+
+    fn more(&mut self) -> Option<bool> {
+        self.another(b']')
+    }
+
+    fn text(&mut self, _name: &'static str) -> Option<Result<&'de str, DecodeError>> {
+        std::str::from_utf8(self.plain_str()?).ok().map(Ok)
+    }
+
+    fn id(&mut self) -> Option<NodeId> {
+        self.eat(b'"')?;
+        let digits = self.input.get(self.pos..self.pos + 40)?;
+        let id = NodeId::from_hex_bytes(digits).ok()?;
+        self.pos += 40;
+        self.eat(b'"')?;
+        Some(id)
+    }
+
+    fn ip(&mut self) -> Option<Option<IpAddr>> {
+        let text = self.plain_str()?;
+        let ip = parse_ip(text);
+        // serde_json refuses a string that is not UTF-8, where the entry would be skipped.
+        if ip.is_none() {
+            std::str::from_utf8(text).ok()?;
+        }
+        Some(ip)
+    }
+
+    fn uint(&mut self) -> Option<u64> {
+        self.skip_ws();
+        let rest = self.input.get(self.pos..)?;
+        let (v, digits) = leading_number(rest)?;
+        // JSON allows no leading zero; a fraction or exponent makes a float.
+        if digits == 0
+            || (digits > 1 && rest[0] == b'0')
+            || matches!(rest.get(digits), Some(b'.' | b'e' | b'E'))
+        {
+            return None;
+        }
+        self.pos += digits;
+        Some(v)
+    }
+
+    fn flag(&mut self) -> Option<bool> {
+        self.skip_ws();
+        let rest = self.input.get(self.pos..)?;
+        if rest.starts_with(b"true") {
+            self.pos += 4;
+            Some(true)
+        } else if rest.starts_with(b"false") {
+            self.pos += 5;
+            Some(false)
+        } else {
+            self.uint().map(|v| v != 0)
+        }
+    }
+
+    fn value(&mut self) -> Option<Result<Value, DecodeError>> {
+        if self.peek()? == b'"' {
+            let text = self.text("value")?.ok()?;
+            return Some(Ok(Value::Text(text.to_owned())));
+        }
+        // Bytes: an object whose only key is `__bytes_b64__`.
+        self.map()?;
+        if self.key()? != Some(Field::B64) {
+            return None;
+        }
+        let text = self.text("value")?.ok()?;
+        if self.key()?.is_some() {
+            return None;
+        }
+        Some(value_from_base64(text))
+    }
+
+    fn skip(&mut self) -> Option<()> {
+        if self.peek()? == b'"' {
+            self.plain_str().map(drop)
+        } else {
+            self.uint().map(drop)
+        }
+    }
+
+    fn finish(&mut self) -> Option<()> {
+        self.skip_ws();
+        (self.pos == self.input.len()).then_some(())
+    }
+
+    fn remaining(&self) -> usize {
+        self.input.len().saturating_sub(self.pos)
+    }
 }

@@ -23,7 +23,7 @@ fn txn(s: &str) -> TxnId {
 fn sender() -> Sender {
     Sender {
         id: id(SENDER_HEX),
-        ip: "127.0.0.1".into(),
+        ip: IpAddr::from([127, 0, 0, 1]).into(),
         port: 8000,
     }
 }
@@ -132,7 +132,7 @@ fn expected(name: &str) -> Option<Message> {
 }
 
 /// Every vector file of one codec, as (name, contents), sorted by name.
-fn vectors(codec: Codec) -> Vec<(String, Vec<u8>)> {
+pub(super) fn vectors(codec: Codec) -> Vec<(String, Vec<u8>)> {
     let dir: PathBuf = [env!("CARGO_MANIFEST_DIR"), "testdata", "wire-vectors"]
         .iter()
         .collect::<PathBuf>()
@@ -153,18 +153,34 @@ fn vectors(codec: Codec) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-fn encode(codec: Codec, m: &Message) -> Vec<u8> {
+pub(super) fn encode(codec: Codec, m: &Message) -> Vec<u8> {
     let mut out = Vec::new();
     codec.encode(m, &mut out);
     out
 }
 
+/// Decodes `bytes`, checking on the way that the fast path, where it gives a result, gives
+/// the serde path's, and that the codec gives the same.
+pub(super) fn decode(codec: Codec, bytes: &[u8]) -> Result<Message, DecodeError> {
+    let (fast, serde) = codec.decode_both_ways(bytes);
+    if let Some(fast) = fast {
+        assert_eq!(
+            fast,
+            serde,
+            "{codec}: the fast path and serde disagree on {:?}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    assert_eq!(codec.decode(bytes), serde, "{codec}");
+    serde
+}
+
 fn json(text: &str) -> Result<Message, DecodeError> {
-    Codec::Json.decode(text.as_bytes())
+    decode(Codec::Json, text.as_bytes())
 }
 
 fn benc(bytes: &[u8]) -> Result<Message, DecodeError> {
-    Codec::Bencode.decode(bytes)
+    decode(Codec::Bencode, bytes)
 }
 
 #[test]
@@ -173,7 +189,7 @@ fn every_vector_decodes_to_its_expected_message() {
         for (name, bytes) in vectors(codec) {
             let want = expected(&name)
                 .unwrap_or_else(|| panic!("no expected message for {codec} vector {name}"));
-            assert_eq!(codec.decode(&bytes), Ok(want), "{codec} vector {name}");
+            assert_eq!(decode(codec, &bytes), Ok(want), "{codec} vector {name}");
         }
     }
 }
@@ -253,7 +269,7 @@ fn padding_reaches_the_length_asked_and_decodes_to_the_same_message() {
                     "{codec}: {} bytes",
                     padded.len()
                 );
-                assert_eq!(codec.decode(&padded).as_ref(), Ok(&m), "{codec}");
+                assert_eq!(decode(codec, &padded).as_ref(), Ok(&m), "{codec}");
             }
         }
     }
@@ -734,7 +750,7 @@ fn malformed_input_is_a_syntax_error() {
     let mut raw = json_msg("find_value", r#","key":"k""#).into_bytes();
     let at = raw.len() - 3;
     raw[at] = 0xff;
-    assert_eq!(Codec::Json.decode(&raw), Err(DecodeError::Syntax));
+    assert_eq!(decode(Codec::Json, &raw), Err(DecodeError::Syntax));
 
     let ping = format!("d2:id2:ab{}4:type4:pinge", benc_sender());
     assert!(benc(ping.as_bytes()).is_ok());
@@ -917,11 +933,15 @@ fn arb_body() -> impl Strategy<Value = Body> {
     ]
 }
 
-fn arb_message() -> impl Strategy<Value = Message> {
+pub(super) fn arb_message() -> impl Strategy<Value = Message> {
     (arb_txn(), arb_id(), "\\PC{0,16}", any::<u16>(), arb_body()).prop_map(
         |(txn, id, ip, port, body)| Message {
             txn,
-            sender: Sender { id, ip, port },
+            sender: Sender {
+                id,
+                ip: SenderIp::new(&ip).expect("16 characters fit"),
+                port,
+            },
             body,
         },
     )
@@ -932,7 +952,7 @@ proptest! {
     fn messages_round_trip(m in arb_message()) {
         for codec in [Codec::Json, Codec::Bencode] {
             let bytes = encode(codec, &m);
-            prop_assert_eq!(codec.decode(&bytes), Ok(m.clone()), "{}", codec);
+            prop_assert_eq!(decode(codec, &bytes), Ok(m.clone()), "{}", codec);
         }
     }
 
@@ -947,13 +967,32 @@ proptest! {
 
     #[test]
     fn ip_text_is_display(ip in any::<IpAddr>()) {
-        prop_assert_eq!(with_ip_text(ip, str::to_owned), ip.to_string());
+        let text = IpText::new(ip);
+        prop_assert_eq!(text.as_bytes(), ip.to_string().into_bytes());
+    }
+
+    #[test]
+    fn decimal_is_display(big in any::<u64>(), small in 0u64..100_000) {
+        for v in [big, small] {
+            let mut out = Vec::new();
+            write_decimal(&mut out, v);
+            prop_assert_eq!(out, v.to_string().into_bytes());
+        }
+    }
+
+    #[test]
+    fn ipv4_parsing_agrees_with_std(
+        text in proptest::string::string_regex("[0-9]{1,4}(\\.[0-9]{1,4}){2,4}|[0-9.]{0,18}").expect("regex"),
+        ip in any::<std::net::Ipv4Addr>(),
+    ) {
+        prop_assert_eq!(parse_ipv4(text.as_bytes()), text.parse().ok());
+        prop_assert_eq!(parse_ipv4(ip.to_string().as_bytes()), Some(ip));
     }
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let _ = Codec::Json.decode(&bytes);
-        let _ = Codec::Bencode.decode(&bytes);
+        let _ = decode(Codec::Json, &bytes);
+        let _ = decode(Codec::Bencode, &bytes);
     }
 
     #[test]
@@ -965,12 +1004,12 @@ proptest! {
     ) {
         for codec in [Codec::Json, Codec::Bencode] {
             let mut bytes = encode(codec, &m);
-            let _ = codec.decode(&bytes[..cut.index(bytes.len() + 1)]);
+            let _ = decode(codec, &bytes[..cut.index(bytes.len() + 1)]);
             let i = at.index(bytes.len());
             bytes[i] = byte;
-            let _ = codec.decode(&bytes);
+            let _ = decode(codec, &bytes);
             bytes.insert(i, byte);
-            let _ = codec.decode(&bytes);
+            let _ = decode(codec, &bytes);
         }
     }
 }

@@ -1,0 +1,164 @@
+//! The fast path of decoding: a reader for messages of the shapes that we and the reference
+//! send, over a small per-format [`Scanner`] (in `json.rs` and `bencode.rs`).
+//!
+//! It gives up, with `None`, on anything unusual: an escape in a JSON string, a number that
+//! is not a plain non-negative integer, a list or map where a field of ours has none, a
+//! field of the wrong shape, an unknown field whose value is not a string or an integer.
+//! The caller then decodes with serde ([`super::de`]), which stays the definition of what we
+//! accept. So for every input it does not give up on, this path must give exactly what the
+//! serde path gives. It builds the message from the same field slots, with the same
+//! functions ([`build_message`], [`PeerFields`]), so the two differ only in how they read
+//! tokens; tests and the fuzz harnesses decode inputs both ways and compare.
+//!
+//! Why: serde's layers, UTF-8 validation of every string (ids included) and scanning each
+//! string twice made decoding a 20-peer reply cost about 60 000 instructions.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use super::de::{build_message, txn_from_text, BodyFields, Field, PeerFields, Slot, SENDER_NAMES};
+use super::{peer_addr, DecodeError, Message, Sender, TxnId, WirePeer, MAX_PEERS_PER_MESSAGE};
+use crate::{NodeId, Value};
+
+/// The tokens of one format, as far as the fast path reads them. Every method returns
+/// `None` to give up, having consumed an unspecified part of the input.
+pub(super) trait Scanner<'de> {
+    /// The keys of a `peers` entry, in the order in which this format's writers (ours and
+    /// the reference's) put them.
+    const ENTRY_KEYS: [(&'static [u8], Field); 3];
+    /// Reads the next key of the map if it is `name` as written, and then returns true;
+    /// else reads nothing. The general [`Scanner::key`] costs about twice as much.
+    fn key_is(&mut self, name: &[u8]) -> bool;
+    /// Enters a map.
+    fn map(&mut self) -> Option<()>;
+    /// The next key of the map being read, or `Some(None)` at its end.
+    fn key(&mut self) -> Option<Option<Field>>;
+    /// Enters a list.
+    fn list(&mut self) -> Option<()>;
+    /// Whether the list being read has another element (else its end has been read).
+    fn more(&mut self) -> Option<bool>;
+    /// A text field, as [`super::de`]'s `TextField` reads it.
+    fn text(&mut self, name: &'static str) -> Option<Result<&'de str, DecodeError>>;
+    /// A valid 40-hex-digit id (an invalid one gives up).
+    fn id(&mut self) -> Option<NodeId>;
+    /// The ip of a `peers` entry, parsed: `Some(None)` when it is text but not an IP
+    /// literal, or (bencode) not text: the serde path skips such an entry.
+    fn ip(&mut self) -> Option<Option<IpAddr>>;
+    /// A non-negative integer.
+    fn uint(&mut self) -> Option<u64>;
+    /// A boolean, or an integer (non-zero is true).
+    fn flag(&mut self) -> Option<bool>;
+    /// A stored value, text or bytes.
+    fn value(&mut self) -> Option<Result<Value, DecodeError>>;
+    /// Skips the value of a field we do not use, if it is a string or an integer.
+    fn skip(&mut self) -> Option<()>;
+    /// Checks that the input ends here (JSON: but for whitespace).
+    fn finish(&mut self) -> Option<()>;
+    /// Bytes of input not read yet.
+    fn remaining(&self) -> usize;
+}
+
+/// Reads one message, or `None` when the serde path must decide.
+pub(super) fn read_message<'de>(s: &mut impl Scanner<'de>) -> Option<Result<Message, DecodeError>> {
+    s.map()?;
+    let mut kind: Slot<Cow<'de, str>> = None;
+    let mut txn: Slot<TxnId> = None;
+    let mut sender: Slot<Sender> = None;
+    let mut body = BodyFields::default();
+    while let Some(field) = s.key()? {
+        match field {
+            Field::Type => kind = Some(s.text("type")?.map(Cow::Borrowed)),
+            Field::Id => txn = Some(txn_from_text(s.text("id")?.map(Cow::Borrowed))),
+            Field::Sender => sender = Some(read_sender(s)?.into_sender()),
+            Field::Target => body.target = Some(Ok(s.id()?)),
+            Field::TargetId => body.target_id = Some(Ok(s.id()?)),
+            Field::Key => body.key = Some(s.text("key")?.map(Cow::Borrowed)),
+            Field::Value => body.value = Some(s.value()?),
+            Field::Size => body.size = Some(Ok(s.uint()?)),
+            Field::HasKey => body.has_key = Some(Ok(s.flag()?)),
+            Field::Peers => body.peers = Some(Ok(read_peers(s)?)),
+            Field::NodeId | Field::Ip | Field::Port | Field::B64 | Field::Other => s.skip()?,
+        }
+    }
+    s.finish()?;
+    Some(build_message(kind, txn, sender, body))
+}
+
+/// Reads the `sender` map.
+fn read_sender<'de>(s: &mut impl Scanner<'de>) -> Option<PeerFields<'de>> {
+    s.map()?;
+    let mut fields = PeerFields::default();
+    while let Some(field) = s.key()? {
+        match field {
+            Field::NodeId => fields.node_id = Some(Ok(s.id()?)),
+            Field::Ip => fields.ip = Some(s.text(SENDER_NAMES[1])?.map(Cow::Borrowed)),
+            Field::Port => fields.port = Some(Ok(s.uint()?)),
+            _ => s.skip()?,
+        }
+    }
+    Some(fields)
+}
+
+/// Reads a `peers` list: the valid entries, at most [`MAX_PEERS_PER_MESSAGE`] of them.
+fn read_peers<'de>(s: &mut impl Scanner<'de>) -> Option<Vec<WirePeer>> {
+    s.list()?;
+    // Room for as many entries as the rest of the input can hold (an IPv4 entry takes 76
+    // bytes or more in either format): growing the list one doubling at a time cost more
+    // than reading a peer.
+    let mut peers = Vec::with_capacity((s.remaining() / 64).min(MAX_PEERS_PER_MESSAGE));
+    while s.more()? {
+        let peer = read_entry(s)?;
+        if let Some(peer) = peer.filter(|_| peers.len() < MAX_PEERS_PER_MESSAGE) {
+            peers.push(peer);
+        }
+    }
+    Some(peers)
+}
+
+/// Reads one `peers` entry: `Some(None)` for one that is not a valid peer, as
+/// [`PeerFields::into_peer`] decides in the serde path (a missing or invalid field). The
+/// ip goes straight from the input to an address, without a `str` in between.
+fn read_entry<'de, S: Scanner<'de>>(s: &mut S) -> Option<Option<WirePeer>> {
+    s.map()?;
+    let (mut id, mut ip, mut port) = (None, None, None);
+    let mut read = |s: &mut S, field| {
+        match field {
+            Field::NodeId => id = Some(s.id()?),
+            Field::Ip => ip = Some(s.ip()?),
+            Field::Port => port = Some(s.uint()?),
+            _ => s.skip()?,
+        }
+        Some(())
+    };
+    // The keys in the order writers put them, while they come so; then any others, and
+    // the end of the map, the general way.
+    for (name, field) in S::ENTRY_KEYS {
+        if !s.key_is(name) {
+            break;
+        }
+        read(s, field)?;
+    }
+    while let Some(field) = s.key()? {
+        read(s, field)?;
+    }
+    let (Some(id), Some(Some(ip)), Some(port)) = (id, ip, port) else {
+        return Some(None);
+    };
+    Some(peer_addr(ip, port).map(|addr| WirePeer { id, addr }))
+}
+
+/// The decimal number at the start of `bytes` and its number of digits (0 if there is
+/// none); `None` if it does not fit a `u64`.
+pub(super) fn leading_number(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    let mut digits = 0;
+    for &c in bytes {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        value = value.checked_mul(10)?.checked_add(u64::from(d))?;
+        digits += 1;
+    }
+    Some((value, digits))
+}
