@@ -391,10 +391,14 @@ impl<'de> Scanner<'de> for JsonScanner<'de> {
 
     fn id(&mut self) -> Option<NodeId> {
         self.eat(b'"')?;
+        // The 40 digits and the closing quote right after them (not `eat`: whitespace
+        // there would be part of the string).
         let digits = self.input.get(self.pos..self.pos + 40)?;
         let id = NodeId::from_hex_bytes(digits).ok()?;
-        self.pos += 40;
-        self.eat(b'"')?;
+        if self.input.get(self.pos + 40) != Some(&b'"') {
+            return None;
+        }
+        self.pos += 41;
         Some(id)
     }
 

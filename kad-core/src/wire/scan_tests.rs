@@ -75,6 +75,13 @@ fn the_fast_path_agrees_on_edge_cases() {
             r#"{{"type":"find_node","id":"ab",{S},"target":"{}"}}"#,
             &ID[1..]
         ),
+        // Found by the fuzzer: whitespace inside the string, after the 40 digits, and a
+        // control character in it, which serde_json refuses.
+        format!(r#"{{"type":"find_node","id":"ab",{S},"target":"{ID} "}}"#),
+        format!("{{\"type\":\"find_node\",\"id\":\"ab\",{S},\"target\":\"{ID} \r \"}}"),
+        peers(&format!(
+            "{{\"node_id\":\"{ID}\r\",\"ip\":\"1.2.3.4\",\"port\":2}}"
+        )),
         peers(""),
         peers(&format!(r#"{{}},{{"node_id":"{ID}","ip":"::1","port":9}}"#)),
         peers(&format!(r#"{{"node_id":"{ID}","ip":"01.2.3.4","port":9}}"#)),
@@ -170,6 +177,8 @@ const IDS: &[&[u8]] = &[
 ];
 
 const BAD_IDS: &[&[u8]] = &[
+    b"3f786850e387550fdab836ed7e6dc881de23001b ",
+    b"3f786850e387550fdab836ed7e6dc881de23001b\t\r",
     b"3f786850e387550fdab836ed7e6dc881de23001",
     b"3f786850e387550fdab836ed7e6dc881de23001\xc3\xa9",
     b"3f786850e387550fdab836ed7e6dc881de23001\\u0062",
