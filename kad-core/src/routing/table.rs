@@ -146,16 +146,13 @@ impl Table {
     }
 
     /// The peer answered a request of ours from `addr`: it owns that address.
-    /// Returns whether the table holds the peer at that address (and so keeps the mark).
-    pub fn verify(&mut self, peer: &Peer) -> bool {
+    pub fn verify(&mut self, peer: &Peer) {
         let bi = self.index(&peer.id);
         let b = &mut self.buckets[bi];
-        match b.position(&peer.id) {
-            Some(pos) if b.entries[pos].peer.addr == peer.addr => {
+        if let Some(pos) = b.position(&peer.id) {
+            if b.entries[pos].peer.addr == peer.addr {
                 b.entries[pos].verified = true;
-                true
             }
-            _ => false,
         }
     }
 
