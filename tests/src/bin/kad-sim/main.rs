@@ -219,10 +219,6 @@ fn run(args: &Args, config: &Config) {
         .iter()
         .filter(|f| matches!(f.result, QueryResult::Get(Ok(None))))
         .count();
-    let rounds = Summary::new(gets.iter().map(|f| u64::from(f.stats.rounds)));
-    let rpcs = Summary::new(gets.iter().map(|f| u64::from(f.stats.requests)));
-    let timeouts = Summary::new(gets.iter().map(|f| u64::from(f.stats.timeouts)));
-    let latency = Summary::new(gets.iter().map(|f| f.stats.duration().as_millis() as u64));
     let tables = Summary::new(alive.iter().map(|&i| net.node(i).table_len() as u64));
     let dead_entries: usize = alive
         .iter()
@@ -301,39 +297,8 @@ fn run(args: &Args, config: &Config) {
             args.lookups
         ),
     );
-    row(
-        "rounds",
-        format!(
-            "mean {:.2}  p50 {}  p90 {}  max {}",
-            rounds.mean(),
-            rounds.percentile(50),
-            rounds.percentile(90),
-            rounds.max()
-        ),
-    );
-    row(
-        "rpcs per get",
-        format!(
-            "mean {:.2}  p50 {}  p90 {}  max {}",
-            rpcs.mean(),
-            rpcs.percentile(50),
-            rpcs.percentile(90),
-            rpcs.max()
-        ),
-    );
-    row(
-        "timeouts per get",
-        format!("mean {:.2}  max {}", timeouts.mean(), timeouts.max()),
-    );
-    row(
-        "get latency (virtual)",
-        format!(
-            "mean {:.0} ms  p90 {} ms  max {} ms",
-            latency.mean(),
-            latency.percentile(90),
-            latency.max()
-        ),
-    );
+    let stats: Vec<_> = gets.iter().map(|f| f.stats).collect();
+    let (rounds, rpcs) = scenarios::get_stats(&stats);
     row(
         "table size (live nodes)",
         format!(

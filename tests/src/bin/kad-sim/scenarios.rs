@@ -309,7 +309,7 @@ fn print_missed(net: &SimNet, sweep: &Sweep) {
 
 /// Prints rounds, requests, timeouts and latency of `stats`; returns the rounds and
 /// requests summaries.
-fn get_stats(stats: &[QueryStats]) -> (Summary, Summary) {
+pub(crate) fn get_stats(stats: &[QueryStats]) -> (Summary, Summary) {
     let rounds = Summary::new(stats.iter().map(|s| u64::from(s.rounds)));
     let rpcs = Summary::new(stats.iter().map(|s| u64::from(s.requests)));
     let timeouts = Summary::new(stats.iter().map(|s| u64::from(s.timeouts)));
