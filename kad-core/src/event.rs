@@ -209,6 +209,8 @@ pub struct Stats {
     pub responses_wrong_kind: u64,
     /// Requests that timed out.
     pub request_timeouts: u64,
+    /// Copies of unanswered requests sent again (see `Config::request_retries`).
+    pub requests_retransmitted: u64,
     /// Requests not sent because `max_pending_requests` were in flight.
     pub requests_deferred: u64,
     /// Datagrams dropped because `max_queued_transmits` were queued.

@@ -99,14 +99,21 @@ impl Core {
             }
         };
         let txn_id = TxnId::from_u64(txn);
-        if self.config.pad_requests
+        let min_len = if self.config.pad_requests
             && matches!(kind, RequestKind::FindNode | RequestKind::FindValue)
         {
-            let payload = self.encode_padded(txn_id, body, self.padded_request_len());
-            self.push(addr, payload);
+            self.padded_request_len()
         } else {
-            self.queue(addr, txn_id, body);
-        }
+            0
+        };
+        let payload = self.encode_padded(txn_id, body, min_len);
+        // A verification ping is not repeated: a forged source draws one ping, no more.
+        let copies = match owner {
+            Owner::Verify => 0,
+            _ => self.config.request_retries as u8,
+        };
+        let resend = (copies > 0).then(|| payload.clone());
+        self.push(addr, payload);
         self.rpc.insert(
             txn,
             Pending {
@@ -117,6 +124,9 @@ impl Core {
                 owner,
             },
         );
+        if let Some(payload) = resend {
+            self.rpc.resend(txn, now, copies, payload);
+        }
         Some(txn)
     }
 
@@ -718,6 +728,11 @@ impl Node {
                 Owner::Verify => self.core.release(p.addr, false),
                 Owner::TablePing | Owner::Detached => {}
             }
+        }
+        // After the expiries: a copy of a request that has run out of time is not sent.
+        while let Some((addr, payload)) = self.core.rpc.pop_resend(now) {
+            self.core.stats.requests_retransmitted += 1;
+            self.core.push(addr, payload);
         }
         self.core.stats.records_expired += self.core.store.expire(now);
         if now >= self.next_refresh {

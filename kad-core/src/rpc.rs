@@ -1,8 +1,9 @@
-//! Requests in flight: transaction id -> where it went, what it asked, when it gives up.
+//! Requests in flight: transaction id -> where it went, what it asked, when it gives up,
+//! and when it goes out again if no answer came.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::wire::RequestKind;
 use crate::{NodeId, QueryId};
@@ -31,11 +32,26 @@ pub(crate) struct Pending {
     pub owner: Owner,
 }
 
+/// A request that goes out again, unchanged (same transaction id), while unanswered.
+#[derive(Debug)]
+struct Resend {
+    /// When it goes out next.
+    at: Instant,
+    /// Time between copies.
+    every: Duration,
+    /// Copies still to send after the one at `at`.
+    left: u8,
+    payload: Vec<u8>,
+}
+
 /// The in-flight table, bounded by `max`.
 #[derive(Debug)]
 pub(crate) struct Rpc {
     pending: BTreeMap<u64, Pending>,
     deadlines: BTreeSet<(Instant, u64)>,
+    /// Retransmissions still due, by transaction id, and their times.
+    resends: BTreeMap<u64, Resend>,
+    resend_at: BTreeSet<(Instant, u64)>,
     /// Requests in flight per destination.
     by_addr: BTreeMap<SocketAddr, u32>,
     max: usize,
@@ -46,6 +62,8 @@ impl Rpc {
         Rpc {
             pending: BTreeMap::new(),
             deadlines: BTreeSet::new(),
+            resends: BTreeMap::new(),
+            resend_at: BTreeSet::new(),
             by_addr: BTreeMap::new(),
             max,
         }
@@ -65,6 +83,59 @@ impl Rpc {
         self.deadlines.insert((p.deadline, txn));
         *self.by_addr.entry(p.addr).or_insert(0) += 1;
         self.pending.insert(txn, p);
+    }
+
+    /// Schedules `copies` more sends of `payload` for request `txn`, sent at `sent`,
+    /// spread evenly over its life: with one copy it goes out again halfway to the
+    /// deadline, with two at a third and two thirds, and so on. An answer to any copy
+    /// (they share the transaction id) ends the request.
+    pub fn resend(&mut self, txn: u64, sent: Instant, copies: u8, payload: Vec<u8>) {
+        let Some(p) = self.pending.get(&txn) else {
+            return;
+        };
+        if copies == 0 {
+            return;
+        }
+        let every = p.deadline.saturating_duration_since(sent) / (u32::from(copies) + 1);
+        let Some(at) = sent.checked_add(every) else {
+            return;
+        };
+        self.forget_resend(txn);
+        self.resend_at.insert((at, txn));
+        self.resends.insert(
+            txn,
+            Resend {
+                at,
+                every,
+                left: copies - 1,
+                payload,
+            },
+        );
+    }
+
+    fn forget_resend(&mut self, txn: u64) {
+        if let Some(r) = self.resends.remove(&txn) {
+            self.resend_at.remove(&(r.at, txn));
+        }
+    }
+
+    /// Removes one retransmission due at or before `now` and returns where it goes and
+    /// its bytes; the request's next copy, if any, is scheduled.
+    pub fn pop_resend(&mut self, now: Instant) -> Option<(SocketAddr, Vec<u8>)> {
+        let &(at, txn) = self.resend_at.first()?;
+        if at > now {
+            return None;
+        }
+        self.resend_at.pop_first();
+        let addr = self.pending.get(&txn)?.addr;
+        let r = self.resends.get_mut(&txn)?;
+        if r.left == 0 {
+            return self.resends.remove(&txn).map(|r| (addr, r.payload));
+        }
+        r.left -= 1;
+        r.at = at.checked_add(r.every).unwrap_or(at);
+        self.resend_at.insert((r.at, txn));
+        Some((addr, r.payload.clone()))
     }
 
     fn forget_addr(&mut self, addr: SocketAddr) {
@@ -88,12 +159,19 @@ impl Rpc {
     pub fn remove(&mut self, txn: u64) -> Option<Pending> {
         let p = self.pending.remove(&txn)?;
         self.deadlines.remove(&(p.deadline, txn));
+        self.forget_resend(txn);
         self.forget_addr(p.addr);
         Some(p)
     }
 
+    /// The earliest deadline or retransmission.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.first().map(|(t, _)| *t)
+        let d = self.deadlines.first().map(|(t, _)| *t);
+        let r = self.resend_at.first().map(|(t, _)| *t);
+        match (d, r) {
+            (Some(d), Some(r)) => Some(d.min(r)),
+            (d, r) => d.or(r),
+        }
     }
 
     /// Removes and returns one request whose deadline is at or before `now`.
@@ -104,6 +182,7 @@ impl Rpc {
         }
         self.deadlines.pop_first();
         let p = self.pending.remove(&txn)?;
+        self.forget_resend(txn);
         self.forget_addr(p.addr);
         Some((txn, p))
     }
@@ -135,6 +214,17 @@ impl Rpc {
         }
         if by_addr != self.by_addr {
             return Err("requests per address out of step".into());
+        }
+        if self.resends.len() != self.resend_at.len() {
+            return Err("a retransmission has no time".into());
+        }
+        for (txn, r) in &self.resends {
+            let Some(p) = self.pending.get(txn) else {
+                return Err(format!("retransmission of {txn:x}, which is not in flight"));
+            };
+            if !self.resend_at.contains(&(r.at, *txn)) || r.at > p.deadline {
+                return Err(format!("retransmission of {txn:x} mistimed"));
+            }
         }
         Ok(())
     }

@@ -518,3 +518,60 @@ fn restore_keeps_publisher_flag_and_republish_schedule() {
     assert!(renewed(&snap), "the publisher renewed its own copy");
     assert_eq!(record(&snap, "mine").kind, RecordKind::Published);
 }
+
+/// An unanswered request goes out again, byte for byte, at evenly spaced times within
+/// its `query_timeout`, and an answer to a copy completes it. With the first datagram
+/// lost, a ping still succeeds; with 0 retries the same loss makes it time out.
+#[test]
+fn a_lost_request_is_sent_again_within_its_timeout() {
+    let timeout = Duration::from_millis(900);
+    for retries in [0usize, 1, 2] {
+        let config = Config::builder()
+            .query_timeout(timeout)
+            .request_retries(retries)
+            .build()
+            .unwrap();
+        let mut net = Net::with_config(2, config);
+        let t0 = net.now;
+        let q = net.nodes[0].ping(t0, addr(1));
+        let first = net.nodes[0].poll_transmit().expect("the ping");
+        assert_eq!(first.dst, addr(1));
+        assert!(net.nodes[0].poll_transmit().is_none());
+        // Lose `first`; follow the node's timers until it gives up or sends a copy.
+        let mut copies = Vec::new();
+        while let Some(at) = net.nodes[0].poll_timeout() {
+            if at >= t0 + timeout {
+                break;
+            }
+            net.nodes[0].handle_timeout(at);
+            while let Some(t) = net.nodes[0].poll_transmit() {
+                assert_eq!(t.payload, first.payload, "a copy is the same datagram");
+                copies.push(at - t0);
+            }
+        }
+        let expected: Vec<Duration> = (1..=retries as u32)
+            .map(|i| timeout * i / (retries as u32 + 1))
+            .collect();
+        println!("retries {retries}: copies sent at {copies:?}");
+        assert_eq!(copies, expected);
+        assert_eq!(net.nodes[0].stats().requests_retransmitted, retries as u64);
+        net.nodes[0].check_invariants().unwrap();
+        // Deliver the last copy (or nothing, with 0 retries) and see the outcome.
+        let now = t0 + timeout - Duration::from_millis(1);
+        if retries > 0 {
+            net.nodes[1].handle_datagram(now, addr(0), &first.payload);
+            // Node 1 may ping the stranger back as well as answer it.
+            while let Some(t) = net.nodes[1].poll_transmit() {
+                net.nodes[0].handle_datagram(now, addr(1), &t.payload);
+            }
+            assert_eq!(net.nodes[0].stats().responses_accepted, 1);
+        }
+        net.nodes[0].handle_timeout(t0 + timeout);
+        let result = net.wait(0, q);
+        let ok = matches!(result, QueryResult::Ping(Ok(_)));
+        assert_eq!(ok, retries > 0, "retries {retries}: {result:?}");
+        net.nodes[0].check_invariants().unwrap();
+        let timeouts = net.nodes[0].stats().request_timeouts;
+        assert_eq!(timeouts, u64::from(retries == 0), "retries {retries}");
+    }
+}
