@@ -90,7 +90,7 @@ impl Default for Config {
             max_verified_addresses: 8192,
             pad_requests: true,
             ping_oldest_after: Duration::from_secs(15 * 60),
-            request_retries: 1,
+            request_retries: 2,
         }
     }
 }
@@ -114,6 +114,14 @@ pub enum ConfigError {
     /// A duration that must be positive was zero, or one above [`MAX_DURATION`].
     #[error("{name} must be between 1 ms and 100 years, got {got:?}")]
     Duration {
+        /// The setting's name.
+        name: &'static str,
+        /// What was given.
+        got: Duration,
+    },
+    /// A duration that may be zero was above [`MAX_DURATION`].
+    #[error("{name} must be at most 100 years, got {got:?}")]
+    DurationTooLong {
         /// The setting's name.
         name: &'static str,
         /// What was given.
@@ -231,12 +239,14 @@ getters! {
     /// nearly every request from a stranger.
     ping_oldest_after: Duration,
     /// How many more times an unanswered request goes out, unchanged (same transaction
-    /// id), within its `query_timeout` (default 1, at most 8). The copies are spread
-    /// evenly: with 1 the request is sent again halfway to its deadline, with 2 at a third
-    /// and two thirds. An answer to any copy completes the request, and the deadline does
-    /// not move, so a lookup's time budget is the same; what changes is that one lost
-    /// datagram no longer costs a lookup its peer (or a joining node its bootstrap). At
-    /// 20% loss each way a round trip fails 36% of the time with 0 retries and 13% with 1.
+    /// id), within its `query_timeout` (default 2, at most 8). The copies are spread
+    /// evenly: with 2 the request is sent again at a third and at two thirds of the way to
+    /// its deadline, with 1 halfway. An answer to any copy completes the request, and the
+    /// deadline does not move, so a lookup's time budget is the same; what changes is that
+    /// a lost datagram no longer costs a lookup its peer (or a joining node its bootstrap).
+    /// At 20% loss each way a round trip fails 36% of the time with 0 retries, 13% with 1
+    /// and 4.7% with 2. A peer that answers costs nothing extra; a dead one costs the
+    /// copies.
     /// Zero sends each request once, as the reference does. A ping that verifies a
     /// stranger's address is never repeated, so a forged source draws one ping and no more. Requests are idempotent on the
     /// wire (a repeated `store` stores the same record), so a copy that crosses a late
@@ -350,7 +360,7 @@ impl Config {
             }
         }
         if self.ping_oldest_after > MAX_DURATION {
-            return Err(ConfigError::Duration {
+            return Err(ConfigError::DurationTooLong {
                 name: "ping_oldest_after",
                 got: self.ping_oldest_after,
             });
@@ -419,5 +429,24 @@ mod tests {
         ));
         let msg = Config::builder().k(0).build().unwrap_err().to_string();
         assert_eq!(msg, "k must be between 1 and 256, got 0");
+        let msg = Config::builder().request_retries(9).build().unwrap_err();
+        assert_eq!(
+            msg.to_string(),
+            "request_retries must be between 0 and 8, got 9"
+        );
+        let long = MAX_DURATION + Duration::from_secs(1);
+        let msg = Config::builder()
+            .ping_oldest_after(long)
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            msg.to_string(),
+            format!("ping_oldest_after must be at most 100 years, got {long:?}")
+        );
+        assert!(Config::builder()
+            .ping_oldest_after(Duration::ZERO)
+            .request_retries(0)
+            .build()
+            .is_ok());
     }
 }

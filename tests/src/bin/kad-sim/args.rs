@@ -8,7 +8,8 @@ use kad_core::{Codec, MAX_DURATION};
 pub const USAGE: &str = "\
 usage: kad-sim [--nodes N] [--seed S] [--codec json|bencode] [--concurrency C]
                [--loss P] [--duplicate P] [--jitter DUR] [--lossy-setup true|false]
-               [--republish true|false] [--unverified-reply-factor X] [--check true|false]
+               [--republish true|false] [--unverified-reply-factor X] [--request-retries R]
+               [--check true|false]
   lookups (default):  [--lookups L] [--dead F]
   churn:              --churn F [--churn-every DUR] [--duration DUR] [--keys K] [--keys-per-round M]
   partition:          --partition DUR [--keys K] [--keys-per-round M]
@@ -50,6 +51,8 @@ pub struct Args {
     pub concurrency: usize,
     /// Overrides kad-core's `unverified_reply_factor` (diagnostics).
     pub reply_factor: Option<usize>,
+    /// Overrides kad-core's `request_retries`.
+    pub retries: Option<usize>,
     /// Invariant checks after every step.
     pub check: bool,
     /// Keys put before a scenario starts.
@@ -82,6 +85,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
         seed: 1,
         concurrency: 50,
         reply_factor: None,
+        retries: None,
         check: false,
         keys: 500,
         keys_per_round: 0,
@@ -116,6 +120,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
             "--unverified-reply-factor" => {
                 a.reply_factor = Some(value.parse().map_err(|e| bad(&e))?)
             }
+            "--request-retries" => a.retries = Some(value.parse().map_err(|e| bad(&e))?),
             "--check" => a.check = value.parse().map_err(|e| bad(&e))?,
             "--churn" => churn = Some(value.parse().map_err(|e| bad(&e))?),
             "--churn-every" => every = parse_duration(&value).map_err(|e| bad(&e))?,

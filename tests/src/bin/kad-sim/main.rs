@@ -3,7 +3,8 @@
 //! ```text
 //! kad-sim [--nodes N] [--seed S] [--codec json|bencode] [--concurrency C]
 //!         [--loss P] [--duplicate P] [--jitter DUR] [--lossy-setup true|false]
-//!         [--republish true|false] [--unverified-reply-factor X] [--check true|false]
+//!         [--republish true|false] [--unverified-reply-factor X] [--request-retries R]
+//!         [--check true|false]
 //!   lookups (default):  [--lookups L] [--dead F]
 //!   churn:              --churn F [--churn-every DUR] [--duration DUR] [--keys K] [--keys-per-round M]
 //!   partition:          --partition DUR [--keys K] [--keys-per-round M]
@@ -85,6 +86,9 @@ fn config(args: &Args) -> Result<Config, kad_core::ConfigError> {
     let mut config = Config::builder().codec(args.codec);
     if let Some(f) = args.reply_factor {
         config = config.unverified_reply_factor(f);
+    }
+    if let Some(r) = args.retries {
+        config = config.request_retries(r);
     }
     if !args.republish {
         config = config
