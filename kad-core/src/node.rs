@@ -599,11 +599,13 @@ impl Node {
     }
 
     /// Has `addr` proven it owns its address (it answered a request of ours from it
-    /// within the last hour)? Adapters use it to triage under overload: when more
+    /// within the last hour, or it is a routing-table entry that answered from it)? The
+    /// cache of verified addresses holds only those the table does not, so a node's
+    /// memory does not pay twice for its peers. Adapters use it to triage under overload: when more
     /// datagrams arrive than they hand to the node, those from proven addresses go first,
     /// so a flood from strangers (or forged sources) cannot crowd out known peers.
     pub fn is_verified_addr(&self, now: Instant, addr: SocketAddr) -> bool {
-        self.core.verified.contains(&addr, now)
+        self.core.verified.contains(&addr, now) || self.core.table.has_verified_addr(&addr)
     }
 
     /// Is a request of ours to `addr` waiting for its answer? Adapters triaging under
@@ -680,8 +682,10 @@ impl Node {
         // address, and any reply held for it can go. (With source verification switched off
         // a response from elsewhere proves nothing about either address.)
         if pending.addr == from {
-            core.table.verify(&peer);
-            core.verified.insert(from, now);
+            // The table's own entries carry their verification; the cache is for the rest.
+            if !core.table.verify(&peer) {
+                core.verified.insert(from, now);
+            }
             core.release(from, true);
         }
         match pending.owner {

@@ -575,3 +575,27 @@ fn a_lost_request_is_sent_again_within_its_timeout() {
         assert_eq!(timeouts, u64::from(retries == 0), "retries {retries}");
     }
 }
+
+/// Table entries that answered us count as verified addresses for the adapters' overload
+/// triage, though the verified-address cache does not hold them; a stranger does not.
+#[test]
+fn routing_table_peers_that_answered_are_verified_addresses() {
+    let mut net = Net::new(30, Codec::Json);
+    for i in 1..30 {
+        let now = net.now;
+        let q = net.nodes[i].bootstrap(now, &[addr(0)]);
+        net.wait(i, q);
+    }
+    let now = net.now;
+    let node = &net.nodes[5];
+    let peers = node.peers();
+    let verified = peers
+        .iter()
+        .filter(|p| node.is_verified_addr(now, p.addr))
+        .count();
+    println!("node 5: {verified} of {} table peers verified", peers.len());
+    assert!(node.is_verified_addr(now, addr(0)), "its bootstrap contact");
+    assert!(verified * 2 > peers.len(), "{verified} of {}", peers.len());
+    let stranger = SocketAddr::from(([192, 0, 2, 7], 9999));
+    assert!(!node.is_verified_addr(now, stranger));
+}

@@ -145,15 +145,27 @@ impl Table {
         in_bucket < self.limits.per_bucket
     }
 
-    /// The peer answered a request of ours from `addr`: it owns that address.
-    pub fn verify(&mut self, peer: &Peer) {
+    /// The peer answered a request of ours from `addr`: it owns that address. True when
+    /// the table holds the peer at that address (and now carries the verification).
+    pub fn verify(&mut self, peer: &Peer) -> bool {
         let bi = self.index(&peer.id);
         let b = &mut self.buckets[bi];
-        if let Some(pos) = b.position(&peer.id) {
-            if b.entries[pos].peer.addr == peer.addr {
+        match b.position(&peer.id) {
+            Some(pos) if b.entries[pos].peer.addr == peer.addr => {
                 b.entries[pos].verified = true;
+                true
             }
+            _ => false,
         }
+    }
+
+    /// Does a verified entry live at `addr`? A scan of the table (a few hundred entries),
+    /// for callers that know an address but no id.
+    pub fn has_verified_addr(&self, addr: &SocketAddr) -> bool {
+        self.buckets
+            .iter()
+            .flat_map(|b| &b.entries)
+            .any(|e| e.verified && e.peer.addr == *addr)
     }
 
     /// Has the peer with this id answered us from this address?
