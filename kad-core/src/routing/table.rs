@@ -84,6 +84,8 @@ pub(crate) struct Table {
     limits: IpLimits,
     /// A full bucket's oldest entry is pinged for a newcomer only once silent this long.
     ping_oldest_after: Duration,
+    /// Entries' `seen` times count seconds from here.
+    epoch: Instant,
 }
 
 impl Table {
@@ -103,7 +105,22 @@ impl Table {
             len: 0,
             limits: IpLimits::NONE,
             ping_oldest_after: Duration::ZERO,
+            epoch: now,
         }
+    }
+
+    /// `now` as an entry's `seen`: whole seconds since the epoch.
+    fn stamp(&self, now: Instant) -> u32 {
+        let secs = now.saturating_duration_since(self.epoch).as_secs();
+        u32::try_from(secs).unwrap_or(u32::MAX)
+    }
+
+    /// How long ago an entry was last heard from, to the second (never less than the truth
+    /// minus one second).
+    fn silent_for(&self, e: &Entry, now: Instant) -> Duration {
+        let seen = Duration::from_secs(u64::from(e.seen));
+        now.saturating_duration_since(self.epoch)
+            .saturating_sub(seen)
     }
 
     /// A full bucket pings its oldest entry for a newcomer only if that entry has been
@@ -123,7 +140,7 @@ impl Table {
         self.buckets
             .iter()
             .flat_map(|b| &b.entries)
-            .filter(|e| self.limits.key(&e.peer.addr).as_ref() == Some(key))
+            .filter(|e| self.limits.key(&e.addr()).as_ref() == Some(key))
             .count()
     }
 
@@ -140,7 +157,7 @@ impl Table {
             .entries
             .iter()
             .chain(&b.replacements)
-            .filter(|e| self.limits.key(&e.peer.addr) == Some(key))
+            .filter(|e| self.limits.key(&e.addr()) == Some(key))
             .count();
         in_bucket < self.limits.per_bucket
     }
@@ -151,7 +168,7 @@ impl Table {
         let bi = self.index(&peer.id);
         let b = &mut self.buckets[bi];
         match b.position(&peer.id) {
-            Some(pos) if b.entries[pos].peer.addr == peer.addr => {
+            Some(pos) if b.entries[pos].is_at(&peer.addr) => {
                 b.entries[pos].verified = true;
                 true
             }
@@ -165,14 +182,14 @@ impl Table {
         self.buckets
             .iter()
             .flat_map(|b| &b.entries)
-            .any(|e| e.verified && e.peer.addr == *addr)
+            .any(|e| e.verified && e.is_at(addr))
     }
 
     /// Has the peer with this id answered us from this address?
     pub fn is_verified(&self, id: &NodeId, addr: &SocketAddr) -> bool {
         let b = &self.buckets[self.index(id)];
         b.position(id)
-            .is_some_and(|pos| b.entries[pos].verified && b.entries[pos].peer.addr == *addr)
+            .is_some_and(|pos| b.entries[pos].verified && b.entries[pos].is_at(addr))
     }
 
     /// Number of peers in the table (replacements not counted).
@@ -195,6 +212,7 @@ impl Table {
         if peer.id == self.own {
             return Heard::Ignored;
         }
+        let seen = self.stamp(now);
         loop {
             let last = self.buckets.len() - 1;
             let bi = self.index(&peer.id);
@@ -204,7 +222,7 @@ impl Table {
             if let Some(pos) = bucket.position(&peer.id) {
                 // The address of a known id is kept: a newcomer claiming an id we know
                 // cannot take over its entry while the real one answers.
-                bucket.touch(pos, now);
+                bucket.touch(pos, seen, now);
                 return Heard::Refreshed;
             }
             if bucket.entries.len() < k {
@@ -215,7 +233,7 @@ impl Table {
                     return Heard::IpLimited;
                 }
                 let bucket = &mut self.buckets[bi];
-                push_capped(&mut bucket.entries, Entry::new(peer, now), k);
+                push_capped(&mut bucket.entries, Entry::new(peer, seen), k);
                 bucket.last_active = now;
                 self.len += 1;
                 return Heard::Added;
@@ -227,29 +245,29 @@ impl Table {
             // A known replacement keeps the address it was first heard from, as entries
             // do: re-heard from elsewhere, it must not carry a second IP past the cap.
             let peer = match bucket.replacement_position(&peer.id) {
-                Some(pos) => bucket.replacements[pos].peer,
+                Some(pos) => bucket.replacements[pos].peer(),
                 None if !self.ip_allowed(bi, &peer.addr, false) => return Heard::IpLimited,
                 None => peer,
             };
             let bucket = &mut self.buckets[bi];
-            bucket.add_replacement(peer, now, cap);
+            bucket.add_replacement(peer, seen, cap);
             if bucket.entries.iter().any(|e| e.pinging) {
                 return Heard::Waiting;
             }
-            let oldest = &mut bucket.entries[0];
             // The head is the least recently seen: if it spoke lately, they all did.
-            if now.saturating_duration_since(oldest.last_seen) < self.ping_oldest_after {
+            if self.silent_for(&self.buckets[bi].entries[0], now) < self.ping_oldest_after {
                 return Heard::Waiting;
             }
+            let oldest = &mut self.buckets[bi].entries[0];
             oldest.pinging = true;
-            return Heard::PingOldest(oldest.peer);
+            return Heard::PingOldest(oldest.peer());
         }
     }
 
     fn split_last(&mut self, now: Instant) {
         let last = self.buckets.len() - 1;
         let own = self.own;
-        let stays = |e: &Entry| own.distance(&e.peer.id).leading_zeros() == last;
+        let stays = |e: &Entry| own.distance(&e.id).leading_zeros() == last;
         let old = &mut self.buckets[last];
         let mut next = Bucket::new(now);
         next.last_active = old.last_active;
@@ -284,7 +302,7 @@ impl Table {
         entry.pinging = false;
         // A peer that never answered us from its address may not even own it: one failure
         // is enough.
-        if entry.failures < limit && entry.verified {
+        if u32::from(entry.failures) < limit && entry.verified {
             return false;
         }
         bucket.entries.remove(pos);
@@ -292,7 +310,7 @@ impl Table {
         // The freshest replacement talked to us most recently: the likeliest to be alive.
         let pick = self.buckets[bi].replacements.iter().rposition(|r| {
             self.limits
-                .key(&r.peer.addr)
+                .key(&r.addr())
                 .is_none_or(|key| self.ip_count(&key) < self.limits.per_table)
         });
         if let Some(i) = pick {
@@ -337,8 +355,8 @@ impl Table {
         let group = |buckets: &[Bucket], found: &mut Vec<(Distance, Peer)>| {
             let start = found.len();
             for e in buckets.iter().flat_map(|b| &b.entries) {
-                if Some(&e.peer.id) != exclude {
-                    found.push((e.peer.id.distance(target), e.peer));
+                if Some(&e.id) != exclude {
+                    found.push((e.id.distance(target), e.peer()));
                 }
             }
             found[start..].sort_unstable_by_key(|(d, _)| *d);
@@ -361,7 +379,7 @@ impl Table {
     pub fn peers(&self) -> impl Iterator<Item = Peer> + '_ {
         self.buckets
             .iter()
-            .flat_map(|b| b.entries.iter().map(|e| e.peer))
+            .flat_map(|b| b.entries.iter().map(|e| e.peer()))
     }
 
     /// Buckets with entries that saw no activity for `interval`.
@@ -411,21 +429,21 @@ impl Table {
                 ));
             }
             for e in b.entries.iter().chain(&b.replacements) {
-                let lz = self.own.distance(&e.peer.id).leading_zeros();
+                let lz = self.own.distance(&e.id).leading_zeros();
                 if lz.min(last) != i {
                     return Err(format!(
                         "peer {:?} in bucket {i}, belongs in {}",
-                        e.peer.id,
+                        e.id,
                         lz.min(last)
                     ));
                 }
-                if e.peer.id == self.own {
+                if e.id == self.own {
                     return Err("own id in the table".into());
                 }
             }
             for (j, e) in b.entries.iter().enumerate() {
-                if b.entries[..j].iter().any(|x| x.peer.id == e.peer.id) {
-                    return Err(format!("duplicate {:?} in bucket {i}", e.peer.id));
+                if b.entries[..j].iter().any(|x| x.id == e.id) {
+                    return Err(format!("duplicate {:?} in bucket {i}", e.id));
                 }
             }
             count += b.entries.len();
@@ -435,7 +453,7 @@ impl Table {
         }
         let mut per_ip: BTreeMap<[u8; 8], usize> = BTreeMap::new();
         for e in self.buckets.iter().flat_map(|b| &b.entries) {
-            if let Some(key) = self.limits.key(&e.peer.addr) {
+            if let Some(key) = self.limits.key(&e.addr()) {
                 *per_ip.entry(key).or_insert(0) += 1;
             }
         }
