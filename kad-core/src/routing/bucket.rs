@@ -34,6 +34,16 @@ impl PackedAddr {
         }
     }
 
+    /// The IP as 16 bytes (an IPv4 address mapped into IPv6).
+    pub fn ip(&self) -> [u8; 16] {
+        self.ip
+    }
+
+    /// Was it an IPv6 socket address (a mapped IPv4 one included)?
+    pub fn is_v6(&self) -> bool {
+        self.v6
+    }
+
     pub fn get(&self) -> SocketAddr {
         let v6 = Ipv6Addr::from(self.ip);
         match (self.v6, v6.to_ipv4_mapped()) {
@@ -77,6 +87,10 @@ impl Entry {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr.get()
+    }
+
+    pub fn packed_addr(&self) -> &PackedAddr {
+        &self.addr
     }
 
     /// Is the entry's address `addr` (flow label aside)?

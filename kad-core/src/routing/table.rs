@@ -6,12 +6,12 @@
 //! our id, but a lookup is an index computation instead of a scan.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand_core::RngCore;
 
-use super::bucket::{push_capped, Bucket, Entry};
+use super::bucket::{push_capped, Bucket, Entry, PackedAddr};
 use crate::id::{Distance, ID_BITS};
 use crate::{NodeId, Peer};
 
@@ -52,23 +52,29 @@ impl IpLimits {
 
     /// The key an address is counted under, or `None` when it is exempt.
     fn key(&self, addr: &SocketAddr) -> Option<[u8; 8]> {
-        if self.exempt_loopback && addr.ip().is_loopback() {
+        self.packed_key(&PackedAddr::new(addr))
+    }
+
+    /// [`IpLimits::key`] of a table entry's address, without unpacking it: the caps scan
+    /// the table on every add.
+    fn packed_key(&self, addr: &PackedAddr) -> Option<[u8; 8]> {
+        let ip = addr.ip();
+        let mapped = ip[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+        let loopback = if addr.is_v6() {
+            ip == Ipv6Addr::LOCALHOST.octets()
+        } else {
+            ip[12] == 127
+        };
+        if self.exempt_loopback && loopback {
             return None;
         }
-        Some(match addr.ip() {
-            IpAddr::V4(v4) => {
-                let o = v4.octets();
-                [4, o[0], o[1], o[2], o[3], 0, 0, 0]
-            }
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => {
-                    let o = v4.octets();
-                    [4, o[0], o[1], o[2], o[3], 0, 0, 0]
-                }
-                // One host usually owns a whole /64.
-                None => v6.octets()[..8].try_into().unwrap_or([6; 8]),
-            },
-        })
+        if mapped {
+            return Some([4, ip[12], ip[13], ip[14], ip[15], 0, 0, 0]);
+        }
+        // One host usually owns a whole /64.
+        let mut key = [0u8; 8];
+        key.copy_from_slice(&ip[..8]);
+        Some(key)
     }
 }
 
@@ -140,7 +146,7 @@ impl Table {
         self.buckets
             .iter()
             .flat_map(|b| &b.entries)
-            .filter(|e| self.limits.key(&e.addr()).as_ref() == Some(key))
+            .filter(|e| self.limits.packed_key(e.packed_addr()).as_ref() == Some(key))
             .count()
     }
 
@@ -157,7 +163,7 @@ impl Table {
             .entries
             .iter()
             .chain(&b.replacements)
-            .filter(|e| self.limits.key(&e.addr()) == Some(key))
+            .filter(|e| self.limits.packed_key(e.packed_addr()) == Some(key))
             .count();
         in_bucket < self.limits.per_bucket
     }
@@ -310,7 +316,7 @@ impl Table {
         // The freshest replacement talked to us most recently: the likeliest to be alive.
         let pick = self.buckets[bi].replacements.iter().rposition(|r| {
             self.limits
-                .key(&r.addr())
+                .packed_key(r.packed_addr())
                 .is_none_or(|key| self.ip_count(&key) < self.limits.per_table)
         });
         if let Some(i) = pick {
@@ -453,7 +459,7 @@ impl Table {
         }
         let mut per_ip: BTreeMap<[u8; 8], usize> = BTreeMap::new();
         for e in self.buckets.iter().flat_map(|b| &b.entries) {
-            if let Some(key) = self.limits.key(&e.addr()) {
+            if let Some(key) = self.limits.packed_key(e.packed_addr()) {
                 *per_ip.entry(key).or_insert(0) += 1;
             }
         }
@@ -472,6 +478,53 @@ mod tests {
     use rand_chacha::rand_core::SeedableRng;
     use rand_chacha::ChaCha8Rng;
     use std::net::SocketAddr;
+
+    /// The per-IP key as first written, on `SocketAddr`: the packed version must agree.
+    fn key_by_socket_addr(exempt_loopback: bool, addr: &SocketAddr) -> Option<[u8; 8]> {
+        use std::net::IpAddr;
+        if exempt_loopback && addr.ip().is_loopback() {
+            return None;
+        }
+        Some(match addr.ip() {
+            IpAddr::V4(v4) => {
+                let o = v4.octets();
+                [4, o[0], o[1], o[2], o[3], 0, 0, 0]
+            }
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => {
+                    let o = v4.octets();
+                    [4, o[0], o[1], o[2], o[3], 0, 0, 0]
+                }
+                None => v6.octets()[..8].try_into().unwrap_or([6; 8]),
+            },
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn packed_ip_keys_match_socket_address_keys(
+            v4 in proptest::prelude::any::<[u8; 4]>(),
+            v6 in proptest::prelude::any::<[u8; 16]>(),
+            port in proptest::prelude::any::<u16>(),
+            exempt in proptest::prelude::any::<bool>(),
+        ) {
+            use std::net::{Ipv4Addr, SocketAddrV6};
+            let limits = IpLimits { exempt_loopback: exempt, ..IpLimits::NONE };
+            let mut loop4 = v4;
+            loop4[0] = 127;
+            let addrs = [
+                SocketAddr::from((Ipv4Addr::from(v4), port)),
+                SocketAddr::from((Ipv4Addr::from(loop4), port)),
+                SocketAddr::from((Ipv6Addr::from(v6), port)),
+                SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
+                SocketAddr::V6(SocketAddrV6::new(Ipv4Addr::from(v4).to_ipv6_mapped(), port, 0, 0)),
+                SocketAddr::V6(SocketAddrV6::new(Ipv4Addr::from(loop4).to_ipv6_mapped(), port, 0, 0)),
+            ];
+            for a in addrs {
+                proptest::prop_assert_eq!(limits.key(&a), key_by_socket_addr(exempt, &a), "{}", a);
+            }
+        }
+    }
 
     fn peer(rng: &mut ChaCha8Rng, port: u16) -> Peer {
         Peer {
