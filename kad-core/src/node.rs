@@ -598,10 +598,9 @@ impl Node {
         self.core.store.get(now, key).map(|r| r.value.clone())
     }
 
-    /// Has `addr` proven it owns its address (it answered a request of ours from it
-    /// within the last hour, or it is a routing-table entry that answered from it)? The
-    /// cache of verified addresses holds only those the table does not, so a node's
-    /// memory does not pay twice for its peers. Adapters use it to triage under overload: when more
+    /// Has `addr` proven it owns its address: it is a routing-table entry that answered a
+    /// request of ours from it, or a stranger that answered our verification ping within
+    /// the last hour (before we sent it a large reply)? Adapters use it to triage under overload: when more
     /// datagrams arrive than they hand to the node, those from proven addresses go first,
     /// so a flood from strangers (or forged sources) cannot crowd out known peers.
     pub fn is_verified_addr(&self, now: Instant, addr: SocketAddr) -> bool {
@@ -682,8 +681,13 @@ impl Node {
         // address, and any reply held for it can go. (With source verification switched off
         // a response from elsewhere proves nothing about either address.)
         if pending.addr == from {
-            // The table's own entries carry their verification; the cache is for the rest.
-            if !core.table.verify(&peer) {
+            // The table's own entries carry their verification. The cache remembers the
+            // others we had to verify (they asked us for something large, or asked to
+            // join the table), not every address that ever answered a lookup of ours:
+            // that was most of a long-running node's memory, and such an address, should
+            // it ask for a large reply later, pays one round trip.
+            let wanted = core.verifying.contains(&from);
+            if !core.table.verify(&peer) && wanted {
                 core.verified.insert(from, now);
             }
             core.release(from, true);
