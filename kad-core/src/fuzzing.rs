@@ -309,6 +309,8 @@ fn node_config(u: &mut Unstructured<'_>) -> ArbResult<Config> {
         .non_publisher_restore_interval(secs(100))
         .original_publisher_republish_interval(secs(200))
         .min_cache_ttl(secs(10))
+        // Last, so that older corpus entries keep their meaning (an exhausted input reads 0).
+        .request_retries(u.int_in_range(0..=2)?)
         .build();
     config.map_err(|_| arbitrary::Error::IncorrectFormat)
 }
