@@ -9,7 +9,7 @@ use clap::Args;
 use kad_tokio::{Codec, KademliaServer, Value};
 use tokio::sync::Semaphore;
 
-/// Operations (bootstraps, puts, gets) in flight at once.
+/// Bootstraps in flight at once.
 const CONCURRENCY: usize = 16;
 
 #[derive(Args, Debug)]
@@ -23,6 +23,11 @@ pub struct SwarmArgs {
     /// Wire format: json or bencode.
     #[arg(long, value_name = "json|bencode", default_value = "json")]
     codec: Codec,
+    /// Puts (then gets) in flight at once. All nodes share this process, so with more
+    /// than one an operation's time includes waiting for the others' work; 1 measures
+    /// the latency of one operation alone.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
 }
 
 /// Outcome of one put or get.
@@ -106,8 +111,10 @@ async fn swarm(args: SwarmArgs) -> Result<bool, kad_tokio::Error> {
         })
         .collect();
     let before = requests(&nodes).await?;
+    let concurrency = usize::from(args.concurrency);
     let puts = run_ops(
         "put",
+        concurrency,
         keys.iter().map(|(k, v, from)| {
             let node = nodes[*from].clone();
             let (k, v) = (k.clone(), v.clone());
@@ -129,6 +136,7 @@ async fn swarm(args: SwarmArgs) -> Result<bool, kad_tokio::Error> {
     let before = requests(&nodes).await?;
     let gets = run_ops(
         "get",
+        concurrency,
         keys.iter().map(|(k, v, from)| {
             let other = (from + 1 + rng.below(n - 1)) % n;
             let node = nodes[other].clone();
@@ -210,12 +218,12 @@ async fn swarm(args: SwarmArgs) -> Result<bool, kad_tokio::Error> {
     Ok(found == m)
 }
 
-/// Runs `ops` with at most [`CONCURRENCY`] in flight, timing each.
-async fn run_ops<F>(what: &'static str, ops: impl Iterator<Item = F>) -> Vec<Op>
+/// Runs `ops` with at most `concurrency` in flight, timing each.
+async fn run_ops<F>(what: &'static str, concurrency: usize, ops: impl Iterator<Item = F>) -> Vec<Op>
 where
     F: std::future::Future<Output = bool> + Send + 'static,
 {
-    let limit = Arc::new(Semaphore::new(CONCURRENCY));
+    let limit = Arc::new(Semaphore::new(concurrency));
     let done = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     let mut progress = Progress::new(what, ops.size_hint().0);
