@@ -98,21 +98,15 @@ impl Core {
                 break t;
             }
         };
-        let txn_id = TxnId::from_u64(txn);
-        let min_len = if self.config.pad_requests
-            && matches!(kind, RequestKind::FindNode | RequestKind::FindValue)
-        {
-            self.padded_request_len()
-        } else {
-            0
-        };
-        let payload = self.encode_padded(txn_id, body, min_len);
         // A verification ping is not repeated: a forged source draws one ping, no more.
         let copies = match owner {
             Owner::Verify => 0,
             _ => self.config.request_retries as u8,
         };
-        let resend = (copies > 0).then(|| payload.clone());
+        // The request is kept, not its bytes: most are answered before a copy is due, and
+        // a lookup's body clones without allocating.
+        let resend = (copies > 0).then(|| body.clone());
+        let payload = self.encode_request(txn, body);
         self.push(addr, payload);
         self.rpc.insert(
             txn,
@@ -124,10 +118,34 @@ impl Core {
                 owner,
             },
         );
-        if let Some(payload) = resend {
-            self.rpc.resend(txn, now, copies, payload);
+        if let Some(body) = resend {
+            self.rpc.resend(txn, now, copies, body);
         }
         Some(txn)
+    }
+
+    /// A request's datagram: lookup requests padded (see `Config::pad_requests`). The same
+    /// transaction and body always give the same bytes, so a retransmission is the original.
+    fn encode_request(&self, txn: u64, body: Body) -> Vec<u8> {
+        let min_len = if self.config.pad_requests
+            && matches!(
+                body.request_kind(),
+                Some(RequestKind::FindNode | RequestKind::FindValue)
+            ) {
+            self.padded_request_len()
+        } else {
+            0
+        };
+        self.encode_padded(TxnId::from_u64(txn), body, min_len)
+    }
+
+    /// Sends the retransmissions due at `now`.
+    fn resend_due(&mut self, now: Instant) {
+        while let Some((addr, txn, body)) = self.rpc.pop_resend(now) {
+            self.stats.requests_retransmitted += 1;
+            let payload = self.encode_request(txn, body);
+            self.push(addr, payload);
+        }
     }
 
     fn encode(&self, txn: TxnId, body: Body) -> Vec<u8> {
@@ -738,10 +756,7 @@ impl Node {
             }
         }
         // After the expiries: a copy of a request that has run out of time is not sent.
-        while let Some((addr, payload)) = self.core.rpc.pop_resend(now) {
-            self.core.stats.requests_retransmitted += 1;
-            self.core.push(addr, payload);
-        }
+        self.core.resend_due(now);
         self.core.stats.records_expired += self.core.store.expire(now);
         if now >= self.next_refresh {
             self.next_refresh = later(now, self.core.config.bucket_refresh_interval);

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::wire::RequestKind;
+use crate::wire::{Body, RequestKind};
 use crate::{NodeId, QueryId};
 
 /// Who waits for a request's outcome.
@@ -41,7 +41,8 @@ struct Resend {
     every: Duration,
     /// Copies still to send after the one at `at`.
     left: u8,
-    payload: Vec<u8>,
+    /// What was asked; encoded again for each copy (same transaction, same bytes).
+    body: Body,
 }
 
 /// The in-flight table, bounded by `max`.
@@ -85,11 +86,11 @@ impl Rpc {
         self.pending.insert(txn, p);
     }
 
-    /// Schedules `copies` more sends of `payload` for request `txn`, sent at `sent`,
+    /// Schedules `copies` more sends of request `txn` (asking `body`), sent at `sent`,
     /// spread evenly over its life: with one copy it goes out again halfway to the
     /// deadline, with two at a third and two thirds, and so on. An answer to any copy
     /// (they share the transaction id) ends the request.
-    pub fn resend(&mut self, txn: u64, sent: Instant, copies: u8, payload: Vec<u8>) {
+    pub fn resend(&mut self, txn: u64, sent: Instant, copies: u8, body: Body) {
         let Some(p) = self.pending.get(&txn) else {
             return;
         };
@@ -108,7 +109,7 @@ impl Rpc {
                 at,
                 every,
                 left: copies - 1,
-                payload,
+                body,
             },
         );
     }
@@ -119,9 +120,9 @@ impl Rpc {
         }
     }
 
-    /// Removes one retransmission due at or before `now` and returns where it goes and
-    /// its bytes; the request's next copy, if any, is scheduled.
-    pub fn pop_resend(&mut self, now: Instant) -> Option<(SocketAddr, Vec<u8>)> {
+    /// Removes one retransmission due at or before `now` and returns where it goes, its
+    /// transaction and what it asks; the request's next copy, if any, is scheduled.
+    pub fn pop_resend(&mut self, now: Instant) -> Option<(SocketAddr, u64, Body)> {
         let &(at, txn) = self.resend_at.first()?;
         if at > now {
             return None;
@@ -130,12 +131,12 @@ impl Rpc {
         let addr = self.pending.get(&txn)?.addr;
         let r = self.resends.get_mut(&txn)?;
         if r.left == 0 {
-            return self.resends.remove(&txn).map(|r| (addr, r.payload));
+            return self.resends.remove(&txn).map(|r| (addr, txn, r.body));
         }
         r.left -= 1;
         r.at = at.checked_add(r.every).unwrap_or(at);
         self.resend_at.insert((r.at, txn));
-        Some((addr, r.payload.clone()))
+        Some((addr, txn, r.body.clone()))
     }
 
     fn forget_addr(&mut self, addr: SocketAddr) {

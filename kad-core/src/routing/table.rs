@@ -185,10 +185,11 @@ impl Table {
     /// Does a verified entry live at `addr`? A scan of the table (a few hundred entries),
     /// for callers that know an address but no id.
     pub fn has_verified_addr(&self, addr: &SocketAddr) -> bool {
+        let packed = PackedAddr::new(addr);
         self.buckets
             .iter()
             .flat_map(|b| &b.entries)
-            .any(|e| e.verified && e.is_at(addr))
+            .any(|e| e.verified && *e.packed_addr() == packed)
     }
 
     /// Has the peer with this id answered us from this address?
