@@ -55,7 +55,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use kad_core::{Config, Node, NodeId, QueryResult, Value, MAX_DURATION};
-use kad_tests::{Link, SimNet, Summary};
+use kad_tests::{BootstrapReport, Link, SimNet, Summary};
 
 use args::{Args, Mode};
 
@@ -223,18 +223,6 @@ fn run(args: &Args, config: &Config) {
         .iter()
         .filter(|f| matches!(f.result, QueryResult::Get(Ok(None))))
         .count();
-    let tables = Summary::new(alive.iter().map(|&i| net.node(i).table_len() as u64));
-    let dead_entries: usize = alive
-        .iter()
-        .map(|&i| {
-            net.node(i)
-                .peers()
-                .iter()
-                .filter(|p| net.index_of(p.addr).is_some_and(|j| net.is_dead(j)))
-                .count()
-        })
-        .sum();
-    let table_entries: usize = alive.iter().map(|&i| net.node(i).table_len()).sum();
     let ns = net.stats();
 
     println!(
@@ -245,25 +233,7 @@ fn run(args: &Args, config: &Config) {
         "setup wall time",
         format!("{:.2} s", setup_wall.as_secs_f64()),
     );
-    row(
-        "bootstrap",
-        format!(
-            "{} joined, {} failed, {} attempts, {:.1} s wall, {} virtual",
-            boot.joined,
-            boot.failed,
-            boot.attempts,
-            boot_wall.as_secs_f64(),
-            fmt_duration(boot_virtual)
-        ),
-    );
-    row(
-        "bootstrap rpcs per node",
-        format!(
-            "{:.1} ({} timeouts in all)",
-            boot.requests as f64 / (args.nodes - 1) as f64,
-            boot.timeouts
-        ),
-    );
+    print_bootstrap(&boot, boot_wall, boot_virtual, args.nodes);
     row(
         "puts",
         format!(
@@ -303,22 +273,7 @@ fn run(args: &Args, config: &Config) {
     );
     let stats: Vec<_> = gets.iter().map(|f| f.stats).collect();
     let (rounds, rpcs) = scenarios::get_stats(&stats);
-    row(
-        "table size (live nodes)",
-        format!(
-            "mean {:.1}  min {}  max {}",
-            tables.mean(),
-            tables.min(),
-            tables.max()
-        ),
-    );
-    row(
-        "dead peers in live tables",
-        format!(
-            "{dead_entries} of {table_entries} ({:.1}%)",
-            100.0 * dead_entries as f64 / table_entries.max(1) as f64
-        ),
-    );
+    print_tables(&net);
     row(
         "datagrams",
         format!(
@@ -359,6 +314,56 @@ fn run(args: &Args, config: &Config) {
         args.lookups as f64 / lookup_secs,
         rss.map_or("unknown".to_string(), |mb| format!("{mb:.0}")),
         frac(success, args.lookups)
+    );
+}
+
+/// The `bootstrap` rows: who joined, in how long, and at what cost in RPCs.
+pub(crate) fn print_bootstrap(
+    boot: &BootstrapReport,
+    wall: Duration,
+    virtual_time: Duration,
+    nodes: usize,
+) {
+    row(
+        "bootstrap",
+        format!(
+            "{} joined, {} failed, {} attempts, {:.1} s wall, {} virtual",
+            boot.joined,
+            boot.failed,
+            boot.attempts,
+            wall.as_secs_f64(),
+            fmt_duration(virtual_time)
+        ),
+    );
+    row(
+        "bootstrap rpcs per node",
+        format!(
+            "{:.1} ({} timeouts in all)",
+            boot.requests as f64 / (nodes - 1) as f64,
+            boot.timeouts
+        ),
+    );
+}
+
+/// The rows on live nodes' routing tables: their sizes, and how many entries are dead.
+pub(crate) fn print_tables(net: &SimNet) {
+    let tables = Summary::new(net.live().iter().map(|&i| net.node(i).table_len() as u64));
+    row(
+        "table size (live nodes)",
+        format!(
+            "mean {:.1}  min {}  max {}",
+            tables.mean(),
+            tables.min(),
+            tables.max()
+        ),
+    );
+    let (dead, total) = net.dead_table_entries();
+    row(
+        "dead peers in live tables",
+        format!(
+            "{dead} of {total} ({:.1}%)",
+            100.0 * dead as f64 / total.max(1) as f64
+        ),
     );
 }
 

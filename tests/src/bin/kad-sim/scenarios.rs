@@ -8,7 +8,10 @@ use kad_tests::scenario::{self, ChurnPlan, ChurnRound, PartitionPlan, Sweep};
 use kad_tests::{SimNet, Summary};
 
 use crate::args::{Args, Mode};
-use crate::{fmt_duration, frac, link, link_summary, peak_rss_mb, row, setup_link};
+use crate::{
+    fmt_duration, frac, link, link_summary, peak_rss_mb, print_bootstrap, print_tables, row,
+    setup_link,
+};
 
 /// The 10-minute slices a partition's halves put keys in.
 const SLICE: std::time::Duration = std::time::Duration::from_secs(600);
@@ -38,25 +41,7 @@ pub fn run(args: &Args, config: &Config) {
         if args.republish { "on" } else { "off" }
     );
     let boot = net.bootstrap_all(100);
-    row(
-        "bootstrap",
-        format!(
-            "{} joined, {} failed, {} attempts, {:.1} s wall, {} virtual",
-            boot.joined,
-            boot.failed,
-            boot.attempts,
-            wall.elapsed().as_secs_f64(),
-            fmt_duration(net.elapsed())
-        ),
-    );
-    row(
-        "bootstrap rpcs per node",
-        format!(
-            "{:.1} ({} timeouts in all)",
-            boot.requests as f64 / (args.nodes - 1) as f64,
-            boot.timeouts
-        ),
-    );
+    print_bootstrap(&boot, wall.elapsed(), net.elapsed(), args.nodes);
     net.set_link(link(args));
     let (label, gets, extra) = match args.mode {
         Mode::Churn {
@@ -102,25 +87,8 @@ pub fn run(args: &Args, config: &Config) {
         ),
     );
     let stats = get_stats(&gets.stats);
+    print_tables(&net);
     let live = net.live();
-    let tables = Summary::new(live.iter().map(|&i| net.node(i).table_len() as u64));
-    row(
-        "table size (live nodes)",
-        format!(
-            "mean {:.1}  min {}  max {}",
-            tables.mean(),
-            tables.min(),
-            tables.max()
-        ),
-    );
-    let (dead, total) = net.dead_table_entries();
-    row(
-        "dead peers in live tables",
-        format!(
-            "{dead} of {total} ({:.1}%)",
-            100.0 * dead as f64 / total.max(1) as f64
-        ),
-    );
     let ns = net.stats();
     row(
         "datagrams",
