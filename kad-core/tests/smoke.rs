@@ -49,6 +49,15 @@ impl Net {
         }
     }
 
+    /// Bootstraps every node but node 0 through node 0, one after the other.
+    fn join_all(&mut self) {
+        for i in 1..self.nodes.len() {
+            let now = self.now;
+            let q = self.nodes[i].bootstrap(now, &[addr(0)]);
+            self.wait(i, q);
+        }
+    }
+
     fn flush(&mut self, i: usize) {
         while let Some(t) = self.nodes[i].poll_transmit() {
             self.wire.push_back((addr(i), t.dst, t.payload));
@@ -204,11 +213,7 @@ fn lone_node_gets_its_own_value_and_reports_no_peers() {
 #[test]
 fn no_amplification_towards_unverified_senders() {
     let mut net = Net::new(30, Codec::Json);
-    let now = net.now;
-    for i in 1..30 {
-        let q = net.nodes[i].bootstrap(now, &[addr(0)]);
-        net.wait(i, q);
-    }
+    net.join_all();
     let big = "x".repeat(4000);
     let now = net.now;
     let q = net.nodes[0].put(now, "big", big.as_str()).unwrap();
@@ -338,11 +343,7 @@ fn padded_requests_get_full_peer_lists_without_verification() {
     let held = |pad: bool| {
         let config = Config::builder().pad_requests(pad).build().unwrap();
         let mut net = Net::with_config(40, config);
-        for i in 1..40 {
-            let now = net.now;
-            let q = net.nodes[i].bootstrap(now, &[addr(0)]);
-            net.wait(i, q);
-        }
+        net.join_all();
         for i in 0..40 {
             let now = net.now;
             let q = net.nodes[i].find_node(now, NodeId::for_key(&format!("t{i}")));
@@ -365,11 +366,7 @@ fn padded_requests_get_full_peer_lists_without_verification() {
 #[test]
 fn a_user_lookup_ends_with_one_burst_to_the_rest_of_the_k_closest() {
     let mut net = Net::new(80, Codec::Json);
-    for i in 1..80 {
-        let now = net.now;
-        let q = net.nodes[i].bootstrap(now, &[addr(0)]);
-        net.wait(i, q);
-    }
+    net.join_all();
     let alpha = Config::default().alpha();
     // Every request node 0 sends because of one datagram it handled.
     let mut bursts = Vec::new();
@@ -422,11 +419,7 @@ fn a_user_lookup_ends_with_one_burst_to_the_rest_of_the_k_closest() {
 #[test]
 fn snapshot_restores_identity_peers_and_records() {
     let mut net = Net::new(10, Codec::Bencode);
-    let now = net.now;
-    for i in 1..10 {
-        let q = net.nodes[i].bootstrap(now, &[addr(0)]);
-        net.wait(i, q);
-    }
+    net.join_all();
     let now = net.now;
     let q = net.nodes[4].put(now, "persist", &b"\x01\x02"[..]).unwrap();
     net.wait(4, q);
@@ -456,11 +449,7 @@ fn snapshot_restores_identity_peers_and_records() {
 #[test]
 fn restore_keeps_publisher_flag_and_republish_schedule() {
     let mut net = Net::new(10, Codec::Json);
-    let now = net.now;
-    for i in 1..10 {
-        let q = net.nodes[i].bootstrap(now, &[addr(0)]);
-        net.wait(i, q);
-    }
+    net.join_all();
     let put_at = net.now;
     let q = net.nodes[4].put(put_at, "mine", "v").unwrap();
     net.wait(4, q);
@@ -581,11 +570,7 @@ fn a_lost_request_is_sent_again_within_its_timeout() {
 #[test]
 fn routing_table_peers_that_answered_are_verified_addresses() {
     let mut net = Net::new(30, Codec::Json);
-    for i in 1..30 {
-        let now = net.now;
-        let q = net.nodes[i].bootstrap(now, &[addr(0)]);
-        net.wait(i, q);
-    }
+    net.join_all();
     let now = net.now;
     let node = &net.nodes[5];
     let peers = node.peers();
