@@ -618,9 +618,10 @@ impl Node {
 
     /// Has `addr` proven it owns its address: it is a routing-table entry that answered a
     /// request of ours from it, or a stranger that answered our verification ping within
-    /// the last hour (before we sent it a large reply)? Adapters use it to triage under overload: when more
-    /// datagrams arrive than they hand to the node, those from proven addresses go first,
-    /// so a flood from strangers (or forged sources) cannot crowd out known peers.
+    /// the last hour (before we sent it a large reply)? Adapters use it to triage under
+    /// overload: when more datagrams arrive than they hand to the node, those from proven
+    /// addresses go first, so a flood from strangers (or forged sources) cannot crowd out
+    /// known peers.
     pub fn is_verified_addr(&self, now: Instant, addr: SocketAddr) -> bool {
         self.core.verified.contains(&addr, now) || self.core.table.has_verified_addr(&addr)
     }
