@@ -32,6 +32,8 @@ const JOINERS: usize = 4;
 /// Longest a single request to the Python driver may take (a lookup that meets dead
 /// peers waits 2 s for each).
 const PY_ANSWER: Duration = Duration::from_secs(60);
+/// Longest the Python driver may take to start its nodes (about a second, normally).
+const PY_START: Duration = Duration::from_secs(30);
 
 // ---- the Python side ----
 
@@ -68,8 +70,44 @@ struct PyNode {
 }
 
 impl PyNet {
-    /// Starts `n` Python nodes: their own network, or joined through `bootstrap`.
+    /// Starts `n` Python nodes: their own network, or joined through `bootstrap`. Once in
+    /// a CI run the reference's own start-up (20 Python nodes bootstrapping to each other,
+    /// no kad node involved) printed nothing for 60 s; such a process is killed and started
+    /// again, once.
     fn start(python: &Path, codec: Codec, n: usize, bootstrap: &[SocketAddr]) -> PyNet {
+        for attempt in 1..=2 {
+            let mut net = PyNet::spawn(python, codec, n, bootstrap);
+            let line = match net.lines.recv_timeout(PY_START) {
+                Ok(line) => line,
+                Err(e) => {
+                    eprintln!("py_node.py start-up, attempt {attempt}: no ready line ({e})");
+                    continue;
+                }
+            };
+            let ready: Json = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("bad line from py_node.py: {line:?}: {e}"));
+            assert_eq!(ready["ready"], true, "{ready}");
+            assert_eq!(ready["version"], "1.1.1", "the reference must be 1.1.1");
+            net.nodes = ready["nodes"]
+                .as_array()
+                .expect("nodes")
+                .iter()
+                .map(|n| PyNode {
+                    id: NodeId::from_hex(n["node_id"].as_str().expect("node_id")).expect("hex id"),
+                    addr: SocketAddr::from((
+                        [127, 0, 0, 1],
+                        n["port"].as_u64().expect("port") as u16,
+                    )),
+                })
+                .collect();
+            assert_eq!(net.nodes.len(), n);
+            return net;
+        }
+        panic!("py_node.py did not start twice in a row");
+    }
+
+    /// Runs py_node.py, without waiting for its ready line.
+    fn spawn(python: &Path, codec: Codec, n: usize, bootstrap: &[SocketAddr]) -> PyNet {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/py_node.py");
         let mut cmd = Command::new(python);
         cmd.arg(&script)
@@ -94,26 +132,12 @@ impl PyNet {
                 }
             }
         });
-        let mut net = PyNet {
+        PyNet {
             child,
             stdin,
             lines,
             nodes: Vec::new(),
-        };
-        let ready = net.read();
-        assert_eq!(ready["ready"], true, "{ready}");
-        assert_eq!(ready["version"], "1.1.1", "the reference must be 1.1.1");
-        net.nodes = ready["nodes"]
-            .as_array()
-            .expect("nodes")
-            .iter()
-            .map(|n| PyNode {
-                id: NodeId::from_hex(n["node_id"].as_str().expect("node_id")).expect("hex id"),
-                addr: SocketAddr::from(([127, 0, 0, 1], n["port"].as_u64().expect("port") as u16)),
-            })
-            .collect();
-        assert_eq!(net.nodes.len(), n);
-        net
+        }
     }
 
     fn read(&mut self) -> Json {
