@@ -4,7 +4,7 @@
 //! table only if they answer us (the reference adds them straight away, which lets anyone
 //! fill the table with junk).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -34,6 +34,61 @@ struct Candidate {
     hops: u32,
 }
 
+/// A lookup's candidates, closest to the target first: a sorted `Vec` rather than a
+/// `BTreeMap`, because the list is short (at most `CANDIDATES_PER_K` × k) and every
+/// response walks its head. A walk over a slice is a few cache lines; over a B-tree it
+/// chased a pointer per node, 7 % of a simulation's time.
+#[derive(Clone, Debug, Default)]
+struct Candidates(Vec<(Distance, Candidate)>);
+
+impl Candidates {
+    fn find(&self, d: &Distance) -> Result<usize, usize> {
+        self.0.binary_search_by(|(x, _)| x.cmp(d))
+    }
+
+    /// Adds `c` at distance `d` unless a candidate is already there.
+    fn insert_new(&mut self, d: Distance, c: Candidate) {
+        if let Err(pos) = self.find(&d) {
+            self.0.insert(pos, (d, c));
+        }
+    }
+
+    fn get_mut(&mut self, d: &Distance) -> Option<&mut Candidate> {
+        let pos = self.find(d).ok()?;
+        Some(&mut self.0[pos].1)
+    }
+
+    fn remove(&mut self, d: &Distance) {
+        if let Ok(pos) = self.find(d) {
+            self.0.remove(pos);
+        }
+    }
+
+    fn first_key(&self) -> Option<Distance> {
+        self.0.first().map(|(d, _)| *d)
+    }
+
+    fn iter(&self) -> impl DoubleEndedIterator<Item = &(Distance, Candidate)> {
+        self.0.iter()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Candidate> {
+        self.0.iter().map(|(_, c)| c)
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Candidate> {
+        self.0.iter_mut().map(|(_, c)| c)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// What a lookup asks each peer.
 #[derive(Clone, Debug)]
 pub(crate) enum Ask {
@@ -57,7 +112,7 @@ pub(crate) enum Progress {
 pub(crate) struct Lookup {
     target: NodeId,
     ask: Ask,
-    candidates: BTreeMap<Distance, Candidate>,
+    candidates: Candidates,
     /// Candidates that failed (timed out, or someone else answered at their address): out
     /// of the list, so they never crowd out live ones, and never offered again.
     failed: BTreeSet<Distance>,
@@ -80,7 +135,7 @@ impl Lookup {
         let mut l = Lookup {
             target,
             ask,
-            candidates: BTreeMap::new(),
+            candidates: Candidates::default(),
             failed: BTreeSet::new(),
             in_flight: 0,
             converged: false,
@@ -91,7 +146,7 @@ impl Lookup {
             timeouts: 0,
         };
         for peer in core.table.closest(&target, core.config.k, None) {
-            l.candidates.insert(
+            l.candidates.insert_new(
                 peer.id.distance(&target),
                 Candidate {
                     peer,
@@ -213,19 +268,23 @@ impl Lookup {
         // At most k peers from one reply, the closest to the target: a liar naming
         // hundreds of fakes gets no more room than an honest peer.
         let k = core.config.k;
-        let mut named: Vec<(Distance, &WirePeer)> = peers
-            .iter()
-            .map(|p| (p.id.distance(&self.target), p))
-            .collect();
-        if named.len() > k {
+        let closest = self.candidates.first_key();
+        if peers.len() > k {
+            let mut named: Vec<(Distance, &WirePeer)> = peers
+                .iter()
+                .map(|p| (p.id.distance(&self.target), p))
+                .collect();
             named.sort_unstable_by_key(|(d, _)| *d);
             named.truncate(k);
+            for (_, p) in named {
+                self.offer(core, p.id, p.addr, cand.hops + 1);
+            }
+        } else {
+            for p in peers {
+                self.offer(core, p.id, p.addr, cand.hops + 1);
+            }
         }
-        let closest = self.candidates.keys().next().copied();
-        for (_, p) in named {
-            self.offer(core, p.id, p.addr, cand.hops + 1);
-        }
-        if self.candidates.keys().next().copied() == closest {
+        if self.candidates.first_key() == closest {
             self.converged = true;
         }
         self.trim(k, k * CANDIDATES_PER_K);
@@ -242,20 +301,19 @@ impl Lookup {
     }
 
     fn offer(&mut self, core: &Core, id: NodeId, addr: SocketAddr, hops: u32) {
-        if id == core.id
-            || !usable(&addr)
-            || addr == core.local_addr
-            || self.failed.contains(&id.distance(&self.target))
+        let d = id.distance(&self.target);
+        if id == core.id || !usable(&addr) || addr == core.local_addr || self.failed.contains(&d)
         {
             return;
         }
-        self.candidates
-            .entry(id.distance(&self.target))
-            .or_insert(Candidate {
+        self.candidates.insert_new(
+            d,
+            Candidate {
                 peer: Peer { id, addr },
                 state: State::NotContacted,
                 hops,
-            });
+            },
+        );
     }
 
     /// Keeps the candidate list at most `max` long: drops the farthest not yet contacted,

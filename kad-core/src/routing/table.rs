@@ -358,28 +358,35 @@ impl Table {
         }
         let last = self.buckets.len() - 1;
         let b = self.index(target);
-        let mut found: Vec<(Distance, Peer)> = Vec::with_capacity(count + self.k);
-        let group = |buckets: &[Bucket], found: &mut Vec<(Distance, Peer)>| {
+        // Sort references, not peers: an entry is unpacked into a `Peer` only if it is
+        // among the `count` returned.
+        let mut found: Vec<(Distance, &Entry)> = Vec::with_capacity(count + self.k);
+        fn collect<'a>(
+            buckets: &'a [Bucket],
+            target: &NodeId,
+            exclude: Option<&NodeId>,
+            found: &mut Vec<(Distance, &'a Entry)>,
+        ) {
             let start = found.len();
             for e in buckets.iter().flat_map(|b| &b.entries) {
                 if Some(&e.id) != exclude {
-                    found.push((e.id.distance(target), e.peer()));
+                    found.push((e.id.distance(target), e));
                 }
             }
             found[start..].sort_unstable_by_key(|(d, _)| *d);
-        };
-        group(&self.buckets[b..=b], &mut found);
+        }
+        collect(&self.buckets[b..=b], target, exclude, &mut found);
         if b < last && found.len() < count {
-            group(&self.buckets[b + 1..], &mut found);
+            collect(&self.buckets[b + 1..], target, exclude, &mut found);
         }
         for i in (0..b).rev() {
             if found.len() >= count {
                 break;
             }
-            group(&self.buckets[i..=i], &mut found);
+            collect(&self.buckets[i..=i], target, exclude, &mut found);
         }
         found.truncate(count);
-        found.into_iter().map(|(_, p)| p).collect()
+        found.into_iter().map(|(_, e)| e.peer()).collect()
     }
 
     /// All peers, bucket by bucket, oldest first within a bucket.
