@@ -13,8 +13,8 @@ use std::net::IpAddr;
 use super::de::{bytes_as_text, read_message, value_from_bytes, Field, Flavor};
 use super::scan::{self, leading_number, Scanner};
 use super::{
-    parse_ip, write_decimal, Body, DecodeError, FindValueRes, IpText, Message, WirePeer,
-    BYTES_MARKER, PAD_KEY, PEER_BYTES,
+    id_from_hex, parse_ip, write_decimal, Body, DecodeError, FindValueRes, IpText, Message,
+    WirePeer, BYTES_MARKER, PAD_KEY, PEER_BYTES,
 };
 use crate::{NodeId, Value};
 
@@ -352,7 +352,7 @@ impl<'de> Scanner<'de> for BencodeScanner<'de> {
     }
 
     fn id(&mut self) -> Option<NodeId> {
-        NodeId::from_hex_bytes(self.bytes()?).ok()
+        id_from_hex(self.bytes()?)
     }
 
     fn ip(&mut self) -> Option<Option<IpAddr>> {

@@ -16,8 +16,8 @@ use base64::Engine as _;
 use super::de::{read_message, value_from_base64, Field, Flavor};
 use super::scan::{self, leading_number, Scanner};
 use super::{
-    parse_ip, write_decimal, Body, DecodeError, FindValueRes, IpText, Message, Sender, WirePeer,
-    B64_KEY, PAD_KEY, PEER_BYTES,
+    id_from_hex, parse_ip, write_decimal, Body, DecodeError, FindValueRes, IpText, Message, Sender,
+    WirePeer, B64_KEY, PAD_KEY, PEER_BYTES,
 };
 use crate::{NodeId, Value};
 
@@ -394,7 +394,7 @@ impl<'de> Scanner<'de> for JsonScanner<'de> {
         // The 40 digits and the closing quote right after them (not `eat`: whitespace
         // there would be part of the string).
         let digits = self.input.get(self.pos..self.pos + 40)?;
-        let id = NodeId::from_hex_bytes(digits).ok()?;
+        let id = id_from_hex(digits)?;
         if self.input.get(self.pos + 40) != Some(&b'"') {
             return None;
         }
