@@ -16,7 +16,7 @@ use base64::Engine as _;
 use super::de::{read_message, value_from_base64, Field, Flavor};
 use super::scan::{self, leading_number, Scanner};
 use super::{
-    id_from_hex, parse_ip, write_decimal, Body, DecodeError, FindValueRes, IpText, Message, Sender,
+    id_from_hex, leading_ipv4, parse_ip, write_decimal, Body, DecodeError, FindValueRes, IpText, Message, Sender,
     WirePeer, B64_KEY, PAD_KEY, PEER_BYTES,
 };
 use crate::{NodeId, Value};
@@ -264,6 +264,7 @@ impl<'de> JsonScanner<'de> {
         }
     }
 
+    #[inline]
     fn skip_ws(&mut self) {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.input.get(self.pos) {
             self.pos += 1;
@@ -271,12 +272,14 @@ impl<'de> JsonScanner<'de> {
     }
 
     /// The next byte after whitespace, not consumed.
+    #[inline]
     fn peek(&mut self) -> Option<u8> {
         self.skip_ws();
         self.input.get(self.pos).copied()
     }
 
     /// Consumes `c`, after whitespace.
+    #[inline]
     fn eat(&mut self, c: u8) -> Option<()> {
         (self.peek()? == c).then(|| self.pos += 1)
     }
@@ -300,22 +303,9 @@ impl<'de> JsonScanner<'de> {
         Some(&rest[..len])
     }
 
-    /// Reads the next key of the map, and its `:`, if it is `name`.
-    fn named_key(&mut self, name: &[u8]) -> Option<()> {
-        if !self.another(b'}')? {
-            return None;
-        }
-        self.eat(b'"')?;
-        let rest = self.input.get(self.pos..)?;
-        if !rest.starts_with(name) || rest.get(name.len()) != Some(&b'"') {
-            return None;
-        }
-        self.pos += name.len() + 1;
-        self.eat(b':')
-    }
-
     /// Whether the map or list just entered or continued has another item, reading the `,`
     /// before it or the `end` after the last one.
+    #[inline]
     fn another(&mut self, end: u8) -> Option<bool> {
         let first = std::mem::take(&mut self.first);
         if self.peek()? == end {
@@ -336,14 +326,26 @@ impl<'de> Scanner<'de> for JsonScanner<'de> {
         (b"port", Field::Port),
     ];
 
+    #[inline]
     fn key_is(&mut self, name: &[u8]) -> bool {
-        let (pos, first) = (self.pos, self.first);
-        if self.named_key(name).is_some() {
-            return true;
+        // `,` unless the map was just entered, then `"name"` and `:`; a `}`, or any other
+        // key, is not it.
+        let pos = self.pos;
+        let matched = (self.first || self.eat(b',').is_some())
+            && self.eat(b'"').is_some()
+            && self.input.get(self.pos..).is_some_and(|rest| {
+                rest.starts_with(name) && rest.get(name.len()) == Some(&b'"')
+            })
+            && {
+                self.pos += name.len() + 1;
+                self.eat(b':').is_some()
+            };
+        if matched {
+            self.first = false;
+        } else {
+            self.pos = pos;
         }
-        self.pos = pos;
-        self.first = first;
-        false
+        matched
     }
 
     fn map(&mut self) -> Option<()> {
@@ -403,6 +405,14 @@ impl<'de> Scanner<'de> for JsonScanner<'de> {
     }
 
     fn ip(&mut self) -> Option<Option<IpAddr>> {
+        // A dotted quad and the closing quote, read in one pass; else the string, whole.
+        if self.peek()? == b'"' {
+            let rest = self.input.get(self.pos + 1..)?;
+            if let Some((ip, len)) = leading_ipv4(rest).filter(|&(_, len)| rest.get(len) == Some(&b'"')) {
+                self.pos += len + 2;
+                return Some(Some(IpAddr::V4(ip)));
+            }
+        }
         let text = self.plain_str()?;
         let ip = parse_ip(text);
         // serde_json refuses a string that is not UTF-8, where the entry would be skipped.
