@@ -39,7 +39,11 @@ pub(crate) fn leading_ipv4(text: &[u8]) -> Option<(Ipv4Addr, usize)> {
         }
         let start = at;
         let mut value = 0u32;
-        while let Some(d) = text.get(at).map(|c| c.wrapping_sub(b'0')).filter(|&d| d < 10) {
+        while let Some(d) = text
+            .get(at)
+            .map(|c| c.wrapping_sub(b'0'))
+            .filter(|&d| d < 10)
+        {
             // Exact while it matters: for up to three digits.
             value = value.wrapping_mul(10).wrapping_add(u32::from(d));
             at += 1;
@@ -106,7 +110,7 @@ pub(crate) struct IpText {
 impl IpText {
     /// The longest text `Display` gives an IP address (`ffff:ffff:…:ffff`, 39, or an IPv4
     /// in IPv6 form such as `::ffff:255.255.255.255`, shorter).
-    const MAX_LEN: usize = 45;
+    pub(crate) const MAX_LEN: usize = 45;
 
     pub(crate) fn new(ip: IpAddr) -> IpText {
         let mut text = IpText {
@@ -193,3 +197,101 @@ const DIGIT_PAIRS: [[u8; 2]; 100] = {
     }
     t
 };
+
+/// A piece of output built on the stack, such as one `peers` entry, then appended with one
+/// `extend_from_slice`: each part costs a copy of known size, where appending it to the
+/// `Vec` cost a capacity check, and a call to `memcpy` for a part of variable length.
+/// Writing more than `N` bytes is a bug (a panic).
+pub(crate) struct Cursor<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Cursor<N> {
+    /// An empty piece.
+    #[inline]
+    pub(crate) fn new() -> Self {
+        Cursor {
+            buf: [0; N],
+            len: 0,
+        }
+    }
+
+    /// What was written.
+    #[inline]
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Appends `bytes`.
+    #[inline]
+    pub(crate) fn put(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// Appends an IP address as [`IpText`] writes it.
+    #[inline]
+    pub(crate) fn put_ip(&mut self, ip: IpAddr) {
+        let IpAddr::V4(v4) = ip else {
+            self.put(IpText::new(ip).as_bytes());
+            return;
+        };
+        for (i, octet) in v4.octets().into_iter().enumerate() {
+            if i > 0 {
+                self.put(b".");
+            }
+            // Three bytes copied whatever the length, as in `IpText::new`.
+            let (digits, len) = OCTET_TEXT[usize::from(octet)];
+            self.buf[self.len..self.len + 3].copy_from_slice(&digits);
+            self.len += usize::from(len);
+        }
+    }
+
+    /// Appends `v` in decimal, as [`write_decimal`] does.
+    #[inline]
+    pub(crate) fn put_decimal(&mut self, mut v: u32) {
+        let digits = decimal_len(v);
+        let out = &mut self.buf[self.len..self.len + digits];
+        // Two digits at a time, from the end.
+        let mut i = digits;
+        while v >= 100 {
+            i -= 2;
+            out[i..i + 2].copy_from_slice(&DIGIT_PAIRS[(v % 100) as usize]);
+            v /= 100;
+        }
+        if v >= 10 {
+            out[..2].copy_from_slice(&DIGIT_PAIRS[v as usize]);
+        } else {
+            out[0] = b'0' + v as u8;
+        }
+        self.len += digits;
+    }
+}
+
+/// The number of decimal digits of `v`.
+#[inline]
+fn decimal_len(v: u32) -> usize {
+    let mut digits = 1;
+    let mut bound = 10u64;
+    while u64::from(v) >= bound {
+        digits += 1;
+        bound *= 10;
+    }
+    digits
+}
+
+/// The length of the text [`Cursor::put_ip`] writes for `ip`.
+#[inline]
+pub(crate) fn ip_text_len(ip: IpAddr) -> usize {
+    match ip {
+        IpAddr::V4(v4) => {
+            3 + v4
+                .octets()
+                .into_iter()
+                .map(|octet| usize::from(OCTET_TEXT[usize::from(octet)].1))
+                .sum::<usize>()
+        }
+        IpAddr::V6(_) => IpText::new(ip).as_bytes().len(),
+    }
+}

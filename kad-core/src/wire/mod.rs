@@ -10,7 +10,9 @@ use crate::{NodeId, Value};
 
 #[cfg(test)]
 use ascii::parse_ipv4;
-pub(crate) use ascii::{id_from_hex, leading_ipv4, parse_ip, write_decimal, IpText};
+pub(crate) use ascii::{
+    id_from_hex, ip_text_len, leading_ipv4, parse_ip, write_decimal, Cursor, IpText,
+};
 
 mod ascii;
 mod bencode;
