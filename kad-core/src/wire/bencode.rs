@@ -13,8 +13,8 @@ use std::net::IpAddr;
 use super::de::{bytes_as_text, read_message, value_from_bytes, Field, Flavor};
 use super::scan::{self, leading_number, Scanner};
 use super::{
-    parse_ip, write_decimal, Body, DecodeError, FindValueRes, IpText, Message, WirePeer,
-    BYTES_MARKER, PAD_KEY, PEER_BYTES,
+    id_from_hex, ip_text_len, parse_ip, write_decimal, Body, Cursor, DecodeError, FindValueRes,
+    IpText, Message, WirePeer, BYTES_MARKER, PAD_KEY, PEER_BYTES,
 };
 use crate::{NodeId, Value};
 
@@ -146,14 +146,27 @@ fn write_node(out: &mut Vec<u8>, id: &NodeId, ip: &[u8], port: u16) {
     out.extend_from_slice(b"ee");
 }
 
-/// Writes a peers list; an IPv6 address goes out as its plain text form (`::1`).
+/// Writes a peers list, entries `d2:ip…7:node_id40:…4:porti…ee`; an IPv6 address goes out
+/// as its plain text form (`::1`).
 fn write_peers(out: &mut Vec<u8>, peers: &[WirePeer]) {
     // One allocation for the whole list rather than a doubling every few peers.
     out.reserve(peers.len() * PEER_BYTES);
     out.push(b'l');
     for peer in peers {
-        let ip = IpText::new(peer.addr.ip());
-        write_node(out, &peer.id, ip.as_bytes(), peer.addr.port());
+        // Room for `d2:ip<2>:<ip>7:node_id40:<40>4:porti<5>ee`, the ip at its longest (and
+        // two bytes of slack that `put_ip` may write past it).
+        let mut entry = Cursor::<{ 5 + 3 + IpText::MAX_LEN + 2 + 12 + 40 + 7 + 5 + 2 }>::new();
+        let ip = peer.addr.ip();
+        entry.put(b"d2:ip");
+        entry.put_decimal(ip_text_len(ip) as u32);
+        entry.put(b":");
+        entry.put_ip(ip);
+        entry.put(b"7:node_id40:");
+        entry.put(&peer.id.to_hex_array());
+        entry.put(b"4:porti");
+        entry.put_decimal(u32::from(peer.addr.port()));
+        entry.put(b"ee");
+        out.extend_from_slice(entry.as_bytes());
     }
     out.push(b'e');
 }
@@ -352,7 +365,7 @@ impl<'de> Scanner<'de> for BencodeScanner<'de> {
     }
 
     fn id(&mut self) -> Option<NodeId> {
-        NodeId::from_hex_bytes(self.bytes()?).ok()
+        id_from_hex(self.bytes()?)
     }
 
     fn ip(&mut self) -> Option<Option<IpAddr>> {

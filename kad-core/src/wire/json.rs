@@ -16,8 +16,8 @@ use base64::Engine as _;
 use super::de::{read_message, value_from_base64, Field, Flavor};
 use super::scan::{self, leading_number, Scanner};
 use super::{
-    parse_ip, write_decimal, Body, DecodeError, FindValueRes, IpText, Message, Sender, WirePeer,
-    B64_KEY, PAD_KEY, PEER_BYTES,
+    id_from_hex, leading_ipv4, parse_ip, write_decimal, Body, Cursor, DecodeError, FindValueRes,
+    IpText, Message, Sender, WirePeer, B64_KEY, PAD_KEY, PEER_BYTES,
 };
 use crate::{NodeId, Value};
 
@@ -169,18 +169,6 @@ fn write_value(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
-/// Writes a `peers` entry, `{"node_id":…,"ip":…,"port":…}`; `ip` is an [`IpText`], which
-/// needs no escaping.
-fn write_node(out: &mut Vec<u8>, id: &NodeId, ip: &[u8], port: u16) {
-    out.extend_from_slice(b"{\"node_id\":");
-    write_id(out, id);
-    out.extend_from_slice(b",\"ip\":\"");
-    out.extend_from_slice(ip);
-    out.extend_from_slice(b"\",\"port\":");
-    write_decimal(out, u64::from(port));
-    out.push(b'}');
-}
-
 /// Writes the `sender` map, the shape of a `peers` entry, its ip as given (the sender's own
 /// idea, not checked, so escaped as any string).
 fn write_sender(out: &mut Vec<u8>, sender: &Sender) {
@@ -193,21 +181,27 @@ fn write_sender(out: &mut Vec<u8>, sender: &Sender) {
     out.push(b'}');
 }
 
-/// Writes a peers list; an IPv6 address goes out as its plain text form (`::1`).
+/// Writes a peers list, entries `{"node_id":…,"ip":…,"port":…}`; an IPv6 address goes
+/// out as its plain text form (`::1`), which needs no escaping.
 fn write_peers(out: &mut Vec<u8>, peers: &[WirePeer]) {
     // One allocation for the whole list rather than a doubling every few peers.
     out.reserve(peers.len() * PEER_BYTES);
     out.push(b'[');
     for (i, peer) in peers.iter().enumerate() {
+        // Room for `,{"node_id":"<40>","ip":"<ip>","port":<5>}`, the ip at its longest
+        // (and two bytes of slack that `put_ip` may write past it).
+        let mut entry = Cursor::<{ 1 + 12 + 40 + 8 + IpText::MAX_LEN + 2 + 9 + 5 + 1 }>::new();
         if i > 0 {
-            out.push(b',');
+            entry.put(b",");
         }
-        write_node(
-            out,
-            &peer.id,
-            IpText::new(peer.addr.ip()).as_bytes(),
-            peer.addr.port(),
-        );
+        entry.put(b"{\"node_id\":\"");
+        entry.put(&peer.id.to_hex_array());
+        entry.put(b"\",\"ip\":\"");
+        entry.put_ip(peer.addr.ip());
+        entry.put(b"\",\"port\":");
+        entry.put_decimal(u32::from(peer.addr.port()));
+        entry.put(b"}");
+        out.extend_from_slice(entry.as_bytes());
     }
     out.push(b']');
 }
@@ -264,6 +258,7 @@ impl<'de> JsonScanner<'de> {
         }
     }
 
+    #[inline]
     fn skip_ws(&mut self) {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.input.get(self.pos) {
             self.pos += 1;
@@ -271,12 +266,14 @@ impl<'de> JsonScanner<'de> {
     }
 
     /// The next byte after whitespace, not consumed.
+    #[inline]
     fn peek(&mut self) -> Option<u8> {
         self.skip_ws();
         self.input.get(self.pos).copied()
     }
 
     /// Consumes `c`, after whitespace.
+    #[inline]
     fn eat(&mut self, c: u8) -> Option<()> {
         (self.peek()? == c).then(|| self.pos += 1)
     }
@@ -300,22 +297,9 @@ impl<'de> JsonScanner<'de> {
         Some(&rest[..len])
     }
 
-    /// Reads the next key of the map, and its `:`, if it is `name`.
-    fn named_key(&mut self, name: &[u8]) -> Option<()> {
-        if !self.another(b'}')? {
-            return None;
-        }
-        self.eat(b'"')?;
-        let rest = self.input.get(self.pos..)?;
-        if !rest.starts_with(name) || rest.get(name.len()) != Some(&b'"') {
-            return None;
-        }
-        self.pos += name.len() + 1;
-        self.eat(b':')
-    }
-
     /// Whether the map or list just entered or continued has another item, reading the `,`
     /// before it or the `end` after the last one.
+    #[inline]
     fn another(&mut self, end: u8) -> Option<bool> {
         let first = std::mem::take(&mut self.first);
         if self.peek()? == end {
@@ -336,14 +320,27 @@ impl<'de> Scanner<'de> for JsonScanner<'de> {
         (b"port", Field::Port),
     ];
 
+    #[inline]
     fn key_is(&mut self, name: &[u8]) -> bool {
-        let (pos, first) = (self.pos, self.first);
-        if self.named_key(name).is_some() {
-            return true;
+        // `,` unless the map was just entered, then `"name"` and `:`; a `}`, or any other
+        // key, is not it.
+        let pos = self.pos;
+        let matched = (self.first || self.eat(b',').is_some())
+            && self.eat(b'"').is_some()
+            && self
+                .input
+                .get(self.pos..)
+                .is_some_and(|rest| rest.starts_with(name) && rest.get(name.len()) == Some(&b'"'))
+            && {
+                self.pos += name.len() + 1;
+                self.eat(b':').is_some()
+            };
+        if matched {
+            self.first = false;
+        } else {
+            self.pos = pos;
         }
-        self.pos = pos;
-        self.first = first;
-        false
+        matched
     }
 
     fn map(&mut self) -> Option<()> {
@@ -394,7 +391,7 @@ impl<'de> Scanner<'de> for JsonScanner<'de> {
         // The 40 digits and the closing quote right after them (not `eat`: whitespace
         // there would be part of the string).
         let digits = self.input.get(self.pos..self.pos + 40)?;
-        let id = NodeId::from_hex_bytes(digits).ok()?;
+        let id = id_from_hex(digits)?;
         if self.input.get(self.pos + 40) != Some(&b'"') {
             return None;
         }
@@ -403,6 +400,16 @@ impl<'de> Scanner<'de> for JsonScanner<'de> {
     }
 
     fn ip(&mut self) -> Option<Option<IpAddr>> {
+        // A dotted quad and the closing quote, read in one pass; else the string, whole.
+        if self.peek()? == b'"' {
+            let rest = self.input.get(self.pos + 1..)?;
+            if let Some((ip, len)) =
+                leading_ipv4(rest).filter(|&(_, len)| rest.get(len) == Some(&b'"'))
+            {
+                self.pos += len + 2;
+                return Some(Some(IpAddr::V4(ip)));
+            }
+        }
         let text = self.plain_str()?;
         let ip = parse_ip(text);
         // serde_json refuses a string that is not UTF-8, where the entry would be skipped.

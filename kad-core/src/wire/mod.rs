@@ -4,11 +4,17 @@
 //! [`crate::Peer`], never a wire struct. See `WIRE.md` for the protocol.
 
 use std::fmt;
-use std::io::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use crate::{NodeId, Value};
 
+#[cfg(test)]
+use ascii::parse_ipv4;
+pub(crate) use ascii::{
+    id_from_hex, ip_text_len, leading_ipv4, parse_ip, write_decimal, Cursor, IpText,
+};
+
+mod ascii;
 mod bencode;
 mod de;
 mod json;
@@ -241,9 +247,10 @@ impl From<IpAddr> for SenderIp {
     fn from(ip: IpAddr) -> SenderIp {
         let text = IpText::new(ip);
         let mut buf = [0; MAX_IP_LEN];
-        buf[..text.len].copy_from_slice(text.as_bytes());
+        let text = text.as_bytes();
+        buf[..text.len()].copy_from_slice(text);
         SenderIp {
-            len: text.len as u8,
+            len: text.len() as u8,
             buf,
         }
     }
@@ -396,150 +403,6 @@ pub(crate) fn peer_addr(ip: IpAddr, port: u64) -> Option<SocketAddr> {
     }
     Some(SocketAddr::new(ip, port))
 }
-
-/// An IP literal, read as `IpAddr::from_str` reads it; `None` for anything else, bytes
-/// that are not UTF-8 included.
-pub(crate) fn parse_ip(text: &[u8]) -> Option<IpAddr> {
-    match parse_ipv4(text) {
-        Some(v4) => Some(IpAddr::V4(v4)),
-        None => std::str::from_utf8(text).ok()?.parse().ok(),
-    }
-}
-
-/// Reads a dotted quad exactly as `Ipv4Addr::from_str` does (four decimal octets of one
-/// to three digits, no leading zeros), without its general parser: every entry of every
-/// peers list goes through here. `None` for anything else, which may still be an IPv6
-/// address.
-fn parse_ipv4(text: &[u8]) -> Option<Ipv4Addr> {
-    let mut octets = [0u8; 4];
-    let mut at = 0;
-    for (i, octet) in octets.iter_mut().enumerate() {
-        if i > 0 {
-            if text.get(at) != Some(&b'.') {
-                return None;
-            }
-            at += 1;
-        }
-        let start = at;
-        let mut value = 0u16;
-        while let Some(d) = text
-            .get(at)
-            .map(|c| c.wrapping_sub(b'0'))
-            .filter(|&d| d < 10)
-        {
-            if at - start == 3 {
-                return None;
-            }
-            value = value * 10 + u16::from(d);
-            at += 1;
-        }
-        let digits = at - start;
-        if digits == 0 || (digits > 1 && text[start] == b'0') {
-            return None;
-        }
-        *octet = u8::try_from(value).ok()?;
-    }
-    (at == text.len()).then_some(Ipv4Addr::from(octets))
-}
-
-/// The text form of an IP address (`10.0.0.1`, `::1`), exactly as `Display` writes it, on
-/// the stack. IPv4 is written by hand: every entry of every peers list needs it, and
-/// formatting it was a third of the time spent encoding a 20-peer reply.
-pub(crate) struct IpText {
-    buf: [u8; IpText::MAX_LEN],
-    len: usize,
-}
-
-impl IpText {
-    /// The longest text `Display` gives an IP address (`ffff:ffff:…:ffff`, 39, or an IPv4
-    /// in IPv6 form such as `::ffff:255.255.255.255`, shorter).
-    const MAX_LEN: usize = 45;
-
-    pub(crate) fn new(ip: IpAddr) -> IpText {
-        let mut text = IpText {
-            buf: [0; IpText::MAX_LEN],
-            len: 0,
-        };
-        match ip {
-            IpAddr::V4(v4) => {
-                for (i, octet) in v4.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        text.buf[text.len] = b'.';
-                        text.len += 1;
-                    }
-                    // Three bytes copied whatever the length: a fixed-size copy is a move,
-                    // a variable one a call. The buffer has room for the extra ones.
-                    let (digits, len) = OCTET_TEXT[usize::from(octet)];
-                    text.buf[text.len..text.len + 3].copy_from_slice(&digits);
-                    text.len += usize::from(len);
-                }
-            }
-            IpAddr::V6(v6) => {
-                let mut cursor = &mut text.buf[..];
-                // Cannot fail: the text fits (MAX_LEN).
-                let _ = write!(cursor, "{v6}");
-                text.len = IpText::MAX_LEN - cursor.len();
-            }
-        }
-        text
-    }
-
-    /// The text as bytes, all ASCII, none of which needs escaping in JSON.
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
-
-/// Each octet value in decimal: its digits (left-aligned) and how many there are.
-const OCTET_TEXT: [([u8; 3], u8); 256] = {
-    let mut t = [([0; 3], 0); 256];
-    let mut i = 0;
-    while i < 256 {
-        let (h, d, u) = ((i / 100) as u8, (i / 10 % 10) as u8, (i % 10) as u8);
-        t[i] = if i >= 100 {
-            ([b'0' + h, b'0' + d, b'0' + u], 3)
-        } else if i >= 10 {
-            ([b'0' + d, b'0' + u, 0], 2)
-        } else {
-            ([b'0' + u, 0, 0], 1)
-        };
-        i += 1;
-    }
-    t
-};
-
-/// Appends `v` in decimal, as both formats write integers, without going through `fmt`.
-#[inline]
-pub(crate) fn write_decimal(out: &mut Vec<u8>, mut v: u64) {
-    // u64::MAX has 20 digits, so the buffer cannot underflow. Two digits per division.
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    while v >= 100 {
-        let pair = (v % 100) as usize;
-        v /= 100;
-        i -= 2;
-        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair]);
-    }
-    if v >= 10 {
-        i -= 2;
-        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[v as usize]);
-    } else {
-        i -= 1;
-        buf[i] = b'0' + v as u8;
-    }
-    out.extend_from_slice(&buf[i..]);
-}
-
-/// `00` to `99`.
-const DIGIT_PAIRS: [[u8; 2]; 100] = {
-    let mut t = [[0; 2]; 100];
-    let mut i = 0;
-    while i < 100 {
-        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
-        i += 1;
-    }
-    t
-};
 
 #[cfg(test)]
 mod scan_tests;

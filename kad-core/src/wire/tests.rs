@@ -981,6 +981,19 @@ proptest! {
     }
 
     #[test]
+    fn hex_ids_are_read_as_from_hex_reads_them(
+        text in proptest::string::string_regex("[0-9a-fA-F]{40}|[0-9a-gA-G/:@`]{38,42}").expect("regex"),
+        bytes in proptest::collection::vec(any::<u8>(), 40),
+        id in any::<[u8; 20]>(),
+    ) {
+        prop_assert_eq!(id_from_hex(text.as_bytes()), NodeId::from_hex(&text).ok());
+        prop_assert_eq!(id_from_hex(&bytes), NodeId::from_hex_bytes(&bytes).ok());
+        let id = NodeId(id);
+        prop_assert_eq!(id_from_hex(&id.to_hex_array()), Some(id));
+        prop_assert_eq!(id_from_hex(id.to_string().to_uppercase().as_bytes()), Some(id));
+    }
+
+    #[test]
     fn ipv4_parsing_agrees_with_std(
         text in proptest::string::string_regex("[0-9]{1,4}(\\.[0-9]{1,4}){2,4}|[0-9.]{0,18}").expect("regex"),
         ip in any::<std::net::Ipv4Addr>(),
