@@ -75,6 +75,7 @@ fn half_dead_keeps_the_summary_fields() {
             "rounds_p90",
             "rpcs_mean",
             "lookups_per_s",
+            "lookups_per_cpu_s",
             "peak_rss_mb",
             "success_frac"
         ]

@@ -210,8 +210,12 @@ fn run(args: &Args, config: &Config) {
         .collect();
     let before = net.stats();
     let lookup_wall = Instant::now();
+    let cpu_before = cpu_secs();
     let gets = net.run_batch(jobs, args.concurrency);
     let lookup_secs = lookup_wall.elapsed().as_secs_f64().max(1e-9);
+    let lookup_cpu = cpu_before
+        .zip(cpu_secs())
+        .map(|(a, b)| (b - a).max(0.01));
     let during = net.stats();
 
     let success = gets
@@ -286,8 +290,9 @@ fn run(args: &Args, config: &Config) {
     row(
         "lookup phase",
         format!(
-            "{:.2} s wall, {} datagrams delivered ({:.1} a get), {} timer firings",
+            "{:.2} s wall, {} cpu, {} datagrams delivered ({:.1} a get), {} timer firings",
             lookup_secs,
+            lookup_cpu.map_or("unknown".to_string(), |c| format!("{c:.2} s")),
             during.delivered - before.delivered,
             (during.delivered - before.delivered) as f64 / args.lookups.max(1) as f64,
             during.timer_fires - before.timer_fires
@@ -304,7 +309,7 @@ fn run(args: &Args, config: &Config) {
         );
     }
     println!(
-        "nodes={} lookups={} success={} rounds_mean={:.2} rounds_p90={} rpcs_mean={:.2} lookups_per_s={:.0} peak_rss_mb={} success_frac={}",
+        "nodes={} lookups={} success={} rounds_mean={:.2} rounds_p90={} rpcs_mean={:.2} lookups_per_s={:.0} lookups_per_cpu_s={} peak_rss_mb={} success_frac={}",
         args.nodes,
         args.lookups,
         success,
@@ -312,6 +317,7 @@ fn run(args: &Args, config: &Config) {
         rounds.percentile(90),
         rpcs.mean(),
         args.lookups as f64 / lookup_secs,
+        lookup_cpu.map_or("unknown".to_string(), |c| format!("{:.0}", args.lookups as f64 / c)),
         rss.map_or("unknown".to_string(), |mb| format!("{mb:.0}")),
         frac(success, args.lookups)
     );
@@ -373,6 +379,20 @@ fn peak_rss_mb() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// CPU time this process has used (user plus system), from /proc/self/stat; Linux only.
+/// On a shared machine the lookup rate per CPU second is steadier than per wall second:
+/// other processes take turns on the cores, not instructions from this one. Counted in
+/// the kernel's clock ticks, 100 a second on Linux, so good to 10 ms.
+fn cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name in parentheses may hold spaces: count fields after its `)`.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 /// `found / total` with four decimals, rounded down (so that 99.995% never shows as 1).
