@@ -211,7 +211,9 @@ fn run(args: &Args, config: &Config) {
     let before = net.stats();
     let lookup_wall = Instant::now();
     let cpu_before = cpu_secs();
+    perf_control("enable");
     let gets = net.run_batch(jobs, args.concurrency);
+    perf_control("disable");
     let lookup_secs = lookup_wall.elapsed().as_secs_f64().max(1e-9);
     let lookup_cpu = cpu_before
         .zip(cpu_secs())
@@ -379,6 +381,17 @@ fn peak_rss_mb() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// Profiles the lookup phase alone: with `KAD_SIM_PERF_CTL` naming the control FIFO of
+/// `perf record -D -1 --control fifo:<ctl>`, recording starts and stops around it.
+fn perf_control(cmd: &str) {
+    use std::io::Write;
+    if let Some(path) = std::env::var_os("KAD_SIM_PERF_CTL") {
+        if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(path) {
+            let _ = writeln!(f, "{cmd}");
+        }
+    }
 }
 
 /// CPU time this process has used (user plus system), from /proc/self/stat; Linux only.
