@@ -377,7 +377,7 @@ impl Driver {
 /// One read from `socket` into `inbox`: up to `max` datagrams with `recvmmsg` when
 /// batching (inside `try_io`, so that `WouldBlock` clears tokio's readiness as
 /// `try_recv_from` does), else one with `try_recv_from`. Returns how many were read.
-fn recv(socket: &UdpSocket, inbox: &mut Inbox, max: usize) -> io::Result<usize> {
+pub(crate) fn recv(socket: &UdpSocket, inbox: &mut Inbox, max: usize) -> io::Result<usize> {
     #[cfg(target_os = "linux")]
     if inbox.slots() > 1 {
         use std::os::fd::AsRawFd;

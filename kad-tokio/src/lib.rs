@@ -60,6 +60,8 @@
 //! `kad get` and `kad swarm` (see its `--help`).
 
 mod batch;
+#[doc(hidden)]
+pub mod bench;
 mod driver;
 mod error;
 mod server;

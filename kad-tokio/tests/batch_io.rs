@@ -35,7 +35,7 @@ async fn mixed_network(host: &str) {
     ];
     let first = nodes[0].local_addr().to_string();
     for n in &nodes[1..] {
-        n.bootstrap(&[first.clone()]).await.expect("bootstrap");
+        n.bootstrap(&[first.as_str()]).await.expect("bootstrap");
     }
     for (i, n) in nodes.iter().enumerate() {
         let key = format!("large-{host}-{i}");
