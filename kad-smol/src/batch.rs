@@ -21,6 +21,9 @@ use kad_core::{Node, Transmit};
 /// Datagrams moved per system call when batching.
 pub(crate) const BATCH: usize = 32;
 
+/// Whether this system has `recvmmsg`/`sendmmsg` (elsewhere a batch is one datagram).
+const HAS_MMSG: bool = cfg!(target_os = "linux");
+
 /// Room for one datagram: the largest UDP payload, so that nothing is ever cut short (the
 /// core decodes any datagram it is given, up to 65,507 bytes). The slots are one zeroed
 /// allocation that the kernel writes only as far as each datagram reaches, so a batch of
@@ -38,9 +41,10 @@ pub(crate) struct Inbox {
 }
 
 impl Inbox {
-    /// Buffers for [`BATCH`] datagrams, or for one when `batched` is false.
+    /// Buffers for [`BATCH`] datagrams, or for one when `batched` is false or the system
+    /// cannot batch.
     pub(crate) fn new(batched: bool, local: SocketAddr) -> Inbox {
-        let slots = if batched { BATCH } else { 1 };
+        let slots = if batched && HAS_MMSG { BATCH } else { 1 };
         Inbox {
             buf: vec![0; slots * SLOT],
             got: [(0, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))); BATCH],
@@ -100,9 +104,10 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    /// Room for [`BATCH`] transmits, or for one when `batched` is false.
+    /// Room for [`BATCH`] transmits, or for one when `batched` is false or the system
+    /// cannot batch.
     pub(crate) fn new(batched: bool) -> Outbox {
-        let batch = if batched { BATCH } else { 1 };
+        let batch = if batched && HAS_MMSG { BATCH } else { 1 };
         Outbox {
             queue: VecDeque::with_capacity(batch),
             batch,
