@@ -6,16 +6,15 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use kad_core::{Event, Node, NodeId, Peer, QueryId, QueryResult, QueryStats, Transmit, Value};
+use kad_core::{Event, Node, NodeId, Peer, QueryId, QueryResult, QueryStats, Value};
 use smol::channel::{Receiver, Sender, TryRecvError};
 use smol::future::FutureExt;
 use smol::{Async, Timer};
 
+use crate::batch::{Inbox, Outbox};
 use crate::state::{self, StateFile};
 use crate::{Error, Stats};
 
-/// Largest UDP payload (IPv4); anything the protocol sends fits.
-const RECV_BUF: usize = 65_536;
 /// Commands taken per pass: enough to batch, few enough to keep the socket served.
 const COMMANDS_PER_PASS: usize = 64;
 /// A pass reads at most this many times `max_dispatch_tasks` datagrams: those past
@@ -56,10 +55,11 @@ pub(crate) struct Driver {
     /// Closed by `stop()` (or when the last handle goes).
     stop: Receiver<()>,
     replies: HashMap<QueryId, Reply<Finished>>,
-    /// A datagram that hit `WouldBlock`: sent first once the socket is writable.
-    held: Option<Transmit>,
+    /// Transmits taken from the node and not yet sent; one that hit `WouldBlock` is sent
+    /// first once the socket is writable.
+    outbox: Outbox,
     stats: Stats,
-    buf: Vec<u8>,
+    inbox: Inbox,
     state: Option<Saver>,
 }
 
@@ -86,6 +86,7 @@ impl Driver {
         commands: Receiver<Command>,
         stop: Receiver<()>,
         state: Option<StateFile>,
+        batch_io: bool,
     ) -> Driver {
         let now = Instant::now();
         let state = state.map(|file| Saver {
@@ -93,15 +94,16 @@ impl Driver {
             file,
             writing: None,
         });
+        let inbox = Inbox::new(batch_io, node.local_addr());
         Driver {
             node,
             socket,
             commands,
             stop,
             replies: HashMap::new(),
-            held: None,
+            outbox: Outbox::new(batch_io),
             stats: Stats::default(),
-            buf: vec![0; RECV_BUF],
+            inbox,
             state,
         }
     }
@@ -272,51 +274,64 @@ impl Driver {
         let limit = dispatch.saturating_mul(READS_PER_DISPATCH);
         let mut read = 0;
         while read < limit {
-            match self.socket.get_ref().recv_from(&mut self.buf) {
-                Ok((n, from)) => {
-                    read += 1;
-                    let now = Instant::now();
-                    // Past the pass's dispatch budget only proven peers get through: a
-                    // flood from strangers must not crowd out the peers we know.
-                    if read <= dispatch
-                        || self.node.is_verified_addr(now, from)
-                        || self.node.awaits_reply_from(from)
-                    {
-                        self.node.handle_datagram(now, from, &self.buf[..n]);
-                    } else {
-                        self.stats.datagrams_dropped += 1;
-                    }
-                }
+            let want = (limit - read).min(self.inbox.slots());
+            let got = match recv(&self.socket, &mut self.inbox, want) {
+                Ok(got) => got,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) => {
                     // ICMP errors and the like: count them and read on.
                     read += 1;
                     self.stats.recv_errors += 1;
                     tracing::trace!(error = %e, "recv error");
+                    continue;
                 }
+            };
+            // One receive time for a batch: its datagrams were all waiting at that call.
+            let now = Instant::now();
+            for i in 0..got {
+                let (from, bytes) = self.inbox.datagram(i);
+                read += 1;
+                // Past the pass's dispatch budget only proven peers get through: a
+                // flood from strangers must not crowd out the peers we know.
+                if read <= dispatch
+                    || self.node.is_verified_addr(now, from)
+                    || self.node.awaits_reply_from(from)
+                {
+                    self.node.handle_datagram(now, from, bytes);
+                } else {
+                    self.stats.datagrams_dropped += 1;
+                }
+            }
+            if got < want {
+                // The kernel's queue ran dry within the call; the next wait on
+                // `readable` sees anything that came since.
+                return false;
             }
         }
         self.stats.capped_passes += 1;
         true
     }
 
-    /// Sends queued datagrams; returns true when the socket's buffer is full (the
-    /// datagram that hit it is kept for later).
+    /// Sends queued datagrams, a batch per system call; returns true when the socket's
+    /// buffer is full (the datagrams not sent are kept for later). A datagram that fails
+    /// for good is counted and dropped; the ones behind it are still sent.
     fn flush(&mut self) -> bool {
         loop {
-            let Some(t) = self.held.take().or_else(|| self.node.poll_transmit()) else {
+            self.outbox.fill(&mut self.node);
+            let Some(first) = self.outbox.front() else {
                 return false;
             };
-            match self.socket.get_ref().send_to(&t.payload, t.dst) {
-                Ok(_) => {}
+            match send(self.socket.get_ref(), &self.outbox) {
+                Ok(sent) if sent > 0 => self.outbox.done(sent),
+                Ok(_) => return true,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.stats.send_blocked += 1;
-                    self.held = Some(t);
                     return true;
                 }
                 Err(e) => {
                     self.stats.send_errors += 1;
-                    tracing::debug!(dst = %t.dst, error = %e, "send failed");
+                    tracing::debug!(dst = %first.dst, error = %e, "send failed");
+                    self.outbox.done(1);
                 }
             }
         }
@@ -374,6 +389,33 @@ impl Driver {
             }
         }
     }
+}
+
+/// One read from the non-blocking `socket` into `inbox`: up to `max` datagrams with
+/// `recvmmsg` when batching, else one with `recv_from`. Returns how many were read.
+fn recv(socket: &Async<UdpSocket>, inbox: &mut Inbox, max: usize) -> io::Result<usize> {
+    #[cfg(target_os = "linux")]
+    if inbox.slots() > 1 {
+        use std::os::fd::AsRawFd;
+        return inbox.recv_mmsg(socket.get_ref().as_raw_fd(), max);
+    }
+    let _ = max;
+    inbox.recv_one(|buf| socket.get_ref().recv_from(buf))
+}
+
+/// One send of the front of `outbox` on the non-blocking `socket`: a batch with
+/// `sendmmsg` when batching, else its first datagram with `send_to`. Returns how many
+/// datagrams went.
+fn send(socket: &UdpSocket, outbox: &Outbox) -> io::Result<usize> {
+    #[cfg(target_os = "linux")]
+    if outbox.batched() {
+        use std::os::fd::AsRawFd;
+        return crate::batch::send_mmsg(socket.as_raw_fd(), outbox.datagrams());
+    }
+    let Some(t) = outbox.front() else {
+        return Ok(0);
+    };
+    socket.send_to(&t.payload, t.dst).map(|_| 1)
 }
 
 /// `now + d`, or an hour from now if that is past what `Instant` can hold.

@@ -62,6 +62,7 @@
 //! get success and latency: `cargo run --release -p kad-smol --example swarm -- --nodes
 //! 100 --keys 100`.
 
+mod batch;
 mod driver;
 mod error;
 mod server;

@@ -5,8 +5,11 @@
 //! and gets answered, and the process's peak memory.
 //!
 //! ```text
-//! cargo run --release -p kad-tokio --example flood -- [--secs S] [--senders N]
+//! cargo run --release -p kad-tokio --example flood -- [--secs S] [--senders N] [--batch-io 0|1]
 //! ```
+//!
+//! `--batch-io 0` builds both nodes with `batch_io(false)` (one system call per datagram),
+//! to compare with the default, batched `recvmmsg`/`sendmmsg`.
 //!
 //! A bench, not a test: the numbers depend on the machine and its load.
 
@@ -56,8 +59,14 @@ impl Junk {
 async fn main() {
     let secs = arg("--secs", 5);
     let senders = arg("--senders", 2) as usize;
-    let target = KademliaServer::listen("127.0.0.1:0").await.expect("listen");
+    let batch_io = arg("--batch-io", 1) != 0;
+    let target = KademliaServer::builder()
+        .batch_io(batch_io)
+        .listen("127.0.0.1:0")
+        .await
+        .expect("listen");
     let client = KademliaServer::builder()
+        .batch_io(batch_io)
         .query_timeout(Duration::from_millis(500))
         .listen("127.0.0.1:0")
         .await
@@ -135,7 +144,7 @@ async fn main() {
     let st = target.stats().await.expect("stats");
     let sent = sent.load(Ordering::Relaxed);
     let held = target.get_local("canary").await.expect("local");
-    println!("flood bench: {secs} s, {senders} sender threads, target {addr}");
+    println!("flood bench: {secs} s, {senders} sender threads, target {addr}, batch_io {batch_io}");
     println!("{:<34} {}", "datagrams sent by the flood", sent);
     println!(
         "{:<34} {:.0}/s",

@@ -59,6 +59,9 @@
 //! With the `cli` feature the crate also builds the `kad` command: `kad node`, `kad put`,
 //! `kad get` and `kad swarm` (see its `--help`).
 
+mod batch;
+#[doc(hidden)]
+pub mod bench;
 mod driver;
 mod error;
 mod server;

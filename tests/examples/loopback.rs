@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release -p kad-tests --example loopback -- [--window W] [--seconds D]
 //!     [--peers P] [--rounds R] [--codec json|bencode|both] [--kind ping|find_node|both]
+//!     [--batch on|off|both]
 //! KAD_PYTHON=/path/to/python (with kademlia-dynamic 1.1.1) adds the Python node.
 //! ```
 //!
@@ -19,13 +20,20 @@
 //!   other nodes (default 30) bootstrapped to it, so that a `find_node_res` carries 20 real
 //!   peers;
 //! - `kad-smol`: the same on smol's global executor (one thread unless `SMOL_THREADS`);
+//! - with `--batch on` or `both` (the default), the same three again with the socket's
+//!   batched system calls (`recvmmsg`/`sendmmsg`, up to 32 datagrams per call, Linux):
+//!   `echo+mmsg` (the adapters' batched I/O, on its own thread, so that the limit stays
+//!   honest), `tokio+mmsg` and `smol+mmsg` (nodes built with `batch_io(true)`, the
+//!   default). Without the `+mmsg` suffix the nodes are built with `batch_io(false)`,
+//!   one system call per datagram, and `echo` is the plain tokio server above;
 //! - `python`: with `KAD_PYTHON` set, node 0 of P + 1 kademlia-dynamic nodes started by
 //!   `tests/interop/py_node.py`.
 //!
 //! A kad node answers a large reply to an address it has not verified only after that
 //! address answers a ping, so the generator answers pings. Each target is measured R times
 //! (default 1) and the median is printed: a table with the rate, the ratio to the echo
-//! server and to the Python node, the CPU time the target's threads spent per reply (from
+//! server (`x echo`: the plain one; `x echo+m`: the batched one), and to the Python node,
+//! the CPU time the target's threads spent per reply (from
 //! `/proc/.../schedstat`: steadier than the rate on a machine that other work shares), the
 //! reply size, the peers in a reply, and the requests that got no reply within 250 ms
 //! (they are sent again).
@@ -54,7 +62,7 @@ const TARGETS: usize = 256;
 const TXN_PLACEHOLDER: &str = "0000000000000000";
 
 const USAGE: &str = "usage: loopback [--window W] [--seconds D] [--peers P] [--rounds R] \
-[--codec json|bencode|both] [--kind ping|find_node|both]";
+[--codec json|bencode|both] [--kind ping|find_node|both] [--batch on|off|both]";
 
 struct Args {
     window: usize,
@@ -63,6 +71,8 @@ struct Args {
     rounds: usize,
     codecs: Vec<Codec>,
     kinds: Vec<Kind>,
+    /// The socket modes measured: `false` one datagram per system call, `true` batched.
+    batch: Vec<bool>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -88,6 +98,7 @@ fn parse_args() -> Result<Args, String> {
         rounds: 1,
         codecs: vec![Codec::Json, Codec::Bencode],
         kinds: vec![Kind::Ping, Kind::FindNode],
+        batch: vec![false, true],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -115,6 +126,14 @@ fn parse_args() -> Result<Args, String> {
                     "ping" => vec![Kind::Ping],
                     "find_node" => vec![Kind::FindNode],
                     _ => return Err(bad(&"expected ping, find_node or both")),
+                }
+            }
+            "--batch" => {
+                a.batch = match value.as_str() {
+                    "both" => vec![false, true],
+                    "on" => vec![true],
+                    "off" => vec![false],
+                    _ => return Err(bad(&"expected on, off or both")),
                 }
             }
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
@@ -177,6 +196,7 @@ fn median(v: &[f64]) -> Option<f64> {
 fn run(args: &Args) -> Result<(), String> {
     let python = std::env::var_os("KAD_PYTHON");
     let echo = start_echo().map_err(|e| format!("echo server: {e}"))?;
+    let echo_mmsg = start_echo_mmsg().map_err(|e| format!("batched echo server: {e}"))?;
     let tokio_rt = TokioThread::start().map_err(|e| format!("tokio runtime: {e}"))?;
     let mut rows: Vec<Row> = Vec::new();
     for &codec in &args.codecs {
@@ -184,8 +204,12 @@ fn run(args: &Args) -> Result<(), String> {
             "{codec}: starting the kad networks ({} peers each)",
             args.peers
         );
-        let kad_tokio = tokio_rt.network(codec, args.peers)?;
-        let kad_smol = smol_network(codec, args.peers)?;
+        let mut kad_tokio = Vec::new();
+        let mut kad_smol = Vec::new();
+        for &batch in &args.batch {
+            kad_tokio.push(tokio_rt.network(codec, args.peers, batch)?);
+            kad_smol.push(smol_network(codec, args.peers, batch)?);
+        }
         let python_node = match &python {
             Some(py) => {
                 eprintln!("{codec}: starting {} Python nodes", args.peers + 1);
@@ -193,15 +217,28 @@ fn run(args: &Args) -> Result<(), String> {
             }
             None => None,
         };
-        let mut targets: Vec<(&'static str, SocketAddr, Cpu)> = vec![
-            ("echo", echo, Cpu::Threads(&["echo"])),
-            ("kad-tokio", kad_tokio.addr, Cpu::Threads(&["kad-tokio"])),
-            (
-                "kad-smol",
-                kad_smol.addr,
-                Cpu::Threads(&["smol-", "async-io"]),
-            ),
-        ];
+        let mut targets: Vec<(&'static str, SocketAddr, Cpu)> = Vec::new();
+        for (i, &batch) in args.batch.iter().enumerate() {
+            let names = if batch {
+                ["echo+mmsg", "tokio+mmsg", "smol+mmsg"]
+            } else {
+                ["echo", "kad-tokio", "kad-smol"]
+            };
+            let (echo, echo_cpu) = if batch {
+                (echo_mmsg, Cpu::Threads(&["mmsg-echo"]))
+            } else {
+                (echo, Cpu::Threads(&["echo"]))
+            };
+            targets.extend([
+                (names[0], echo, echo_cpu),
+                (names[1], kad_tokio[i].addr, Cpu::Threads(&["kad-tokio"])),
+                (
+                    names[2],
+                    kad_smol[i].addr,
+                    Cpu::Threads(&["smol-", "async-io"]),
+                ),
+            ]);
+        }
         if let Some(p) = &python_node {
             targets.push(("python", p.addr, Cpu::Process(p.child.id())));
         }
@@ -248,8 +285,12 @@ fn run(args: &Args) -> Result<(), String> {
             }
         }
         drop(python_node);
-        tokio_rt.stop(kad_tokio);
-        smol::block_on(kad_smol.stop());
+        for network in kad_tokio {
+            tokio_rt.stop(network);
+        }
+        for network in kad_smol {
+            smol::block_on(network.stop());
+        }
     }
     print_table(args, &rows);
     Ok(())
@@ -265,12 +306,13 @@ fn print_table(args: &Args, rows: &[Row]) {
         args.window, args.seconds, args.rounds, args.peers
     );
     println!(
-        "{:<10} {:<8} {:<10} {:>11} {:>8} {:>9} {:>13} {:>11} {:>6} {:>6}",
+        "{:<10} {:<8} {:<10} {:>11} {:>8} {:>8} {:>9} {:>13} {:>11} {:>6} {:>6}",
         "target",
         "codec",
         "kind",
         "replies/s",
         "x echo",
+        "x echo+m",
         "x python",
         "cpu us/reply",
         "reply bytes",
@@ -289,12 +331,13 @@ fn print_table(args: &Args, rows: &[Row]) {
             _ => "-".into(),
         };
         println!(
-            "{:<10} {:<8} {:<10} {:>11.0} {:>8} {:>9} {:>13} {:>11} {:>6} {:>6}",
+            "{:<10} {:<8} {:<10} {:>11.0} {:>8} {:>8} {:>9} {:>13} {:>11} {:>6} {:>6}",
             row.target,
             row.codec.to_string(),
             row.kind.name(),
             rate,
             ratio(same("echo")),
+            ratio(same("echo+mmsg")),
             ratio(same("python")),
             median(&row.cpu).map_or("-".into(), |c| format!("{c:.2}")),
             row.reply_bytes,
@@ -682,6 +725,30 @@ fn start_echo() -> io::Result<SocketAddr> {
     Ok(addr)
 }
 
+/// The same echo server with the adapters' batched system calls (`recvmmsg`/`sendmmsg`,
+/// through `kad_tokio::bench::echo`), on a thread of its own.
+fn start_echo_mmsg() -> io::Result<SocketAddr> {
+    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    socket.set_nonblocking(true)?;
+    let addr = socket.local_addr()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    thread::Builder::new()
+        .name("mmsg-echo".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let Ok(socket) = tokio::net::UdpSocket::from_std(socket) else {
+                    return;
+                };
+                if let Err(e) = kad_tokio::bench::echo(socket, true).await {
+                    eprintln!("batched echo server: {e}");
+                }
+            })
+        })?;
+    Ok(addr)
+}
+
 /// A kad network: the target node and the peers that joined through it.
 struct Network<S> {
     addr: SocketAddr,
@@ -722,11 +789,13 @@ impl TokioThread {
         &self,
         codec: Codec,
         peers: usize,
+        batch: bool,
     ) -> Result<Network<kad_tokio::KademliaServer>, String> {
         self.run(async move {
             let listen = || {
                 kad_tokio::KademliaServer::builder()
                     .codec(codec)
+                    .batch_io(batch)
                     .listen_default()
             };
             let target = listen().await.map_err(|e| e.to_string())?;
@@ -740,7 +809,7 @@ impl TokioThread {
                 nodes.push(node);
             }
             let known = nodes[0].peers().await.map_err(|e| e.to_string())?.len();
-            eprintln!("kad-tokio {codec}: the target knows {known} peers");
+            eprintln!("kad-tokio {codec} (batch_io {batch}): the target knows {known} peers");
             Ok(Network { addr, nodes })
         })?
     }
@@ -755,11 +824,16 @@ impl TokioThread {
 }
 
 /// The same network on smol's global executor.
-fn smol_network(codec: Codec, peers: usize) -> Result<Network<kad_smol::KademliaServer>, String> {
+fn smol_network(
+    codec: Codec,
+    peers: usize,
+    batch: bool,
+) -> Result<Network<kad_smol::KademliaServer>, String> {
     smol::block_on(async move {
         let listen = || {
             kad_smol::KademliaServer::builder()
                 .codec(codec)
+                .batch_io(batch)
                 .listen_default()
         };
         let target = listen().await.map_err(|e| e.to_string())?;
@@ -773,7 +847,7 @@ fn smol_network(codec: Codec, peers: usize) -> Result<Network<kad_smol::Kademlia
             nodes.push(node);
         }
         let known = nodes[0].peers().await.map_err(|e| e.to_string())?.len();
-        eprintln!("kad-smol {codec}: the target knows {known} peers");
+        eprintln!("kad-smol {codec} (batch_io {batch}): the target knows {known} peers");
         Ok(Network { addr, nodes })
     })
 }
