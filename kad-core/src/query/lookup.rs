@@ -302,8 +302,7 @@ impl Lookup {
 
     fn offer(&mut self, core: &Core, id: NodeId, addr: SocketAddr, hops: u32) {
         let d = id.distance(&self.target);
-        if id == core.id || !usable(&addr) || addr == core.local_addr || self.failed.contains(&d)
-        {
+        if id == core.id || !usable(&addr) || addr == core.local_addr || self.failed.contains(&d) {
             return;
         }
         self.candidates.insert_new(

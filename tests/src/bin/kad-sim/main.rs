@@ -215,9 +215,7 @@ fn run(args: &Args, config: &Config) {
     let gets = net.run_batch(jobs, args.concurrency);
     perf_control("disable");
     let lookup_secs = lookup_wall.elapsed().as_secs_f64().max(1e-9);
-    let lookup_cpu = cpu_before
-        .zip(cpu_secs())
-        .map(|(a, b)| (b - a).max(0.01));
+    let lookup_cpu = cpu_before.zip(cpu_secs()).map(|(a, b)| (b - a).max(0.01));
     let during = net.stats();
 
     let success = gets
