@@ -11,10 +11,11 @@
 use std::net::IpAddr;
 
 use super::de::{bytes_as_text, read_message, value_from_bytes, Field, Flavor};
-use super::scan::{self, leading_number, Scanner};
+use super::scan::{self, leading_number, short_number, Scanner};
 use super::{
-    id_from_hex, ip_text_len, parse_ip, write_decimal, Body, Cursor, DecodeError, FindValueRes,
-    IpText, Message, WirePeer, BYTES_MARKER, PAD_KEY, PEER_BYTES,
+    id_from_hex, id_from_hex_array, ip_text_len, ipv4_of_len, parse_ip, peer_addr, write_decimal,
+    Body, Cursor, DecodeError, FindValueRes, IpText, Message, WirePeer, BYTES_MARKER, PAD_KEY,
+    PEER_BYTES,
 };
 use crate::{NodeId, Value};
 
@@ -392,6 +393,32 @@ impl<'de> Scanner<'de> for BencodeScanner<'de> {
         } else {
             self.bytes().map(drop)
         }
+    }
+
+    fn exact_entry(&mut self) -> Option<Option<WirePeer>> {
+        // `d2:ip<len>:<IPv4>7:node_id40:<id>4:porti<port>ee`, each fixed piece compared whole.
+        let start = self.input.get(self.pos..)?;
+        let rest = start.strip_prefix(b"d2:ip")?;
+        let (ip_len, digits) = short_number(rest)?;
+        if rest.get(digits) != Some(&b':') {
+            return None;
+        }
+        let rest = &rest[digits + 1..];
+        let ip_len = ip_len as usize;
+        let ip = ipv4_of_len(rest, ip_len)?;
+        let (found, rest) = rest.get(ip_len..)?.split_first_chunk::<12>()?;
+        let (hex, rest) = rest.split_first_chunk::<40>()?;
+        let (found_tail, rest) = rest.split_first_chunk::<7>()?;
+        if found != b"7:node_id40:" || found_tail != b"4:porti" {
+            return None;
+        }
+        let id = id_from_hex_array(hex)?;
+        let (port, digits) = short_number(rest)?;
+        if rest.get(digits..digits + 2) != Some(b"ee") {
+            return None;
+        }
+        self.pos += start.len() - (rest.len() - digits - 2);
+        Some(peer_addr(IpAddr::V4(ip), port.into()).map(|addr| WirePeer { id, addr }))
     }
 
     fn finish(&mut self) -> Option<()> {
