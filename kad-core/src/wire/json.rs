@@ -17,7 +17,8 @@ use super::de::{read_message, value_from_base64, Field, Flavor};
 use super::scan::{self, leading_number, short_number, Scanner};
 use super::{
     id_from_hex, id_from_hex_array, leading_ipv4, parse_ip, peer_addr, write_decimal, Body, Cursor,
-    DecodeError, FindValueRes, IpText, Message, Sender, WirePeer, B64_KEY, PAD_KEY, PEER_BYTES,
+    DecodeError, FindValueRes, IpText, Message, Sender, WirePeer, B64_KEY, DECIMAL_SLACK, PAD_KEY,
+    PEER_BYTES,
 };
 use crate::{NodeId, Value};
 
@@ -189,8 +190,10 @@ fn write_peers(out: &mut Vec<u8>, peers: &[WirePeer]) {
     out.push(b'[');
     for (i, peer) in peers.iter().enumerate() {
         // Room for `,{"node_id":"<40>","ip":"<ip>","port":<5>}`, the ip at its longest
-        // (and two bytes of slack that `put_ip` may write past it).
-        let mut entry = Cursor::<{ 1 + 12 + 40 + 8 + IpText::MAX_LEN + 2 + 9 + 5 + 1 }>::new();
+        // (and two bytes of slack that `put_ip` may write past it, and what `put_decimal`
+        // may write past the port).
+        let mut entry =
+            Cursor::<{ 1 + 12 + 40 + 8 + IpText::MAX_LEN + 2 + 9 + 5 + 1 + DECIMAL_SLACK }>::new();
         if i > 0 {
             entry.put(b",");
         }
@@ -199,7 +202,7 @@ fn write_peers(out: &mut Vec<u8>, peers: &[WirePeer]) {
         entry.put(b"\",\"ip\":\"");
         entry.put_ip(peer.addr.ip());
         entry.put(b"\",\"port\":");
-        entry.put_decimal(u32::from(peer.addr.port()));
+        entry.put_decimal(peer.addr.port());
         entry.put(b"}");
         out.extend_from_slice(entry.as_bytes());
     }
@@ -332,6 +335,11 @@ impl<'de> JsonScanner<'de> {
     #[inline]
     fn another(&mut self, end: u8) -> Option<bool> {
         let first = std::mem::take(&mut self.first);
+        // The `,` of compact JSON, such as ours between entries.
+        if !first && self.input.get(self.pos) == Some(&b',') {
+            self.pos += 1;
+            return Some(true);
+        }
         if self.peek()? == end {
             self.pos += 1;
             return Some(false);
