@@ -117,16 +117,17 @@ pub(crate) fn id_from_hex_array(text: &[u8; 40]) -> Option<NodeId> {
     let above = |x: u64, hi: u8| x.wrapping_add(ONES * u64::from(0x7f - hi));
     let mut id = [0u8; 20];
     let mut good = HIGH;
-    let (chunks, _) = text.as_chunks::<8>();
-    for (out, chunk) in id.chunks_exact_mut(4).zip(chunks) {
-        let x = u64::from_le_bytes(*chunk);
+    for (out, chunk) in id.chunks_exact_mut(4).zip(text.chunks_exact(8)) {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
         let digit = at_least(x, b'0') & !above(x, b'9');
         // `| 0x20` takes `A`..`F` to `a`..`f`, and nothing else there.
-        let lower = x | ONES * 0x20;
+        let lower = x | (ONES * 0x20);
         let letter = at_least(lower, b'a') & !above(lower, b'f');
         good &= (digit | letter) & !x;
         // A digit's value is its low four bits, a letter's (bit 6 set) nine more.
-        let nibbles = (x & ONES * 0x0f) + (x >> 6 & ONES) * 9;
+        let nibbles = (x & (ONES * 0x0f)) + ((x >> 6) & ONES) * 9;
         // Each pair of nibbles into the low byte of its 16 bits (the first digit is the
         // high nibble), then the four bytes together.
         let pairs = (nibbles << 4 | nibbles >> 8) & 0x00ff_00ff_00ff_00ff;
