@@ -162,7 +162,7 @@ fn write_peers(out: &mut Vec<u8>, peers: &[WirePeer]) {
         let ip = peer.addr.ip();
         entry.put(b"d2:ip");
         // At most `IpText::MAX_LEN`.
-        entry.put_decimal(ip_text_len(ip) as u16);
+        entry.put_small(ip_text_len(ip) as u8);
         entry.put(b":");
         entry.put_ip(ip);
         entry.put(b"7:node_id40:");

@@ -488,7 +488,7 @@ proptest! {
     }
 
     #[test]
-    fn ports_and_ip_lengths_are_written_as_display_writes_them(
+    fn ports_and_lengths_are_written_as_display_writes_them(
         port in any::<u16>(),
         ip in any::<std::net::IpAddr>(),
     ) {
@@ -496,5 +496,9 @@ proptest! {
         piece.put_decimal(port);
         prop_assert_eq!(piece.as_bytes(), port.to_string().into_bytes());
         prop_assert_eq!(ascii::ip_text_len(ip), ip.to_string().len());
+        let small = (port % 100) as u8;
+        let mut piece = ascii::Cursor::<2>::new();
+        piece.put_small(small);
+        prop_assert_eq!(piece.as_bytes(), small.to_string().into_bytes());
     }
 }
