@@ -11,10 +11,11 @@
 use std::net::IpAddr;
 
 use super::de::{bytes_as_text, read_message, value_from_bytes, Field, Flavor};
-use super::scan::{self, leading_number, Scanner};
+use super::scan::{self, leading_number, short_number, Scanner};
 use super::{
-    id_from_hex, ip_text_len, parse_ip, write_decimal, Body, Cursor, DecodeError, FindValueRes,
-    IpText, Message, WirePeer, BYTES_MARKER, PAD_KEY, PEER_BYTES,
+    id_from_hex, id_from_hex_array, ip_text_len, ipv4_of_len, parse_ip, peer_addr, write_decimal,
+    Body, Cursor, DecodeError, FindValueRes, IpText, Message, WirePeer, BYTES_MARKER,
+    DECIMAL_SLACK, PAD_KEY, PEER_BYTES,
 };
 use crate::{NodeId, Value};
 
@@ -154,17 +155,20 @@ fn write_peers(out: &mut Vec<u8>, peers: &[WirePeer]) {
     out.push(b'l');
     for peer in peers {
         // Room for `d2:ip<2>:<ip>7:node_id40:<40>4:porti<5>ee`, the ip at its longest (and
-        // two bytes of slack that `put_ip` may write past it).
-        let mut entry = Cursor::<{ 5 + 3 + IpText::MAX_LEN + 2 + 12 + 40 + 7 + 5 + 2 }>::new();
+        // two bytes of slack that `put_ip` may write past it, and what `put_decimal` may
+        // write past the port).
+        let mut entry =
+            Cursor::<{ 5 + 3 + IpText::MAX_LEN + 2 + 12 + 40 + 7 + 5 + 2 + DECIMAL_SLACK }>::new();
         let ip = peer.addr.ip();
         entry.put(b"d2:ip");
-        entry.put_decimal(ip_text_len(ip) as u32);
+        // At most `IpText::MAX_LEN`.
+        entry.put_small(ip_text_len(ip) as u8);
         entry.put(b":");
         entry.put_ip(ip);
         entry.put(b"7:node_id40:");
         entry.put(&peer.id.to_hex_array());
         entry.put(b"4:porti");
-        entry.put_decimal(u32::from(peer.addr.port()));
+        entry.put_decimal(peer.addr.port());
         entry.put(b"ee");
         out.extend_from_slice(entry.as_bytes());
     }
@@ -392,6 +396,32 @@ impl<'de> Scanner<'de> for BencodeScanner<'de> {
         } else {
             self.bytes().map(drop)
         }
+    }
+
+    fn exact_entry(&mut self) -> Option<Option<WirePeer>> {
+        // `d2:ip<len>:<IPv4>7:node_id40:<id>4:porti<port>ee`, each fixed piece compared whole.
+        let start = self.input.get(self.pos..)?;
+        let rest = start.strip_prefix(b"d2:ip")?;
+        let (ip_len, digits) = short_number(rest)?;
+        if rest.get(digits) != Some(&b':') {
+            return None;
+        }
+        let rest = &rest[digits + 1..];
+        let ip_len = ip_len as usize;
+        let ip = ipv4_of_len(rest, ip_len)?;
+        let (found, rest) = rest.get(ip_len..)?.split_first_chunk::<12>()?;
+        let (hex, rest) = rest.split_first_chunk::<40>()?;
+        let (found_tail, rest) = rest.split_first_chunk::<7>()?;
+        if found != b"7:node_id40:" || found_tail != b"4:porti" {
+            return None;
+        }
+        let id = id_from_hex_array(hex)?;
+        let (port, digits) = short_number(rest)?;
+        if rest.get(digits..digits + 2) != Some(b"ee") {
+            return None;
+        }
+        self.pos += start.len() - (rest.len() - digits - 2);
+        Some(peer_addr(IpAddr::V4(ip), port.into()).map(|addr| WirePeer { id, addr }))
     }
 
     fn finish(&mut self) -> Option<()> {

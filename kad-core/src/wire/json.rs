@@ -14,10 +14,11 @@ use std::net::IpAddr;
 use base64::Engine as _;
 
 use super::de::{read_message, value_from_base64, Field, Flavor};
-use super::scan::{self, leading_number, Scanner};
+use super::scan::{self, leading_number, short_number, Scanner};
 use super::{
-    id_from_hex, leading_ipv4, parse_ip, write_decimal, Body, Cursor, DecodeError, FindValueRes,
-    IpText, Message, Sender, WirePeer, B64_KEY, PAD_KEY, PEER_BYTES,
+    id_from_hex, id_from_hex_array, leading_ipv4, parse_ip, peer_addr, write_decimal, Body, Cursor,
+    DecodeError, FindValueRes, IpText, Message, Sender, WirePeer, B64_KEY, DECIMAL_SLACK, PAD_KEY,
+    PEER_BYTES,
 };
 use crate::{NodeId, Value};
 
@@ -189,8 +190,10 @@ fn write_peers(out: &mut Vec<u8>, peers: &[WirePeer]) {
     out.push(b'[');
     for (i, peer) in peers.iter().enumerate() {
         // Room for `,{"node_id":"<40>","ip":"<ip>","port":<5>}`, the ip at its longest
-        // (and two bytes of slack that `put_ip` may write past it).
-        let mut entry = Cursor::<{ 1 + 12 + 40 + 8 + IpText::MAX_LEN + 2 + 9 + 5 + 1 }>::new();
+        // (and two bytes of slack that `put_ip` may write past it, and what `put_decimal`
+        // may write past the port).
+        let mut entry =
+            Cursor::<{ 1 + 12 + 40 + 8 + IpText::MAX_LEN + 2 + 9 + 5 + 1 + DECIMAL_SLACK }>::new();
         if i > 0 {
             entry.put(b",");
         }
@@ -199,7 +202,7 @@ fn write_peers(out: &mut Vec<u8>, peers: &[WirePeer]) {
         entry.put(b"\",\"ip\":\"");
         entry.put_ip(peer.addr.ip());
         entry.put(b"\",\"port\":");
-        entry.put_decimal(u32::from(peer.addr.port()));
+        entry.put_decimal(peer.addr.port());
         entry.put(b"}");
         out.extend_from_slice(entry.as_bytes());
     }
@@ -238,6 +241,36 @@ pub(super) fn plain_run(bytes: &[u8]) -> usize {
         .iter()
         .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
         .unwrap_or(rest.len())
+}
+
+/// The entry at the start of `rest` if it is `<head><id><mid><IPv4><tail><port>}`, and its
+/// length: each piece compared whole at a known offset, rather than token by token.
+#[inline(always)]
+fn exact_entry_in<const H: usize, const M: usize, const T: usize>(
+    rest: &[u8],
+    head: &[u8; H],
+    mid: &[u8; M],
+    tail: &[u8; T],
+) -> Option<(Option<WirePeer>, usize)> {
+    let (found, rest) = rest.split_first_chunk::<H>()?;
+    let (digits, rest) = rest.split_first_chunk::<40>()?;
+    let (found_mid, after) = rest.split_first_chunk::<M>()?;
+    if found != head || found_mid != mid {
+        return None;
+    }
+    let id = id_from_hex_array(digits)?;
+    let (ip, ip_len) = leading_ipv4(after)?;
+    let (found, after) = after.get(ip_len..)?.split_first_chunk::<T>()?;
+    if found != tail {
+        return None;
+    }
+    // As `uint` reads it, and the end of the map right after.
+    let (port, digits) = short_number(after)?;
+    if (digits > 1 && after[0] == b'0') || after.get(digits) != Some(&b'}') {
+        return None;
+    }
+    let entry = peer_addr(IpAddr::V4(ip), port.into()).map(|addr| WirePeer { id, addr });
+    Some((entry, H + 40 + M + ip_len + T + digits + 1))
 }
 
 /// JSON tokens for the fast path: strings without escapes, plain non-negative integers,
@@ -302,6 +335,11 @@ impl<'de> JsonScanner<'de> {
     #[inline]
     fn another(&mut self, end: u8) -> Option<bool> {
         let first = std::mem::take(&mut self.first);
+        // The `,` of compact JSON, such as ours between entries.
+        if !first && self.input.get(self.pos) == Some(&b',') {
+            self.pos += 1;
+            return Some(true);
+        }
         if self.peek()? == end {
             self.pos += 1;
             return Some(false);
@@ -471,6 +509,27 @@ impl<'de> Scanner<'de> for JsonScanner<'de> {
         } else {
             self.uint().map(drop)
         }
+    }
+
+    fn exact_entry(&mut self) -> Option<Option<WirePeer>> {
+        // Whitespace before the entry is read either way.
+        self.skip_ws();
+        let rest = self.input.get(self.pos..)?;
+        // Ours compact; the reference's (`json.dumps`) with a space after each `:` and `,`.
+        let (entry, len) =
+            exact_entry_in(rest, b"{\"node_id\":\"", b"\",\"ip\":\"", b"\",\"port\":").or_else(
+                || {
+                    exact_entry_in(
+                        rest,
+                        b"{\"node_id\": \"",
+                        b"\", \"ip\": \"",
+                        b"\", \"port\": ",
+                    )
+                },
+            )?;
+        self.pos += len;
+        self.first = false;
+        Some(entry)
     }
 
     fn finish(&mut self) -> Option<()> {

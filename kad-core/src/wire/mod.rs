@@ -11,7 +11,8 @@ use crate::{NodeId, Value};
 #[cfg(test)]
 use ascii::parse_ipv4;
 pub(crate) use ascii::{
-    id_from_hex, ip_text_len, leading_ipv4, parse_ip, write_decimal, Cursor, IpText,
+    id_from_hex, id_from_hex_array, ip_text_len, ipv4_of_len, leading_ipv4, parse_ip,
+    write_decimal, Cursor, IpText, DECIMAL_SLACK,
 };
 
 mod ascii;

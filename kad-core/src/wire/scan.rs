@@ -52,6 +52,11 @@ pub(super) trait Scanner<'de> {
     fn value(&mut self) -> Option<Result<Value, DecodeError>>;
     /// Skips the value of a field we do not use, if it is a string or an integer.
     fn skip(&mut self) -> Option<()>;
+    /// A `peers` entry in exactly the shape the writers (ours and the reference's) give it,
+    /// keys in their order, an IPv4 address: `Some(None)` for one that is not a valid peer
+    /// (its port 0 or too large), as [`read_entry`] would have it. `None`, having read
+    /// nothing, for anything else, which [`read_entry`] then reads the general way.
+    fn exact_entry(&mut self) -> Option<Option<WirePeer>>;
     /// Checks that the input ends here (JSON: but for whitespace).
     fn finish(&mut self) -> Option<()>;
     /// Bytes of input not read yet.
@@ -119,6 +124,9 @@ fn read_peers<'de>(s: &mut impl Scanner<'de>) -> Option<Vec<WirePeer>> {
 /// [`PeerFields::into_peer`] decides in the serde path (a missing or invalid field). The
 /// ip goes straight from the input to an address, without a `str` in between.
 fn read_entry<'de, S: Scanner<'de>>(s: &mut S) -> Option<Option<WirePeer>> {
+    if let Some(entry) = s.exact_entry() {
+        return Some(entry);
+    }
     s.map()?;
     let (mut id, mut ip, mut port) = (None, None, None);
     let mut read = |s: &mut S, field| {
@@ -161,4 +169,23 @@ pub(super) fn leading_number(bytes: &[u8]) -> Option<(u64, usize)> {
         digits += 1;
     }
     Some((value, digits))
+}
+
+/// The decimal number of one to five digits at the start of `bytes` (a port, the length of
+/// an address) and its number of digits; `None` for no digit or more than five, which
+/// [`leading_number`] then reads. Five digits need no overflow checks.
+#[inline]
+pub(super) fn short_number(bytes: &[u8]) -> Option<(u32, usize)> {
+    let mut value = 0;
+    for (i, &c) in bytes.iter().enumerate().take(6) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return (i > 0).then_some((value, i));
+        }
+        if i == 5 {
+            return None;
+        }
+        value = value * 10 + u32::from(d);
+    }
+    (!bytes.is_empty()).then_some((value, bytes.len()))
 }

@@ -185,7 +185,13 @@ const BAD_IDS: &[&[u8]] = &[
     b"3f786850e387550fdab836ed7e6dc881de23001x",
 ];
 
-const IPS: &[&[u8]] = &[b"127.0.0.1", b"10.0.0.255", b"::1"];
+const IPS: &[&[u8]] = &[
+    b"127.0.0.1",
+    b"10.0.0.255",
+    b"::1",
+    b"192.168.100.200",
+    b"0.0.0.0",
+];
 
 const BAD_IPS: &[&[u8]] = &[
     b"1.2.3.04",
@@ -193,6 +199,10 @@ const BAD_IPS: &[&[u8]] = &[
     b"256.1.1.1",
     b"host",
     b"1.2.3.4\\u0030",
+    b"1.2.3.4.5",
+    b"1.2.3.4 ",
+    b"1.2.3.4\x00",
+    b"1.2.3.1000",
 ];
 
 /// Plain text, ASCII or not.
@@ -209,13 +219,14 @@ const BAD_TEXTS: &[&[u8]] = &[
     b"\x01",
 ];
 
-const NUMBERS: &[&str] = &["0", "1", "8000", "65535", "18446744073709551615"];
+const NUMBERS: &[&str] = &["0", "1", "8000", "65535", "100000", "18446744073709551615"];
 
 const BAD_NUMBERS: &[&str] = &[
     "65536",
     "-1",
     "-0",
     "01",
+    "08000",
     "1.5",
     "1e3",
     "18446744073709551616",
@@ -437,5 +448,57 @@ proptest! {
             }
             prop_assert!(fast(codec, &bytes).is_some(), "{}", codec);
         }
+    }
+
+    #[test]
+    fn short_numbers_are_leading_numbers_of_up_to_five_digits(
+        digits in "[0-9]{0,7}",
+        rest in "[^0-9]?",
+    ) {
+        let text = format!("{digits}{rest}");
+        let want = scan::leading_number(text.as_bytes())
+            .filter(|&(_, n)| (1..=5).contains(&n))
+            .map(|(v, n)| (u32::try_from(v).expect("five digits"), n));
+        prop_assert_eq!(scan::short_number(text.as_bytes()), want);
+    }
+
+    #[test]
+    fn ipv4_of_a_length_is_parse_ipv4_of_those_bytes(
+        text in "[0-9]{1,4}(\\.[0-9]{1,4}){2,4}|[0-9.]{0,18}",
+        after in "[0-9.:a-z]{0,20}",
+        len in 0usize..20,
+    ) {
+        let bytes = format!("{text}{after}").into_bytes();
+        let want = bytes.get(..len).and_then(ascii::parse_ipv4);
+        prop_assert_eq!(ascii::ipv4_of_len(&bytes, len), want);
+        prop_assert_eq!(ascii::ipv4_of_len(&bytes, text.len()), ascii::parse_ipv4(text.as_bytes()));
+    }
+
+    #[test]
+    fn hex_ids_with_stray_bytes_are_refused_as_from_hex_bytes_refuses_them(
+        bytes in proptest::collection::vec(
+            prop_oneof![
+                8 => select(b"0123456789abcdefABCDEF".to_vec()),
+                1 => any::<u8>(),
+            ],
+            40,
+        ),
+    ) {
+        prop_assert_eq!(ascii::id_from_hex(&bytes), crate::NodeId::from_hex_bytes(&bytes).ok());
+    }
+
+    #[test]
+    fn ports_and_lengths_are_written_as_display_writes_them(
+        port in any::<u16>(),
+        ip in any::<std::net::IpAddr>(),
+    ) {
+        let mut piece = ascii::Cursor::<{ 5 + ascii::DECIMAL_SLACK }>::new();
+        piece.put_decimal(port);
+        prop_assert_eq!(piece.as_bytes(), port.to_string().into_bytes());
+        prop_assert_eq!(ascii::ip_text_len(ip), ip.to_string().len());
+        let small = (port % 100) as u8;
+        let mut piece = ascii::Cursor::<2>::new();
+        piece.put_small(small);
+        prop_assert_eq!(piece.as_bytes(), small.to_string().into_bytes());
     }
 }
