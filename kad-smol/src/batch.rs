@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use kad_core::{Node, Transmit};
 
@@ -33,7 +33,9 @@ const SLOT: usize = 65_536;
 /// Receive buffers, and the length and source of each datagram the last read put there.
 pub(crate) struct Inbox {
     buf: Vec<u8>,
-    got: [(usize, SocketAddr); BATCH],
+    /// Datagram `i` is in slot `i`, whatever happens to the others: a message the kernel
+    /// gave without a source (`None`) keeps its place rather than shifting the rest.
+    got: [(usize, Option<SocketAddr>); BATCH],
     /// The socket's family: the kernel writes each source address's length back into the
     /// headers (and nix keeps it), so IPv4 and IPv6 sockets use separate headers.
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
@@ -47,7 +49,7 @@ impl Inbox {
         let slots = if batched && HAS_MMSG { BATCH } else { 1 };
         Inbox {
             buf: vec![0; slots * SLOT],
-            got: [(0, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))); BATCH],
+            got: [(0, None); BATCH],
             v6: local.is_ipv6(),
         }
     }
@@ -57,10 +59,11 @@ impl Inbox {
         self.buf.len() / SLOT
     }
 
-    /// Datagram `i` of the last read: its source and its bytes.
-    pub(crate) fn datagram(&self, i: usize) -> (SocketAddr, &[u8]) {
+    /// Datagram `i` of the last read: its source and its bytes; `None` if the kernel named
+    /// no source (which a UDP socket does not do, but nothing is answered without one).
+    pub(crate) fn datagram(&self, i: usize) -> Option<(SocketAddr, &[u8])> {
         let (len, from) = self.got[i];
-        (from, &self.buf[i * SLOT..i * SLOT + len])
+        Some((from?, &self.buf[i * SLOT..i * SLOT + len]))
     }
 
     /// Reads one datagram with `recv_from` (a runtime's one-datagram call) into the first
@@ -69,7 +72,8 @@ impl Inbox {
         &mut self,
         recv_from: impl FnOnce(&mut [u8]) -> io::Result<(usize, SocketAddr)>,
     ) -> io::Result<usize> {
-        self.got[0] = recv_from(&mut self.buf[..SLOT])?;
+        let (len, from) = recv_from(&mut self.buf[..SLOT])?;
+        self.got[0] = (len, Some(from));
         Ok(1)
     }
 
@@ -191,7 +195,7 @@ mod mmsg {
         headers: &mut MultiHeaders<S>,
         fd: RawFd,
         buf: &mut [u8],
-        got: &mut [(usize, SocketAddr)],
+        got: &mut [(usize, Option<SocketAddr>)],
         to_std: impl Fn(S) -> SocketAddr,
     ) -> io::Result<usize> {
         let mut slots = buf.chunks_exact_mut(SLOT);
@@ -201,11 +205,7 @@ mod mmsg {
         let results = recvmmsg(fd, headers, &mut iovs[..n], MsgFlags::empty(), None)?;
         let mut read = 0;
         for (msg, slot) in results.zip(got.iter_mut()) {
-            // A UDP socket always names the source; nix hands it back for every message.
-            let Some(from) = msg.address else {
-                continue;
-            };
-            *slot = (msg.bytes, to_std(from));
+            *slot = (msg.bytes, msg.address.map(&to_std));
             read += 1;
         }
         Ok(read)

@@ -44,10 +44,13 @@ fn send_back(
         use std::os::fd::AsRawFd;
         let fd = socket.as_raw_fd();
         return socket.try_io(tokio::io::Interest::WRITABLE, || {
-            crate::batch::send_mmsg(fd, (from..to).map(|i| inbox.datagram(i)))
+            // Up to the first datagram without a source, which the caller then skips.
+            crate::batch::send_mmsg(fd, (from..to).map_while(|i| inbox.datagram(i)))
         });
     }
     let _ = (to, batched);
-    let (dst, bytes) = inbox.datagram(from);
+    let Some((dst, bytes)) = inbox.datagram(from) else {
+        return Ok(0);
+    };
     socket.try_send_to(bytes, dst).map(|_| 1)
 }

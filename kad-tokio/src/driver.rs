@@ -272,8 +272,11 @@ impl Driver {
             // One receive time for a batch: its datagrams were all waiting at that call.
             let now = Instant::now();
             for i in 0..got {
-                let (from, bytes) = self.inbox.datagram(i);
                 read += 1;
+                let Some((from, bytes)) = self.inbox.datagram(i) else {
+                    self.stats.recv_errors += 1;
+                    continue;
+                };
                 // Past the pass's dispatch budget only proven peers get through: a
                 // flood from strangers must not crowd out the peers we know.
                 if read <= dispatch
