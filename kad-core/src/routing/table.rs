@@ -361,20 +361,6 @@ impl Table {
         // Sort references, not peers: an entry is unpacked into a `Peer` only if it is
         // among the `count` returned.
         let mut found: Vec<(Distance, &Entry)> = Vec::with_capacity(count + self.k);
-        fn collect<'a>(
-            buckets: &'a [Bucket],
-            target: &NodeId,
-            exclude: Option<&NodeId>,
-            found: &mut Vec<(Distance, &'a Entry)>,
-        ) {
-            let start = found.len();
-            for e in buckets.iter().flat_map(|b| &b.entries) {
-                if Some(&e.id) != exclude {
-                    found.push((e.id.distance(target), e));
-                }
-            }
-            found[start..].sort_unstable_by_key(|(d, _)| *d);
-        }
         collect(&self.buckets[b..=b], target, exclude, &mut found);
         if b < last && found.len() < count {
             collect(&self.buckets[b + 1..], target, exclude, &mut found);
@@ -476,6 +462,23 @@ impl Table {
         }
         Ok(())
     }
+}
+
+/// Appends the entries of `buckets` (but `exclude`) to `found` with their distances to
+/// `target`, the appended run sorted closest first: one group of [`Table::closest`].
+fn collect<'a>(
+    buckets: &'a [Bucket],
+    target: &NodeId,
+    exclude: Option<&NodeId>,
+    found: &mut Vec<(Distance, &'a Entry)>,
+) {
+    let start = found.len();
+    for e in buckets.iter().flat_map(|b| &b.entries) {
+        if Some(&e.id) != exclude {
+            found.push((e.id.distance(target), e));
+        }
+    }
+    found[start..].sort_unstable_by_key(|(d, _)| *d);
 }
 
 #[cfg(test)]
