@@ -195,8 +195,8 @@ fn median(v: &[f64]) -> Option<f64> {
 
 fn run(args: &Args) -> Result<(), String> {
     let python = std::env::var_os("KAD_PYTHON");
-    let echo = start_echo().map_err(|e| format!("echo server: {e}"))?;
-    let echo_mmsg = start_echo_mmsg().map_err(|e| format!("batched echo server: {e}"))?;
+    let echo = start_echo(false).map_err(|e| format!("echo server: {e}"))?;
+    let echo_mmsg = start_echo(true).map_err(|e| format!("batched echo server: {e}"))?;
     let tokio_rt = TokioThread::start().map_err(|e| format!("tokio runtime: {e}"))?;
     let mut rows: Vec<Row> = Vec::new();
     for &codec in &args.codecs {
@@ -700,19 +700,28 @@ impl Cpu {
 // ---------------------------------------------------------------------------------------
 // The targets.
 
-/// A plain tokio UDP echo server on a thread of its own; runs until the process exits.
-fn start_echo() -> io::Result<SocketAddr> {
+/// A UDP echo server on a thread of its own (a current-thread tokio runtime); runs until
+/// the process exits. Plain tokio (`recv_from`, `send_to`), or with `batched` the adapters'
+/// batched system calls (`recvmmsg`/`sendmmsg`, through `kad_tokio::bench::echo`).
+fn start_echo(batched: bool) -> io::Result<SocketAddr> {
     let socket = UdpSocket::bind("127.0.0.1:0")?;
     socket.set_nonblocking(true)?;
     let addr = socket.local_addr()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    thread::Builder::new().name("echo".into()).spawn(move || {
+    let name = if batched { "mmsg-echo" } else { "echo" };
+    thread::Builder::new().name(name.into()).spawn(move || {
         rt.block_on(async move {
             let Ok(socket) = tokio::net::UdpSocket::from_std(socket) else {
                 return;
             };
+            if batched {
+                if let Err(e) = kad_tokio::bench::echo(socket, true).await {
+                    eprintln!("batched echo server: {e}");
+                }
+                return;
+            }
             let mut buf = vec![0u8; 65_536];
             loop {
                 let Ok((n, from)) = socket.recv_from(&mut buf).await else {
@@ -722,30 +731,6 @@ fn start_echo() -> io::Result<SocketAddr> {
             }
         })
     })?;
-    Ok(addr)
-}
-
-/// The same echo server with the adapters' batched system calls (`recvmmsg`/`sendmmsg`,
-/// through `kad_tokio::bench::echo`), on a thread of its own.
-fn start_echo_mmsg() -> io::Result<SocketAddr> {
-    let socket = UdpSocket::bind("127.0.0.1:0")?;
-    socket.set_nonblocking(true)?;
-    let addr = socket.local_addr()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    thread::Builder::new()
-        .name("mmsg-echo".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                let Ok(socket) = tokio::net::UdpSocket::from_std(socket) else {
-                    return;
-                };
-                if let Err(e) = kad_tokio::bench::echo(socket, true).await {
-                    eprintln!("batched echo server: {e}");
-                }
-            })
-        })?;
     Ok(addr)
 }
 

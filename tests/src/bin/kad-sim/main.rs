@@ -89,7 +89,7 @@ fn main() -> ExitCode {
 /// process is that run already, when `GLIBC_TUNABLES` is set by the caller, or when
 /// `KAD_SIM_HUGE_PAGES=0`. A simulation's nodes are a few hundred megabytes touched at
 /// random, one node per datagram, and with 4 KB pages most of the time went to TLB misses:
-/// huge pages make the 10,000-node lookup phase about 1.4 times faster (BENCHMARKS.md §4).
+/// huge pages make the 10,000-node lookup phase 1.1 to 1.2 times faster (BENCHMARKS.md §4).
 /// The environment can only be set before the process starts (the tunable is read once,
 /// when malloc initialises), hence the second process. Linux with glibc 2.35 or later;
 /// elsewhere the variable is ignored and nothing changes.
