@@ -57,6 +57,7 @@
 mod config;
 mod event;
 mod id;
+mod idle;
 mod node;
 mod query;
 mod routing;

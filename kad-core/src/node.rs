@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
+use crate::idle::{free_if_drained, free_if_empty};
 use crate::query::{Ask, Bootstrap, Kind, Lookup, Outcome, Poll, Purpose, Put, Query};
 use crate::routing::{Heard, IpLimits, Table};
 use crate::rpc::{Owner, Pending, Rpc};
@@ -292,6 +293,8 @@ impl Core {
                 }
             }
         }
+        free_if_empty(&mut self.held);
+        free_if_empty(&mut self.verifying);
     }
 
     /// A peer talked to us: offer it to the routing table, check the oldest entry of a full
@@ -984,13 +987,16 @@ impl Node {
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         let t = self.core.transmits.pop_front()?;
         self.core.stats.datagrams_sent += 1;
+        free_if_drained(&mut self.core.transmits);
         Some(t)
     }
 
     /// Output: the next event. Call until `None` after every input.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let e = self.events.pop_front()?;
+        free_if_drained(&mut self.events);
+        Some(e)
     }
 
     /// Output: when to call [`Node::handle_timeout`] next. It is the last `now` given when
@@ -1039,6 +1045,7 @@ impl Node {
                     }
                     Poll::Done(result) => {
                         if let Some(q) = self.queries.remove(&id) {
+                            free_if_empty(&mut self.queries);
                             self.finish(q, result, now);
                         }
                     }
@@ -1048,6 +1055,8 @@ impl Node {
                 break;
             }
         }
+        free_if_empty(&mut self.dirty);
+        free_if_empty(&mut self.starved);
     }
 
     fn start_due_republish(&mut self, now: Instant) -> bool {

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::idle::free_if_empty;
 use crate::wire::{Body, RequestKind};
 use crate::{NodeId, QueryId};
 
@@ -162,7 +163,19 @@ impl Rpc {
         self.deadlines.remove(&(p.deadline, txn));
         self.forget_resend(txn);
         self.forget_addr(p.addr);
+        self.free_if_idle();
         Some(p)
+    }
+
+    /// With nothing in flight, gives back the maps' last nodes (a few KB a node).
+    fn free_if_idle(&mut self) {
+        if self.pending.is_empty() {
+            free_if_empty(&mut self.pending);
+            free_if_empty(&mut self.deadlines);
+            free_if_empty(&mut self.resends);
+            free_if_empty(&mut self.resend_at);
+            free_if_empty(&mut self.by_addr);
+        }
     }
 
     /// The earliest deadline or retransmission.
@@ -185,6 +198,7 @@ impl Rpc {
         let p = self.pending.remove(&txn)?;
         self.forget_resend(txn);
         self.forget_addr(p.addr);
+        self.free_if_idle();
         Some((txn, p))
     }
 

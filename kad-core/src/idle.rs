@@ -1,0 +1,69 @@
+//! Giving memory back when a collection empties.
+//!
+//! A node spends most of its life idle, and a simulation holds a hundred thousand of them,
+//! so what an idle node keeps matters. A `BTreeMap` keeps its last leaf (room for eleven
+//! entries) after its last entry is removed: for the map of queries that is 3 KB a node.
+//! A queue keeps whatever capacity its largest burst needed. These helpers drop both once
+//! the collection is empty; the next use allocates again, once per burst.
+
+use std::collections::VecDeque;
+
+/// Replaces `c` with a fresh (unallocated) value when it is empty.
+pub(crate) fn free_if_empty<C: Default + IsEmpty>(c: &mut C) {
+    if c.is_empty() {
+        *c = C::default();
+    }
+}
+
+/// Frees a drained queue's buffer when it grew past a small size, so that a node that
+/// sends one datagram at a time keeps its buffer and a node after a burst does not.
+pub(crate) fn free_if_drained<T>(q: &mut VecDeque<T>) {
+    const KEEP: usize = 4;
+    if q.is_empty() && q.capacity() > KEEP {
+        *q = VecDeque::new();
+    }
+}
+
+/// Collections that can say they are empty.
+pub(crate) trait IsEmpty {
+    fn is_empty(&self) -> bool;
+}
+
+impl<K, V> IsEmpty for std::collections::BTreeMap<K, V> {
+    fn is_empty(&self) -> bool {
+        std::collections::BTreeMap::is_empty(self)
+    }
+}
+
+impl<T> IsEmpty for std::collections::BTreeSet<T> {
+    fn is_empty(&self) -> bool {
+        std::collections::BTreeSet::is_empty(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn an_emptied_map_is_replaced_and_a_drained_queue_shrinks() {
+        let mut m: BTreeMap<u64, [u8; 256]> = BTreeMap::new();
+        m.insert(1, [0; 256]);
+        free_if_empty(&mut m);
+        assert_eq!(m.len(), 1, "a map with an entry is left alone");
+        m.remove(&1);
+        free_if_empty(&mut m);
+        assert!(m.is_empty());
+
+        let mut q: VecDeque<u64> = (0..100).collect();
+        q.clear();
+        free_if_drained(&mut q);
+        assert_eq!(q.capacity(), 0);
+        let mut small: VecDeque<u64> = VecDeque::with_capacity(4);
+        small.push_back(1);
+        small.pop_front();
+        free_if_drained(&mut small);
+        assert!(small.capacity() >= 1, "a small buffer is kept");
+    }
+}
