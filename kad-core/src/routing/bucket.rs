@@ -5,103 +5,186 @@ use std::time::Instant;
 
 use crate::{NodeId, Peer};
 
-/// A socket address in 24 bytes instead of `SocketAddr`'s 32: the IP as 16 bytes, the
-/// port, and an IPv6 scope id (a link-local peer needs it). The IPv6 flow label is not
-/// kept (a peer's address on the wire has none).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct PackedAddr {
-    ip: [u8; 16],
-    scope: u32,
-    port: u16,
-    v6: bool,
+/// The IPv6 addresses of a table's entries, kept aside so that an entry holds four bytes
+/// of IP: an IPv6 entry holds the index of its slot here instead. Slots are not freed one by
+/// one; when they reach twice the number in use, [`V6Addrs::compact`] rebuilds the list from
+/// the entries that still point into it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct V6Addrs {
+    /// IP and scope id (a link-local peer needs it). The flow label is not kept: a peer's
+    /// address on the wire has none.
+    slots: Vec<([u8; 16], u32)>,
 }
 
-impl PackedAddr {
-    pub fn new(addr: &SocketAddr) -> PackedAddr {
-        match addr {
-            SocketAddr::V4(a) => PackedAddr {
-                ip: a.ip().to_ipv6_mapped().octets(),
-                scope: 0,
-                port: a.port(),
-                v6: false,
-            },
-            SocketAddr::V6(a) => PackedAddr {
-                ip: a.ip().octets(),
-                scope: a.scope_id(),
-                port: a.port(),
-                v6: true,
-            },
+impl V6Addrs {
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn push(&mut self, ip: [u8; 16], scope: u32) -> u32 {
+        self.slots.push((ip, scope));
+        // A table holds far fewer than 2^32 entries; `compact` keeps the list near that.
+        u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+    }
+
+    /// Does `e`'s slot exist?
+    pub fn holds(&self, e: &Entry) -> bool {
+        usize::try_from(e.slot()).is_ok_and(|i| i < self.slots.len())
+    }
+
+    fn get(&self, slot: u32) -> ([u8; 16], u32) {
+        usize::try_from(slot)
+            .ok()
+            .and_then(|i| self.slots.get(i))
+            .copied()
+            .unwrap_or(([0; 16], 0))
+    }
+
+    /// Rebuilds the list with only the slots `entries` point to, in their order, and points
+    /// them at their new slots.
+    pub fn compact<'a>(&mut self, entries: impl Iterator<Item = &'a mut Entry>) {
+        let mut slots = Vec::new();
+        for e in entries.filter(|e| e.is_v6()) {
+            slots.push(self.get(e.slot()));
+            e.ip = u32::try_from(slots.len() - 1)
+                .unwrap_or(u32::MAX)
+                .to_le_bytes();
+        }
+        self.slots = slots;
+    }
+}
+
+/// Bits of [`Entry::state`].
+const FAILURES: u16 = 0x3ff;
+const PINGING: u16 = 1 << 10;
+const VERIFIED: u16 = 1 << 11;
+const V6: u16 = 1 << 12;
+
+/// A peer in the routing table, in 32 bytes: its id, an IPv4 address and port (or the port
+/// and the slot of its IPv6 address in the table's [`V6Addrs`]), when it was last heard
+/// from, and its state in one 16-bit word. Tables of a few hundred entries (and as many
+/// replacements) are most of a node's memory, so the bytes matter to a 100,000-node
+/// simulation: a `Peer` alone is 52 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub id: NodeId,
+    /// The IPv4 octets, or the little-endian slot of an IPv6 address.
+    ip: [u8; 4],
+    port: u16,
+    /// When it was last heard from, in whole seconds since the table's epoch (rounded
+    /// down; `u32` seconds last 136 years).
+    pub seen: u32,
+    /// Consecutive failed requests (bits 0 to 9: the limit is at most 1000,
+    /// `Config::failures_before_eviction`), whether a liveness ping is in flight, whether
+    /// it has answered one of our requests from its address (so it owns that address), and
+    /// whether its address is IPv6.
+    state: u16,
+}
+
+impl Entry {
+    /// A new entry for `peer`; an IPv6 address takes a slot in `v6`.
+    pub fn new(peer: Peer, seen: u32, v6: &mut V6Addrs) -> Entry {
+        let (ip, state) = match peer.addr {
+            SocketAddr::V4(a) => (a.ip().octets(), 0),
+            SocketAddr::V6(a) => (v6.push(a.ip().octets(), a.scope_id()).to_le_bytes(), V6),
+        };
+        Entry {
+            id: peer.id,
+            ip,
+            port: peer.addr.port(),
+            seen,
+            state,
         }
     }
 
-    /// The IP as 16 bytes (an IPv4 address mapped into IPv6).
-    pub fn ip(&self) -> [u8; 16] {
-        self.ip
+    fn slot(&self) -> u32 {
+        u32::from_le_bytes(self.ip)
     }
 
     /// Was it an IPv6 socket address (a mapped IPv4 one included)?
     pub fn is_v6(&self) -> bool {
-        self.v6
+        self.state & V6 != 0
     }
 
-    pub fn get(&self) -> SocketAddr {
-        let v6 = Ipv6Addr::from(self.ip);
-        match (self.v6, v6.to_ipv4_mapped()) {
-            (false, Some(v4)) => SocketAddr::V4(SocketAddrV4::new(v4, self.port)),
-            (false, None) => SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, self.port)),
-            (true, _) => SocketAddr::V6(SocketAddrV6::new(v6, self.port, 0, self.scope)),
-        }
-    }
-}
-
-/// A peer in the routing table, in 52 bytes (a `Peer` alone is 52 with its `SocketAddr`;
-/// with an `Instant` and the flags an entry took 80). Tables of a few hundred entries per
-/// node are most of a node's memory, so the bytes matter to a 100,000-node simulation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Entry {
-    pub id: NodeId,
-    addr: PackedAddr,
-    /// When it was last heard from, in whole seconds since the table's epoch (rounded
-    /// down; `u32` seconds last 136 years).
-    pub seen: u32,
-    /// Consecutive failed requests; reset by any message from the peer. The limit is at
-    /// most 1000 (`Config::failures_before_eviction`), so 16 bits do.
-    pub failures: u16,
-    /// A liveness ping is in flight (ping-the-oldest before eviction).
-    pub pinging: bool,
-    /// It has answered one of our requests from its address, so it owns that address.
-    pub verified: bool,
-}
-
-impl Entry {
-    pub fn new(peer: Peer, seen: u32) -> Entry {
-        Entry {
-            id: peer.id,
-            addr: PackedAddr::new(&peer.addr),
-            seen,
-            failures: 0,
-            pinging: false,
-            verified: false,
+    /// The IP as 16 bytes (an IPv4 address mapped into IPv6).
+    pub fn ip16(&self, v6: &V6Addrs) -> [u8; 16] {
+        if self.is_v6() {
+            v6.get(self.slot()).0
+        } else {
+            Ipv4Addr::from(self.ip).to_ipv6_mapped().octets()
         }
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr.get()
-    }
-
-    pub fn packed_addr(&self) -> &PackedAddr {
-        &self.addr
+    pub fn addr(&self, v6: &V6Addrs) -> SocketAddr {
+        if self.is_v6() {
+            let (ip, scope) = v6.get(self.slot());
+            SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(ip), self.port, 0, scope))
+        } else {
+            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(self.ip), self.port))
+        }
     }
 
     /// Is the entry's address `addr` (flow label aside)?
-    pub fn is_at(&self, addr: &SocketAddr) -> bool {
-        self.addr == PackedAddr::new(addr)
+    pub fn is_at(&self, addr: &SocketAddr, v6: &V6Addrs) -> bool {
+        if self.port != addr.port() {
+            return false;
+        }
+        match addr {
+            SocketAddr::V4(a) => !self.is_v6() && self.ip == a.ip().octets(),
+            SocketAddr::V6(a) => {
+                self.is_v6() && v6.get(self.slot()) == (a.ip().octets(), a.scope_id())
+            }
+        }
     }
 
-    pub fn peer(&self) -> Peer {
+    pub fn peer(&self, v6: &V6Addrs) -> Peer {
         Peer {
             id: self.id,
-            addr: self.addr(),
+            addr: self.addr(v6),
+        }
+    }
+
+    /// Consecutive failed requests.
+    pub fn failures(&self) -> u16 {
+        self.state & FAILURES
+    }
+
+    /// Counts one more failed request (saturating at 1023, past any configured limit).
+    pub fn fail(&mut self) {
+        if self.failures() < FAILURES {
+            self.state += 1;
+        }
+    }
+
+    /// A liveness ping is in flight (ping-the-oldest before eviction).
+    pub fn pinging(&self) -> bool {
+        self.state & PINGING != 0
+    }
+
+    pub fn set_pinging(&mut self, on: bool) {
+        self.set(PINGING, on);
+    }
+
+    /// It has answered one of our requests from its address: it owns that address.
+    pub fn verified(&self) -> bool {
+        self.state & VERIFIED != 0
+    }
+
+    pub fn set_verified(&mut self) {
+        self.set(VERIFIED, true);
+    }
+
+    /// Heard from at `seen`: alive, no failures, no ping pending.
+    pub fn refresh(&mut self, seen: u32) {
+        self.seen = seen;
+        self.state &= !(FAILURES | PINGING);
+    }
+
+    fn set(&mut self, bit: u16, on: bool) {
+        if on {
+            self.state |= bit;
+        } else {
+            self.state &= !bit;
         }
     }
 }
@@ -138,24 +221,23 @@ impl Bucket {
     /// alive.
     pub fn touch(&mut self, pos: usize, seen: u32, now: Instant) {
         let mut e = self.entries.remove(pos);
-        e.seen = seen;
-        e.failures = 0;
-        e.pinging = false;
+        e.refresh(seen);
         self.entries.push(e);
         self.last_active = now;
     }
 
-    /// Adds a peer to the replacement cache (newest last), dropping the oldest when full.
-    pub fn add_replacement(&mut self, peer: Peer, seen: u32, cap: usize) {
+    /// Adds an entry to the replacement cache (newest last), dropping the oldest when full
+    /// and any older one with the same id.
+    pub fn add_replacement(&mut self, e: Entry, cap: usize) {
         if cap == 0 {
             return;
         }
-        if let Some(pos) = self.replacement_position(&peer.id) {
+        if let Some(pos) = self.replacement_position(&e.id) {
             self.replacements.remove(pos);
         } else if self.replacements.len() >= cap {
             self.replacements.remove(0);
         }
-        push_capped(&mut self.replacements, Entry::new(peer, seen), cap);
+        push_capped(&mut self.replacements, e, cap);
     }
 
     /// Inserts an entry keeping `entries` ordered by `seen`.
@@ -186,9 +268,8 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn an_entry_is_52_bytes() {
-        assert_eq!(std::mem::size_of::<PackedAddr>(), 24);
-        assert_eq!(std::mem::size_of::<Entry>(), 52);
+    fn an_entry_is_32_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 32);
     }
 
     fn addr_strategy() -> impl Strategy<Value = SocketAddr> {
@@ -206,27 +287,77 @@ mod tests {
         ]
     }
 
+    fn entry(addr: SocketAddr, v6: &mut V6Addrs) -> Entry {
+        let peer = Peer {
+            id: NodeId::for_key(&addr.to_string()),
+            addr,
+        };
+        Entry::new(peer, 7, v6)
+    }
+
     proptest! {
         #[test]
-        fn packed_addresses_come_back_unchanged(a in addr_strategy(), b in addr_strategy()) {
-            let pa = PackedAddr::new(&a);
-            prop_assert_eq!(pa.get(), a);
-            prop_assert_eq!(pa == PackedAddr::new(&b), a == b);
+        fn addresses_come_back_unchanged_and_survive_compaction(
+            addrs in proptest::collection::vec(addr_strategy(), 1..20),
+            keep in proptest::collection::vec(any::<bool>(), 20),
+            b in addr_strategy(),
+        ) {
+            let mut v6 = V6Addrs::default();
+            let mut entries: Vec<Entry> = addrs.iter().map(|a| entry(*a, &mut v6)).collect();
+            for (e, a) in entries.iter().zip(&addrs) {
+                prop_assert_eq!(e.addr(&v6), *a);
+                prop_assert!(e.is_at(a, &v6));
+                prop_assert_eq!(e.is_at(&b, &v6), *a == b);
+                prop_assert_eq!(e.is_v6(), a.is_ipv6());
+                let ip16 = match a {
+                    SocketAddr::V4(x) => x.ip().to_ipv6_mapped().octets(),
+                    SocketAddr::V6(x) => x.ip().octets(),
+                };
+                prop_assert_eq!(e.ip16(&v6), ip16);
+            }
+            // Drop some entries, compact, and the rest still have their addresses.
+            let mut kept: Vec<(Entry, SocketAddr)> = entries
+                .drain(..)
+                .zip(addrs)
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(x, _)| x)
+                .collect();
+            v6.compact(kept.iter_mut().map(|(e, _)| e));
+            prop_assert_eq!(v6.len(), kept.iter().filter(|(_, a)| a.is_ipv6()).count());
+            for (e, a) in &kept {
+                prop_assert_eq!(e.addr(&v6), *a);
+            }
         }
+    }
+
+    #[test]
+    fn state_bits_do_not_disturb_each_other() {
+        let mut v6 = V6Addrs::default();
+        let a = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 9, 0, 3));
+        let mut e = entry(a, &mut v6);
+        for n in 1..=1023u16 {
+            e.fail();
+            assert_eq!(e.failures(), n);
+        }
+        e.fail();
+        assert_eq!(e.failures(), 1023, "saturates");
+        assert!(!e.pinging() && !e.verified() && e.is_v6());
+        e.set_pinging(true);
+        e.set_verified();
+        assert_eq!(e.failures(), 1023);
+        assert!(e.pinging() && e.verified() && e.is_v6());
+        e.refresh(99);
+        assert_eq!((e.failures(), e.pinging(), e.verified()), (0, false, true));
+        assert_eq!((e.seen, e.addr(&v6)), (99, a));
     }
 
     #[test]
     fn the_flow_label_is_not_part_of_the_address() {
         let ip = Ipv6Addr::LOCALHOST;
-        let a = SocketAddr::V6(SocketAddrV6::new(ip, 9, 7, 0));
-        let e = Entry::new(
-            Peer {
-                id: NodeId::for_key("x"),
-                addr: a,
-            },
-            0,
-        );
-        assert!(e.is_at(&SocketAddr::V6(SocketAddrV6::new(ip, 9, 0, 0))));
-        assert_eq!(e.addr(), SocketAddr::V6(SocketAddrV6::new(ip, 9, 0, 0)));
+        let mut v6 = V6Addrs::default();
+        let e = entry(SocketAddr::V6(SocketAddrV6::new(ip, 9, 7, 0)), &mut v6);
+        assert!(e.is_at(&SocketAddr::V6(SocketAddrV6::new(ip, 9, 0, 0)), &v6));
+        assert_eq!(e.addr(&v6), SocketAddr::V6(SocketAddrV6::new(ip, 9, 0, 0)));
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rand_core::RngCore;
 
-use super::bucket::{push_capped, Bucket, Entry, PackedAddr};
+use super::bucket::{push_capped, Bucket, Entry, V6Addrs};
 use crate::id::{Distance, ID_BITS};
 use crate::{NodeId, Peer};
 
@@ -52,16 +52,23 @@ impl IpLimits {
 
     /// The key an address is counted under, or `None` when it is exempt.
     fn key(&self, addr: &SocketAddr) -> Option<[u8; 8]> {
-        self.packed_key(&PackedAddr::new(addr))
+        match addr {
+            SocketAddr::V4(a) => self.ip_key(&a.ip().to_ipv6_mapped().octets(), false),
+            SocketAddr::V6(a) => self.ip_key(&a.ip().octets(), true),
+        }
     }
 
     /// [`IpLimits::key`] of a table entry's address, without unpacking it: the caps scan
     /// the table on every add.
-    fn packed_key(&self, addr: &PackedAddr) -> Option<[u8; 8]> {
-        let ip = addr.ip();
+    fn entry_key(&self, e: &Entry, v6: &V6Addrs) -> Option<[u8; 8]> {
+        self.ip_key(&e.ip16(v6), e.is_v6())
+    }
+
+    /// The key of an IP given as 16 bytes (IPv4 mapped), from an IPv6 socket address or not.
+    fn ip_key(&self, ip: &[u8; 16], is_v6: bool) -> Option<[u8; 8]> {
         let mapped = ip[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
-        let loopback = if addr.is_v6() {
-            ip == Ipv6Addr::LOCALHOST.octets()
+        let loopback = if is_v6 {
+            *ip == Ipv6Addr::LOCALHOST.octets()
         } else {
             ip[12] == 127
         };
@@ -78,6 +85,9 @@ impl IpLimits {
     }
 }
 
+/// Slots `V6Addrs` may hold before the first compaction.
+const V6_MIN_LIMIT: usize = 64;
+
 /// The routing table of one node.
 #[derive(Clone, Debug)]
 pub(crate) struct Table {
@@ -87,6 +97,10 @@ pub(crate) struct Table {
     failure_limit: u32,
     buckets: Vec<Bucket>,
     len: usize,
+    /// The IPv6 addresses of entries and replacements.
+    v6: V6Addrs,
+    /// `v6` is compacted when it grows past this many slots.
+    v6_limit: usize,
     limits: IpLimits,
     /// A full bucket's oldest entry is pinged for a newcomer only once silent this long.
     ping_oldest_after: Duration,
@@ -109,6 +123,8 @@ impl Table {
             failure_limit,
             buckets: vec![Bucket::new(now)],
             len: 0,
+            v6: V6Addrs::default(),
+            v6_limit: V6_MIN_LIMIT,
             limits: IpLimits::NONE,
             ping_oldest_after: Duration::ZERO,
             epoch: now,
@@ -146,7 +162,7 @@ impl Table {
         self.buckets
             .iter()
             .flat_map(|b| &b.entries)
-            .filter(|e| self.limits.packed_key(e.packed_addr()).as_ref() == Some(key))
+            .filter(|e| self.limits.entry_key(e, &self.v6).as_ref() == Some(key))
             .count()
     }
 
@@ -163,7 +179,7 @@ impl Table {
             .entries
             .iter()
             .chain(&b.replacements)
-            .filter(|e| self.limits.packed_key(e.packed_addr()) == Some(key))
+            .filter(|e| self.limits.entry_key(e, &self.v6) == Some(key))
             .count();
         in_bucket < self.limits.per_bucket
     }
@@ -174,8 +190,8 @@ impl Table {
         let bi = self.index(&peer.id);
         let b = &mut self.buckets[bi];
         match b.position(&peer.id) {
-            Some(pos) if b.entries[pos].is_at(&peer.addr) => {
-                b.entries[pos].verified = true;
+            Some(pos) if b.entries[pos].is_at(&peer.addr, &self.v6) => {
+                b.entries[pos].set_verified();
                 true
             }
             _ => false,
@@ -185,18 +201,17 @@ impl Table {
     /// Does a verified entry live at `addr`? A scan of the table (a few hundred entries),
     /// for callers that know an address but no id.
     pub fn has_verified_addr(&self, addr: &SocketAddr) -> bool {
-        let packed = PackedAddr::new(addr);
         self.buckets
             .iter()
             .flat_map(|b| &b.entries)
-            .any(|e| e.verified && *e.packed_addr() == packed)
+            .any(|e| e.verified() && e.is_at(addr, &self.v6))
     }
 
     /// Has the peer with this id answered us from this address?
     pub fn is_verified(&self, id: &NodeId, addr: &SocketAddr) -> bool {
         let b = &self.buckets[self.index(id)];
         b.position(id)
-            .is_some_and(|pos| b.entries[pos].verified && b.entries[pos].is_at(addr))
+            .is_some_and(|pos| b.entries[pos].verified() && b.entries[pos].is_at(addr, &self.v6))
     }
 
     /// Number of peers in the table (replacements not counted).
@@ -239,8 +254,9 @@ impl Table {
                 if !self.ip_allowed(bi, &peer.addr, true) {
                     return Heard::IpLimited;
                 }
+                let e = self.new_entry(peer, seen);
                 let bucket = &mut self.buckets[bi];
-                push_capped(&mut bucket.entries, Entry::new(peer, seen), k);
+                push_capped(&mut bucket.entries, e, k);
                 bucket.last_active = now;
                 self.len += 1;
                 return Heard::Added;
@@ -251,14 +267,20 @@ impl Table {
             }
             // A known replacement keeps the address it was first heard from, as entries
             // do: re-heard from elsewhere, it must not carry a second IP past the cap.
-            let peer = match bucket.replacement_position(&peer.id) {
-                Some(pos) => bucket.replacements[pos].peer(),
+            let e = match bucket.replacement_position(&peer.id) {
+                Some(pos) => {
+                    let mut e = bucket.replacements[pos];
+                    e.refresh(seen);
+                    Some(e)
+                }
                 None if !self.ip_allowed(bi, &peer.addr, false) => return Heard::IpLimited,
-                None => peer,
+                None => (cap > 0).then(|| self.new_entry(peer, seen)),
             };
             let bucket = &mut self.buckets[bi];
-            bucket.add_replacement(peer, seen, cap);
-            if bucket.entries.iter().any(|e| e.pinging) {
+            if let Some(e) = e {
+                bucket.add_replacement(e, cap);
+            }
+            if bucket.entries.iter().any(|e| e.pinging()) {
                 return Heard::Waiting;
             }
             // The head is the least recently seen: if it spoke lately, they all did.
@@ -266,9 +288,24 @@ impl Table {
                 return Heard::Waiting;
             }
             let oldest = &mut self.buckets[bi].entries[0];
-            oldest.pinging = true;
-            return Heard::PingOldest(oldest.peer());
+            oldest.set_pinging(true);
+            return Heard::PingOldest(oldest.peer(&self.v6));
         }
+    }
+
+    /// An entry for `peer`. An IPv6 address takes a slot in `v6`; slots of entries gone
+    /// since are reclaimed once they are half of all.
+    fn new_entry(&mut self, peer: Peer, seen: u32) -> Entry {
+        let mut e = Entry::new(peer, seen, &mut self.v6);
+        if self.v6.len() > self.v6_limit {
+            let all = self
+                .buckets
+                .iter_mut()
+                .flat_map(|b| b.entries.iter_mut().chain(b.replacements.iter_mut()));
+            self.v6.compact(all.chain(std::iter::once(&mut e)));
+            self.v6_limit = (2 * self.v6.len()).max(V6_MIN_LIMIT);
+        }
+        e
     }
 
     fn split_last(&mut self, now: Instant) {
@@ -305,11 +342,11 @@ impl Table {
             return false;
         };
         let entry = &mut bucket.entries[pos];
-        entry.failures = entry.failures.saturating_add(1);
-        entry.pinging = false;
+        entry.fail();
+        entry.set_pinging(false);
         // A peer that never answered us from its address may not even own it: one failure
         // is enough.
-        if u32::from(entry.failures) < limit && entry.verified {
+        if u32::from(entry.failures()) < limit && entry.verified() {
             return false;
         }
         bucket.entries.remove(pos);
@@ -317,7 +354,7 @@ impl Table {
         // The freshest replacement talked to us most recently: the likeliest to be alive.
         let pick = self.buckets[bi].replacements.iter().rposition(|r| {
             self.limits
-                .packed_key(r.packed_addr())
+                .entry_key(r, &self.v6)
                 .is_none_or(|key| self.ip_count(&key) < self.limits.per_table)
         });
         if let Some(i) = pick {
@@ -333,7 +370,7 @@ impl Table {
     pub fn clear_ping(&mut self, id: &NodeId) {
         let bi = self.index(id);
         if let Some(pos) = self.buckets[bi].position(id) {
-            self.buckets[bi].entries[pos].pinging = false;
+            self.buckets[bi].entries[pos].set_pinging(false);
         }
     }
 
@@ -372,14 +409,14 @@ impl Table {
             collect(&self.buckets[i..=i], target, exclude, &mut found);
         }
         found.truncate(count);
-        found.into_iter().map(|(_, e)| e.peer()).collect()
+        found.into_iter().map(|(_, e)| e.peer(&self.v6)).collect()
     }
 
     /// All peers, bucket by bucket, oldest first within a bucket.
     pub fn peers(&self) -> impl Iterator<Item = Peer> + '_ {
         self.buckets
             .iter()
-            .flat_map(|b| b.entries.iter().map(|e| e.peer()))
+            .flat_map(|b| b.entries.iter().map(|e| e.peer(&self.v6)))
     }
 
     /// Buckets with entries that saw no activity for `interval`.
@@ -440,6 +477,9 @@ impl Table {
                 if e.id == self.own {
                     return Err("own id in the table".into());
                 }
+                if e.is_v6() && !self.v6.holds(e) {
+                    return Err(format!("peer {:?} has no IPv6 address", e.id));
+                }
             }
             for (j, e) in b.entries.iter().enumerate() {
                 if b.entries[..j].iter().any(|x| x.id == e.id) {
@@ -453,7 +493,7 @@ impl Table {
         }
         let mut per_ip: BTreeMap<[u8; 8], usize> = BTreeMap::new();
         for e in self.buckets.iter().flat_map(|b| &b.entries) {
-            if let Some(key) = self.limits.packed_key(e.packed_addr()) {
+            if let Some(key) = self.limits.entry_key(e, &self.v6) {
                 *per_ip.entry(key).or_insert(0) += 1;
             }
         }
@@ -690,6 +730,53 @@ mod tests {
         for p in 0..5 {
             assert_eq!(t.on_heard(now, peer(&mut rng, 1000 + p)), Heard::Added);
         }
+    }
+
+    #[test]
+    fn ipv6_entries_keep_their_addresses_through_churn() {
+        use std::net::{Ipv4Addr, SocketAddrV6};
+        let now = Instant::now();
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        let own = NodeId::random(&mut rng);
+        let mut t = Table::new(own, 2, 2, 1, now);
+        let mut known: BTreeMap<NodeId, SocketAddr> = BTreeMap::new();
+        let mut compacted = false;
+        for p in 0..4000u32 {
+            let [a, b, c, d] = p.to_be_bytes();
+            let addr = if p % 3 == 0 {
+                SocketAddr::from((Ipv4Addr::new(10, b, c, d), 4000))
+            } else {
+                let mut ip = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, a, b, c, d];
+                ip[5] = (p % 7) as u8;
+                SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(ip), 5000, 0, p % 5))
+            };
+            let peer = Peer {
+                id: NodeId::random(&mut rng),
+                addr,
+            };
+            known.insert(peer.id, addr);
+            let before = t.v6.len();
+            t.on_heard(now, peer);
+            compacted |= t.v6.len() < before;
+            if p % 3 == 1 {
+                // Evict someone: a replacement with an IPv6 address may move up.
+                let victim = t.peers().nth(p as usize % t.len().max(1));
+                if let Some(victim) = victim {
+                    t.on_failure(&victim.id);
+                }
+            }
+            t.check().unwrap();
+            for q in t.peers() {
+                assert_eq!(known[&q.id], q.addr);
+            }
+            let room = t.bucket_count() * (2 + 2);
+            assert!(
+                t.v6.len() <= 2 * room + V6_MIN_LIMIT + 1,
+                "{} slots",
+                t.v6.len()
+            );
+        }
+        assert!(compacted, "the IPv6 slots were never compacted");
     }
 
     #[test]
