@@ -9,6 +9,7 @@ pub const USAGE: &str = "\
 usage: kad-sim [--nodes N] [--seed S] [--codec json|bencode] [--concurrency C]
                [--loss P] [--duplicate P] [--jitter DUR] [--lossy-setup true|false]
                [--republish true|false] [--unverified-reply-factor X] [--request-retries R]
+               [--replacement-cache N]
                [--check true|false]
   lookups (default):  [--lookups L] [--dead F]
   churn:              --churn F [--churn-every DUR] [--duration DUR] [--keys K] [--keys-per-round M]
@@ -53,6 +54,8 @@ pub struct Args {
     pub reply_factor: Option<usize>,
     /// Overrides kad-core's `request_retries`.
     pub retries: Option<usize>,
+    /// Overrides kad-core's `replacement_cache_size`.
+    pub replacement_cache: Option<usize>,
     /// Invariant checks after every step.
     pub check: bool,
     /// Keys put before a scenario starts.
@@ -86,6 +89,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
         concurrency: 50,
         reply_factor: None,
         retries: None,
+        replacement_cache: None,
         check: false,
         keys: 500,
         keys_per_round: 0,
@@ -121,6 +125,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
                 a.reply_factor = Some(value.parse().map_err(|e| bad(&e))?)
             }
             "--request-retries" => a.retries = Some(value.parse().map_err(|e| bad(&e))?),
+            "--replacement-cache" => {
+                a.replacement_cache = Some(value.parse().map_err(|e| bad(&e))?);
+            }
             "--check" => a.check = value.parse().map_err(|e| bad(&e))?,
             "--churn" => churn = Some(value.parse().map_err(|e| bad(&e))?),
             "--churn-every" => every = parse_duration(&value).map_err(|e| bad(&e))?,

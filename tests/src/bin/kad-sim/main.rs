@@ -4,6 +4,7 @@
 //! kad-sim [--nodes N] [--seed S] [--codec json|bencode] [--concurrency C]
 //!         [--loss P] [--duplicate P] [--jitter DUR] [--lossy-setup true|false]
 //!         [--republish true|false] [--unverified-reply-factor X] [--request-retries R]
+//!         [--replacement-cache N]
 //!         [--check true|false]
 //!   lookups (default):  [--lookups L] [--dead F]
 //!   churn:              --churn F [--churn-every DUR] [--duration DUR] [--keys K] [--keys-per-round M]
@@ -117,6 +118,9 @@ fn config(args: &Args) -> Result<Config, kad_core::ConfigError> {
     let mut config = Config::builder().codec(args.codec);
     if let Some(f) = args.reply_factor {
         config = config.unverified_reply_factor(f);
+    }
+    if let Some(n) = args.replacement_cache {
+        config = config.replacement_cache_size(n);
     }
     if let Some(r) = args.retries {
         config = config.request_retries(r);
