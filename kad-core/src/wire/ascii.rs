@@ -5,6 +5,7 @@
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
+use crate::id::HEX_PAIRS;
 use crate::NodeId;
 
 /// An IP literal, read as `IpAddr::from_str` reads it; `None` for anything else, bytes
@@ -28,15 +29,12 @@ pub(super) fn parse_ipv4(text: &[u8]) -> Option<Ipv4Addr> {
 /// it; what follows it is not looked at (JSON: the closing quote), but for a digit or a
 /// dot, which would make it no dotted quad.
 pub(crate) fn leading_ipv4(text: &[u8]) -> Option<(Ipv4Addr, usize)> {
+    if let Some(window) = text.first_chunk::<16>() {
+        return ipv4_in_window(*window);
+    }
     // A zero byte past the end of `text` reads as the end, as the end does.
-    let window = match text.first_chunk::<16>() {
-        Some(window) => *window,
-        None => {
-            let mut window = [0; 16];
-            window[..text.len()].copy_from_slice(text);
-            window
-        }
-    };
+    let mut window = [0; 16];
+    window[..text.len()].copy_from_slice(text);
     ipv4_in_window(window)
 }
 
@@ -250,6 +248,23 @@ impl<const N: usize> Cursor<N> {
     pub(crate) fn put(&mut self, bytes: &[u8]) {
         self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
         self.len += bytes.len();
+    }
+
+    /// Overwrites the 40 bytes written at `at` with `id` in lowercase hex, each digit
+    /// pair straight from a table into place (through `NodeId::to_hex_array`, the digits
+    /// were stored twice).
+    #[inline]
+    pub(crate) fn put_id_at(&mut self, at: usize, id: &NodeId) {
+        let digits = &mut self.buf[..self.len][at..at + 40];
+        for (pair, &b) in digits.chunks_exact_mut(2).zip(id.as_bytes()) {
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
+        }
+    }
+
+    /// Drops what was written after the first `len` bytes.
+    #[inline]
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
     }
 
     /// Appends an IP address as `Display` writes it.
