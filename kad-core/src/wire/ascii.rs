@@ -149,7 +149,7 @@ impl IpText {
     pub(crate) fn new(ip: IpAddr) -> IpText {
         let mut text = Cursor::new();
         match ip {
-            // At most 15 bytes and the 2 `put_ipv4` may write past them: room to spare.
+            // At most 15 bytes, and `put_ipv4` needs 16 of room: less than MAX_LEN.
             IpAddr::V4(v4) => text.put_ipv4(v4),
             IpAddr::V6(v6) => {
                 let mut rest = &mut text.buf[..];
@@ -167,18 +167,19 @@ impl IpText {
     }
 }
 
-/// Each octet value in decimal: its digits (left-aligned) and how many there are.
-const OCTET_TEXT: [([u8; 3], u8); 256] = {
-    let mut t = [([0; 3], 0); 256];
+/// Each octet value in decimal and a dot after it: the text, left-aligned in four bytes,
+/// and its length with the dot.
+const OCTET_DOT: [([u8; 4], u8); 256] = {
+    let mut t = [([0; 4], 0); 256];
     let mut i = 0;
     while i < 256 {
         let (h, d, u) = ((i / 100) as u8, (i / 10 % 10) as u8, (i % 10) as u8);
         t[i] = if i >= 100 {
-            ([b'0' + h, b'0' + d, b'0' + u], 3)
+            ([b'0' + h, b'0' + d, b'0' + u, b'.'], 4)
         } else if i >= 10 {
-            ([b'0' + d, b'0' + u, 0], 2)
+            ([b'0' + d, b'0' + u, b'.', 0], 3)
         } else {
-            ([b'0' + u, 0, 0], 1)
+            ([b'0' + u, b'.', 0, 0], 2)
         };
         i += 1;
     }
@@ -267,7 +268,8 @@ impl<const N: usize> Cursor<N> {
         self.len = self.len.min(len);
     }
 
-    /// Appends an IP address as `Display` writes it.
+    /// Appends an IP address as `Display` writes it (see [`Cursor::put_ipv4`] for the room
+    /// it needs).
     #[inline]
     pub(crate) fn put_ip(&mut self, ip: IpAddr) {
         match ip {
@@ -276,19 +278,20 @@ impl<const N: usize> Cursor<N> {
         }
     }
 
-    /// Appends a dotted quad. Each octet copies three bytes whatever its length (a
-    /// fixed-size copy is a move, a variable one a call), so the piece needs two bytes of
-    /// room past the text.
+    /// Appends a dotted quad: each octet and a dot as four bytes whatever their length (a
+    /// fixed-size copy is a move, a variable one a call), the next one over the rest,
+    /// and the last dot dropped. The piece needs 16 bytes of room from where the address
+    /// starts (it is at most 15).
     #[inline]
     pub(crate) fn put_ipv4(&mut self, v4: Ipv4Addr) {
-        for (i, octet) in v4.octets().into_iter().enumerate() {
-            if i > 0 {
-                self.put(b".");
-            }
-            let (digits, len) = OCTET_TEXT[usize::from(octet)];
-            self.buf[self.len..self.len + 3].copy_from_slice(&digits);
-            self.len += usize::from(len);
+        let window = &mut self.buf[self.len..self.len + 16];
+        let mut at = 0;
+        for octet in v4.octets() {
+            let (text, len) = OCTET_DOT[usize::from(octet)];
+            window[at..at + 4].copy_from_slice(&text);
+            at += usize::from(len);
         }
+        self.len += at - 1;
     }
 
     /// Appends `v` (a port, a length) in decimal, as [`write_decimal`] does. All five
@@ -333,11 +336,12 @@ pub(crate) const DECIMAL_SLACK: usize = 3;
 pub(crate) fn ip_text_len(ip: IpAddr) -> usize {
     match ip {
         IpAddr::V4(v4) => {
-            3 + v4
-                .octets()
+            // Each octet's text has a dot after it, but the last.
+            v4.octets()
                 .into_iter()
-                .map(|octet| usize::from(OCTET_TEXT[usize::from(octet)].1))
+                .map(|octet| usize::from(OCTET_DOT[usize::from(octet)].1))
                 .sum::<usize>()
+                - 1
         }
         IpAddr::V6(_) => IpText::new(ip).as_bytes().len(),
     }

@@ -190,11 +190,10 @@ fn write_peers(out: &mut Vec<u8>, peers: &[WirePeer]) {
     out.push(b'[');
     // Each entry is built in one buffer and appended, without its leading comma for the
     // first. Room for `,{"node_id":"<40>","ip":"<ip>","port":<5>}`, the ip at its
-    // longest (and two bytes of slack that `put_ip` may write past it, and what
-    // `put_decimal` may write past the port). Its head, up to the ip, is written once:
+    // longest (more than the 16 bytes `put_ip` may write for an IPv4 address), and what
+    // `put_decimal` may write past the port. Its head, up to the ip, is written once:
     // each entry overwrites the id's digits and rewrites what follows them.
-    let mut entry =
-        Cursor::<{ 13 + 40 + 8 + IpText::MAX_LEN + 2 + 9 + 5 + 1 + DECIMAL_SLACK }>::new();
+    let mut entry = Cursor::<{ 13 + 40 + 8 + IpText::MAX_LEN + 9 + 5 + 1 + DECIMAL_SLACK }>::new();
     entry.put(HEAD);
     entry.put(&[0; 40]);
     entry.put(MID);
