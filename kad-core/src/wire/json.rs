@@ -513,6 +513,7 @@ impl<'de> Scanner<'de> for JsonScanner<'de> {
         }
     }
 
+    #[inline]
     fn exact_entry(&mut self) -> Option<Option<WirePeer>> {
         // Whitespace before the entry is read either way.
         self.skip_ws();
