@@ -104,7 +104,7 @@ pub(crate) fn id_from_hex(text: &[u8]) -> Option<NodeId> {
 ///
 /// Eight digits at a time in a `u64` (SWAR): a peers list of 20 holds 21 ids, and a table
 /// of every pair of digits (128 KiB) still cost about 180 instructions an id.
-#[inline]
+#[inline(always)]
 pub(crate) fn id_from_hex_array(text: &[u8; 40]) -> Option<NodeId> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = ONES * 0x80;
@@ -115,9 +115,9 @@ pub(crate) fn id_from_hex_array(text: &[u8; 40]) -> Option<NodeId> {
     let above = |x: u64, hi: u8| x.wrapping_add(ONES * u64::from(0x7f - hi));
     let mut id = [0u8; 20];
     let mut good = HIGH;
-    for (out, chunk) in id.chunks_exact_mut(4).zip(text.chunks_exact(8)) {
+    for i in 0..5 {
         let mut word = [0; 8];
-        word.copy_from_slice(chunk);
+        word.copy_from_slice(&text[8 * i..8 * i + 8]);
         let x = u64::from_le_bytes(word);
         let digit = at_least(x, b'0') & !above(x, b'9');
         // `| 0x20` takes `A`..`F` to `a`..`f`, and nothing else there.
@@ -131,7 +131,7 @@ pub(crate) fn id_from_hex_array(text: &[u8; 40]) -> Option<NodeId> {
         let pairs = (nibbles << 4 | nibbles >> 8) & 0x00ff_00ff_00ff_00ff;
         let pairs = (pairs | pairs >> 8) & 0x0000_ffff_0000_ffff;
         let bytes = (pairs | pairs >> 16) as u32;
-        out.copy_from_slice(&bytes.to_le_bytes());
+        id[4 * i..4 * i + 4].copy_from_slice(&bytes.to_le_bytes());
     }
     (good == HIGH).then_some(NodeId(id))
 }
