@@ -59,39 +59,43 @@ pub(crate) fn ipv4_of_len(bytes: &[u8], len: usize) -> Option<Ipv4Addr> {
 /// unrolled: the general loop cost about 170 instructions an address.
 #[inline]
 fn ipv4_in_window(window: [u8; 16]) -> Option<(Ipv4Addr, usize)> {
-    let digit = |at: usize| {
-        window
-            .get(at)
-            .map(|c| c.wrapping_sub(b'0'))
-            .filter(|&d| d < 10)
-    };
-    // The octet at `at` and the position after it; no leading zeros, at most 255.
-    let octet = |at: usize| -> Option<(u8, usize)> {
-        let d0 = digit(at)?;
-        let Some(d1) = digit(at + 1) else {
-            return Some((d0, at + 1));
-        };
-        if d0 == 0 {
-            return None;
-        }
-        let Some(d2) = digit(at + 2) else {
-            return Some((d0 * 10 + d1, at + 2));
-        };
-        if digit(at + 3).is_some() {
-            return None;
-        }
-        let value = u16::from(d0) * 100 + u16::from(d1) * 10 + u16::from(d2);
-        Some((u8::try_from(value).ok()?, at + 3))
-    };
+    // The four bytes from `at`, which hold an octet and what follows it.
+    let four = |at: usize| window.get(at..)?.first_chunk::<4>().copied();
     let dot = |at: usize| (window.get(at) == Some(&b'.')).then_some(at + 1);
-    let (a, at) = octet(0)?;
-    let (b, at) = octet(dot(at)?)?;
-    let (c, at) = octet(dot(at)?)?;
-    let (d, at) = octet(dot(at)?)?;
+    let (a, at) = octet(four(0)?)?;
+    let at = dot(at)?;
+    let (b, len) = octet(four(at)?)?;
+    let at = dot(at + len)?;
+    let (c, len) = octet(four(at)?)?;
+    let at = dot(at + len)?;
+    let (d, len) = octet(four(at)?)?;
+    let at = at + len;
     if dot(at).is_some() {
         return None;
     }
     Some((Ipv4Addr::new(a, b, c, d), at))
+}
+
+/// The octet at the start of `four` and its number of digits: one to three, no leading
+/// zero, at most 255, and no fourth digit after them.
+#[inline(always)]
+fn octet(four: [u8; 4]) -> Option<(u8, usize)> {
+    let digit = |c: u8| Some(c.wrapping_sub(b'0')).filter(|&d| d < 10);
+    let d0 = digit(four[0])?;
+    let Some(d1) = digit(four[1]) else {
+        return Some((d0, 1));
+    };
+    if d0 == 0 {
+        return None;
+    }
+    let Some(d2) = digit(four[2]) else {
+        return Some((d0 * 10 + d1, 2));
+    };
+    if digit(four[3]).is_some() {
+        return None;
+    }
+    let value = u16::from(d0) * 100 + u16::from(d1) * 10 + u16::from(d2);
+    Some((u8::try_from(value).ok()?, 3))
 }
 
 /// Reads 40 hex digits in either case, as [`NodeId::from_hex_bytes`] does; `None` for
