@@ -28,6 +28,7 @@ pub(super) fn parse_ipv4(text: &[u8]) -> Option<Ipv4Addr> {
 /// The dotted quad at the start of `text` and its length, read as [`parse_ipv4`] reads
 /// it; what follows it is not looked at (JSON: the closing quote), but for a digit or a
 /// dot, which would make it no dotted quad.
+#[inline]
 pub(crate) fn leading_ipv4(text: &[u8]) -> Option<(Ipv4Addr, usize)> {
     if let Some(window) = text.first_chunk::<16>() {
         return ipv4_in_window(*window);
