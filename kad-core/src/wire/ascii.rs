@@ -113,22 +113,23 @@ pub(crate) fn id_from_hex(text: &[u8]) -> Option<NodeId> {
 pub(crate) fn id_from_hex_array(text: &[u8; 40]) -> Option<NodeId> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = ONES * 0x80;
-    // `x + ONES * n` sets the high bit of each byte of `x` that is at least `0x80 - n`, as
-    // long as no byte has it set already (then a carry may spill into the next byte; such
-    // a byte is refused anyway).
-    let at_least = |x: u64, lo: u8| x.wrapping_add(ONES * u64::from(0x80 - lo));
-    let above = |x: u64, hi: u8| x.wrapping_add(ONES * u64::from(0x7f - hi));
+    // For a byte below 0x80, `+ (0x80 - n)` sets its high bit if and only if it is at
+    // least `n`, without a carry into the next byte; so the high bit of the XOR of two such
+    // sums is set for a byte in `lo..=hi`. A byte from 0x80 up (whose carry may spill) is
+    // refused at the end, with the others.
+    let in_range = |x: u64, lo: u8, hi: u8| {
+        x.wrapping_add(ONES * u64::from(0x80 - lo)) ^ x.wrapping_add(ONES * u64::from(0x7f - hi))
+    };
     let mut id = [0u8; 20];
     let mut good = HIGH;
+    let mut all = 0;
     for i in 0..5 {
         let mut word = [0; 8];
         word.copy_from_slice(&text[8 * i..8 * i + 8]);
         let x = u64::from_le_bytes(word);
-        let digit = at_least(x, b'0') & !above(x, b'9');
         // `| 0x20` takes `A`..`F` to `a`..`f`, and nothing else there.
-        let lower = x | (ONES * 0x20);
-        let letter = at_least(lower, b'a') & !above(lower, b'f');
-        good &= (digit | letter) & !x;
+        good &= in_range(x, b'0', b'9') | in_range(x | (ONES * 0x20), b'a', b'f');
+        all |= x;
         // A digit's value is its low four bits, a letter's (bit 6 set) nine more.
         let nibbles = (x & (ONES * 0x0f)) + ((x >> 6) & ONES) * 9;
         // Each pair of nibbles into the low byte of its 16 bits (the first digit is the
@@ -138,7 +139,7 @@ pub(crate) fn id_from_hex_array(text: &[u8; 40]) -> Option<NodeId> {
         let bytes = (pairs | pairs >> 16) as u32;
         id[4 * i..4 * i + 4].copy_from_slice(&bytes.to_le_bytes());
     }
-    (good == HIGH).then_some(NodeId(id))
+    (good == HIGH && all & HIGH == 0).then_some(NodeId(id))
 }
 
 /// The text form of an IP address (`10.0.0.1`, `::1`), exactly as `Display` writes it, on
