@@ -25,8 +25,10 @@ use crate::{NodeId, Value};
 /// Appends the JSON encoding of `msg` to `out`, with a `pad` field of `pad` spaces last
 /// when `pad` is not zero.
 pub(crate) fn encode(msg: &Message, pad: usize, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"type\":");
-    write_str(out, msg.body.type_name());
+    // Our type names need no escaping.
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(msg.body.type_name().as_bytes());
+    out.push(b'"');
     write_key(out, "id");
     write_str(out, msg.txn.as_str());
     write_key(out, "sender");
