@@ -276,7 +276,7 @@ impl<const N: usize> Cursor<N> {
 
     /// Appends an IP address as `Display` writes it (see [`Cursor::put_ipv4`] for the room
     /// it needs).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn put_ip(&mut self, ip: IpAddr) {
         match ip {
             IpAddr::V4(v4) => self.put_ipv4(v4),

@@ -207,8 +207,8 @@ fn write_peers(out: &mut Vec<u8>, peers: &[WirePeer]) {
         entry.put(b"\",\"port\":");
         entry.put_decimal(peer.addr.port());
         entry.put(b"}");
-        let comma = usize::from(i == 0);
-        out.extend_from_slice(&entry.as_bytes()[comma..]);
+        let skip_comma = usize::from(i == 0);
+        out.extend_from_slice(&entry.as_bytes()[skip_comma..]);
     }
     out.push(b']');
 }
