@@ -116,7 +116,7 @@ const HEX_VALUES: [u8; 256] = {
 };
 
 /// Each byte value as two lowercase hex digits.
-const HEX_PAIRS: [[u8; 2]; 256] = {
+pub(crate) const HEX_PAIRS: [[u8; 2]; 256] = {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut t = [[0; 2]; 256];
     let mut i = 0;

@@ -5,6 +5,7 @@
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
+use crate::id::HEX_PAIRS;
 use crate::NodeId;
 
 /// An IP literal, read as `IpAddr::from_str` reads it; `None` for anything else, bytes
@@ -27,16 +28,14 @@ pub(super) fn parse_ipv4(text: &[u8]) -> Option<Ipv4Addr> {
 /// The dotted quad at the start of `text` and its length, read as [`parse_ipv4`] reads
 /// it; what follows it is not looked at (JSON: the closing quote), but for a digit or a
 /// dot, which would make it no dotted quad.
+#[inline]
 pub(crate) fn leading_ipv4(text: &[u8]) -> Option<(Ipv4Addr, usize)> {
+    if let Some(window) = text.first_chunk::<16>() {
+        return ipv4_in_window(*window);
+    }
     // A zero byte past the end of `text` reads as the end, as the end does.
-    let window = match text.first_chunk::<16>() {
-        Some(window) => *window,
-        None => {
-            let mut window = [0; 16];
-            window[..text.len()].copy_from_slice(text);
-            window
-        }
-    };
+    let mut window = [0; 16];
+    window[..text.len()].copy_from_slice(text);
     ipv4_in_window(window)
 }
 
@@ -61,39 +60,43 @@ pub(crate) fn ipv4_of_len(bytes: &[u8], len: usize) -> Option<Ipv4Addr> {
 /// unrolled: the general loop cost about 170 instructions an address.
 #[inline]
 fn ipv4_in_window(window: [u8; 16]) -> Option<(Ipv4Addr, usize)> {
-    let digit = |at: usize| {
-        window
-            .get(at)
-            .map(|c| c.wrapping_sub(b'0'))
-            .filter(|&d| d < 10)
-    };
-    // The octet at `at` and the position after it; no leading zeros, at most 255.
-    let octet = |at: usize| -> Option<(u8, usize)> {
-        let d0 = digit(at)?;
-        let Some(d1) = digit(at + 1) else {
-            return Some((d0, at + 1));
-        };
-        if d0 == 0 {
-            return None;
-        }
-        let Some(d2) = digit(at + 2) else {
-            return Some((d0 * 10 + d1, at + 2));
-        };
-        if digit(at + 3).is_some() {
-            return None;
-        }
-        let value = u16::from(d0) * 100 + u16::from(d1) * 10 + u16::from(d2);
-        Some((u8::try_from(value).ok()?, at + 3))
-    };
+    // The four bytes from `at`, which hold an octet and what follows it.
+    let four = |at: usize| window.get(at..)?.first_chunk::<4>().copied();
     let dot = |at: usize| (window.get(at) == Some(&b'.')).then_some(at + 1);
-    let (a, at) = octet(0)?;
-    let (b, at) = octet(dot(at)?)?;
-    let (c, at) = octet(dot(at)?)?;
-    let (d, at) = octet(dot(at)?)?;
+    let (a, at) = octet(four(0)?)?;
+    let at = dot(at)?;
+    let (b, len) = octet(four(at)?)?;
+    let at = dot(at + len)?;
+    let (c, len) = octet(four(at)?)?;
+    let at = dot(at + len)?;
+    let (d, len) = octet(four(at)?)?;
+    let at = at + len;
     if dot(at).is_some() {
         return None;
     }
     Some((Ipv4Addr::new(a, b, c, d), at))
+}
+
+/// The octet at the start of `four` and its number of digits: one to three, no leading
+/// zero, at most 255, and no fourth digit after them.
+#[inline(always)]
+fn octet(four: [u8; 4]) -> Option<(u8, usize)> {
+    let digit = |c: u8| Some(c.wrapping_sub(b'0')).filter(|&d| d < 10);
+    let d0 = digit(four[0])?;
+    let Some(d1) = digit(four[1]) else {
+        return Some((d0, 1));
+    };
+    if d0 == 0 {
+        return None;
+    }
+    let Some(d2) = digit(four[2]) else {
+        return Some((d0 * 10 + d1, 2));
+    };
+    if digit(four[3]).is_some() {
+        return None;
+    }
+    let value = u16::from(d0) * 100 + u16::from(d1) * 10 + u16::from(d2);
+    Some((u8::try_from(value).ok()?, 3))
 }
 
 /// Reads 40 hex digits in either case, as [`NodeId::from_hex_bytes`] does; `None` for
@@ -106,26 +109,27 @@ pub(crate) fn id_from_hex(text: &[u8]) -> Option<NodeId> {
 ///
 /// Eight digits at a time in a `u64` (SWAR): a peers list of 20 holds 21 ids, and a table
 /// of every pair of digits (128 KiB) still cost about 180 instructions an id.
-#[inline]
+#[inline(always)]
 pub(crate) fn id_from_hex_array(text: &[u8; 40]) -> Option<NodeId> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = ONES * 0x80;
-    // `x + ONES * n` sets the high bit of each byte of `x` that is at least `0x80 - n`, as
-    // long as no byte has it set already (then a carry may spill into the next byte; such
-    // a byte is refused anyway).
-    let at_least = |x: u64, lo: u8| x.wrapping_add(ONES * u64::from(0x80 - lo));
-    let above = |x: u64, hi: u8| x.wrapping_add(ONES * u64::from(0x7f - hi));
+    // For a byte below 0x80, `+ (0x80 - n)` sets its high bit if and only if it is at
+    // least `n`, without a carry into the next byte; so the high bit of the XOR of two such
+    // sums is set for a byte in `lo..=hi`. A byte from 0x80 up (whose carry may spill) is
+    // refused at the end, with the others.
+    let in_range = |x: u64, lo: u8, hi: u8| {
+        x.wrapping_add(ONES * u64::from(0x80 - lo)) ^ x.wrapping_add(ONES * u64::from(0x7f - hi))
+    };
     let mut id = [0u8; 20];
     let mut good = HIGH;
-    for (out, chunk) in id.chunks_exact_mut(4).zip(text.chunks_exact(8)) {
+    let mut all = 0;
+    for i in 0..5 {
         let mut word = [0; 8];
-        word.copy_from_slice(chunk);
+        word.copy_from_slice(&text[8 * i..8 * i + 8]);
         let x = u64::from_le_bytes(word);
-        let digit = at_least(x, b'0') & !above(x, b'9');
         // `| 0x20` takes `A`..`F` to `a`..`f`, and nothing else there.
-        let lower = x | (ONES * 0x20);
-        let letter = at_least(lower, b'a') & !above(lower, b'f');
-        good &= (digit | letter) & !x;
+        good &= in_range(x, b'0', b'9') | in_range(x | (ONES * 0x20), b'a', b'f');
+        all |= x;
         // A digit's value is its low four bits, a letter's (bit 6 set) nine more.
         let nibbles = (x & (ONES * 0x0f)) + ((x >> 6) & ONES) * 9;
         // Each pair of nibbles into the low byte of its 16 bits (the first digit is the
@@ -133,9 +137,9 @@ pub(crate) fn id_from_hex_array(text: &[u8; 40]) -> Option<NodeId> {
         let pairs = (nibbles << 4 | nibbles >> 8) & 0x00ff_00ff_00ff_00ff;
         let pairs = (pairs | pairs >> 8) & 0x0000_ffff_0000_ffff;
         let bytes = (pairs | pairs >> 16) as u32;
-        out.copy_from_slice(&bytes.to_le_bytes());
+        id[4 * i..4 * i + 4].copy_from_slice(&bytes.to_le_bytes());
     }
-    (good == HIGH).then_some(NodeId(id))
+    (good == HIGH && all & HIGH == 0).then_some(NodeId(id))
 }
 
 /// The text form of an IP address (`10.0.0.1`, `::1`), exactly as `Display` writes it, on
@@ -151,7 +155,7 @@ impl IpText {
     pub(crate) fn new(ip: IpAddr) -> IpText {
         let mut text = Cursor::new();
         match ip {
-            // At most 15 bytes and the 2 `put_ipv4` may write past them: room to spare.
+            // At most 15 bytes, and `put_ipv4` needs 16 of room: less than MAX_LEN.
             IpAddr::V4(v4) => text.put_ipv4(v4),
             IpAddr::V6(v6) => {
                 let mut rest = &mut text.buf[..];
@@ -169,18 +173,19 @@ impl IpText {
     }
 }
 
-/// Each octet value in decimal: its digits (left-aligned) and how many there are.
-const OCTET_TEXT: [([u8; 3], u8); 256] = {
-    let mut t = [([0; 3], 0); 256];
+/// Each octet value in decimal and a dot after it: the text, left-aligned in four bytes,
+/// and its length with the dot.
+const OCTET_DOT: [([u8; 4], u8); 256] = {
+    let mut t = [([0; 4], 0); 256];
     let mut i = 0;
     while i < 256 {
         let (h, d, u) = ((i / 100) as u8, (i / 10 % 10) as u8, (i % 10) as u8);
         t[i] = if i >= 100 {
-            ([b'0' + h, b'0' + d, b'0' + u], 3)
+            ([b'0' + h, b'0' + d, b'0' + u, b'.'], 4)
         } else if i >= 10 {
-            ([b'0' + d, b'0' + u, 0], 2)
+            ([b'0' + d, b'0' + u, b'.', 0], 3)
         } else {
-            ([b'0' + u, 0, 0], 1)
+            ([b'0' + u, b'.', 0, 0], 2)
         };
         i += 1;
     }
@@ -252,8 +257,26 @@ impl<const N: usize> Cursor<N> {
         self.len += bytes.len();
     }
 
-    /// Appends an IP address as `Display` writes it.
+    /// Overwrites the 40 bytes written at `at` with `id` in lowercase hex, each digit
+    /// pair straight from a table into place (through `NodeId::to_hex_array`, the digits
+    /// were stored twice).
     #[inline]
+    pub(crate) fn put_id_at(&mut self, at: usize, id: &NodeId) {
+        let digits = &mut self.buf[..self.len][at..at + 40];
+        for (pair, &b) in digits.chunks_exact_mut(2).zip(id.as_bytes()) {
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
+        }
+    }
+
+    /// Drops what was written after the first `len` bytes.
+    #[inline]
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Appends an IP address as `Display` writes it (see [`Cursor::put_ipv4`] for the room
+    /// it needs).
+    #[inline(always)]
     pub(crate) fn put_ip(&mut self, ip: IpAddr) {
         match ip {
             IpAddr::V4(v4) => self.put_ipv4(v4),
@@ -261,19 +284,20 @@ impl<const N: usize> Cursor<N> {
         }
     }
 
-    /// Appends a dotted quad. Each octet copies three bytes whatever its length (a
-    /// fixed-size copy is a move, a variable one a call), so the piece needs two bytes of
-    /// room past the text.
+    /// Appends a dotted quad: each octet and a dot as four bytes whatever their length (a
+    /// fixed-size copy is a move, a variable one a call), the next one over the rest,
+    /// and the last dot dropped. The piece needs 16 bytes of room from where the address
+    /// starts (it is at most 15).
     #[inline]
     pub(crate) fn put_ipv4(&mut self, v4: Ipv4Addr) {
-        for (i, octet) in v4.octets().into_iter().enumerate() {
-            if i > 0 {
-                self.put(b".");
-            }
-            let (digits, len) = OCTET_TEXT[usize::from(octet)];
-            self.buf[self.len..self.len + 3].copy_from_slice(&digits);
-            self.len += usize::from(len);
+        let window = &mut self.buf[self.len..self.len + 16];
+        let mut at = 0;
+        for octet in v4.octets() {
+            let (text, len) = OCTET_DOT[usize::from(octet)];
+            window[at..at + 4].copy_from_slice(&text);
+            at += usize::from(len);
         }
+        self.len += at - 1;
     }
 
     /// Appends `v` (a port, a length) in decimal, as [`write_decimal`] does. All five
@@ -318,11 +342,12 @@ pub(crate) const DECIMAL_SLACK: usize = 3;
 pub(crate) fn ip_text_len(ip: IpAddr) -> usize {
     match ip {
         IpAddr::V4(v4) => {
-            3 + v4
-                .octets()
+            // Each octet's text has a dot after it, but the last.
+            v4.octets()
                 .into_iter()
-                .map(|octet| usize::from(OCTET_TEXT[usize::from(octet)].1))
+                .map(|octet| usize::from(OCTET_DOT[usize::from(octet)].1))
                 .sum::<usize>()
+                - 1
         }
         IpAddr::V6(_) => IpText::new(ip).as_bytes().len(),
     }

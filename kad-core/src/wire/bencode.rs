@@ -154,11 +154,11 @@ fn write_peers(out: &mut Vec<u8>, peers: &[WirePeer]) {
     out.reserve(peers.len() * PEER_BYTES);
     out.push(b'l');
     for peer in peers {
-        // Room for `d2:ip<2>:<ip>7:node_id40:<40>4:porti<5>ee`, the ip at its longest (and
-        // two bytes of slack that `put_ip` may write past it, and what `put_decimal` may
-        // write past the port).
+        // Room for `d2:ip<2>:<ip>7:node_id40:<40>4:porti<5>ee`, the ip at its longest
+        // (more than the 16 bytes `put_ip` may write for an IPv4 address), and what
+        // `put_decimal` may write past the port.
         let mut entry =
-            Cursor::<{ 5 + 3 + IpText::MAX_LEN + 2 + 12 + 40 + 7 + 5 + 2 + DECIMAL_SLACK }>::new();
+            Cursor::<{ 5 + 3 + IpText::MAX_LEN + 12 + 40 + 7 + 5 + 2 + DECIMAL_SLACK }>::new();
         let ip = peer.addr.ip();
         entry.put(b"d2:ip");
         // At most `IpText::MAX_LEN`.

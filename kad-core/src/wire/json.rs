@@ -25,8 +25,10 @@ use crate::{NodeId, Value};
 /// Appends the JSON encoding of `msg` to `out`, with a `pad` field of `pad` spaces last
 /// when `pad` is not zero.
 pub(crate) fn encode(msg: &Message, pad: usize, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"type\":");
-    write_str(out, msg.body.type_name());
+    // Our type names need no escaping.
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(msg.body.type_name().as_bytes());
+    out.push(b'"');
     write_key(out, "id");
     write_str(out, msg.txn.as_str());
     write_key(out, "sender");
@@ -118,30 +120,28 @@ fn write_key(out: &mut Vec<u8>, name: &str) {
 fn write_str(out: &mut Vec<u8>, s: impl AsRef<[u8]>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
-    let bytes = s.as_ref();
-    // Copy runs of plain bytes in one go; escapes are rare.
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x00..=0x1f => b"",
-            _ => continue,
+    let mut rest = s.as_ref();
+    // Runs of plain bytes found eight at a time and copied in one go; escapes are rare.
+    loop {
+        let (plain, tail) = rest.split_at(plain_run(rest));
+        out.extend_from_slice(plain);
+        let Some((&b, tail)) = tail.split_first() else {
+            break;
         };
-        out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
-        if escape.is_empty() {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
-        } else {
-            out.extend_from_slice(escape);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+            }
         }
-        start = i + 1;
+        rest = tail;
     }
-    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
     out.push(b'"');
 }
 
@@ -185,26 +185,30 @@ fn write_sender(out: &mut Vec<u8>, sender: &Sender) {
 /// Writes a peers list, entries `{"node_id":…,"ip":…,"port":…}`; an IPv6 address goes
 /// out as its plain text form (`::1`), which needs no escaping.
 fn write_peers(out: &mut Vec<u8>, peers: &[WirePeer]) {
+    const HEAD: &[u8] = b",{\"node_id\":\"";
+    const MID: &[u8] = b"\",\"ip\":\"";
     // One allocation for the whole list rather than a doubling every few peers.
     out.reserve(peers.len() * PEER_BYTES);
     out.push(b'[');
+    // Each entry is built in one buffer and appended, without its leading comma for the
+    // first. Room for `,{"node_id":"<40>","ip":"<ip>","port":<5>}`, the ip at its
+    // longest (more than the 16 bytes `put_ip` may write for an IPv4 address), and what
+    // `put_decimal` may write past the port. Its head, up to the ip, is written once:
+    // each entry overwrites the id's digits and rewrites what follows them.
+    let mut entry = Cursor::<{ 13 + 40 + 8 + IpText::MAX_LEN + 9 + 5 + 1 + DECIMAL_SLACK }>::new();
+    entry.put(HEAD);
+    entry.put(&[0; 40]);
+    entry.put(MID);
+    let ip_at = entry.as_bytes().len();
     for (i, peer) in peers.iter().enumerate() {
-        // Room for `,{"node_id":"<40>","ip":"<ip>","port":<5>}`, the ip at its longest
-        // (and two bytes of slack that `put_ip` may write past it, and what `put_decimal`
-        // may write past the port).
-        let mut entry =
-            Cursor::<{ 1 + 12 + 40 + 8 + IpText::MAX_LEN + 2 + 9 + 5 + 1 + DECIMAL_SLACK }>::new();
-        if i > 0 {
-            entry.put(b",");
-        }
-        entry.put(b"{\"node_id\":\"");
-        entry.put(&peer.id.to_hex_array());
-        entry.put(b"\",\"ip\":\"");
+        entry.truncate(ip_at);
+        entry.put_id_at(HEAD.len(), &peer.id);
         entry.put_ip(peer.addr.ip());
         entry.put(b"\",\"port\":");
         entry.put_decimal(peer.addr.port());
         entry.put(b"}");
-        out.extend_from_slice(entry.as_bytes());
+        let skip_comma = usize::from(i == 0);
+        out.extend_from_slice(&entry.as_bytes()[skip_comma..]);
     }
     out.push(b']');
 }
@@ -511,6 +515,7 @@ impl<'de> Scanner<'de> for JsonScanner<'de> {
         }
     }
 
+    #[inline]
     fn exact_entry(&mut self) -> Option<Option<WirePeer>> {
         // Whitespace before the entry is read either way.
         self.skip_ws();

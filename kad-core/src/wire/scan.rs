@@ -173,19 +173,37 @@ pub(super) fn leading_number(bytes: &[u8]) -> Option<(u64, usize)> {
 
 /// The decimal number of one to five digits at the start of `bytes` (a port, the length of
 /// an address) and its number of digits; `None` for no digit or more than five, which
-/// [`leading_number`] then reads. Five digits need no overflow checks.
-#[inline]
+/// [`leading_number`] then reads.
+///
+/// Eight bytes at a time (SWAR), without a loop or a branch per digit: a digit loop cost
+/// about 48 instructions a port, and every peers entry has one or two such numbers.
+#[inline(always)]
 pub(super) fn short_number(bytes: &[u8]) -> Option<(u32, usize)> {
-    let mut value = 0;
-    for (i, &c) in bytes.iter().enumerate().take(6) {
-        let d = c.wrapping_sub(b'0');
-        if d > 9 {
-            return (i > 0).then_some((value, i));
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    // Near the end of the input, a space past it reads as the end, as the end does.
+    let window = match bytes.first_chunk::<8>() {
+        Some(window) => *window,
+        None => {
+            let mut window = [b' '; 8];
+            window[..bytes.len()].copy_from_slice(bytes);
+            window
         }
-        if i == 5 {
-            return None;
-        }
-        value = value * 10 + u32::from(d);
+    };
+    // Each byte's digit value, and the high bit of each byte that is no digit (below
+    // `0`: its own high bit; above `9`: `+ 0x76` sets it). Borrows and carries only reach
+    // bytes after such a byte, so the lowest one flagged is the first that is no digit.
+    let values = u64::from_le_bytes(window).wrapping_sub(ONES * u64::from(b'0'));
+    let stops = (values.wrapping_add(ONES * 0x76) | values) & HIGH;
+    let digits = (stops.trailing_zeros() / 8) as usize;
+    if !(1..=5).contains(&digits) {
+        return None;
     }
-    (!bytes.is_empty()).then_some((value, bytes.len()))
+    // The digits to the top of the word, zeros (leading zeros) before them, then pairs,
+    // fours and eights of digits combined by multiplication, as simdjson does.
+    let v = values << (8 * (8 - digits));
+    let v = (v.wrapping_mul(10 << 8 | 1) >> 8) & 0x00ff_00ff_00ff_00ff;
+    let v = (v.wrapping_mul(100 << 16 | 1) >> 16) & 0x0000_ffff_0000_ffff;
+    let v = v.wrapping_mul(10_000 << 32 | 1) >> 32;
+    Some((v as u32, digits))
 }
