@@ -106,6 +106,11 @@ impl Entry {
         self.state & V6 != 0
     }
 
+    /// The IPv4 octets of an IPv4 socket address.
+    pub fn v4(&self) -> Option<[u8; 4]> {
+        (!self.is_v6()).then_some(self.ip)
+    }
+
     /// The IP as 16 bytes (an IPv4 address mapped into IPv6).
     pub fn ip16(&self, v6: &V6Addrs) -> [u8; 16] {
         if self.is_v6() {

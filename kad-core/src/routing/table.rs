@@ -53,7 +53,7 @@ impl IpLimits {
     /// The key an address is counted under, or `None` when it is exempt.
     fn key(&self, addr: &SocketAddr) -> Option<[u8; 8]> {
         match addr {
-            SocketAddr::V4(a) => self.ip_key(&a.ip().to_ipv6_mapped().octets(), false),
+            SocketAddr::V4(a) => self.v4_key(a.ip().octets()),
             SocketAddr::V6(a) => self.ip_key(&a.ip().octets(), true),
         }
     }
@@ -61,7 +61,18 @@ impl IpLimits {
     /// [`IpLimits::key`] of a table entry's address, without unpacking it: the caps scan
     /// the table on every add.
     fn entry_key(&self, e: &Entry, v6: &V6Addrs) -> Option<[u8; 8]> {
-        self.ip_key(&e.ip16(v6), e.is_v6())
+        match e.v4() {
+            Some(ip) => self.v4_key(ip),
+            None => self.ip_key(&e.ip16(v6), true),
+        }
+    }
+
+    /// The key of an IPv4 socket address: what [`IpLimits::ip_key`] gives for it mapped.
+    fn v4_key(&self, ip: [u8; 4]) -> Option<[u8; 8]> {
+        if self.exempt_loopback && ip[0] == 127 {
+            return None;
+        }
+        Some([4, ip[0], ip[1], ip[2], ip[3], 0, 0, 0])
     }
 
     /// The key of an IP given as 16 bytes (IPv4 mapped), from an IPv6 socket address or not.
