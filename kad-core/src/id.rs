@@ -73,10 +73,17 @@ impl NodeId {
     /// The id as 40 lowercase hex characters, without allocating.
     pub fn to_hex_array(&self) -> [u8; ID_BYTES * 2] {
         let mut out = [0u8; ID_BYTES * 2];
+        self.write_hex(&mut out);
+        out
+    }
+
+    /// Writes the id as 40 lowercase hex characters over `out`, in place (an encoder that
+    /// builds a message in a buffer saves a copy).
+    #[inline]
+    pub(crate) fn write_hex(&self, out: &mut [u8; ID_BYTES * 2]) {
         for (pair, &b) in out.chunks_exact_mut(2).zip(&self.0) {
             pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
         }
-        out
     }
 
     /// The XOR distance between two ids.
@@ -116,7 +123,7 @@ const HEX_VALUES: [u8; 256] = {
 };
 
 /// Each byte value as two lowercase hex digits.
-pub(crate) const HEX_PAIRS: [[u8; 2]; 256] = {
+const HEX_PAIRS: [[u8; 2]; 256] = {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut t = [[0; 2]; 256];
     let mut i = 0;

@@ -8,9 +8,12 @@
 
 use std::collections::VecDeque;
 
-/// Replaces `c` with a fresh (unallocated) value when it is empty.
-pub(crate) fn free_if_empty<C: Default + IsEmpty>(c: &mut C) {
-    if c.is_empty() {
+/// Replaces `c` (a map or a set) with a fresh, unallocated one when it is empty.
+pub(crate) fn free_if_empty<C: Default>(c: &mut C)
+where
+    for<'a> &'a C: IntoIterator,
+{
+    if (&*c).into_iter().next().is_none() {
         *c = C::default();
     }
 }
@@ -21,23 +24,6 @@ pub(crate) fn free_if_drained<T>(q: &mut VecDeque<T>) {
     const KEEP: usize = 4;
     if q.is_empty() && q.capacity() > KEEP {
         *q = VecDeque::new();
-    }
-}
-
-/// Collections that can say they are empty.
-pub(crate) trait IsEmpty {
-    fn is_empty(&self) -> bool;
-}
-
-impl<K, V> IsEmpty for std::collections::BTreeMap<K, V> {
-    fn is_empty(&self) -> bool {
-        std::collections::BTreeMap::is_empty(self)
-    }
-}
-
-impl<T> IsEmpty for std::collections::BTreeSet<T> {
-    fn is_empty(&self) -> bool {
-        std::collections::BTreeSet::is_empty(self)
     }
 }
 

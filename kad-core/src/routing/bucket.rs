@@ -180,7 +180,7 @@ impl Entry {
     }
 
     /// Heard from at `seen`: alive, no failures, no ping pending.
-    pub fn refresh(&mut self, seen: u32) {
+    fn refresh(&mut self, seen: u32) {
         self.seen = seen;
         self.state &= !(FAILURES | PINGING);
     }
@@ -231,18 +231,24 @@ impl Bucket {
         self.last_active = now;
     }
 
-    /// Adds an entry to the replacement cache (newest last), dropping the oldest when full
-    /// and any older one with the same id.
+    /// Adds an entry whose id is not in the replacement cache (newest last), dropping the
+    /// oldest when full.
     pub fn add_replacement(&mut self, e: Entry, cap: usize) {
         if cap == 0 {
             return;
         }
-        if let Some(pos) = self.replacement_position(&e.id) {
-            self.replacements.remove(pos);
-        } else if self.replacements.len() >= cap {
+        if self.replacements.len() >= cap {
             self.replacements.remove(0);
         }
         push_capped(&mut self.replacements, e, cap);
+    }
+
+    /// Heard from replacement `pos` again at `seen`: it becomes the newest, at the address
+    /// it was first heard from.
+    pub fn refresh_replacement(&mut self, pos: usize, seen: u32) {
+        let mut e = self.replacements.remove(pos);
+        e.refresh(seen);
+        self.replacements.push(e);
     }
 
     /// Inserts an entry keeping `entries` ordered by `seen`.

@@ -54,7 +54,7 @@ impl IpLimits {
     fn key(&self, addr: &SocketAddr) -> Option<[u8; 8]> {
         match addr {
             SocketAddr::V4(a) => self.v4_key(a.ip().octets()),
-            SocketAddr::V6(a) => self.ip_key(&a.ip().octets(), true),
+            SocketAddr::V6(a) => self.v6_key(&a.ip().octets()),
         }
     }
 
@@ -63,11 +63,11 @@ impl IpLimits {
     fn entry_key(&self, e: &Entry, v6: &V6Addrs) -> Option<[u8; 8]> {
         match e.v4() {
             Some(ip) => self.v4_key(ip),
-            None => self.ip_key(&e.ip16(v6), true),
+            None => self.v6_key(&e.ip16(v6)),
         }
     }
 
-    /// The key of an IPv4 socket address: what [`IpLimits::ip_key`] gives for it mapped.
+    /// The key of an IPv4 socket address.
     fn v4_key(&self, ip: [u8; 4]) -> Option<[u8; 8]> {
         if self.exempt_loopback && ip[0] == 127 {
             return None;
@@ -75,18 +75,13 @@ impl IpLimits {
         Some([4, ip[0], ip[1], ip[2], ip[3], 0, 0, 0])
     }
 
-    /// The key of an IP given as 16 bytes (IPv4 mapped), from an IPv6 socket address or not.
-    fn ip_key(&self, ip: &[u8; 16], is_v6: bool) -> Option<[u8; 8]> {
-        let mapped = ip[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
-        let loopback = if is_v6 {
-            *ip == Ipv6Addr::LOCALHOST.octets()
-        } else {
-            ip[12] == 127
-        };
-        if self.exempt_loopback && loopback {
+    /// The key of an IPv6 socket address. An IPv4-mapped one counts as its IPv4 address
+    /// (but only `::1` is loopback).
+    fn v6_key(&self, ip: &[u8; 16]) -> Option<[u8; 8]> {
+        if self.exempt_loopback && *ip == Ipv6Addr::LOCALHOST.octets() {
             return None;
         }
-        if mapped {
+        if ip[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] {
             return Some([4, ip[12], ip[13], ip[14], ip[15], 0, 0, 0]);
         }
         // One host usually owns a whole /64.
@@ -278,20 +273,16 @@ impl Table {
             }
             // A known replacement keeps the address it was first heard from, as entries
             // do: re-heard from elsewhere, it must not carry a second IP past the cap.
-            let e = match bucket.replacement_position(&peer.id) {
-                Some(pos) => {
-                    let mut e = bucket.replacements[pos];
-                    e.refresh(seen);
-                    Some(e)
-                }
+            match bucket.replacement_position(&peer.id) {
+                Some(pos) => bucket.refresh_replacement(pos, seen),
                 None if !self.ip_allowed(bi, &peer.addr, false) => return Heard::IpLimited,
-                None => (cap > 0).then(|| self.new_entry(peer, seen)),
-            };
-            let bucket = &mut self.buckets[bi];
-            if let Some(e) = e {
-                bucket.add_replacement(e, cap);
+                None if cap > 0 => {
+                    let e = self.new_entry(peer, seen);
+                    self.buckets[bi].add_replacement(e, cap);
+                }
+                None => {}
             }
-            if bucket.entries.iter().any(|e| e.pinging()) {
+            if self.buckets[bi].entries.iter().any(|e| e.pinging()) {
                 return Heard::Waiting;
             }
             // The head is the least recently seen: if it spoke lately, they all did.
@@ -492,9 +483,11 @@ impl Table {
                     return Err(format!("peer {:?} has no IPv6 address", e.id));
                 }
             }
-            for (j, e) in b.entries.iter().enumerate() {
-                if b.entries[..j].iter().any(|x| x.id == e.id) {
-                    return Err(format!("duplicate {:?} in bucket {i}", e.id));
+            for list in [&b.entries, &b.replacements] {
+                for (j, e) in list.iter().enumerate() {
+                    if list[..j].iter().any(|x| x.id == e.id) {
+                        return Err(format!("duplicate {:?} in bucket {i}", e.id));
+                    }
                 }
             }
             count += b.entries.len();

@@ -5,7 +5,6 @@
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::id::HEX_PAIRS;
 use crate::NodeId;
 
 /// An IP literal, read as `IpAddr::from_str` reads it; `None` for anything else, bytes
@@ -257,14 +256,15 @@ impl<const N: usize> Cursor<N> {
         self.len += bytes.len();
     }
 
-    /// Overwrites the 40 bytes written at `at` with `id` in lowercase hex, each digit
-    /// pair straight from a table into place (through `NodeId::to_hex_array`, the digits
-    /// were stored twice).
+    /// Overwrites the 40 bytes written at `at` with `id` in lowercase hex, in place
+    /// (through `NodeId::to_hex_array`, the digits were stored twice).
     #[inline]
     pub(crate) fn put_id_at(&mut self, at: usize, id: &NodeId) {
-        let digits = &mut self.buf[..self.len][at..at + 40];
-        for (pair, &b) in digits.chunks_exact_mut(2).zip(id.as_bytes()) {
-            pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
+        if let Some(digits) = self.buf[..self.len]
+            .get_mut(at..)
+            .and_then(|rest| rest.first_chunk_mut::<40>())
+        {
+            id.write_hex(digits);
         }
     }
 
