@@ -262,12 +262,14 @@ impl Bucket {
     }
 }
 
-/// Pushes onto a list that never holds more than `cap` entries: it grows as a `Vec` does
-/// (4, 8, 16, ...) but never past `cap`, so a full bucket carries no unused capacity (a
-/// plain `Vec` of 20 entries has room for 32: 60 % more memory for a routing table).
+/// Pushes onto a list that never holds more than `cap` entries. It grows four slots at a
+/// time and never past `cap`: a plain `Vec` of 20 entries has room for 32 (60 % more
+/// memory for a full bucket), and doubling leaves a bucket being filled up to half empty.
+/// A bucket fills once in its life, so the extra reallocations cost nothing that shows.
 pub(crate) fn push_capped(list: &mut Vec<Entry>, e: Entry, cap: usize) {
+    const STEP: usize = 4;
     if list.len() == list.capacity() {
-        let want = (list.len() * 2).max(4).min(cap.max(list.len() + 1));
+        let want = (list.len() + STEP).min(cap.max(list.len() + 1));
         list.reserve_exact(want - list.len());
     }
     list.push(e);
@@ -281,6 +283,29 @@ mod tests {
     #[test]
     fn an_entry_is_32_bytes() {
         assert_eq!(std::mem::size_of::<Entry>(), 32);
+    }
+
+    #[test]
+    fn a_capped_list_never_has_more_than_three_spare_slots_nor_room_past_its_cap() {
+        let mut v6 = V6Addrs::default();
+        for cap in [1, 2, 3, 5, 8, 20, 33] {
+            let mut list = Vec::new();
+            for i in 0..cap {
+                let addr = SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1), i as u16));
+                push_capped(&mut list, entry(addr, &mut v6), cap);
+                assert!(
+                    list.capacity() <= cap,
+                    "cap {cap}: {} slots",
+                    list.capacity()
+                );
+                assert!(
+                    list.capacity() - list.len() <= 3,
+                    "cap {cap}, len {}",
+                    list.len()
+                );
+            }
+            assert_eq!(list.capacity(), cap);
+        }
     }
 
     fn addr_strategy() -> impl Strategy<Value = SocketAddr> {
