@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -54,7 +55,8 @@ pub(crate) fn later(now: Instant, d: Duration) -> Instant {
 
 /// The state shared by every query: what a query may touch while it runs.
 pub(crate) struct Core {
-    pub config: Config,
+    /// Shared, never changed: a simulation of many nodes with one config holds it once.
+    pub config: Arc<Config>,
     pub id: NodeId,
     pub local_addr: SocketAddr,
     sender: Sender,
@@ -514,7 +516,11 @@ pub struct Node {
 impl Node {
     /// A new node with id `id`. All its randomness (transaction ids, refresh targets) comes
     /// from a ChaCha RNG seeded with `seed`: the same seed and inputs give the same outputs.
-    pub fn new(config: Config, id: NodeId, seed: [u8; 32], now: Instant) -> Node {
+    ///
+    /// `config` is a [`Config`] or an `Arc<Config>`: nodes built from clones of one `Arc`
+    /// share their settings instead of holding a copy each (272 bytes a node).
+    pub fn new(config: impl Into<Arc<Config>>, id: NodeId, seed: [u8; 32], now: Instant) -> Node {
+        let config: Arc<Config> = config.into();
         let local_addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
         let mut core = Core {
             table: Table::new(
@@ -1174,7 +1180,7 @@ impl Node {
     /// lifetimes they had left. Records beyond this config's limits are left out; the
     /// number left out is returned.
     pub fn restore(
-        config: Config,
+        config: impl Into<Arc<Config>>,
         snapshot: &Snapshot,
         seed: [u8; 32],
         now: Instant,

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kad_core::{Config, Event, Node, NodeId, QueryId, QueryResult, QueryStats};
@@ -185,8 +186,10 @@ impl SimNet {
         // Exactly n slots: a doubled Vec of 100,000 nodes would carry 50 MB of spare room.
         net.nodes.reserve_exact(n);
         net.by_addr.reserve(n);
+        // One config for all: each node holds a pointer to it, not a copy.
+        let config = Arc::new(config.clone());
         for _ in 0..n {
-            net.add_node(config.clone());
+            net.add_node(Arc::clone(&config));
         }
         net
     }
@@ -199,14 +202,14 @@ impl SimNet {
     }
 
     /// Adds a node with a random id; returns its index.
-    pub fn add_node(&mut self, config: Config) -> usize {
+    pub fn add_node(&mut self, config: impl Into<Arc<Config>>) -> usize {
         let mut id = [0u8; 20];
         self.node_rng.fill_bytes(&mut id);
         self.add_node_with_id(config, NodeId(id))
     }
 
     /// Adds a node with the given id; returns its index.
-    pub fn add_node_with_id(&mut self, config: Config, id: NodeId) -> usize {
+    pub fn add_node_with_id(&mut self, config: impl Into<Arc<Config>>, id: NodeId) -> usize {
         let i = self.nodes.len();
         let mut seed = [0u8; 32];
         self.node_rng.fill_bytes(&mut seed);
