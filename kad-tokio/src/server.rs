@@ -311,7 +311,7 @@ setters! {
     max_dispatch_tasks: usize,
     /// Consecutive failures after which a peer leaves the routing table (default 3).
     failures_before_eviction: u32,
-    /// Replacement-cache entries per bucket (default 20).
+    /// Replacement-cache entries per bucket (default 8).
     replacement_cache_size: usize,
     /// Most records stored (default 100,000).
     max_records: usize,
