@@ -315,34 +315,37 @@ impl Lookup {
         );
     }
 
-    /// Keeps the candidate list at most `max` long: drops the farthest not yet contacted,
-    /// then the farthest that answered beyond the `k` closest that answered; never a
-    /// request in flight.
+    /// Keeps the candidate list at most `max` long by dropping the farthest candidate that
+    /// is not needed: one not yet contacted, or one that answered beyond the `k` closest
+    /// that answered. Never a request in flight.
+    ///
+    /// Farthest first, whatever its state: a peer just named close to the target must
+    /// outlive the far peers that answered early. (Dropping every untried candidate before
+    /// any answered one threw away the closest peers a late response named once the list
+    /// filled with answered far ones, and at 100,000 nodes some puts missed most of the
+    /// true k closest.)
     fn trim(&mut self, k: usize, max: usize) {
         while self.candidates.len() > max {
-            let untried = self
+            let mut answered = self
+                .candidates
+                .values()
+                .filter(|c| c.state == State::Succeeded)
+                .count();
+            let victim = self
                 .candidates
                 .iter()
                 .rev()
-                .find(|(_, c)| c.state == State::NotContacted)
-                .map(|(d, _)| *d);
-            let victim = untried.or_else(|| {
-                self.candidates
-                    .iter()
-                    .filter(|(_, c)| c.state == State::Succeeded)
-                    .nth(k)
-                    .and_then(|_| {
-                        self.candidates
-                            .iter()
-                            .rev()
-                            .find(|(_, c)| c.state == State::Succeeded)
-                            .map(|(d, _)| *d)
-                    })
-            });
+                .find_map(|(d, c)| match c.state {
+                    State::NotContacted => Some(*d),
+                    State::Succeeded if answered > k => Some(*d),
+                    State::Succeeded => {
+                        answered -= 1;
+                        None
+                    }
+                    State::InFlight(_) => None,
+                });
             match victim {
-                Some(d) => {
-                    self.candidates.remove(&d);
-                }
+                Some(d) => self.candidates.remove(&d),
                 None => break,
             }
         }
@@ -413,4 +416,74 @@ pub(crate) fn usable(addr: &SocketAddr) -> bool {
         && !ip.is_unspecified()
         && !ip.is_multicast()
         && ip != std::net::IpAddr::V4(std::net::Ipv4Addr::BROADCAST)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    fn lookup_with(states: &[(u8, State)]) -> Lookup {
+        let mut l = Lookup {
+            target: NodeId([0; 20]),
+            ask: Ask::FindNode,
+            candidates: Candidates::default(),
+            failed: BTreeSet::new(),
+            in_flight: 0,
+            converged: false,
+            burst: false,
+            owner: Owner::Verify,
+            requests: 0,
+            responses: 0,
+            timeouts: 0,
+        };
+        for &(at, state) in states {
+            let mut id = [0; 20];
+            id[0] = at;
+            let peer = Peer {
+                id: NodeId(id),
+                addr: SocketAddr::from((Ipv4Addr::new(10, 0, 0, at), 4000)),
+            };
+            let d = peer.id.distance(&l.target);
+            l.candidates.insert_new(
+                d,
+                Candidate {
+                    peer,
+                    state,
+                    hops: 1,
+                },
+            );
+        }
+        l
+    }
+
+    fn kept(l: &Lookup) -> Vec<u8> {
+        l.candidates.values().map(|c| c.peer.id.0[0]).collect()
+    }
+
+    #[test]
+    fn trim_keeps_a_close_untried_peer_and_drops_far_answered_ones() {
+        // Ten far peers answered; a late response named a much closer one.
+        let mut states: Vec<(u8, State)> = (100..110).map(|d| (d, State::Succeeded)).collect();
+        states.push((1, State::NotContacted));
+        let mut l = lookup_with(&states);
+        l.trim(3, 6);
+        assert_eq!(kept(&l), vec![1, 100, 101, 102, 103, 104]);
+    }
+
+    #[test]
+    fn trim_keeps_the_k_closest_answered_and_requests_in_flight() {
+        let mut l = lookup_with(&[
+            (10, State::Succeeded),
+            (20, State::Succeeded),
+            (30, State::NotContacted),
+            (40, State::InFlight(7)),
+            (50, State::NotContacted),
+            (60, State::InFlight(8)),
+        ]);
+        l.trim(2, 3);
+        // 50 and 30 (untried) go first, farthest first; 10 and 20 are the 2 closest
+        // answered; 40 and 60 are in flight: the list stays above max.
+        assert_eq!(kept(&l), vec![10, 20, 40, 60]);
+    }
 }
