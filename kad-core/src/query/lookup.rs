@@ -325,28 +325,32 @@ impl Lookup {
     /// filled with answered far ones, and at 100,000 nodes some puts missed most of the
     /// true k closest.)
     fn trim(&mut self, k: usize, max: usize) {
-        while self.candidates.len() > max {
-            let mut answered = self
-                .candidates
-                .values()
-                .filter(|c| c.state == State::Succeeded)
-                .count();
-            let victim = self
-                .candidates
-                .iter()
-                .rev()
-                .find_map(|(d, c)| match c.state {
-                    State::NotContacted => Some(*d),
-                    State::Succeeded if answered > k => Some(*d),
-                    State::Succeeded => {
-                        answered -= 1;
-                        None
-                    }
-                    State::InFlight(_) => None,
-                });
-            match victim {
-                Some(d) => self.candidates.remove(&d),
-                None => break,
+        let mut excess = self.candidates.len().saturating_sub(max);
+        if excess == 0 {
+            return;
+        }
+        // Answered candidates at or before the one looked at: one that answered is surplus
+        // when at least k closer ones answered too.
+        let mut answered = self
+            .candidates
+            .values()
+            .filter(|c| c.state == State::Succeeded)
+            .count();
+        let list = &mut self.candidates.0;
+        let mut i = list.len();
+        while excess > 0 && i > 0 {
+            i -= 1;
+            let surplus = match list[i].1.state {
+                State::NotContacted => true,
+                State::Succeeded => {
+                    answered -= 1;
+                    answered >= k
+                }
+                State::InFlight(_) => false,
+            };
+            if surplus {
+                list.remove(i);
+                excess -= 1;
             }
         }
     }
