@@ -55,6 +55,11 @@ pub struct Config {
     pub(crate) pad_requests: bool,
     pub(crate) ping_oldest_after: Duration,
     pub(crate) request_retries: usize,
+    pub(crate) reply_allowance: usize,
+    pub(crate) store_percent_per_ip: usize,
+    pub(crate) ipv6_prefix_len: usize,
+    pub(crate) max_lookup_peers_per_ip: usize,
+    pub(crate) max_lookup_peers_per_subnet: usize,
 }
 
 impl Default for Config {
@@ -91,6 +96,11 @@ impl Default for Config {
             pad_requests: true,
             ping_oldest_after: Duration::from_secs(15 * 60),
             request_retries: 2,
+            reply_allowance: 64 * 1024,
+            store_percent_per_ip: 1,
+            ipv6_prefix_len: 48,
+            max_lookup_peers_per_ip: 2,
+            max_lookup_peers_per_subnet: 5,
         }
     }
 }
@@ -256,6 +266,28 @@ getters! {
     /// wire (a repeated `store` stores the same record), so a copy that crosses a late
     /// answer costs one datagram and nothing else.
     request_retries: usize,
+    /// Bytes a proven address may receive in replies beyond `unverified_reply_factor` times
+    /// its requests, per minute (a token bucket; default 64 KiB, one large value with its
+    /// envelope). A proof (an answer to our ping) shows that an address exists, not that it
+    /// asked: a forged request naming a DHT node as its source would otherwise turn us into
+    /// an amplifier aimed at that node. So whatever the address, replies to it are bounded
+    /// by the factor times what it sent us plus this allowance; a reply that does not fit
+    /// is shortened (a peer list) or not sent (a value).
+    reply_allowance: usize,
+    /// Share of `max_records` and of `max_store_bytes`, in percent, that the records
+    /// stored by one source IP may take (default 1; an IPv6 prefix of `ipv6_prefix_len`
+    /// bits counts as one IP, loopback is exempt when `ip_limits_exempt_loopback`). One
+    /// host flooding us with junk keys fills its share, not the store.
+    store_percent_per_ip: usize,
+    /// How many leading bits of an IPv6 address count as one IP for every per-IP limit
+    /// (routing-table caps, store quotas, lookup diversity; default 48: one site).
+    ipv6_prefix_len: usize,
+    /// Most candidates one IP may hold among a lookup's peers (default 2; loopback exempt
+    /// when `ip_limits_exempt_loopback`): one host with many ids cannot fill the k closest.
+    max_lookup_peers_per_ip: usize,
+    /// Most candidates one IPv4 /24 or one IPv6 prefix of `ipv6_prefix_len` bits may hold
+    /// among a lookup's peers (default 5).
+    max_lookup_peers_per_subnet: usize,
 }
 
 impl Config {
@@ -345,6 +377,21 @@ impl Config {
             1 << 24,
         )?;
         range("request_retries", self.request_retries, 0, 8)?;
+        range("reply_allowance", self.reply_allowance, 0, 1 << 30)?;
+        range("store_percent_per_ip", self.store_percent_per_ip, 1, 100)?;
+        range("ipv6_prefix_len", self.ipv6_prefix_len, 16, 64)?;
+        range(
+            "max_lookup_peers_per_ip",
+            self.max_lookup_peers_per_ip,
+            1,
+            usize::MAX,
+        )?;
+        range(
+            "max_lookup_peers_per_subnet",
+            self.max_lookup_peers_per_subnet,
+            1,
+            usize::MAX,
+        )?;
         for (name, got) in [
             ("query_timeout", self.query_timeout),
             ("bucket_refresh_interval", self.bucket_refresh_interval),

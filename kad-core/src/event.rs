@@ -227,4 +227,11 @@ pub struct Stats {
     pub replies_held: u64,
     /// Held replies dropped because the sender never answered (or too many were held).
     pub replies_held_dropped: u64,
+    /// Replies to proven addresses shortened or dropped: their reply allowance was spent.
+    pub replies_over_allowance: u64,
+    /// Verification pings given up to make room for newer ones.
+    pub verifications_dropped: u64,
+    /// `set`/`set_cached` from unproven senders dropped (no room to hold them until they
+    /// answered a verification ping).
+    pub stores_unproven_dropped: u64,
 }

@@ -66,14 +66,35 @@ pub(crate) struct Core {
     pub store: Store,
     transmits: VecDeque<Transmit>,
     pub stats: Stats,
-    /// Large replies waiting for their unverified sender to answer a ping, in arrival order.
-    held: BTreeMap<u64, (SocketAddr, TxnId, Body)>,
+    /// Requests from unproven senders waiting for them to answer a verification ping (a
+    /// store, or a request whose reply is larger than the request allows), oldest first.
+    held: BTreeMap<u64, Held>,
     next_hold: u64,
-    /// Addresses with a verification ping in flight.
-    verifying: BTreeSet<SocketAddr>,
+    /// Addresses with a verification ping in flight: the order it was sent in, its
+    /// transaction.
+    verifying: BTreeMap<SocketAddr, (u64, u64)>,
     /// Addresses that answered our requests lately (beside the routing table's entries).
     verified: Verified,
+    /// How per-IP limits count addresses (the table's caps, store quotas, holds).
+    ip_limits: IpLimits,
 }
+
+/// A request from an address that has not proven itself, kept until it answers our
+/// verification ping.
+struct Held {
+    addr: SocketAddr,
+    msg: Message,
+    len: usize,
+}
+
+/// Held requests and verification pings one IP (one IPv6 prefix) may have at once, so one
+/// host cannot take every slot; a flood of forged sources still can, and then the oldest
+/// slot goes first: an honest sender's ping comes back within a round trip.
+const UNPROVEN_PER_IP: usize = 8;
+
+/// The window in which a proven address's reply allowance refills (see
+/// `Config::reply_allowance`).
+pub(crate) const ALLOWANCE_WINDOW: Duration = Duration::from_secs(60);
 
 impl Core {
     fn can_send(&self) -> bool {
@@ -190,66 +211,152 @@ impl Core {
         self.transmits.push_back(Transmit { dst, payload });
     }
 
-    fn queue(&mut self, dst: SocketAddr, txn: TxnId, body: Body) {
-        let payload = self.encode(txn, body);
-        self.push(dst, payload);
+    /// Has the sender at `peer.addr` proven that address: it answered a request of ours
+    /// from it (as a table entry or replacement with that id, or lately as anyone)?
+    fn addr_proven(&self, peer: &Peer, now: Instant) -> bool {
+        self.table.is_verified(&peer.id, &peer.addr) || self.verified.contains(&peer.addr, now)
     }
 
-    /// Answers a request. A sender that has not proven it owns its address (by answering
-    /// one of our requests from it) gets at once at most `unverified_reply_factor` times
-    /// its request's size; a larger reply (a full peer list, a value) is held until the
-    /// sender answers a verification ping. So a forged source address cannot turn us into
-    /// an amplifier aimed at a third party (it draws one ping, smaller than the request),
-    /// while an honest newcomer pays one extra round trip, once an hour, and gets complete
-    /// answers: shortened peer lists would hide the k closest nodes from its lookups.
-    fn reply(&mut self, now: Instant, to: Peer, request_len: usize, txn: TxnId, body: Body) {
-        if self.table.is_verified(&to.id, &to.addr) || self.verified.contains(&to.addr, now) {
-            return self.queue(to.addr, txn, body);
-        }
-        let budget = request_len.saturating_mul(self.config.unverified_reply_factor);
+    /// Answers a request. Whatever the sender, a reply is at most `unverified_reply_factor`
+    /// times its request, plus, for an address that proved itself by answering one of our
+    /// requests from it, what is left of its `reply_allowance`. A larger reply to an
+    /// unproven sender waits (as its request, `held`) until the sender answers a
+    /// verification ping; a larger reply to a proven one is shortened (a peer list) or not
+    /// sent (a value). So a forged source address cannot turn us into an amplifier aimed at
+    /// a third party, even one that is a DHT node and answers our pings, while an honest
+    /// newcomer pays one extra round trip, once an hour, and gets complete answers.
+    fn reply(&mut self, now: Instant, ctx: Ctx, txn: TxnId, body: Body) {
+        let Ctx {
+            peer,
+            len,
+            proven,
+            request,
+        } = ctx;
+        let budget = len.saturating_mul(self.config.unverified_reply_factor);
         let payload = self.encode(txn, body.clone());
         if payload.len() <= budget {
-            return self.push(to.addr, payload);
+            return self.push(peer.addr, payload);
         }
-        if self.hold(now, to, txn, &body) {
-            return;
+        if proven {
+            if self.spend_allowance(now, &peer, payload.len()) {
+                return self.push(peer.addr, payload);
+            }
+            self.stats.replies_over_allowance += 1;
+        } else if let Some(request) = request {
+            if self.hold(now, peer, request, len) {
+                return;
+            }
         }
-        // No room to hold it: a peer list goes out shortened, a value not at all.
+        // No room to hold it, or no allowance left: a peer list goes out shortened, a
+        // value not at all.
         match body {
             Body::FindNodeRes { peers } => {
                 let payload = self.shorten(txn, peers, budget, |peers| Body::FindNodeRes { peers });
-                self.push(to.addr, payload);
+                self.push(peer.addr, payload);
             }
             Body::FindValueRes(FindValueRes::Peers(peers)) => {
                 let payload = self.shorten(txn, peers, budget, |p| {
                     Body::FindValueRes(FindValueRes::Peers(p))
                 });
-                self.push(to.addr, payload);
+                self.push(peer.addr, payload);
             }
             Body::FindValueRes(FindValueRes::Value(_)) => self.stats.replies_held_dropped += 1,
             // Pong, set_res, set_cached_res, check_store_res are never larger than their
             // requests by much.
-            other => self.queue(to.addr, txn, other),
+            _ => self.push(peer.addr, payload),
         }
     }
 
-    /// Keeps a reply until `to` answers a verification ping (one ping per address, however
-    /// many replies wait for it); false when there is no room.
-    fn hold(&mut self, now: Instant, to: Peer, txn: TxnId, body: &Body) -> bool {
-        if self.held.len() >= self.config.max_held_replies {
-            return false;
+    /// Takes `bytes` from a proven address's reply allowance.
+    fn spend_allowance(&mut self, now: Instant, peer: &Peer, bytes: usize) -> bool {
+        let allowance = u32::try_from(self.config.reply_allowance).unwrap_or(u32::MAX);
+        if !self.verified.contains(&peer.addr, now) {
+            // A table entry carries its proof; its allowance starts when first needed.
+            self.verified.insert(peer.addr, peer.id, now, allowance);
         }
-        if !self.verifying.contains(&to.addr) {
-            if self
-                .send_request(now, to.addr, Some(to.id), Body::Ping, Owner::Verify)
-                .is_none()
-            {
+        self.verified
+            .spend(&peer.addr, now, bytes, allowance, ALLOWANCE_WINDOW)
+    }
+
+    /// The keys a lookup's diversity caps count `addr` under: its IP (an IPv6 prefix),
+    /// and its /24 (the same prefix for IPv6); `None` when exempt (loopback).
+    pub fn diversity_keys(&self, addr: &SocketAddr) -> Option<([u8; 8], [u8; 8])> {
+        let ip = self.ip_limits.key(addr)?;
+        let mut net = ip;
+        if net[0] == 4 {
+            net[0] = 24;
+            net[4] = 0;
+        }
+        Some((ip, net))
+    }
+
+    /// The per-IP key of `addr` for the limits on unproven senders (`None`: exempt).
+    fn ip_key(&self, addr: &SocketAddr) -> Option<[u8; 8]> {
+        self.ip_limits.key(addr)
+    }
+
+    /// Makes sure a verification ping to `peer` is in flight; false when none could be
+    /// sent (its IP has too many in flight, or the request table is full). When
+    /// `max_held_replies` pings are in flight, the oldest is given up.
+    fn verify(&mut self, now: Instant, peer: Peer) -> bool {
+        if self.verifying.contains_key(&peer.addr) {
+            return true;
+        }
+        if let Some(key) = self.ip_key(&peer.addr) {
+            let same_ip = self
+                .verifying
+                .keys()
+                .filter(|a| self.ip_key(a) == Some(key))
+                .count();
+            if same_ip >= UNPROVEN_PER_IP {
                 return false;
             }
-            self.verifying.insert(to.addr);
         }
-        self.held
-            .insert(self.next_hold, (to.addr, txn, body.clone()));
+        if self.verifying.len() >= self.config.max_held_replies {
+            let oldest = self
+                .verifying
+                .iter()
+                .min_by_key(|(_, (order, _))| *order)
+                .map(|(a, (_, txn))| (*a, *txn));
+            if let Some((addr, txn)) = oldest {
+                self.rpc.remove(txn);
+                self.stats.verifications_dropped += 1;
+                self.release(now, addr, false);
+            }
+        }
+        let Some(txn) = self.send_request(now, peer.addr, Some(peer.id), Body::Ping, Owner::Verify)
+        else {
+            return false;
+        };
+        let order = self.next_hold;
+        self.next_hold += 1;
+        self.verifying.insert(peer.addr, (order, txn));
+        true
+    }
+
+    /// Keeps an unproven sender's request until it answers a verification ping (one ping
+    /// per address, however many requests wait for it); false when there is no room. At
+    /// most [`UNPROVEN_PER_IP`] per IP; when `max_held_replies` are held, the oldest goes.
+    fn hold(&mut self, now: Instant, peer: Peer, msg: Message, len: usize) -> bool {
+        if let Some(key) = self.ip_key(&peer.addr) {
+            let same_ip = self
+                .held
+                .values()
+                .filter(|h| self.ip_key(&h.addr) == Some(key))
+                .count();
+            if same_ip >= UNPROVEN_PER_IP {
+                return false;
+            }
+        }
+        if !self.verify(now, peer) {
+            return false;
+        }
+        if self.held.len() >= self.config.max_held_replies {
+            self.held.pop_first();
+            self.stats.replies_held_dropped += 1;
+        }
+        let addr = peer.addr;
+        self.held.insert(self.next_hold, Held { addr, msg, len });
         self.next_hold += 1;
         self.stats.replies_held += 1;
         true
@@ -276,20 +383,20 @@ impl Core {
         }
     }
 
-    /// `addr` answered a request of ours (`answered`), or its verification ping timed out:
-    /// send, or drop, every reply held for it, in the order the requests came.
-    fn release(&mut self, addr: SocketAddr, answered: bool) {
+    /// `addr` answered a request of ours (`answered`), or its verification ping timed out
+    /// or was given up: serve, or drop, every request held for it, in the order they came.
+    fn release(&mut self, now: Instant, addr: SocketAddr, answered: bool) {
         self.verifying.remove(&addr);
         let holds: Vec<u64> = self
             .held
             .iter()
-            .filter(|(_, (dst, _, _))| *dst == addr)
+            .filter(|(_, h)| h.addr == addr)
             .map(|(h, _)| *h)
             .collect();
         for hold in holds {
-            if let Some((dst, txn, body)) = self.held.remove(&hold) {
+            if let Some(h) = self.held.remove(&hold) {
                 if answered {
-                    self.queue(dst, txn, body);
+                    self.on_request(now, h.addr, h.msg, h.len, true);
                 } else {
                     self.stats.replies_held_dropped += 1;
                 }
@@ -299,45 +406,65 @@ impl Core {
         free_if_empty(&mut self.verifying);
     }
 
-    /// A peer talked to us: offer it to the routing table, check the oldest entry of a full
-    /// bucket, and ask a newcomer that only sent us a request to prove its address.
-    fn heard(&mut self, now: Instant, peer: Peer, by_request: bool) {
-        match self.table.on_heard(now, peer) {
-            Heard::PingOldest(old)
+    /// A peer answered a request of ours from the address it went to: it owns that
+    /// address and that id. Offer it to the routing table; check the oldest entry of a
+    /// full bucket, or the old address of an id heard from a new one.
+    fn proven(&mut self, now: Instant, peer: Peer) {
+        match self.table.on_heard(now, peer, true) {
+            Heard::PingOldest(old) | Heard::Moved(old)
                 if self
                     .send_request(now, old.addr, Some(old.id), Body::Ping, Owner::TablePing)
                     .is_none() =>
             {
                 self.table.clear_ping(&old.id);
             }
-            // The same ping verifies its address for any large reply held for it.
-            Heard::Added
-                if by_request
-                    && !self.verifying.contains(&peer.addr)
-                    && self
-                        .send_request(now, peer.addr, Some(peer.id), Body::Ping, Owner::Verify)
-                        .is_some() =>
-            {
-                self.verifying.insert(peer.addr);
-            }
             Heard::IpLimited => self.stats.peers_ip_limited += 1,
             _ => {}
         }
     }
 
-    fn failed(&mut self, id: &NodeId) {
-        if self.table.on_failure(id) {
+    /// A request came from `peer`: a claim, which changes nothing in the routing table by
+    /// itself. A sender that proved this id at this address lately joins the table; any
+    /// other that the table would take is asked to prove it (one ping, which its answer
+    /// turns into a table entry).
+    fn claimed(&mut self, now: Instant, peer: Peer) {
+        if peer.id == self.id || self.table.is_verified(&peer.id, &peer.addr) {
+            return;
+        }
+        if self.verified.id_of(&peer.addr, now) == Some(peer.id) {
+            return self.proven(now, peer);
+        }
+        if self.table.wants(&peer.id) {
+            self.verify(now, peer);
+        }
+    }
+
+    /// A request to `id` at `addr` failed: only the entry at that address pays.
+    fn failed(&mut self, id: &NodeId, addr: &SocketAddr) {
+        if self.table.on_failure(id, addr) {
             self.stats.peers_evicted += 1;
         }
     }
 
-    fn on_request(&mut self, now: Instant, from: SocketAddr, msg: Message, request_len: usize) {
-        let Message { txn, sender, body } = msg;
+    /// Serves a request. `proven`: its sender's address is known to be its own (the
+    /// request waited for a verification ping that it answered).
+    fn on_request(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        msg: Message,
+        request_len: usize,
+        proven: bool,
+    ) {
         let peer = Peer {
-            id: sender.id,
+            id: msg.sender.id,
             addr: from,
         };
-        self.heard(now, peer, true);
+        let proven = proven || self.addr_proven(&peer, now);
+        self.claimed(now, peer);
+        // What an unproven sender's reply may wait on: its request.
+        let request = (!proven && msg.body.may_need_proof()).then(|| msg.clone());
+        let Message { txn, sender, body } = msg;
         let reply = match body {
             Body::Ping => Body::Pong,
             Body::FindNode { target } => Body::FindNodeRes {
@@ -347,26 +474,23 @@ impl Core {
                 if !self.accept_record(&key, &value) {
                     return;
                 }
-                let publisher = matches!(
-                    self.store.get(now, &key),
-                    Some(r) if r.kind == store::Kind::Published
-                );
-                let (kind, interval) = if publisher {
-                    (
-                        store::Kind::Published,
-                        self.config.original_publisher_republish_interval,
-                    )
-                } else {
-                    (
-                        store::Kind::Replica,
-                        self.config.non_publisher_restore_interval,
-                    )
-                };
+                if !proven {
+                    // A store from an address that has not proven itself waits for it to.
+                    if let Some(request) = request {
+                        if !self.hold(now, peer, request, request_len) {
+                            self.stats.stores_unproven_dropped += 1;
+                        }
+                    }
+                    return;
+                }
+                // A stranger's `set` of a key we published makes it a replica: we stop
+                // republishing it as ours (the last writer republishes its own value).
                 let record = Record {
                     value,
-                    kind,
+                    kind: store::Kind::Replica,
                     expires: later(now, self.config.key_expiry),
-                    republish_at: Some(later(now, interval)),
+                    republish_at: Some(later(now, self.config.non_publisher_restore_interval)),
+                    source: self.ip_key(&from),
                 };
                 if self.store.put(&key, record).is_err() {
                     self.stats.requests_refused += 1;
@@ -376,6 +500,14 @@ impl Core {
             }
             Body::SetCached { key, value, .. } => {
                 if !self.accept_record(&key, &value) {
+                    return;
+                }
+                if !proven {
+                    if let Some(request) = request {
+                        if !self.hold(now, peer, request, request_len) {
+                            self.stats.stores_unproven_dropped += 1;
+                        }
+                    }
                     return;
                 }
                 // A cached copy never replaces a replica or our own record.
@@ -396,6 +528,7 @@ impl Core {
                         kind: store::Kind::Cached,
                         expires: later(now, ttl),
                         republish_at: None,
+                        source: self.ip_key(&from),
                     };
                     if self.store.put(&key, record).is_err() {
                         self.stats.requests_refused += 1;
@@ -406,9 +539,10 @@ impl Core {
             }
             Body::CheckStore { key, .. } => {
                 let has_key = self.store.get(now, &key).is_some();
-                // Someone is restoring this key: our own restore can wait an interval, so
-                // k holders do not all re-replicate the same record every hour.
-                if has_key {
+                // A proven peer is restoring this key: our own restore can wait an
+                // interval, so k holders do not all re-replicate the same record every
+                // hour. A stranger's claim postpones nothing.
+                if has_key && proven {
                     self.postpone_restore(now, &key);
                 }
                 Body::CheckStoreRes { has_key }
@@ -424,7 +558,13 @@ impl Core {
             _ => return,
         };
         self.stats.requests_answered += 1;
-        self.reply(now, peer, request_len, txn, reply);
+        let ctx = Ctx {
+            peer,
+            len: request_len,
+            proven,
+            request,
+        };
+        self.reply(now, ctx, txn, reply);
     }
 
     /// Does `record` answer a `find_value` (or our own `get`)? Replicas and cached copies
@@ -472,9 +612,10 @@ impl Core {
         true
     }
 
+    /// The peers we tell others about: proven entries only.
     fn closest_wire(&self, target: &NodeId, exclude: Option<&NodeId>) -> Vec<WirePeer> {
         self.table
-            .closest(target, self.config.k, exclude)
+            .closest_verified(target, self.config.k, exclude)
             .into_iter()
             .map(|p| WirePeer {
                 id: p.id,
@@ -495,6 +636,18 @@ impl Core {
         }
         Ok(())
     }
+}
+
+/// What a reply needs to know of its request.
+struct Ctx {
+    /// Its sender (claimed id, real source address).
+    peer: Peer,
+    /// Its size in bytes.
+    len: usize,
+    /// Its source address has proven itself.
+    proven: bool,
+    /// The request itself, kept for an unproven sender whose reply may have to wait.
+    request: Option<Message>,
 }
 
 /// A Kademlia node as a sans-IO state machine. See the [crate docs](crate) for the drive
@@ -531,12 +684,22 @@ impl Node {
                 now,
             ),
             rpc: Rpc::new(config.max_pending_requests),
-            store: Store::new(config.max_records, config.max_store_bytes),
+            store: Store::new(
+                config.max_records,
+                config.max_store_bytes,
+                config.store_percent_per_ip,
+            ),
             transmits: VecDeque::new(),
             stats: Stats::default(),
             held: BTreeMap::new(),
-            verifying: BTreeSet::new(),
+            verifying: BTreeMap::new(),
             verified: Verified::new(config.max_verified_addresses),
+            ip_limits: IpLimits {
+                per_bucket: config.max_peers_per_ip_per_bucket,
+                per_table: config.max_peers_per_ip,
+                exempt_loopback: config.ip_limits_exempt_loopback,
+                v6_prefix_bits: u8::try_from(config.ipv6_prefix_len).unwrap_or(64),
+            },
             next_hold: 0,
             rng: ChaCha12Rng::from_seed(seed),
             sender: Sender {
@@ -550,11 +713,7 @@ impl Node {
         };
         core.table
             .set_ping_oldest_after(core.config.ping_oldest_after);
-        core.table.set_ip_limits(IpLimits {
-            per_bucket: core.config.max_peers_per_ip_per_bucket,
-            per_table: core.config.max_peers_per_ip,
-            exempt_loopback: core.config.ip_limits_exempt_loopback,
-        });
+        core.table.set_ip_limits(core.ip_limits);
         Node {
             next_refresh: later(now, core.config.bucket_refresh_interval),
             core,
@@ -666,7 +825,7 @@ impl Node {
             }
         };
         if msg.body.is_request() {
-            self.core.on_request(now, from, msg, bytes.len());
+            self.core.on_request(now, from, msg, bytes.len(), false);
         } else {
             self.on_response(now, from, msg);
         }
@@ -696,29 +855,32 @@ impl Node {
         let sender = msg.sender.id;
         if let Some(expected) = pending.expected {
             if expected != sender {
-                // Another node answers at that address now: the one we knew is gone.
-                core.failed(&expected);
+                // Another node answers at that address now: the one we knew there is gone
+                // (and one that merely claimed it is not who it said).
+                core.failed(&expected, &pending.addr);
             }
         }
         let peer = Peer {
             id: sender,
             addr: from,
         };
-        core.heard(now, peer, false);
         // It answered a request of ours from the address the request went to: it owns the
-        // address, and any reply held for it can go. (With source verification switched off
-        // a response from elsewhere proves nothing about either address.)
+        // address, and any request held for it can be served. (With source verification
+        // switched off a response from elsewhere proves nothing about either address, and
+        // changes nothing in the table.)
         if pending.addr == from {
-            // The table's own entries carry their verification. The cache remembers the
-            // others we had to verify (they asked us for something large, or asked to
-            // join the table), not every address that ever answered a lookup of ours:
-            // that was most of a long-running node's memory, and such an address, should
-            // it ask for a large reply later, pays one round trip.
-            let wanted = core.verifying.contains(&from);
-            if !core.table.verify(&peer) && wanted {
-                core.verified.insert(from, now);
+            core.proven(now, peer);
+            // The table's entries and replacements carry their proof. The cache remembers
+            // the others we had to verify (they asked us for something large, or to
+            // store), not every address that ever answered a lookup of ours: that was most
+            // of a long-running node's memory, and such an address, should it ask for a
+            // large reply later, pays one round trip.
+            let wanted = core.verifying.contains_key(&from);
+            if wanted && !core.table.is_verified(&peer.id, &peer.addr) {
+                let allowance = u32::try_from(core.config.reply_allowance).unwrap_or(u32::MAX);
+                core.verified.insert(from, sender, now, allowance);
             }
-            core.release(from, true);
+            core.release(now, from, true);
         }
         match pending.owner {
             Owner::Query { id, tag } => {
@@ -739,7 +901,7 @@ impl Node {
                 }
             }
             // A pong from elsewhere (source verification off) verifies nothing.
-            Owner::Verify if pending.addr != from => core.release(pending.addr, false),
+            Owner::Verify if pending.addr != from => core.release(now, pending.addr, false),
             Owner::Verify => {}
             Owner::TablePing | Owner::Detached => {}
         }
@@ -752,7 +914,7 @@ impl Node {
         while let Some((txn, p)) = self.core.rpc.pop_expired(now) {
             self.core.stats.request_timeouts += 1;
             if let Some(id) = p.expected {
-                self.core.failed(&id);
+                self.core.failed(&id, &p.addr);
             }
             match p.owner {
                 Owner::Query { id, tag } => {
@@ -761,7 +923,7 @@ impl Node {
                         self.dirty.insert(id);
                     }
                 }
-                Owner::Verify => self.core.release(p.addr, false),
+                Owner::Verify => self.core.release(now, p.addr, false),
                 Owner::TablePing | Owner::Detached => {}
             }
         }
@@ -877,11 +1039,13 @@ impl Node {
     /// it; else from the network (where another node may have updated our published value).
     /// Finishes with [`QueryResult::Get`] (`Ok(None)` when nobody holds it).
     pub fn get(&mut self, now: Instant, key: &str) -> Result<QueryId, KeyError> {
+        // A cached copy, which any proven peer may have put here, does not answer our own
+        // get: the lookup asks the replicas.
         let local = self
             .core
             .store
             .get(now, key)
-            .filter(|r| self.core.serves(key, r))
+            .filter(|r| r.kind != store::Kind::Cached && self.core.serves(key, r))
             .map(|r| r.value.clone());
         if let Some(v) = local {
             self.core.check_key(key)?;
@@ -974,6 +1138,7 @@ impl Node {
                 now,
                 self.core.config.original_publisher_republish_interval,
             )),
+            source: None,
         };
         self.core
             .store
@@ -1120,10 +1285,13 @@ impl Node {
             return Err("too many held replies".into());
         }
         self.core.verified.check()?;
-        for (dst, _, _) in self.core.held.values() {
-            if !self.core.verifying.contains(dst) {
-                return Err("a held reply with no verification ping in flight".into());
+        for h in self.core.held.values() {
+            if !self.core.verifying.contains_key(&h.addr) {
+                return Err("a held request with no verification ping in flight".into());
             }
+        }
+        if self.core.verifying.len() > self.core.config.max_held_replies {
+            return Err("too many verification pings in flight".into());
         }
         if self.core.transmits.len() > self.core.config.max_queued_transmits {
             return Err("transmit queue above its limit".into());
@@ -1187,7 +1355,7 @@ impl Node {
     ) -> (Node, usize) {
         let mut node = Node::new(config, snapshot.id, seed, now);
         for p in &snapshot.peers {
-            node.core.table.on_heard(now, *p);
+            node.core.table.on_heard(now, *p, false);
         }
         let mut left_out = 0;
         for r in &snapshot.records {
@@ -1200,6 +1368,7 @@ impl Node {
                 },
                 expires: snapshot::at(now, r.expires_in),
                 republish_at: r.republish_in.map(|d| snapshot::at(now, d)),
+                source: None,
             };
             let fits = node.core.check_key(&r.key).is_ok()
                 && r.value.byte_len() <= node.core.config.max_value_bytes;

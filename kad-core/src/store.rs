@@ -5,6 +5,10 @@
 //! shorten lookups) may be evicted to make room for a replica or our own record. Existing
 //! replicas are never evicted by newcomers before they expire, so a stranger flooding us with
 //! junk keys cannot push out the records we already hold; the flooder just gets no `set_res`.
+//!
+//! Per-source quotas: a record stored for another node remembers the IP it came from (an
+//! IPv6 prefix counts as one), and one source may hold at most a share of the records and
+//! bytes. A host flooding junk fills its share, not the store.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -22,6 +26,9 @@ pub(crate) enum Kind {
     Cached,
 }
 
+/// The IP (or IPv6 prefix) a record came from, as the per-IP limits count it.
+pub(crate) type Source = [u8; 8];
+
 /// One record.
 #[derive(Clone, Debug)]
 pub(crate) struct Record {
@@ -29,6 +36,9 @@ pub(crate) struct Record {
     pub kind: Kind,
     pub expires: Instant,
     pub republish_at: Option<Instant>,
+    /// Who stored it here, when that counts against a quota (`None`: ourselves, a
+    /// snapshot, or an exempt address).
+    pub source: Option<Source>,
 }
 
 /// The store refused a record.
@@ -45,17 +55,32 @@ pub(crate) struct Store {
     bytes: usize,
     max_records: usize,
     max_bytes: usize,
+    /// Records and bytes held per source.
+    by_source: BTreeMap<Source, (usize, usize)>,
+    /// Most records and bytes one source may hold.
+    source_records: usize,
+    source_bytes: usize,
 }
 
+/// Bytes a record costs beside its key and value: the record itself and an entry in each
+/// of the indexes (by key, by expiry, by republish time).
+const RECORD_OVERHEAD: usize = 160;
+
+/// What a record really costs in memory: the key is held by three indexes.
 fn cost(key: &str, value: &Value) -> usize {
-    key.len() + value.byte_len()
+    3 * key.len() + value.byte_len() + RECORD_OVERHEAD
 }
 
 impl Store {
-    pub fn new(max_records: usize, max_bytes: usize) -> Store {
+    /// A store of at most `max_records` records and `max_bytes` bytes (as [`cost`] counts
+    /// them), of which one source may hold `percent_per_source` percent.
+    pub fn new(max_records: usize, max_bytes: usize, percent_per_source: usize) -> Store {
+        let share = |max: usize| (max / 100).saturating_mul(percent_per_source).max(1);
         Store {
             max_records,
             max_bytes,
+            source_records: share(max_records),
+            source_bytes: share(max_bytes),
             ..Store::default()
         }
     }
@@ -74,6 +99,16 @@ impl Store {
         let new_cost = cost(key, &record.value);
         let old_cost = self.records.get(key).map_or(0, |r| cost(key, &r.value));
         let is_new = old_cost == 0 && !self.records.contains_key(key);
+        if let Some(src) = record.source {
+            let (n, b) = self.by_source.get(&src).copied().unwrap_or((0, 0));
+            let (old_n, old_b) = match self.records.get(key) {
+                Some(r) if r.source == Some(src) => (1, old_cost),
+                _ => (0, 0),
+            };
+            if n - old_n >= self.source_records || b - old_b + new_cost > self.source_bytes {
+                return Err(Full);
+            }
+        }
         loop {
             let records_ok = !is_new || self.records.len() < self.max_records;
             let bytes_ok = self.bytes - old_cost + new_cost <= self.max_bytes;
@@ -88,6 +123,11 @@ impl Store {
         }
         self.remove(key);
         self.bytes += new_cost;
+        if let Some(src) = record.source {
+            let e = self.by_source.entry(src).or_insert((0, 0));
+            e.0 += 1;
+            e.1 += new_cost;
+        }
         self.expiry.insert((record.expires, key.to_owned()));
         if let Some(at) = record.republish_at {
             self.republish.insert((at, key.to_owned()));
@@ -117,7 +157,17 @@ impl Store {
     /// Removes a record and its index entries.
     pub fn remove(&mut self, key: &str) -> Option<Record> {
         let (k, r) = self.records.remove_entry(key)?;
-        self.bytes -= cost(&k, &r.value);
+        let c = cost(&k, &r.value);
+        self.bytes -= c;
+        if let Some(src) = r.source {
+            if let Some(e) = self.by_source.get_mut(&src) {
+                e.0 -= 1;
+                e.1 -= c;
+                if e.0 == 0 {
+                    self.by_source.remove(&src);
+                }
+            }
+        }
         self.expiry.remove(&(r.expires, k.clone()));
         if let Some(at) = r.republish_at {
             self.republish.remove(&(at, k.clone()));
@@ -197,6 +247,23 @@ impl Store {
         if bytes != self.bytes || self.expiry.len() != self.records.len() {
             return Err("store indexes out of step".into());
         }
+        let mut by_source: BTreeMap<Source, (usize, usize)> = BTreeMap::new();
+        for (k, r) in &self.records {
+            if let Some(src) = r.source {
+                let e = by_source.entry(src).or_insert((0, 0));
+                e.0 += 1;
+                e.1 += cost(k, &r.value);
+            }
+        }
+        if by_source != self.by_source {
+            return Err("per-source counts out of step".into());
+        }
+        if by_source
+            .values()
+            .any(|&(n, b)| n > self.source_records || b > self.source_bytes)
+        {
+            return Err("a source above its quota".into());
+        }
         Ok(())
     }
 }
@@ -214,13 +281,14 @@ mod tests {
             kind,
             expires: now + Duration::from_secs(secs),
             republish_at: None,
+            source: None,
         }
     }
 
     #[test]
     fn full_store_refuses_new_keys_but_evicts_cached_for_replicas() {
         let now = Instant::now();
-        let mut s = Store::new(2, 1 << 20);
+        let mut s = Store::new(2, 1 << 20, 100);
         s.put("a", rec(Kind::Replica, now, 10)).unwrap();
         s.put("b", rec(Kind::Cached, now, 10)).unwrap();
         assert_eq!(s.put("c", rec(Kind::Cached, now, 10)), Err(Full));
@@ -235,7 +303,7 @@ mod tests {
     #[test]
     fn records_expire_exactly() {
         let now = Instant::now();
-        let mut s = Store::new(10, 1 << 20);
+        let mut s = Store::new(10, 1 << 20, 100);
         s.put("a", rec(Kind::Replica, now, 10)).unwrap();
         assert!(s.get(now + Duration::from_millis(9999), "a").is_some());
         assert!(s.get(now + Duration::from_secs(10), "a").is_none());
@@ -248,13 +316,40 @@ mod tests {
     #[test]
     fn byte_limit_holds() {
         let now = Instant::now();
-        let mut s = Store::new(100, 10);
-        s.put("k", rec(Kind::Replica, now, 10)).unwrap(); // 2 bytes
+        let mut s = Store::new(100, RECORD_OVERHEAD + 10, 100);
+        s.put("k", rec(Kind::Replica, now, 10)).unwrap(); // 3 + 1 + overhead
         let big = Record {
             value: Value::from("123456789"),
             ..rec(Kind::Replica, now, 10)
         };
         assert_eq!(s.put("x", big), Err(Full));
+        s.check().unwrap();
+    }
+
+    #[test]
+    fn one_source_holds_at_most_its_share() {
+        let now = Instant::now();
+        let mut s = Store::new(1000, 1 << 30, 1);
+        let flooder = Some([4, 10, 0, 0, 1, 0, 0, 0]);
+        let honest = Some([4, 10, 0, 0, 2, 0, 0, 0]);
+        let from = |src| Record {
+            source: src,
+            ..rec(Kind::Replica, now, 10)
+        };
+        let stored = (0..50)
+            .filter(|i| s.put(&format!("junk{i}"), from(flooder)).is_ok())
+            .count();
+        assert_eq!(stored, 10, "1 % of 1000 records");
+        // Replacing one of its own keys is still allowed; the honest source has its share.
+        s.put("junk3", from(flooder)).unwrap();
+        s.put("mine", from(honest)).unwrap();
+        // A key taken over by another source moves from one share to the other.
+        s.put("junk4", from(honest)).unwrap();
+        s.put("junk99", from(flooder)).unwrap();
+        s.check().unwrap();
+        s.remove("junk99");
+        s.expire(now + Duration::from_secs(10));
+        assert_eq!(s.len(), 0);
         s.check().unwrap();
     }
 }

@@ -194,11 +194,15 @@ impl SimNet {
         net
     }
 
-    /// The address of node `i`: `10.a.b.c`, a port that varies a little. Virtual: no socket
-    /// is ever opened.
+    /// The address of node `i`: `10.a.b.c`, a port that varies a little. Consecutive nodes
+    /// are in different /24s (`a` counts fastest), as strangers on the internet are, so
+    /// that per-subnet limits see a realistic network. Virtual: no socket is ever opened.
     pub fn addr_of(i: usize) -> SocketAddr {
-        let n = u32::try_from(i + 1).expect("too many nodes") | (10 << 24);
-        SocketAddr::from((Ipv4Addr::from(n), 4000 + (i % 61) as u16))
+        let n = u32::try_from(i + 1).expect("too many nodes");
+        assert!(n < 1 << 24, "too many nodes");
+        let [_, c, b, a] = n.to_be_bytes();
+        let ip = Ipv4Addr::new(10, a, b, c.wrapping_add(1));
+        SocketAddr::from((ip, 4000 + (i % 61) as u16))
     }
 
     /// Adds a node with a random id; returns its index.

@@ -305,6 +305,9 @@ impl Lookup {
         if id == core.id || !usable(&addr) || addr == core.local_addr || self.failed.contains(&d) {
             return;
         }
+        if !self.diverse(core, d, &addr) {
+            return;
+        }
         self.candidates.insert_new(
             d,
             Candidate {
@@ -313,6 +316,45 @@ impl Lookup {
                 hops,
             },
         );
+    }
+
+    /// Room for a candidate at distance `d` and `addr` under the per-IP and per-subnet
+    /// caps (`Config::max_lookup_peers_per_ip`, `max_lookup_peers_per_subnet`), so that
+    /// one host or one network with many ids cannot fill the k closest. When its IP or
+    /// subnet is at its cap, a closer newcomer takes the place of the farthest untried
+    /// candidate there; otherwise it is refused.
+    fn diverse(&mut self, core: &Core, d: Distance, addr: &SocketAddr) -> bool {
+        let Some((ip, net)) = core.diversity_keys(addr) else {
+            return true;
+        };
+        let caps = [
+            (ip, core.config.max_lookup_peers_per_ip, true),
+            (net, core.config.max_lookup_peers_per_subnet, false),
+        ];
+        for (key, cap, is_ip) in caps {
+            let same = |c: &Candidate| {
+                core.diversity_keys(&c.peer.addr)
+                    .is_some_and(|(i, n)| if is_ip { i == key } else { n == key })
+            };
+            let mut count = 0;
+            let mut farthest_untried = None;
+            for (cd, c) in self.candidates.iter() {
+                if same(c) {
+                    count += 1;
+                    if c.state == State::NotContacted {
+                        farthest_untried = Some(*cd);
+                    }
+                }
+            }
+            if count < cap {
+                continue;
+            }
+            match farthest_untried {
+                Some(far) if d < far => self.candidates.remove(&far),
+                _ => return false,
+            }
+        }
+        true
     }
 
     /// Keeps the candidate list at most `max` long by dropping the farthest candidate that

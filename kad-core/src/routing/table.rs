@@ -18,8 +18,12 @@ use crate::{NodeId, Peer};
 /// What [`Table::on_heard`] did with a peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Heard {
-    /// Already known: moved to the tail of its bucket.
+    /// Already known at that address: moved to the tail of its bucket.
     Refreshed,
+    /// The id is an entry at another address, which should be pinged: only if it fails
+    /// there does the entry go (and the id may then join from its new address). A claim
+    /// from elsewhere never moves, refreshes or fails an entry by itself.
+    Moved(Peer),
     /// New entry.
     Added,
     /// The bucket is full; the peer waits in the replacement cache.
@@ -33,14 +37,16 @@ pub(crate) enum Heard {
     IpLimited,
 }
 
-/// Caps on routing-table entries per IP address (per /64 for IPv6), against Sybil floods
-/// from one host.
+/// Caps on routing-table entries per IP address (per IPv6 prefix, /48 by default), against
+/// Sybil floods from one host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct IpLimits {
     pub per_bucket: usize,
     pub per_table: usize,
     /// Loopback addresses are exempt, so a local swarm of many nodes works.
     pub exempt_loopback: bool,
+    /// Leading bits of an IPv6 address that name one "IP" (at most 64).
+    pub v6_prefix_bits: u8,
 }
 
 impl IpLimits {
@@ -48,10 +54,11 @@ impl IpLimits {
         per_bucket: usize::MAX,
         per_table: usize::MAX,
         exempt_loopback: true,
+        v6_prefix_bits: 64,
     };
 
     /// The key an address is counted under, or `None` when it is exempt.
-    fn key(&self, addr: &SocketAddr) -> Option<[u8; 8]> {
+    pub fn key(&self, addr: &SocketAddr) -> Option<[u8; 8]> {
         match addr {
             SocketAddr::V4(a) => self.v4_key(a.ip().octets()),
             SocketAddr::V6(a) => self.v6_key(&a.ip().octets()),
@@ -84,10 +91,13 @@ impl IpLimits {
         if ip[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] {
             return Some([4, ip[12], ip[13], ip[14], ip[15], 0, 0, 0]);
         }
-        // One host usually owns a whole /64.
+        // One host usually owns a whole /64, and one site a /48.
         let mut key = [0u8; 8];
         key.copy_from_slice(&ip[..8]);
-        Some(key)
+        let bits = u32::from(self.v6_prefix_bits.min(64));
+        let word = u64::from_be_bytes(key);
+        let mask = u64::MAX.checked_shl(64 - bits).unwrap_or(0);
+        Some((word & mask).to_be_bytes())
     }
 }
 
@@ -190,34 +200,42 @@ impl Table {
         in_bucket < self.limits.per_bucket
     }
 
-    /// The peer answered a request of ours from `addr`: it owns that address. True when
-    /// the table holds the peer at that address (and now carries the verification).
-    pub fn verify(&mut self, peer: &Peer) -> bool {
-        let bi = self.index(&peer.id);
-        let b = &mut self.buckets[bi];
-        match b.position(&peer.id) {
-            Some(pos) if b.entries[pos].is_at(&peer.addr, &self.v6) => {
-                b.entries[pos].set_verified();
-                true
-            }
-            _ => false,
+    /// Would the table take `id` if it proved itself: not known yet, and its bucket has
+    /// room, can split, or has room in its replacement cache? (A verification ping to a
+    /// stranger the table could not take is wasted.)
+    pub fn wants(&self, id: &NodeId) -> bool {
+        if *id == self.own {
+            return false;
         }
+        let bi = self.index(id);
+        let b = &self.buckets[bi];
+        if b.position(id).is_some() || b.replacement_position(id).is_some() {
+            return false;
+        }
+        let last = self.buckets.len() - 1;
+        b.entries.len() < self.k
+            || (bi == last && last < ID_BITS - 1)
+            || b.replacements.len() < self.replacement_cap
     }
 
-    /// Does a verified entry live at `addr`? A scan of the table (a few hundred entries),
-    /// for callers that know an address but no id.
+    /// Does a verified entry or replacement live at `addr`? A scan of the table (a few
+    /// hundred entries), for callers that know an address but no id.
     pub fn has_verified_addr(&self, addr: &SocketAddr) -> bool {
         self.buckets
             .iter()
-            .flat_map(|b| &b.entries)
+            .flat_map(|b| b.entries.iter().chain(&b.replacements))
             .any(|e| e.verified() && e.is_at(addr, &self.v6))
     }
 
-    /// Has the peer with this id answered us from this address?
+    /// Has the peer with this id answered us from this address (as an entry or a
+    /// replacement)?
     pub fn is_verified(&self, id: &NodeId, addr: &SocketAddr) -> bool {
         let b = &self.buckets[self.index(id)];
-        b.position(id)
-            .is_some_and(|pos| b.entries[pos].verified() && b.entries[pos].is_at(addr, &self.v6))
+        let at = |e: &Entry| e.verified() && e.is_at(addr, &self.v6);
+        b.position(id).is_some_and(|pos| at(&b.entries[pos]))
+            || b
+                .replacement_position(id)
+                .is_some_and(|pos| at(&b.replacements[pos]))
     }
 
     /// Number of peers in the table (replacements not counted).
@@ -234,9 +252,12 @@ impl Table {
         lz.min(self.buckets.len() - 1)
     }
 
-    /// A peer talked to us (sent a request, or answered one of ours from the address we
-    /// asked). Only such peers ever enter the table.
-    pub fn on_heard(&mut self, now: Instant, peer: Peer) -> Heard {
+    /// A peer proved itself: it answered a request of ours from the address the request
+    /// went to (`proven`). Only such peers enter the table, the replacement cache, or
+    /// refresh an entry; a request from a stranger is a claim and changes nothing here.
+    /// (`proven` false is for entries restored from a snapshot: they must answer again
+    /// before they count as verified, and they never refresh an entry.)
+    pub fn on_heard(&mut self, now: Instant, peer: Peer, proven: bool) -> Heard {
         if peer.id == self.own {
             return Heard::Ignored;
         }
@@ -248,9 +269,21 @@ impl Table {
             let cap = self.replacement_cap;
             let bucket = &mut self.buckets[bi];
             if let Some(pos) = bucket.position(&peer.id) {
-                // The address of a known id is kept: a newcomer claiming an id we know
-                // cannot take over its entry while the real one answers.
-                bucket.touch(pos, seen, now);
+                let e = &mut bucket.entries[pos];
+                if !e.is_at(&peer.addr, &self.v6) {
+                    // The address of a known id is kept: a newcomer claiming an id we
+                    // know cannot take over its entry while the real one answers. Ask
+                    // the old address (once at a time).
+                    if !proven || e.pinging() {
+                        return Heard::Waiting;
+                    }
+                    e.set_pinging(true);
+                    return Heard::Moved(e.peer(&self.v6));
+                }
+                if proven {
+                    bucket.touch(pos, seen, now);
+                    bucket.entries.last_mut().map(Entry::set_verified);
+                }
                 return Heard::Refreshed;
             }
             if bucket.entries.len() < k {
@@ -260,7 +293,10 @@ impl Table {
                 if !self.ip_allowed(bi, &peer.addr, true) {
                     return Heard::IpLimited;
                 }
-                let e = self.new_entry(peer, seen);
+                let mut e = self.new_entry(peer, seen);
+                if proven {
+                    e.set_verified();
+                }
                 let bucket = &mut self.buckets[bi];
                 push_capped(&mut bucket.entries, e, k);
                 bucket.last_active = now;
@@ -273,11 +309,19 @@ impl Table {
             }
             // A known replacement keeps the address it was first heard from, as entries
             // do: re-heard from elsewhere, it must not carry a second IP past the cap.
+            // Replacements are proven peers only: one is promoted into the table unasked.
+            if !proven {
+                return Heard::Waiting;
+            }
             match bucket.replacement_position(&peer.id) {
-                Some(pos) => bucket.refresh_replacement(pos, seen),
+                Some(pos) if bucket.replacements[pos].is_at(&peer.addr, &self.v6) => {
+                    bucket.refresh_replacement(pos, seen);
+                }
+                Some(_) => return Heard::Waiting,
                 None if !self.ip_allowed(bi, &peer.addr, false) => return Heard::IpLimited,
                 None if cap > 0 => {
-                    let e = self.new_entry(peer, seen);
+                    let mut e = self.new_entry(peer, seen);
+                    e.set_verified();
                     self.buckets[bi].add_replacement(e, cap);
                 }
                 None => {}
@@ -332,17 +376,25 @@ impl Table {
         self.buckets.push(next);
     }
 
-    /// A request to `id` failed. Returns true if that evicted the peer.
-    pub fn on_failure(&mut self, id: &NodeId) -> bool {
+    /// A request to `id` at `addr` failed (no answer, or another id answered). Only the
+    /// entry or replacement that lives at `addr` pays: a ping to an address somebody
+    /// merely claimed for `id` says nothing about the `id` we know elsewhere. Returns true
+    /// if that evicted the peer.
+    pub fn on_failure(&mut self, id: &NodeId, addr: &SocketAddr) -> bool {
         let bi = self.index(id);
         let limit = self.failure_limit;
         let bucket = &mut self.buckets[bi];
         if let Some(pos) = bucket.replacement_position(id) {
-            bucket.replacements.remove(pos);
+            if bucket.replacements[pos].is_at(addr, &self.v6) {
+                bucket.replacements.remove(pos);
+            }
         }
         let Some(pos) = bucket.position(id) else {
             return false;
         };
+        if !bucket.entries[pos].is_at(addr, &self.v6) {
+            return false;
+        }
         let entry = &mut bucket.entries[pos];
         entry.fail();
         entry.set_pinging(false);
@@ -368,7 +420,8 @@ impl Table {
         true
     }
 
-    /// A ping to the oldest entry ended without its answer being handled elsewhere.
+    /// A ping to the entry ended (or could not be sent) without its answer being handled
+    /// elsewhere.
     pub fn clear_ping(&mut self, id: &NodeId) {
         let bi = self.index(id);
         if let Some(pos) = self.buckets[bi].position(id) {
@@ -392,6 +445,28 @@ impl Table {
     /// that index). If `b` is the last bucket, its peers come first, then `b - 1`, ... So
     /// each group only needs sorting within itself.
     pub fn closest(&self, target: &NodeId, count: usize, exclude: Option<&NodeId>) -> Vec<Peer> {
+        self.closest_where(target, count, exclude, false)
+    }
+
+    /// As [`Table::closest`], but only entries that answered us from their address: what
+    /// we tell others. An entry restored from a snapshot is asked by our own lookups, but
+    /// not served until it has proven itself again.
+    pub fn closest_verified(
+        &self,
+        target: &NodeId,
+        count: usize,
+        exclude: Option<&NodeId>,
+    ) -> Vec<Peer> {
+        self.closest_where(target, count, exclude, true)
+    }
+
+    fn closest_where(
+        &self,
+        target: &NodeId,
+        count: usize,
+        exclude: Option<&NodeId>,
+        verified_only: bool,
+    ) -> Vec<Peer> {
         if count == 0 {
             return Vec::new();
         }
@@ -400,15 +475,16 @@ impl Table {
         // Sort references, not peers: an entry is unpacked into a `Peer` only if it is
         // among the `count` returned.
         let mut found: Vec<(Distance, &Entry)> = Vec::with_capacity(count + self.k);
-        collect(&self.buckets[b..=b], target, exclude, &mut found);
+        let v = verified_only;
+        collect(&self.buckets[b..=b], target, exclude, v, &mut found);
         if b < last && found.len() < count {
-            collect(&self.buckets[b + 1..], target, exclude, &mut found);
+            collect(&self.buckets[b + 1..], target, exclude, v, &mut found);
         }
         for i in (0..b).rev() {
             if found.len() >= count {
                 break;
             }
-            collect(&self.buckets[i..=i], target, exclude, &mut found);
+            collect(&self.buckets[i..=i], target, exclude, v, &mut found);
         }
         found.truncate(count);
         found.into_iter().map(|(_, e)| e.peer(&self.v6)).collect()
@@ -514,11 +590,12 @@ fn collect<'a>(
     buckets: &'a [Bucket],
     target: &NodeId,
     exclude: Option<&NodeId>,
+    verified_only: bool,
     found: &mut Vec<(Distance, &'a Entry)>,
 ) {
     let start = found.len();
     for e in buckets.iter().flat_map(|b| &b.entries) {
-        if Some(&e.id) != exclude {
+        if Some(&e.id) != exclude && (e.verified() || !verified_only) {
             found.push((e.id.distance(target), e));
         }
     }
@@ -596,7 +673,7 @@ mod tests {
         let mut t = Table::new(own, 4, 2, 2, now);
         let mut added = 0;
         for p in 0..500 {
-            if t.on_heard(now, peer(&mut rng, 1000 + p)) == Heard::Added {
+            if t.on_heard(now, peer(&mut rng, 1000 + p), true) == Heard::Added {
                 added += 1;
             }
             t.check().unwrap();
@@ -614,7 +691,7 @@ mod tests {
         let own = NodeId::random(&mut rng);
         let mut t = Table::new(own, 20, 20, 3, now);
         for p in 0..300 {
-            t.on_heard(now, peer(&mut rng, 1000 + p));
+            t.on_heard(now, peer(&mut rng, 1000 + p), true);
         }
         assert!(t.bucket_count() > 4);
         let mut all: Vec<Peer> = t.peers().collect();
@@ -653,12 +730,12 @@ mod tests {
         };
         // Grow the table until bucket 0 (first bit differs) stands alone and is full.
         let first = far();
-        assert_eq!(t.on_heard(t0, first), Heard::Added);
+        assert_eq!(t.on_heard(t0, first, true), Heard::Added);
         let second = far();
-        let heard = t.on_heard(t0 + Duration::from_secs(60), second);
+        let heard = t.on_heard(t0 + Duration::from_secs(60), second, true);
         assert_eq!(heard, Heard::Waiting, "the oldest spoke a minute ago");
         let third = far();
-        let heard = t.on_heard(t0 + Duration::from_secs(901), third);
+        let heard = t.on_heard(t0 + Duration::from_secs(901), third, true);
         assert_eq!(heard, Heard::PingOldest(first), "silent for 15 minutes");
         t.check().unwrap();
     }
@@ -678,17 +755,20 @@ mod tests {
         };
         let a = far();
         let b = far();
-        assert_eq!(t.on_heard(now, a), Heard::Added);
         // Only a peer that answered us from its address gets several chances.
-        t.verify(&a);
+        assert_eq!(t.on_heard(now, a, true), Heard::Added);
         // The table splits until a's bucket is no longer the last one.
         let c = far();
-        let r = t.on_heard(now, c);
+        let r = t.on_heard(now, c, true);
         assert!(matches!(r, Heard::PingOldest(p) if p == a), "{r:?}");
-        assert_eq!(t.on_heard(now, b), Heard::Waiting);
-        assert!(!t.on_failure(&a.id));
+        assert_eq!(t.on_heard(now, b, true), Heard::Waiting);
+        // A failure at another address (a ping to whoever claimed a's id) is not a's.
+        let elsewhere = SocketAddr::from(([127, 0, 0, 1], 9999));
+        assert!(!t.on_failure(&a.id, &elsewhere));
+        assert!(!t.on_failure(&a.id, &elsewhere));
+        assert!(!t.on_failure(&a.id, &a.addr));
         assert!(t.contains(&a.id));
-        assert!(t.on_failure(&a.id));
+        assert!(t.on_failure(&a.id, &a.addr));
         assert!(!t.contains(&a.id));
         // b was the freshest replacement.
         assert!(t.contains(&b.id));
@@ -706,12 +786,14 @@ mod tests {
                 per_bucket,
                 per_table,
                 exempt_loopback: false,
+                v6_prefix_bits: 48,
             });
             let mut accepted = 0;
             for p in 0..200 {
                 let mut peer = peer(&mut rng, 1000 + p);
                 peer.addr = SocketAddr::from(([10, 9, 9, 9], 1000 + p));
-                match t.on_heard(now, peer) {
+                // Unproven (as restored from a snapshot): gone at its first failure.
+                match t.on_heard(now, peer, false) {
                     Heard::Added => accepted += 1,
                     Heard::IpLimited => {}
                     other => panic!("{other:?}"),
@@ -721,7 +803,7 @@ mod tests {
             assert_eq!(accepted, expect, "caps {per_bucket}/{per_table}");
             // Never verified: the first failure evicts it.
             let victim = t.peers().next().unwrap();
-            assert!(t.on_failure(&victim.id));
+            assert!(t.on_failure(&victim.id, &victim.addr));
             t.check().unwrap();
         }
         // Loopback is exempt when configured so.
@@ -730,9 +812,10 @@ mod tests {
             per_bucket: 1,
             per_table: 1,
             exempt_loopback: true,
+            v6_prefix_bits: 48,
         });
         for p in 0..5 {
-            assert_eq!(t.on_heard(now, peer(&mut rng, 1000 + p)), Heard::Added);
+            assert_eq!(t.on_heard(now, peer(&mut rng, 1000 + p), true), Heard::Added);
         }
     }
 
@@ -760,13 +843,13 @@ mod tests {
             };
             known.insert(peer.id, addr);
             let before = t.v6.len();
-            t.on_heard(now, peer);
+            t.on_heard(now, peer, true);
             compacted |= t.v6.len() < before;
             if p % 3 == 1 {
                 // Evict someone: a replacement with an IPv6 address may move up.
                 let victim = t.peers().nth(p as usize % t.len().max(1));
                 if let Some(victim) = victim {
-                    t.on_failure(&victim.id);
+                    t.on_failure(&victim.id, &victim.addr);
                 }
             }
             t.check().unwrap();
@@ -790,7 +873,7 @@ mod tests {
         let own = NodeId::random(&mut rng);
         let mut t = Table::new(own, 2, 0, 1, now);
         for p in 0..200 {
-            t.on_heard(now, peer(&mut rng, 1000 + p));
+            t.on_heard(now, peer(&mut rng, 1000 + p), true);
         }
         for i in 0..t.bucket_count() {
             for _ in 0..10 {

@@ -353,6 +353,18 @@ impl Body {
         )
     }
 
+    /// Requests that may have to wait for their sender to prove its address: stores, and
+    /// those whose answer can be much larger than the request.
+    pub(crate) fn may_need_proof(&self) -> bool {
+        matches!(
+            self,
+            Body::FindNode { .. }
+                | Body::Set { .. }
+                | Body::SetCached { .. }
+                | Body::FindValue { .. }
+        )
+    }
+
     /// True when `self` is a response of the kind that answers `request`.
     pub(crate) fn answers(&self, request: RequestKind) -> bool {
         matches!(
