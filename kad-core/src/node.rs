@@ -463,7 +463,7 @@ impl Core {
         if self.verified.id_of(&peer.addr, now) == Some(peer.id) {
             return self.proven(now, peer);
         }
-        if self.table.wants(&peer.id) {
+        if self.table.wants(&peer.id, now) {
             self.verify(now, peer);
         }
     }

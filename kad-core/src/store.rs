@@ -75,12 +75,19 @@ impl Store {
     /// A store of at most `max_records` records and `max_bytes` bytes (as [`cost`] counts
     /// them), of which one source may hold `percent_per_source` percent.
     pub fn new(max_records: usize, max_bytes: usize, percent_per_source: usize) -> Store {
-        let share = |max: usize| (max / 100).saturating_mul(percent_per_source).max(1);
+        // A small store still lets one source hold a useful number of records (at least
+        // 64, or all of them): in a network of few nodes one publisher's keys all land on
+        // every node.
+        let share = |max: usize, floor: usize| {
+            (max / 100)
+                .saturating_mul(percent_per_source)
+                .max(floor.min(max))
+        };
         Store {
             max_records,
             max_bytes,
-            source_records: share(max_records),
-            source_bytes: share(max_bytes),
+            source_records: share(max_records, 64),
+            source_bytes: share(max_bytes, 1 << 20),
             ..Store::default()
         }
     }
@@ -330,6 +337,7 @@ mod tests {
     fn one_source_holds_at_most_its_share() {
         let now = Instant::now();
         let mut s = Store::new(1000, 1 << 30, 1);
+        s.source_records = 10;
         let flooder = Some([4, 10, 0, 0, 1, 0, 0, 0]);
         let honest = Some([4, 10, 0, 0, 2, 0, 0, 0]);
         let from = |src| Record {
@@ -339,7 +347,7 @@ mod tests {
         let stored = (0..50)
             .filter(|i| s.put(&format!("junk{i}"), from(flooder)).is_ok())
             .count();
-        assert_eq!(stored, 10, "1 % of 1000 records");
+        assert_eq!(stored, 10, "its quota");
         // Replacing one of its own keys is still allowed; the honest source has its share.
         s.put("junk3", from(flooder)).unwrap();
         s.put("mine", from(honest)).unwrap();

@@ -47,7 +47,11 @@ impl Verified {
     /// `addr` answered us at `now` as `id`. Its allowance carries over (a renewed proof
     /// is no new allowance: else answering pings would refill it at will).
     pub fn insert(&mut self, addr: SocketAddr, id: NodeId, now: Instant, allowance: u32) {
-        let known = self.young.get(&addr).or_else(|| self.old.get(&addr)).copied();
+        let known = self
+            .young
+            .get(&addr)
+            .or_else(|| self.old.get(&addr))
+            .copied();
         if self.young.len() >= self.half && !self.young.contains_key(&addr) {
             self.old = std::mem::take(&mut self.young);
         }

@@ -623,7 +623,10 @@ fn sybil_flood(
                         let fields = vec![("target", W::S(forge::hex(&target)))];
                         forge::message(codec, "find_node", &txn, (&id, src), fields)
                     };
-                    net.inject(Duration::from_millis(n % 2000), src, v_addr, msg);
+                    // A patient attacker: one id per victim every 200 ms, so each gets its
+                    // verification ping (a victim pings at most 8 of one IP at once).
+                    let at = (li * IDS_PER_LEVEL + c) as u64 * 200 + n % 150;
+                    net.inject(Duration::from_millis(at), src, v_addr, msg);
                     n += 1;
                 }
             }
@@ -1086,7 +1089,10 @@ fn store_flood(codec: Codec, seed: u64) {
     let oversize_held = (0..total)
         .filter(|i| node.get_local(now, &format!("huge {i}")).is_some())
         .count();
-    let refused = stats.requests_refused - stats_before.requests_refused;
+    // Refused outright, or dropped unproven (the flooder's address answered no ping).
+    let refused = stats.requests_refused - stats_before.requests_refused
+        + (stats.stores_unproven_dropped - stats_before.stores_unproven_dropped)
+        + (stats.replies_held_dropped - stats_before.replies_held_dropped);
     let probes_ok = probes
         .iter()
         .filter(|(txn, (v, own))| match log.values.get(*txn) {
@@ -1109,14 +1115,11 @@ fn store_flood(codec: Codec, seed: u64) {
         before.len(),
         probes.len(),
     );
-    assert_eq!(
-        node.record_count(),
-        MAX_RECORDS,
-        "the flood should fill the store"
-    );
+    // One source IP holds at most its share (here the floor of 64 records), not the store.
+    assert!(node.record_count() <= MAX_RECORDS);
+    assert!(junk_held <= 64, "the flooder holds {junk_held} records");
     assert_eq!(kept, before.len(), "earlier records lost or changed");
     assert_eq!(oversize_held, 0);
-    assert!(junk_held <= MAX_RECORDS - before.len());
     // Every junk request was either refused or answered; refusals are most of them.
     assert!(refused + log.set_res + log.set_cached_res >= total as u64);
     assert!(

@@ -333,8 +333,13 @@ impl Lookup {
         ];
         for (key, cap, is_ip) in caps {
             let same = |c: &Candidate| {
-                core.diversity_keys(&c.peer.addr)
-                    .is_some_and(|(i, n)| if is_ip { i == key } else { n == key })
+                core.diversity_keys(&c.peer.addr).is_some_and(|(i, n)| {
+                    if is_ip {
+                        i == key
+                    } else {
+                        n == key
+                    }
+                })
             };
             let mut count = 0;
             let mut farthest_untried = None;

@@ -201,9 +201,10 @@ impl Table {
     }
 
     /// Would the table take `id` if it proved itself: not known yet, and its bucket has
-    /// room, can split, or has room in its replacement cache? (A verification ping to a
-    /// stranger the table could not take is wasted.)
-    pub fn wants(&self, id: &NodeId) -> bool {
+    /// room, can split, or has room in its replacement cache (or a replacement silent for
+    /// `ping_oldest_after`, which the newcomer would push out)? A verification ping to a
+    /// stranger the table could not take is wasted.
+    pub fn wants(&self, id: &NodeId, now: Instant) -> bool {
         if *id == self.own {
             return false;
         }
@@ -216,6 +217,9 @@ impl Table {
         b.entries.len() < self.k
             || (bi == last && last < ID_BITS - 1)
             || b.replacements.len() < self.replacement_cap
+            || b.replacements
+                .first()
+                .is_some_and(|r| self.silent_for(r, now) >= self.ping_oldest_after)
     }
 
     /// Does a verified entry or replacement live at `addr`? A scan of the table (a few
@@ -233,8 +237,7 @@ impl Table {
         let b = &self.buckets[self.index(id)];
         let at = |e: &Entry| e.verified() && e.is_at(addr, &self.v6);
         b.position(id).is_some_and(|pos| at(&b.entries[pos]))
-            || b
-                .replacement_position(id)
+            || b.replacement_position(id)
                 .is_some_and(|pos| at(&b.replacements[pos]))
     }
 
@@ -815,7 +818,10 @@ mod tests {
             v6_prefix_bits: 48,
         });
         for p in 0..5 {
-            assert_eq!(t.on_heard(now, peer(&mut rng, 1000 + p), true), Heard::Added);
+            assert_eq!(
+                t.on_heard(now, peer(&mut rng, 1000 + p), true),
+                Heard::Added
+            );
         }
     }
 
