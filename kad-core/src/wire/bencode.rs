@@ -4,9 +4,9 @@
 //! [`check_structure`] has vetted the input: `bt_bencode` 0.8 has no nesting limit (about
 //! 10 000 nested lists overflow the stack and abort the process) and does an unchecked
 //! `offset + length` on a byte string's length prefix (a prefix near `usize::MAX` panics
-//! with an overflow). We write through [`super::ser`], keys in sorted order as the
+//! with an overflow). We write through `wire::ser`, keys in sorted order as the
 //! reference does, so our output is byte-identical to its. The hand-written fast path of
-//! [`super::fast`] does both for the messages it knows, with the same result.
+//! `wire::fast` does both for the messages it knows, with the same result.
 
 use super::de::{read_message, Flavor};
 use super::{DecodeError, Message};

@@ -2,9 +2,9 @@
 //!
 //! We read with `serde_json` through the shared visitors of [`super::de`], straight from
 //! the input without building a `serde_json::Value`; that is the definition of what we
-//! accept. We write compact UTF-8 JSON through [`super::ser`] (the reference writes `", "`
+//! accept. We write compact UTF-8 JSON through `wire::ser` (the reference writes `", "`
 //! separators and `\u` escapes, but reads any valid JSON). The hand-written fast path of
-//! [`super::fast`] does both for the messages it knows, with the same result.
+//! `wire::fast` does both for the messages it knows, with the same result.
 //!
 //! Nesting: `serde_json` stops at 128 levels in the values we visit, and skips the values
 //! we ignore without recursing, so hostile input cannot exhaust the stack.

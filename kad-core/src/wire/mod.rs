@@ -3,9 +3,9 @@
 //! These types stay inside the crate: users see [`crate::NodeId`], [`crate::Value`] and
 //! [`crate::Peer`], never a wire struct. `docs/PROTOCOL.md` describes the protocol.
 //!
-//! Two paths do the work. The serde path ([`de`] reads, [`ser`] writes, through
+//! Two paths do the work. The serde path ([`de`] reads, `ser` writes, through
 //! `serde_json` and `bt_bencode`) is the definition of what we accept and write. The fast
-//! path ([`fast`], hand-written) writes the same bytes and reads the usual messages with
+//! path (`fast`, hand-written) writes the same bytes and reads the usual messages with
 //! the same result, in a fraction of the instructions; it gives up on anything unusual,
 //! which the serde path then decides. `--cfg kad_serde_wire` builds without the fast path.
 
@@ -22,6 +22,9 @@ mod json;
 // The encoder without the fast path; beside it, the reference its writers are held to.
 #[cfg(any(kad_serde_wire, test, feature = "fuzzing"))]
 mod ser;
+
+#[cfg(not(kad_serde_wire))]
+use fast::parse_ip;
 
 /// Most peers a decoder keeps from one `peers` list; the rest are ignored.
 pub(crate) const MAX_PEERS_PER_MESSAGE: usize = 256;
@@ -428,13 +431,11 @@ pub(crate) const BYTES_MARKER: &[u8] = b"\x00bytes\x00";
 /// The JSON object key that wraps a base64 bytes value.
 pub(crate) const B64_KEY: &str = "__bytes_b64__";
 
-/// An IP literal, read as `IpAddr::from_str` reads it; `None` for anything else, bytes
-/// that are not UTF-8 included.
-pub(crate) fn parse_ip(text: &[u8]) -> Option<IpAddr> {
-    #[cfg(not(kad_serde_wire))]
-    return fast::parse_ip(text);
-    #[cfg(kad_serde_wire)]
-    return std::str::from_utf8(text).ok()?.parse().ok();
+/// An IP literal, read by `IpAddr::from_str`; `None` for anything else, bytes that are not
+/// UTF-8 included. (The fast path's reads dotted quads by hand, with the same result.)
+#[cfg(kad_serde_wire)]
+fn parse_ip(text: &[u8]) -> Option<IpAddr> {
+    std::str::from_utf8(text).ok()?.parse().ok()
 }
 
 /// A `peers` entry's address from its ip and port; `None` skips the entry.

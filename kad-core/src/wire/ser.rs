@@ -1,7 +1,7 @@
 //! Encoding through serde, in both formats: `serde_json` with our compact style, and
 //! `bt_bencode` (which sorts a map's keys itself, as bencode and the reference want).
 //!
-//! With the fast path built in ([`super::fast`]), this is the reference its hand-written
+//! With the fast path built in (`wire::fast`), this is the reference its hand-written
 //! writers are held to, byte for byte (tests, fuzz harnesses); with `--cfg kad_serde_wire`
 //! it is the encoder.
 
@@ -30,8 +30,8 @@ pub(super) fn encode(codec: Codec, msg: &Message, pad: usize, out: &mut Vec<u8>)
     };
     // Neither writer fails on these shapes into a `Vec` (no floats; no booleans in
     // bencode); should one, nothing half-written goes out.
+    debug_assert!(written, "{codec}: serde could not encode {msg:?}");
     if !written {
-        debug_assert!(false, "{codec}: serde could not encode {msg:?}");
         out.truncate(start);
     }
 }

@@ -153,9 +153,20 @@ pub(super) fn vectors(codec: Codec) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// Encodes `m`, checking on the way that the fast writer, if built in, writes the serde
+/// writer's bytes, and that the codec writes the same.
 pub(super) fn encode(codec: Codec, m: &Message) -> Vec<u8> {
+    let (fast, serde) = codec.encode_both_ways(m, 0);
+    if let Some(fast) = fast {
+        assert_eq!(
+            fast.escape_ascii().to_string(),
+            serde.escape_ascii().to_string(),
+            "{codec}: the fast writer and serde disagree on {m:?}"
+        );
+    }
     let mut out = Vec::new();
     codec.encode(m, &mut out);
+    assert_eq!(out, serde, "{codec}");
     out
 }
 

@@ -1,7 +1,7 @@
 //! Bencode by hand: our writer, and a token scanner for the decoding fast path.
 //!
 //! We write keys in sorted order as the reference does, so our output is byte-identical to
-//! its (and to what `bt_bencode` writes through [`super::super::ser`]). The scanner reads
+//! its (and to what `bt_bencode` writes through `wire::ser`). The scanner reads
 //! every message we or the reference write.
 
 use std::net::IpAddr;

@@ -1,7 +1,7 @@
 //! JSON by hand: our compact writer, and a token scanner for the decoding fast path.
 //!
 //! We write compact UTF-8 JSON (the reference writes `", "` separators and `\u` escapes,
-//! but reads any valid JSON), the bytes `serde_json` writes through [`super::super::ser`]'s
+//! but reads any valid JSON), the bytes `serde_json` writes through `wire::ser`'s
 //! formatter. The scanner reads our messages and the reference's, but for strings with
 //! escapes, which it leaves to `serde_json`.
 

@@ -1,7 +1,7 @@
 //! The wire fast path: hand-written writers and readers for both formats, behind one seam.
 //!
 //! Everything here is an optimisation of the serde path beside it ([`super::de`] reads,
-//! [`super::ser`] writes), never a second definition of the protocol:
+//! `wire::ser` writes), never a second definition of the protocol:
 //!
 //! - [`encode`] writes exactly the bytes the serde writers write (a property test and the
 //!   fuzz harnesses compare the two byte for byte);
@@ -26,7 +26,7 @@ mod scan;
 pub(crate) use ascii::IpText;
 
 /// Appends the encoding of `msg` to `out`, with a `pad` field of `pad` spaces when `pad`
-/// is not zero: the bytes [`super::ser`] writes.
+/// is not zero: the bytes `wire::ser` writes.
 pub(super) fn encode(codec: Codec, msg: &Message, pad: usize, out: &mut Vec<u8>) {
     match codec {
         Codec::Json => json::encode(msg, pad, out),
