@@ -252,7 +252,7 @@ fn protocol_md_examples_are_the_vectors() {
         let start = open + rest[open..].find('\n').expect("fence line") + 1;
         let end = start + rest[start..].find("\n```").expect("closing fence");
         let shown = match codec {
-            Codec::Json => rest[start..end].as_bytes().to_vec(),
+            Codec::Json => rest.as_bytes()[start..end].to_vec(),
             Codec::Bencode => unescape_hex(&rest[start..end]),
         };
         let (_, vector) = vectors(codec)
