@@ -65,9 +65,17 @@ pub fn roundtrip(data: &[u8]) {
     check_roundtrip(&msg);
 }
 
-/// Encodes `msg` in both formats and checks what each decodes back to.
+/// Encodes `msg` in both formats and checks what each decodes back to, and that the fast
+/// writers write what serde writes.
 fn check_roundtrip(msg: &Message) {
     for codec in [Codec::Json, Codec::Bencode] {
+        if let (Some(fast), serde) = codec.encode_both_ways(msg, 0) {
+            assert_eq!(
+                fast.escape_ascii().to_string(),
+                serde.escape_ascii().to_string(),
+                "{codec}: the fast writer and serde disagree on {msg:?}"
+            );
+        }
         let mut out = Vec::new();
         codec.encode(msg, &mut out);
         check_fast_path(codec, &out);

@@ -58,7 +58,7 @@ async def update(server, key, value):
     """Overwrites `key` on the k closest nodes with the reference's own RPCs.
 
     KademliaServer.set() sends `set` only to peers whose check_store says they lack the
-    key, so it never replaces a value that is already stored (WIRE.md, defects, 1). This is
+    key, so it never replaces a value that is already stored (docs/PROTOCOL.md, "What kad does differently", 1). This is
     what set() does minus that skip: find the k closest, store locally as the original
     publisher, send `set` to each. It returns how many acknowledged.
     """

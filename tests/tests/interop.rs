@@ -413,10 +413,10 @@ async fn updates_cross_both_ways(net: Mixed) {
     }
 
     // Python updates, kad reads. The reference's `set` sends the value only to peers whose
-    // check_store says they lack the key, so it never replaces a stored value (WIRE.md,
-    // defects, 1; `python_set_skips_holders` shows it). The driver's `update` is the one
-    // way a Python node can overwrite a value: the same find_node and `set` RPCs without
-    // that skip. What kad must get right is to accept the overwriting `set` from Python.
+    // check_store says they lack the key, so it never replaces a stored value
+    // (docs/PROTOCOL.md, "What kad does differently", 1; `python_set_skips_holders` shows
+    // it). The driver's `update` is the one way a Python node can overwrite a value: the
+    // same find_node and `set` RPCs without that skip. What kad must get right is to accept the overwriting `set` from Python.
     let key = "py-updates";
     let v1 = Value::from("written by Python");
     let v2 = Value::from(&b"\x01 rewritten by Python, now as bytes"[..]);
@@ -487,8 +487,8 @@ async fn find_node_answers_understood_both_ways(net: Mixed) {
 
 /// The reference's `set` skips every peer whose `check_store` answers `has_key`: kad
 /// replicas answer it correctly (the reference understands them and sends no `set`), so
-/// they keep the old value. This is WIRE.md's defect 1 of the reference, which kad's own
-/// `set` does not copy.
+/// they keep the old value. This is the reference's defect 1 in docs/PROTOCOL.md, which
+/// kad's own `set` does not copy.
 async fn python_set_skips_holders(net: Mixed) {
     let Mixed { mut py, kad } = net;
     let key = "defect-1";

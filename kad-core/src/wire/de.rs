@@ -188,7 +188,8 @@ impl KeySeed {
     }
 }
 
-/// Is a bencode byte string text, by WIRE.md's rule (valid UTF-8 and not marked as bytes)?
+/// Is a bencode byte string text, by the protocol's rule (valid UTF-8 and not marked as
+/// bytes; docs/PROTOCOL.md, "Values")?
 pub(super) fn bytes_as_text(v: &[u8]) -> Option<&str> {
     if v.starts_with(BYTES_MARKER) {
         None
@@ -197,8 +198,8 @@ pub(super) fn bytes_as_text(v: &[u8]) -> Option<&str> {
     }
 }
 
-/// A bencode byte string as a stored value, by WIRE.md's rule: marked → bytes, else UTF-8
-/// → text, else bytes as they are.
+/// A bencode byte string as a stored value, by the protocol's rule (docs/PROTOCOL.md,
+/// "Values"): marked → bytes, else UTF-8 → text, else bytes as they are.
 pub(super) fn value_from_bytes(v: &[u8]) -> Value {
     match v.strip_prefix(BYTES_MARKER) {
         Some(raw) => Value::Bytes(Bytes::copy_from_slice(raw)),
@@ -418,7 +419,7 @@ impl<'de> Visitor<'de> for ValueField {
 }
 
 impl ValueField {
-    /// Numbers, lists and null are no values (WIRE.md: text or bytes only).
+    /// Numbers, lists and null are no values (docs/PROTOCOL.md: text or bytes only).
     fn wrong_shape(self) -> Result<Value, DecodeError> {
         Err(DecodeError::Invalid("value"))
     }

@@ -1,17 +1,69 @@
-//! The fast decoding path against the serde path: wherever the fast path gives a result, it
+//! The fast path against the serde path: wherever the fast decoder gives a result, it
 //! must be serde's ([`decode`] checks that on every call), and it must give one for every
-//! message we or the reference write (else it buys nothing).
+//! message we or the reference write (else it buys nothing); the fast writers write
+//! serde's bytes; and the hand-written ASCII pieces agree with `std`.
+
+use std::net::IpAddr;
 
 use proptest::prelude::*;
 use proptest::sample::select;
 
-use super::tests::{arb_message, decode, encode, vectors};
-use super::*;
+use super::{ascii, bencode, json, scan};
+use crate::wire::tests::{arb_message, decode, encode, vectors};
+use crate::wire::{de, Codec, DecodeError, Message};
+use crate::NodeId;
 
 /// The fast path's result, or `None` when it gave up.
 fn fast(codec: Codec, bytes: &[u8]) -> Option<Result<Message, DecodeError>> {
     let _ = decode(codec, bytes);
     codec.decode_both_ways(bytes).0
+}
+
+/// `msg` by the fast writer and by serde, padded by `pad` spaces, as text for readable
+/// failures; the two must be equal.
+fn both_encodings(codec: Codec, msg: &Message, pad: usize) -> (String, String) {
+    let (fast, serde) = codec.encode_both_ways(msg, pad);
+    let fast = fast.expect("the fast path is built in");
+    (
+        fast.escape_ascii().to_string(),
+        serde.escape_ascii().to_string(),
+    )
+}
+
+#[test]
+fn the_fast_writers_write_serdes_bytes_for_every_vector() {
+    for codec in [Codec::Json, Codec::Bencode] {
+        for (name, bytes) in vectors(codec) {
+            let msg = decode(codec, &bytes).expect("vector decodes");
+            for pad in [0, 1, 300] {
+                let (fast, serde) = both_encodings(codec, &msg, pad);
+                assert_eq!(fast, serde, "{codec} vector {name}, pad {pad}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_fast_writers_escape_as_serde_does() {
+    // Every control character, the two JSON must escape, and text beyond ASCII.
+    let mut key: String = (0u8..0x20).map(char::from).collect();
+    key.push_str("\"/\u{7f}é€😀");
+    let msg = Message {
+        txn: crate::wire::TxnId::from_str("a\"b\\c").expect("txn"),
+        sender: crate::wire::Sender {
+            id: NodeId([7; 20]),
+            ip: crate::wire::SenderIp::new("\u{8}\u{c}host").expect("ip"),
+            port: 1,
+        },
+        body: crate::wire::Body::Set {
+            value: crate::Value::Text(key.clone()),
+            key,
+        },
+    };
+    for codec in [Codec::Json, Codec::Bencode] {
+        let (fast, serde) = both_encodings(codec, &msg, 0);
+        assert_eq!(fast, serde, "{codec}");
+    }
 }
 
 #[test]
@@ -389,6 +441,67 @@ fn to_bencode(t: &Tree, out: &mut Vec<u8>) {
 }
 
 proptest! {
+    #[test]
+    fn the_fast_writers_write_serdes_bytes(
+        m in arb_message(),
+        pad in 0usize..600,
+        // Text where JSON escapes are dense (arbitrary strings seldom hold them).
+        text in "[\\x00-\\x20\"\\\\/a\\x7fé😀]{0,12}",
+    ) {
+        let escapes = Message {
+            body: crate::wire::Body::Set {
+                key: text.clone(),
+                value: crate::Value::Text(text),
+            },
+            ..m.clone()
+        };
+        for codec in [Codec::Json, Codec::Bencode] {
+            for (m, pad) in [(&m, 0), (&m, pad), (&escapes, 0)] {
+                let (fast, serde) = both_encodings(codec, m, pad);
+                prop_assert_eq!(fast, serde, "{}, pad {}", codec, pad);
+            }
+        }
+    }
+
+    #[test]
+    fn ip_text_is_display(ip in any::<IpAddr>()) {
+        let text = ascii::IpText::new(ip);
+        prop_assert_eq!(text.as_bytes(), ip.to_string().into_bytes());
+    }
+
+    #[test]
+    fn decimal_is_display(big in any::<u64>(), small in 0u64..100_000) {
+        for v in [big, small] {
+            let mut out = Vec::new();
+            ascii::write_decimal(&mut out, v);
+            prop_assert_eq!(out, v.to_string().into_bytes());
+        }
+    }
+
+    #[test]
+    fn hex_ids_are_read_as_from_hex_reads_them(
+        text in proptest::string::string_regex("[0-9a-fA-F]{40}|[0-9a-gA-G/:@`]{38,42}").expect("regex"),
+        bytes in proptest::collection::vec(any::<u8>(), 40),
+        id in any::<[u8; 20]>(),
+    ) {
+        prop_assert_eq!(ascii::id_from_hex(text.as_bytes()), NodeId::from_hex(&text).ok());
+        prop_assert_eq!(ascii::id_from_hex(&bytes), NodeId::from_hex_bytes(&bytes).ok());
+        let id = NodeId(id);
+        prop_assert_eq!(ascii::id_from_hex(&id.to_hex_array()), Some(id));
+        prop_assert_eq!(ascii::id_from_hex(id.to_string().to_uppercase().as_bytes()), Some(id));
+    }
+
+    #[test]
+    fn ipv4_parsing_agrees_with_std(
+        text in proptest::string::string_regex("[0-9]{1,4}(\\.[0-9]{1,4}){2,4}|[0-9.]{0,18}").expect("regex"),
+        ip in any::<std::net::Ipv4Addr>(),
+    ) {
+        prop_assert_eq!(ascii::parse_ipv4(text.as_bytes()), text.parse().ok());
+        prop_assert_eq!(ascii::parse_ipv4(ip.to_string().as_bytes()), Some(ip));
+    }
+}
+
+proptest! {
     // About half of these inputs are ones the fast path reads to the end (a message or an
     // error such as a missing field); the rest it leaves to serde.
     #![proptest_config(ProptestConfig::with_cases(2000))]
@@ -484,7 +597,7 @@ proptest! {
             40,
         ),
     ) {
-        prop_assert_eq!(ascii::id_from_hex(&bytes), crate::NodeId::from_hex_bytes(&bytes).ok());
+        prop_assert_eq!(ascii::id_from_hex(&bytes), NodeId::from_hex_bytes(&bytes).ok());
     }
 
     #[test]

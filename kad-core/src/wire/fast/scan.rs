@@ -4,7 +4,7 @@
 //! It gives up, with `None`, on anything unusual: an escape in a JSON string, a number that
 //! is not a plain non-negative integer, a list or map where a field of ours has none, a
 //! field of the wrong shape, an unknown field whose value is not a string or an integer.
-//! The caller then decodes with serde ([`super::de`]), which stays the definition of what we
+//! The caller then decodes with serde ([`crate::wire::de`]), which stays the definition of what we
 //! accept. So for every input it does not give up on, this path must give exactly what the
 //! serde path gives. It builds the message from the same field slots, with the same
 //! functions ([`build_message`], [`PeerFields`]), so the two differ only in how they read
@@ -16,8 +16,12 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use super::de::{build_message, txn_from_text, BodyFields, Field, PeerFields, Slot, SENDER_NAMES};
-use super::{peer_addr, DecodeError, Message, Sender, TxnId, WirePeer, MAX_PEERS_PER_MESSAGE};
+use crate::wire::de::{
+    build_message, txn_from_text, BodyFields, Field, PeerFields, Slot, SENDER_NAMES,
+};
+use crate::wire::{
+    peer_addr, DecodeError, Message, Sender, TxnId, WirePeer, MAX_PEERS_PER_MESSAGE,
+};
 use crate::{NodeId, Value};
 
 /// The tokens of one format, as far as the fast path reads them. Every method returns
@@ -37,7 +41,7 @@ pub(super) trait Scanner<'de> {
     fn list(&mut self) -> Option<()>;
     /// Whether the list being read has another element (else its end has been read).
     fn more(&mut self) -> Option<bool>;
-    /// A text field, as [`super::de`]'s `TextField` reads it.
+    /// A text field, as [`crate::wire::de`]'s `TextField` reads it.
     fn text(&mut self, name: &'static str) -> Option<Result<&'de str, DecodeError>>;
     /// A valid 40-hex-digit id (an invalid one gives up).
     fn id(&mut self) -> Option<NodeId>;
