@@ -136,7 +136,10 @@ impl Net {
             let now = self.now;
             let q = self.nodes[i].bootstrap(now, &[self.addrs[0]]);
             let r = self.wait(i, q);
-            assert!(matches!(r, QueryResult::Bootstrap(Ok(_))), "node {i}: {r:?}");
+            assert!(
+                matches!(r, QueryResult::Bootstrap(Ok(_))),
+                "node {i}: {r:?}"
+            );
         }
     }
 
@@ -249,7 +252,11 @@ fn cache_ttl_matches_the_reference_examples() {
     let mut top = [0u8; 20];
     top[0] = 0x80;
     assert_eq!(ttl(top), Duration::from_secs(600), "distance 2^159");
-    assert_eq!(ttl([0xff; 20]), Duration::from_secs(600), "distance 2^160 - 1");
+    assert_eq!(
+        ttl([0xff; 20]),
+        Duration::from_secs(600),
+        "distance 2^160 - 1"
+    );
     let mut ones80 = [0u8; 20];
     ones80[10..].fill(0xff);
     assert_eq!(ttl(ones80), Duration::from_secs(1066), "80 one bits");
@@ -331,7 +338,10 @@ fn an_expired_published_record_loses_its_publisher_flag() {
     let q = net.nodes[1].put(now, "k", "theirs").unwrap();
     net.deliver_all();
     let r = net.take(1, q).expect("the put finished without a timer");
-    assert!(matches!(r, QueryResult::Put(Ok(ref ok)) if ok.replicas == 1), "{r:?}");
+    assert!(
+        matches!(r, QueryResult::Put(Ok(ref ok)) if ok.replicas == 1),
+        "{r:?}"
+    );
     assert_eq!(
         net.nodes[0].get_local(net.now, "k"),
         Some(Value::from("theirs"))
@@ -403,7 +413,9 @@ fn a_node_with_a_custom_k_answers_with_at_most_k_peers() {
         let target = NodeId::for_key(&format!("target {i}"));
         let q = net.nodes[i].find_node(now, target);
         net.wait(i, q);
-        let q = net.nodes[i].find_value(now, &format!("missing {i}")).unwrap();
+        let q = net.nodes[i]
+            .find_value(now, &format!("missing {i}"))
+            .unwrap();
         net.wait(i, q);
     }
     let answers: Vec<usize> = net
@@ -439,7 +451,12 @@ fn a_node_never_inserts_its_own_id() {
     let q = net.nodes[0].ping(net.now, addr(1));
     net.wait(0, q);
     for i in [0, 1] {
-        assert_eq!(net.nodes[i].table_len(), 0, "node {i}: {:?}", net.nodes[i].peers());
+        assert_eq!(
+            net.nodes[i].table_len(),
+            0,
+            "node {i}: {:?}",
+            net.nodes[i].peers()
+        );
     }
     // Node 2 tells node 0 about node 1 (find_node answers name it): still not in.
     let q = net.nodes[2].bootstrap(net.now, &[addr(0), addr(1)]);
@@ -463,7 +480,11 @@ fn defaults_are_the_python_constructors_eleven() {
     assert!(c.verify_response_source(), "verify_response_source=True");
     assert_eq!(c.k(), 20, "k=20");
     assert_eq!(c.alpha(), 3, "alpha=3");
-    assert_eq!(c.query_timeout(), Duration::from_secs(2), "query_timeout=2.0");
+    assert_eq!(
+        c.query_timeout(),
+        Duration::from_secs(2),
+        "query_timeout=2.0"
+    );
     assert_eq!(
         c.bucket_refresh_interval(),
         Duration::from_secs(3600),
@@ -490,5 +511,9 @@ fn defaults_are_the_python_constructors_eleven() {
         "min_cache_ttl_seconds=600"
     );
     assert_eq!(c.max_dispatch_tasks(), 64, "max_dispatch_tasks=64");
-    assert_eq!(Config::builder().build(), Ok(c), "the builder starts from them");
+    assert_eq!(
+        Config::builder().build(),
+        Ok(c),
+        "the builder starts from them"
+    );
 }
