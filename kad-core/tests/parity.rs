@@ -23,6 +23,10 @@ struct Net {
     addrs: Vec<SocketAddr>,
     wire: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
     log: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+    /// Every datagram sent, delivered or not.
+    sent: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+    /// Datagrams to this address whose text holds this string are lost.
+    lose: Option<(SocketAddr, &'static str)>,
     events: Vec<(usize, Event)>,
     now: Instant,
 }
@@ -54,6 +58,8 @@ impl Net {
             addrs,
             wire: VecDeque::new(),
             log: Vec::new(),
+            sent: Vec::new(),
+            lose: None,
             events: Vec::new(),
             now,
         }
@@ -65,6 +71,12 @@ impl Net {
 
     fn flush(&mut self, i: usize) {
         while let Some(t) = self.nodes[i].poll_transmit() {
+            self.sent.push((self.addrs[i], t.dst, t.payload.clone()));
+            if let Some((to, text)) = self.lose {
+                if t.dst == to && String::from_utf8_lossy(&t.payload).contains(text) {
+                    continue;
+                }
+            }
             self.wire.push_back((self.addrs[i], t.dst, t.payload));
         }
         while let Some(e) = self.nodes[i].poll_event() {
@@ -128,6 +140,28 @@ impl Net {
             }
         }
         panic!("query {id} never finished");
+    }
+
+    /// Delivers and fires timers until `until`.
+    fn run_until(&mut self, until: Instant) {
+        loop {
+            self.deliver_all();
+            let next = self
+                .nodes
+                .iter()
+                .filter_map(|n| n.poll_timeout())
+                .min()
+                .expect("a deadline");
+            if next > until {
+                self.now = self.now.max(until);
+                return;
+            }
+            self.now = self.now.max(next);
+            for n in 0..self.nodes.len() {
+                self.nodes[n].handle_timeout(self.now);
+                self.flush(n);
+            }
+        }
     }
 
     /// Every node but node 0 joins through node 0.
@@ -467,6 +501,65 @@ fn a_node_never_inserts_its_own_id() {
     assert!(net.nodes[0].peers().iter().all(|p| p.id != id));
     assert_eq!(net.nodes[0].peers()[0].id, other, "the control is taken in");
     assert!(net.nodes[1].peers().iter().all(|p| p.id != id));
+}
+
+// ---- a difference kept: restore skips peers whose check_store timed out ----
+
+/// Each restore interval a replica holder sends `check_store` to the k closest and `set`
+/// where the key is missing. The reference also sends `set` to a peer whose `check_store`
+/// timed out; kad does not (README, "Restoring a record skips peers that did not answer
+/// `check_store`"). Node 3 joins after the put, so it lacks the key: when it answers, the
+/// restore hands it the record; when its `check_store` requests are lost (it still
+/// answers lookups), it is sent no `set`.
+#[test]
+fn a_restore_sends_no_set_to_a_peer_whose_check_store_timed_out() {
+    let restore = Duration::from_secs(60);
+    let config = config()
+        .non_publisher_restore_interval(restore)
+        .build()
+        .unwrap();
+    for lose_checks in [false, true] {
+        let mut net = Net::same(4, config.clone());
+        for i in 1..3 {
+            let q = net.nodes[i].bootstrap(net.now, &[addr(0)]);
+            net.wait(i, q);
+        }
+        let q = net.nodes[1].put(net.now, "k", "v").unwrap();
+        let r = net.wait(1, q);
+        assert!(
+            matches!(r, QueryResult::Put(Ok(ref ok)) if ok.replicas == 2),
+            "{r:?}"
+        );
+        let q = net.nodes[3].bootstrap(net.now, &[addr(0)]);
+        net.wait(3, q);
+        assert_eq!(net.nodes[3].get_local(net.now, "k"), None);
+        if lose_checks {
+            net.lose = Some((addr(3), r#""type":"check_store""#));
+        }
+        net.sent.clear();
+        let until = net.now + restore + Duration::from_secs(10);
+        net.run_until(until);
+        let to_3 = |text: &str| {
+            net.sent
+                .iter()
+                .filter(|(from, to, b)| {
+                    *from != addr(1) && *to == addr(3) && String::from_utf8_lossy(b).contains(text)
+                })
+                .count()
+        };
+        let (checks, sets) = (to_3(r#""type":"check_store""#), to_3(r#""type":"set""#));
+        assert!(checks > 0, "a replica holder restored the key");
+        if lose_checks {
+            assert_eq!(
+                sets, 0,
+                "a set after {checks} unanswered check_store datagrams"
+            );
+            assert_eq!(net.nodes[3].get_local(net.now, "k"), None);
+        } else {
+            assert!(sets > 0, "the restore sends the missing record");
+            assert_eq!(net.nodes[3].get_local(net.now, "k"), Some(Value::from("v")));
+        }
+    }
 }
 
 // ---- 9. the defaults are the Python constructor's, all eleven ----
