@@ -81,7 +81,10 @@ impl Default for Config {
             max_records: 100_000,
             max_store_bytes: 256 * 1024 * 1024,
             max_key_bytes: 1024,
-            max_value_bytes: 32 * 1024,
+            // What a 65,507-byte datagram carries beside the longest key and the largest
+            // envelope: every value a kademlia-dynamic node can send, short of the last
+            // ~1.3 KB (see the doc of `max_value_bytes`).
+            max_value_bytes: 65_507 - 1024 - 400,
             max_datagram_bytes: 65_507,
             max_pending_requests: 4096,
             max_queued_transmits: 4096,
@@ -189,7 +192,16 @@ getters! {
     original_publisher_republish_interval: Duration,
     /// Shortest life of a cached copy (default 600 s).
     min_cache_ttl: Duration,
-    /// Datagrams an adapter may queue between socket and core (default 64).
+    /// The adapters' receive budget per pass (default 64, the number the Python package's
+    /// `max_dispatch_tasks` has, with another meaning). Each time the socket is readable,
+    /// an adapter reads up to four times this many datagrams; the first
+    /// `max_dispatch_tasks` go to the node whatever their source, and of the rest only
+    /// those from addresses the node has verified (or awaits an answer from); the others
+    /// are dropped and counted (`datagrams_dropped` in the adapter's stats). So under a
+    /// flood from strangers the peers we know still get through. The Python package
+    /// instead caps the handler tasks running at once and drops a datagram that arrives
+    /// while that many run; kad's node handles each datagram to its end before the next,
+    /// so there is nothing concurrent to cap. The node itself does not read this setting.
     max_dispatch_tasks: usize,
     /// Consecutive failed requests after which a peer leaves the routing table (default 3).
     failures_before_eviction: u32,
@@ -205,7 +217,17 @@ getters! {
     max_store_bytes: usize,
     /// Longest key in bytes (default 1024).
     max_key_bytes: usize,
-    /// Largest value in bytes (default 32 KiB).
+    /// Largest value in bytes, ours or one a peer asks us to store (default 64,083: what
+    /// a 65,507-byte datagram carries beside a `max_key_bytes` key and the envelope of a
+    /// `set_cached`, the largest message that carries a value; a value that size fits,
+    /// with any allowed key, every message we pass it on in, unless its encoding grows it
+    /// as JSON's base64 and escapes do). The Python package has no limit but the
+    /// datagram: its `set` of a value up to about 65,370 bytes (with a short key) reaches
+    /// us. Up to 64,083 bytes we store it like any other; above (or above a smaller limit
+    /// configured here) the `set` is refused without a reply, counted in
+    /// `Stats::requests_refused`, and the Python sender, having no answer within its
+    /// timeout, drops us from its table. There is no "refused" message in the protocol,
+    /// and a `set_res` would claim a copy we do not hold.
     max_value_bytes: usize,
     /// Largest datagram we send (default 65,507, the IPv4 UDP maximum).
     max_datagram_bytes: usize,

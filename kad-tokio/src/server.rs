@@ -319,7 +319,7 @@ setters! {
     max_store_bytes: usize,
     /// Longest key in bytes (default 1024).
     max_key_bytes: usize,
-    /// Largest value in bytes (default 32 KiB).
+    /// Largest value in bytes (default 64,083; see `kad_core::Config::max_value_bytes`).
     max_value_bytes: usize,
     /// Largest datagram sent (default 65,507).
     max_datagram_bytes: usize,

@@ -519,6 +519,113 @@ async fn python_set_skips_holders(net: Mixed) {
     Mixed { py, kad }.stop().await;
 }
 
+/// A Python node's `set` of a value larger than the 32 KiB kad used to accept, up to kad's
+/// default `max_value_bytes` (64,083 bytes, what a datagram carries beside the longest key
+/// and any envelope): the kad nodes among the closest store it, answer, and so stay in the
+/// sender's routing table (a kad node used to drop such a `set` without a reply; the
+/// reference removes a peer at its first timeout), and kad and Python readers get it back.
+async fn big_values_from_python_are_stored(net: Mixed) {
+    let Mixed { mut py, kad } = net;
+    let np = py.nodes.len();
+    let listed = |py: &mut PyNet| -> Vec<bool> {
+        let table = py.table(0);
+        kad.iter()
+            .map(|k| table.contains(&(k.node_id(), k.local_addr())))
+            .collect()
+    };
+    let before = listed(&mut py);
+    assert!(before.contains(&true), "Python node 0 lists no kad node");
+    let values = [
+        // The largest text kad takes by default: a 64.2 KB datagram from Python.
+        ("big-text", Value::from("t".repeat(64_083))),
+        // Bytes grow by 4/3 in JSON (base64): about 63 KB on the wire.
+        ("big-bytes", Value::from(vec![0xa5u8; 47_000])),
+    ];
+    for (key, value) in &values {
+        py.put(0, key, value);
+        let mut holders = 0;
+        for k in &kad {
+            if let Some(v) = k.get_local(key).await.unwrap() {
+                assert_eq!(&v, value, "{key}");
+                holders += 1;
+            }
+        }
+        assert!(holders > 0, "no kad node stored {key}");
+        for (i, k) in kad.iter().enumerate() {
+            assert_eq!(
+                k.get(key).await.unwrap().as_ref(),
+                Some(value),
+                "kad node {i} reads {key}"
+            );
+        }
+        assert_eq!(
+            py.get(np - 1, key).as_ref(),
+            Some(value),
+            "Python reads {key}"
+        );
+    }
+    let after = listed(&mut py);
+    for (i, (was, is)) in before.iter().zip(&after).enumerate() {
+        assert!(
+            !was || *is,
+            "kad node {i} ({}) left Python node 0's table",
+            kad[i].local_addr()
+        );
+    }
+    Mixed { py, kad }.stop().await;
+}
+
+/// kad's defaults are the Python constructor's: the eleven keyword arguments of
+/// `KademliaServer.__init__` in the installed package, read from its signature.
+#[test]
+fn defaults_match_the_python_constructor() {
+    let Some(python) = python() else { return };
+    let script = "import inspect, json\n\
+                  from kademlia_dynamic import KademliaServer\n\
+                  p = inspect.signature(KademliaServer.__init__).parameters\n\
+                  print(json.dumps({k: v.default for k, v in p.items() if k != 'self'}))";
+    let out = Command::new(&python)
+        .args(["-c", script])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let py: Json = serde_json::from_slice(&out.stdout).expect("json");
+    let c = kad_core::Config::default();
+    let secs = |d: Duration| d.as_secs_f64();
+    let kad = json!({
+        "serialization": c.codec().to_string(),
+        "verify_response_source": c.verify_response_source(),
+        "k": c.k(),
+        "alpha": c.alpha(),
+        "query_timeout": secs(c.query_timeout()),
+        "bucket_refresh_interval": secs(c.bucket_refresh_interval()),
+        "key_expiry_seconds": secs(c.key_expiry()),
+        "non_publisher_restore_interval": secs(c.non_publisher_restore_interval()),
+        "original_publisher_republish_interval": secs(c.original_publisher_republish_interval()),
+        "min_cache_ttl_seconds": secs(c.min_cache_ttl()),
+        "max_dispatch_tasks": c.max_dispatch_tasks(),
+    });
+    let (py, kad) = (
+        py.as_object().expect("object"),
+        kad.as_object().expect("object"),
+    );
+    let names = |m: &serde_json::Map<String, Json>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(py), names(kad), "the constructor's arguments");
+    for (name, want) in py {
+        let got = &kad[name];
+        // Python writes 3600 or 2.0; compare numbers as numbers.
+        let same = match (want.as_f64(), got.as_f64()) {
+            (Some(a), Some(b)) => a == b,
+            _ => want == got,
+        };
+        assert!(same, "{name}: Python {want}, kad {got}");
+    }
+}
+
 #[test]
 fn python_reference_is_present_or_skipped() {
     // Fails under CI=true when the reference is missing; elsewhere says it skips.
@@ -569,4 +676,6 @@ interop! {
     bencode_kad_network_values_cross_both_ways: kad_network(Codec::Bencode) => values_cross_both_ways;
     bencode_kad_network_updates_cross_both_ways: kad_network(Codec::Bencode) => updates_cross_both_ways;
     bencode_kad_network_find_node_understood_both_ways: kad_network(Codec::Bencode) => find_node_answers_understood_both_ways;
+    json_python_network_big_values_from_python_are_stored: python_network(Codec::Json) => big_values_from_python_are_stored;
+    bencode_python_network_big_values_from_python_are_stored: python_network(Codec::Bencode) => big_values_from_python_are_stored;
 }
