@@ -100,7 +100,7 @@ impl RoutingCase {
             .collect();
         let mut table = Table::new(own, 20, 20, 3, now);
         for p in &peers {
-            table.on_heard(now, *p);
+            table.on_heard(now, *p, true);
         }
         RoutingCase {
             table,
@@ -113,7 +113,7 @@ impl RoutingCase {
     /// Offers peer `i` (mod the known set) again: a refresh or a replacement-cache visit.
     pub fn insert(&mut self, i: usize) {
         let p = self.peers[i % self.peers.len()];
-        self.table.on_heard(self.now, p);
+        self.table.on_heard(self.now, p, true);
     }
 
     /// The 20 closest to a random target; returns how many were found.
