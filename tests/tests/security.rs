@@ -291,7 +291,10 @@ fn claims_of_a_peers_id_from_other_addresses_do_not_evict_it() {
     for i in 0..10u16 {
         let src = SocketAddr::new(attacker, 6000 + i);
         let (kind, field) = if i % 2 == 0 {
-            ("find_node", ("target", W::S(forge::hex(&NodeId::random(&mut rng)))))
+            (
+                "find_node",
+                ("target", W::S(forge::hex(&NodeId::random(&mut rng)))),
+            )
         } else {
             ("find_value", ("key", W::S(format!("missing {i}"))))
         };
@@ -392,7 +395,13 @@ fn forged_requests_from_a_proven_address_are_not_amplified() {
     let mut rng = local_rng(seed, 3);
     let mut spoofed = 0;
     for i in 0..1000u64 {
-        let msg = request(&mut rng, "find_value", &v_id, v_addr, vec![("key", W::S(key.into()))]);
+        let msg = request(
+            &mut rng,
+            "find_value",
+            &v_id,
+            v_addr,
+            vec![("key", W::S(key.into()))],
+        );
         spoofed += msg.len();
         net.inject(Duration::from_millis(i), v_addr, r_addr, msg);
     }
@@ -465,7 +474,9 @@ fn junk_sets_from_one_ip_do_not_lock_out_new_keys() {
     }
     net.run_for(Duration::from_secs(10));
     let junk = net.node(node).record_count();
-    let q = net.start(honest, |n, now| n.put(now, "honest key", "honest value").unwrap());
+    let q = net.start(honest, |n, now| {
+        n.put(now, "honest key", "honest value").unwrap()
+    });
     let put = net.wait(honest, q);
     assert!(matches!(put.result, QueryResult::Put(Ok(_))), "{put:?}");
     assert_eq!(
@@ -503,7 +514,13 @@ fn spoofed_holds_do_not_starve_an_honest_get() {
         let delay = Duration::from_millis(u64::from(fresh / 400) * 2005);
         let src = SocketAddr::from((Ipv4Addr::from(base + fresh), 9000));
         let id = id_at_level(&c_id, (fresh % 9) as usize, &mut rng);
-        let msg = request(&mut rng, "find_value", &id, src, vec![("key", W::S(key.into()))]);
+        let msg = request(
+            &mut rng,
+            "find_value",
+            &id,
+            src,
+            vec![("key", W::S(key.into()))],
+        );
         net.inject(delay, src, c_addr, msg);
     }
     net.run_for(Duration::from_secs(6));
@@ -548,7 +565,11 @@ fn a_remote_set_of_our_key_is_not_ours() {
     net.run_for(Duration::from_secs(5));
     let snap = net.node(node).snapshot(net.now());
     let rec = snap.records.iter().find(|r| r.key == "mine").expect("held");
-    assert_eq!(rec.value, Value::from("theirs"), "the remote set was stored");
+    assert_eq!(
+        rec.value,
+        Value::from("theirs"),
+        "the remote set was stored"
+    );
     assert_ne!(
         rec.kind,
         RecordKind::Published,
@@ -586,7 +607,10 @@ fn a_cached_copy_does_not_answer_our_own_get() {
     );
     let q = net.start(node, |n, now| n.get(now, key).unwrap());
     let got = net.wait(node, q);
-    assert_eq!(got.result, QueryResult::Get(Ok(Some(Value::from("honest")))));
+    assert_eq!(
+        got.result,
+        QueryResult::Get(Ok(Some(Value::from("honest"))))
+    );
 }
 
 /// A `check_store` forged from an address that never answers does not postpone our
@@ -657,7 +681,13 @@ fn one_liar_host_gets_at_most_two_ids_into_a_lookup() {
             .iter()
             .map(|(id, addr)| forge::peer(id, *addr))
             .collect();
-        let reply = forge::message(CODEC, kind, &txn_of(payload), (&id, to), vec![("peers", W::L(peers))]);
+        let reply = forge::message(
+            CODEC,
+            kind,
+            &txn_of(payload),
+            (&id, to),
+            vec![("peers", W::L(peers))],
+        );
         Intercept::Answer(vec![(to, from, reply)])
     });
     let (first, first_addr) = ids[0];
@@ -682,14 +712,18 @@ fn one_liar_host_gets_at_most_two_ids_into_a_lookup() {
     );
 }
 
-/// 20 hosts in one IPv6 /48, each in its own /64 with its own id (spread over 20 buckets,
-/// so the per-bucket cap does not bind), each proving its address: at most
-/// `max_peers_per_ip` (10) enter the table. Before: the cap keyed on the /64 and all 20
-/// entered.
+/// 20 hosts in one IPv6 /48, each in its own /64 with its own id, each proving its
+/// address: at most `max_peers_per_ip` (10) enter the table. The per-bucket cap is set to
+/// k, so that the table-wide cap is the one that binds (with the default per-bucket cap of
+/// 2, the /48 gets 2 entries in a small network's one deep bucket). Before: the caps keyed
+/// on the /64 and more than 10 entered.
 #[test]
 fn an_ipv6_48_counts_as_one_ip_in_the_table() {
     let seed = 0x14_75;
-    let config = Config::default();
+    let config = Config::builder()
+        .max_peers_per_ip_per_bucket(20)
+        .build()
+        .unwrap();
     let mut net = joined(10, &config, seed);
     let node = 0;
     let n_addr = net.addr(node);
@@ -698,7 +732,10 @@ fn an_ipv6_48_counts_as_one_ip_in_the_table() {
     let hosts: Vec<(NodeId, SocketAddr)> = (0..20u16)
         .map(|i| {
             let ip = Ipv6Addr::new(0x2001, 0xdb8, 1, i, 0, 0, 0, 1);
-            (id_at_level(&n_id, usize::from(i), &mut rng), SocketAddr::new(ip.into(), 7000))
+            (
+                id_at_level(&n_id, usize::from(i), &mut rng),
+                SocketAddr::new(ip.into(), 7000),
+            )
         })
         .collect();
     for &(id, addr) in &hosts {
@@ -716,9 +753,15 @@ fn an_ipv6_48_counts_as_one_ip_in_the_table() {
         .node(node)
         .peers()
         .into_iter()
-        .filter(|p| matches!(p.addr.ip(), IpAddr::V6(ip) if ip.segments()[..3] == [0x2001, 0xdb8, 1]))
+        .filter(
+            |p| matches!(p.addr.ip(), IpAddr::V6(ip) if ip.segments()[..3] == [0x2001, 0xdb8, 1]),
+        )
         .collect();
-    assert!(!in_48.is_empty(), "no host of the /48 got in: the test shows nothing");
+    assert!(
+        in_48.len() >= 2,
+        "{} hosts of the /48 got in: the test shows nothing",
+        in_48.len()
+    );
     assert!(
         in_48.len() <= config.max_peers_per_ip(),
         "{} entries from one /48 (cap {})",
