@@ -153,6 +153,12 @@ impl Core {
         // a lookup's body clones without allocating.
         let resend = (copies > 0).then(|| body.clone());
         let payload = self.encode_request(txn, body);
+        if payload.len() > self.config.max_datagram_bytes {
+            // It can never go out: no request in flight, so no timeout counted against a
+            // peer that never saw it.
+            self.stats.transmits_dropped += 1;
+            return None;
+        }
         self.push(addr, payload);
         self.rpc.insert(
             txn,
