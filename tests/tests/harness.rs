@@ -19,8 +19,11 @@ fn ping_takes_one_round_trip_of_virtual_time() {
     assert!(matches!(r, QueryResult::Ping(Ok(p)) if p.id == net.node(1).id()));
     assert_eq!(stats.duration(), Duration::from_millis(20));
     assert_eq!(net.now() - t0, Duration::from_millis(20));
-    // The pong made each node a peer of the other.
+    // The pong made node 1 a peer of node 0. Node 0's ping was only a claim to node 1: node 1
+    // takes node 0 in once node 0 has answered its verification ping, a round trip later.
     assert_eq!(net.node(0).table_len(), 1);
+    assert_eq!(net.node(1).table_len(), 0);
+    net.run_for(Duration::from_millis(20));
     assert_eq!(net.node(1).table_len(), 1);
 }
 
