@@ -2,6 +2,12 @@
 //! using every trick of the issue at once ([`kad_tests::scenario::attack`]). The issue's
 //! targets: honest gets find the honest value at least 99% of the time, and no attacker
 //! entry sits in an honest routing table at an address that never proved itself.
+//!
+//! The attacker's own nodes prove their addresses the honest way, so two of its tricks
+//! work on proof alone: its nodes answer `find_value` with a forged value (a get takes the
+//! first value it hears), and its ping-answering ports `set` a forged value on keys honest
+//! nodes published (any proven peer may `set` any key, as in the reference). Address proof,
+//! budgets and quotas do not stop those; the gets count them as failures all the same.
 
 use kad_core::Config;
 use kad_tests::scenario::{attack, AttackKind, AttackOutcome, AttackPlan};
