@@ -161,3 +161,35 @@ fn bad_flags_are_usage_errors() {
         assert!(out.stdout.is_empty(), "kad-sim {args} printed a table");
     }
 }
+
+#[test]
+fn attack_mode_prints_its_two_figures_last() {
+    let (table, fields) = run("--nodes 150 --lookups 60 --attack liars --attackers 0.1 --seed 16");
+    assert!(
+        table.contains("attack liars by 0.1 of the nodes"),
+        "{table}"
+    );
+    let n = fields.len();
+    assert!(n >= 2, "{fields:?}");
+    assert_eq!(fields[n - 2].0, "attack_success_frac");
+    assert_eq!(fields[n - 1].0, "poisoned_entries");
+    let frac = fraction(&fields, "attack_success_frac");
+    assert!((0.0..=1.0).contains(&frac), "{fields:?}");
+    let _: usize = field(&fields, "poisoned_entries").parse().expect("a count");
+    assert_eq!(field(&fields, "lookups"), "60");
+    for args in [
+        "--attack sybil",
+        "--attackers 0.1",
+        "--attack all --attackers 1.5",
+        "--attack all --dead 0.1",
+        "--attack all --churn 0.5",
+    ] {
+        let out = kad_sim(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "kad-sim {args}: {stderr}");
+        assert!(
+            stderr.contains("usage: kad-sim"),
+            "kad-sim {args}: {stderr}"
+        );
+    }
+}

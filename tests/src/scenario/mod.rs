@@ -5,9 +5,11 @@
 //! script in virtual time and returns what came of it; a callback sees each step as it
 //! ends, so a long run can print progress. Everything follows from the network's seed.
 
+pub mod attack;
 mod churn;
 mod partition;
 
+pub use attack::{attack, AttackKind, AttackLog, AttackOutcome, AttackPlan};
 pub use churn::{churn, ChurnOutcome, ChurnPlan, ChurnRound};
 pub use partition::{partition, PartitionOutcome, PartitionPlan};
 

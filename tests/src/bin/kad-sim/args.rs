@@ -14,6 +14,7 @@ usage: kad-sim [--nodes N] [--seed S] [--codec json|bencode] [--concurrency C]
   lookups (default):  [--lookups L] [--dead F]
   churn:              --churn F [--churn-every DUR] [--duration DUR] [--keys K] [--keys-per-round M]
   partition:          --partition DUR [--keys K] [--keys-per-round M]
+  attack:             --attack eclipse|store|liars|all [--attackers F] [--lookups L]
 DUR is a number with a unit: 500ms, 90s, 30m, 2h, 1.5d.";
 
 /// Most nodes a run may build (SimNet's addresses run out at 2^24).
@@ -62,6 +63,8 @@ pub struct Args {
     pub keys: usize,
     /// Keys put in each churn round, or by each half in each slice of a partition.
     pub keys_per_round: usize,
+    /// `--attack` and `--attackers` (the attacker's fraction of the nodes, default 0.1).
+    pub attack: Option<(kad_tests::scenario::AttackKind, f64)>,
 }
 
 impl Args {
@@ -93,7 +96,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
         check: false,
         keys: 500,
         keys_per_round: 0,
+        attack: None,
     };
+    let (mut attack, mut attackers) = (None, 0.1);
     let mut churn: Option<f64> = None;
     let mut every = Duration::from_secs(2 * 3600);
     let mut duration = Duration::from_secs(48 * 3600);
@@ -135,6 +140,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
             "--partition" => split = Some(parse_duration(&value).map_err(|e| bad(&e))?),
             "--keys" => a.keys = value.parse().map_err(|e| bad(&e))?,
             "--keys-per-round" => keys_per_round = Some(value.parse().map_err(|e| bad(&e))?),
+            "--attack" => attack = Some(value.parse().map_err(|e: String| bad(&e))?),
+            "--attackers" => attackers = value.parse().map_err(|e| bad(&e))?,
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
         }
         seen.insert(flag);
@@ -184,6 +191,18 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
         }
     };
     a.keys_per_round = keys_per_round.unwrap_or(a.keys.div_ceil(10));
+    if attack.is_some() && (a.mode != Mode::Lookups || seen.contains("--dead")) {
+        return Err(usage(
+            "--attack runs alone (no --churn, --partition or --dead)".into(),
+        ));
+    }
+    if attack.is_none() && seen.contains("--attackers") {
+        return Err(usage("--attackers applies only to --attack".into()));
+    }
+    if !(0.0..1.0).contains(&attackers) {
+        return Err(usage("--attackers must be in [0, 1)".into()));
+    }
+    a.attack = attack.map(|kind| (kind, attackers));
     if !(2..=MAX_NODES).contains(&a.nodes) {
         return Err(usage(format!("--nodes must be between 2 and {MAX_NODES}")));
     }

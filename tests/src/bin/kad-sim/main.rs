@@ -9,6 +9,7 @@
 //!   lookups (default):  [--lookups L] [--dead F]
 //!   churn:              --churn F [--churn-every DUR] [--duration DUR] [--keys K] [--keys-per-round M]
 //!   partition:          --partition DUR [--keys K] [--keys-per-round M]
+//!   attack:             --attack eclipse|store|liars|all [--attackers F] [--lookups L]
 //! ```
 //!
 //! Every mode builds N nodes (default 2000) and joins them through the protocol (every
@@ -33,6 +34,13 @@
 //!   heals, the network runs one bucket-refresh interval (1 h), and every key is got once
 //!   from a random node of each half. It also counts the nodes that have no peer of the
 //!   other half in their table.
+//! - **attack** (`--attack eclipse|store|liars|all`) turns a fraction F of the nodes
+//!   (`--attackers`, default 0.1) into one attacker after the join and runs the attack
+//!   simulation of issue 14 (`kad_tests::scenario::attack`): min(L, 500) keys put by honest
+//!   nodes, L honest gets; every node's `max_records` is 512, so that a junk flood can fill
+//!   a store at this scale. Its summary line ends with `attack_success_frac=F` (gets that
+//!   found the honest value) and `poisoned_entries=N` (attacker entries in honest tables
+//!   at addresses that never answered that node with that id).
 //!
 //! The link is 20 ms plus a uniform jitter (default 30 ms, `--jitter`; jitter reorders),
 //! losing a fraction P of datagrams (`--loss`) and delivering a fraction twice
@@ -50,6 +58,7 @@
 //! print the usage and exit with code 2.
 
 mod args;
+mod attack;
 mod scenarios;
 
 use std::process::ExitCode;
@@ -78,6 +87,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some((kind, fraction)) = args.attack {
+        attack::run(&args, &config, kind, fraction);
+        return ExitCode::SUCCESS;
+    }
     match args.mode {
         Mode::Lookups => run(&args, &config),
         Mode::Churn { .. } | Mode::Partition { .. } => scenarios::run(&args, &config),
@@ -124,6 +137,9 @@ fn config(args: &Args) -> Result<Config, kad_core::ConfigError> {
     }
     if let Some(r) = args.retries {
         config = config.request_retries(r);
+    }
+    if args.attack.is_some() {
+        config = config.max_records(attack::MAX_RECORDS);
     }
     if !args.republish {
         config = config

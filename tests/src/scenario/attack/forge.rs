@@ -1,0 +1,128 @@
+//! Just enough of both wire formats to write what an attacker sends, by hand: nothing the
+//! attacker sends goes through kad-core's encoder.
+
+use std::net::SocketAddr;
+
+use kad_core::{Codec, NodeId};
+
+/// A wire value.
+pub(crate) enum W {
+    S(String),
+    I(u64),
+    B(bool),
+    L(Vec<W>),
+    D(Vec<(&'static str, W)>),
+}
+
+/// A `peers` entry (or a `sender`).
+pub(crate) fn peer(id: &NodeId, addr: SocketAddr) -> W {
+    W::D(vec![
+        ("node_id", W::S(id.to_string())),
+        ("ip", W::S(addr.ip().to_string())),
+        ("port", W::I(u64::from(addr.port()))),
+    ])
+}
+
+/// A `peers` list.
+pub(crate) fn peers(list: &[(NodeId, SocketAddr)]) -> W {
+    W::L(list.iter().map(|(id, a)| peer(id, *a)).collect())
+}
+
+/// A whole message of type `kind` with transaction id `txn`, from `sender`.
+pub(crate) fn message(
+    codec: Codec,
+    kind: &str,
+    txn: &str,
+    sender: (&NodeId, SocketAddr),
+    fields: Vec<(&'static str, W)>,
+) -> Vec<u8> {
+    let mut all = vec![
+        ("type", W::S(kind.to_owned())),
+        ("id", W::S(txn.to_owned())),
+        ("sender", peer(sender.0, sender.1)),
+    ];
+    all.extend(fields);
+    let msg = W::D(all);
+    match codec {
+        Codec::Bencode => {
+            let mut out = Vec::new();
+            bencode(&msg, &mut out);
+            out
+        }
+        _ => {
+            let mut out = String::new();
+            json(&msg, &mut out);
+            out.into_bytes()
+        }
+    }
+}
+
+fn json(w: &W, out: &mut String) {
+    match w {
+        W::S(s) => {
+            out.push('"');
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        W::I(n) => out.push_str(&n.to_string()),
+        W::B(b) => out.push_str(if *b { "true" } else { "false" }),
+        W::L(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                json(item, out);
+            }
+            out.push(']');
+        }
+        W::D(fields) => {
+            out.push('{');
+            for (i, (k, v)) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                json(&W::S((*k).to_owned()), out);
+                out.push_str(": ");
+                json(v, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn bencode(w: &W, out: &mut Vec<u8>) {
+    match w {
+        W::S(s) => {
+            out.extend_from_slice(format!("{}:", s.len()).as_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        W::I(n) => out.extend_from_slice(format!("i{n}e").as_bytes()),
+        // Bencode has no booleans: the reference writes them as integers.
+        W::B(b) => out.extend_from_slice(if *b { b"i1e" } else { b"i0e" }),
+        W::L(items) => {
+            out.push(b'l');
+            for item in items {
+                bencode(item, out);
+            }
+            out.push(b'e');
+        }
+        W::D(fields) => {
+            let mut sorted: Vec<&(&str, W)> = fields.iter().collect();
+            sorted.sort_by_key(|(k, _)| *k);
+            out.push(b'd');
+            for (k, v) in sorted {
+                bencode(&W::S((*k).to_owned()), out);
+                bencode(v, out);
+            }
+            out.push(b'e');
+        }
+    }
+}
