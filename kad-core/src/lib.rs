@@ -60,6 +60,7 @@ mod id;
 mod idle;
 mod node;
 mod query;
+mod record_store;
 mod routing;
 mod rpc;
 mod snapshot;
@@ -81,6 +82,8 @@ pub use event::{
 };
 pub use id::{Distance, IdError, NodeId, ID_BITS, ID_BYTES};
 pub use node::{cache_ttl, Node};
+pub use record_store::RecordStore;
 pub use snapshot::{RecordKind, Snapshot, SnapshotError, SnapshotRecord};
+pub use store::{Full as StoreFull, Record, Store as MemoryStore};
 pub use value::Value;
 pub use wire::Codec;

@@ -13,6 +13,7 @@ use crate::query::{Ask, Bootstrap, Kind, Lookup, Outcome, Poll, Purpose, Put, Qu
 use crate::routing::{Heard, IpLimits, Table};
 use crate::rpc::{Owner, Pending, Rpc};
 use crate::snapshot::{self, RecordKind, Snapshot, SnapshotRecord};
+use crate::record_store::RecordStore;
 use crate::store::{self, Record, Store};
 use crate::verified::Verified;
 use crate::wire::{
@@ -63,7 +64,7 @@ pub(crate) struct Core {
     pub rng: ChaCha12Rng,
     pub table: Table,
     pub rpc: Rpc,
-    pub store: Store,
+    pub store: Box<dyn RecordStore>,
     transmits: VecDeque<Transmit>,
     pub stats: Stats,
     /// Large replies waiting for their unverified sender to answer a ping, in arrival order.
@@ -521,6 +522,21 @@ impl Node {
     /// share their settings instead of holding a copy each (272 bytes a node).
     pub fn new(config: impl Into<Arc<Config>>, id: NodeId, seed: [u8; 32], now: Instant) -> Node {
         let config: Arc<Config> = config.into();
+        let store = Store::new(config.max_records, config.max_store_bytes);
+        Node::with_store(config, id, seed, now, store)
+    }
+
+    /// [`Node::new`] with another [`RecordStore`] than the default in-memory one. The
+    /// store's records count as held at once (a restarted node serves them); their limits
+    /// are the store's own.
+    pub fn with_store(
+        config: impl Into<Arc<Config>>,
+        id: NodeId,
+        seed: [u8; 32],
+        now: Instant,
+        store: impl RecordStore + 'static,
+    ) -> Node {
+        let config: Arc<Config> = config.into();
         let local_addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
         let mut core = Core {
             table: Table::new(
@@ -531,7 +547,7 @@ impl Node {
                 now,
             ),
             rpc: Rpc::new(config.max_pending_requests),
-            store: Store::new(config.max_records, config.max_store_bytes),
+            store: Box::new(store),
             transmits: VecDeque::new(),
             stats: Stats::default(),
             held: BTreeMap::new(),
@@ -1070,7 +1086,7 @@ impl Node {
         while self.republish_capacity() {
             let publisher = self.core.config.original_publisher_republish_interval;
             let restore = self.core.config.non_publisher_restore_interval;
-            let Some((key, record)) = self.core.store.take_due_republish(now, |kind| match kind {
+            let Some((key, record)) = self.core.store.take_due_republish(now, &|kind: store::Kind| match kind {
                 store::Kind::Published => later(now, publisher),
                 _ => later(now, restore),
             }) else {
