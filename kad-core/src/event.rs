@@ -181,6 +181,18 @@ pub enum PutError {
     /// The local store is full of records that may not be evicted.
     #[error("the local store is full")]
     StoreFull,
+    /// The node's [`crate::Validator`] refused the value (for a signed key: an older
+    /// sequence than the one held, or a compare-and-swap that does not match it).
+    #[error("the validator refused the value")]
+    Rejected,
+    /// The salt of a signed record is longer than 64 bytes.
+    #[error("salt is {len} bytes, the limit is {max}")]
+    SaltTooLong {
+        /// The salt's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Counters of what a node did and dropped. Every dropped datagram is counted somewhere.
@@ -227,4 +239,9 @@ pub struct Stats {
     pub replies_held: u64,
     /// Held replies dropped because the sender never answered (or too many were held).
     pub replies_held_dropped: u64,
+    /// Incoming `set`/`set_cached` refused by the [`crate::Validator`]: dropped without an
+    /// answer.
+    pub records_rejected: u64,
+    /// Values a lookup received that the [`crate::Validator`] refused (the lookup went on).
+    pub values_rejected: u64,
 }

@@ -63,8 +63,11 @@ mod query;
 mod record_store;
 mod routing;
 mod rpc;
+#[cfg(feature = "signed")]
+mod signed;
 mod snapshot;
 mod store;
+mod validate;
 mod value;
 mod verified;
 mod wire;
@@ -83,7 +86,13 @@ pub use event::{
 pub use id::{Distance, IdError, NodeId, ID_BITS, ID_BYTES};
 pub use node::{cache_ttl, Node};
 pub use record_store::RecordStore;
+#[cfg(feature = "signed")]
+pub use signed::{
+    is_signed_key, signed_key, Keypair, PublicKey, SignedError, SignedRecord, SignedRecords,
+    MAX_SALT_BYTES,
+};
 pub use snapshot::{RecordKind, Snapshot, SnapshotError, SnapshotRecord};
 pub use store::{Full as StoreFull, Record, Store as MemoryStore};
+pub use validate::{AcceptAll, Origin, Validator, Verdict};
 pub use value::Value;
 pub use wire::Codec;

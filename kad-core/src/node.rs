@@ -9,12 +9,13 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
 use crate::idle::{free_if_drained, free_if_empty};
-use crate::query::{Ask, Bootstrap, Kind, Lookup, Outcome, Poll, Purpose, Put, Query};
+use crate::query::{Ask, Bootstrap, Collect, Kind, Lookup, Outcome, Poll, Purpose, Put, Query};
+use crate::record_store::RecordStore;
 use crate::routing::{Heard, IpLimits, Table};
 use crate::rpc::{Owner, Pending, Rpc};
 use crate::snapshot::{self, RecordKind, Snapshot, SnapshotRecord};
-use crate::record_store::RecordStore;
 use crate::store::{self, Record, Store};
+use crate::validate::{Origin, Validator, Verdict};
 use crate::verified::Verified;
 use crate::wire::{
     Body, DecodeError, FindValueRes, Message, RequestKind, Sender, TxnId, WirePeer, BYTES_MARKER,
@@ -65,6 +66,8 @@ pub(crate) struct Core {
     pub table: Table,
     pub rpc: Rpc,
     pub store: Box<dyn RecordStore>,
+    /// Which values we store, serve and return.
+    pub validator: Box<dyn Validator>,
     transmits: VecDeque<Transmit>,
     pub stats: Stats,
     /// Large replies waiting for their unverified sender to answer a ping, in arrival order.
@@ -345,6 +348,9 @@ impl Core {
                 peers: self.closest_wire(&target, Some(&sender.id)),
             },
             Body::Set { key, value } => {
+                if !self.admit(now, &key, &value, Origin::Set) {
+                    return;
+                }
                 if !self.accept_record(&key, &value) {
                     return;
                 }
@@ -376,6 +382,9 @@ impl Core {
                 Body::SetRes
             }
             Body::SetCached { key, value, .. } => {
+                if !self.admit(now, &key, &value, Origin::SetCached) {
+                    return;
+                }
                 if !self.accept_record(&key, &value) {
                     return;
                 }
@@ -464,6 +473,22 @@ impl Core {
         let _ = self.store.put(key, r);
     }
 
+    /// Does the validator let `value` be stored under `key`: valid, and allowed to replace
+    /// the value we hold? Counts a refusal.
+    pub(crate) fn admit(&mut self, now: Instant, key: &str, value: &Value, origin: Origin) -> bool {
+        let ok = self.validator.validate(key, value, origin) == Verdict::Accept
+            && match self.store.get(now, key) {
+                Some(held) => {
+                    held.value == *value || self.validator.replaces(key, &held.value, value, origin)
+                }
+                None => true,
+            };
+        if !ok {
+            self.stats.records_rejected += 1;
+        }
+        ok
+    }
+
     /// Is an incoming record within our limits? Counts a refusal if not.
     fn accept_record(&mut self, key: &str, value: &Value) -> bool {
         if key.len() > self.config.max_key_bytes || value.byte_len() > self.config.max_value_bytes {
@@ -548,6 +573,7 @@ impl Node {
             ),
             rpc: Rpc::new(config.max_pending_requests),
             store: Box::new(store),
+            validator: default_validator(),
             transmits: VecDeque::new(),
             stats: Stats::default(),
             held: BTreeMap::new(),
@@ -593,6 +619,14 @@ impl Node {
             ip: addr.ip().into(),
             port: addr.port(),
         };
+    }
+
+    /// Installs the [`Validator`] that decides which values this node stores, serves and
+    /// returns (by default [`crate::AcceptAll`], or, with the `signed` feature,
+    /// [`crate::SignedRecords`] in front of it: wrap yours in `SignedRecords::new` to keep
+    /// signed records checked). Values already stored are not re-checked.
+    pub fn set_validator(&mut self, validator: impl Validator + 'static) {
+        self.core.validator = Box::new(validator);
     }
 
     /// The address given to [`Node::set_local_addr`].
@@ -899,6 +933,9 @@ impl Node {
             .get(now, key)
             .filter(|r| self.core.serves(key, r))
             .map(|r| r.value.clone());
+        if self.core.validator.collects(key) {
+            return self.collect_query(now, key, local);
+        }
         if let Some(v) = local {
             self.core.check_key(key)?;
             let id = self.next_id();
@@ -920,6 +957,37 @@ impl Node {
         self.value_query(now, key, true)
     }
 
+    /// A get that asks the k closest for their values and returns the one the validator
+    /// prefers; our own copy (`local`) competes with theirs.
+    fn collect_query(
+        &mut self,
+        now: Instant,
+        key: &str,
+        local: Option<Value>,
+    ) -> Result<QueryId, KeyError> {
+        self.core.check_key(key)?;
+        self.last_now = now;
+        let id = self.next_id();
+        let target = NodeId::for_key(key);
+        let lookup = Lookup::new(
+            &self.core,
+            target,
+            Ask::FindValue(key.to_owned()),
+            Query::owner(id, 0),
+        )
+        .with_final_burst();
+        let kind = Kind::FindValue {
+            lookup,
+            get: true,
+            key: key.to_owned(),
+            found: None,
+            collect: Some(Collect::new(local)),
+        };
+        let id = self.start(now, Purpose::User, id, kind);
+        self.run(now);
+        Ok(id)
+    }
+
     fn value_query(&mut self, now: Instant, key: &str, get: bool) -> Result<QueryId, KeyError> {
         self.core.check_key(key)?;
         self.last_now = now;
@@ -936,6 +1004,7 @@ impl Node {
             get,
             key: key.to_owned(),
             found: None,
+            collect: None,
         };
         let id = self.start(now, Purpose::User, id, kind);
         self.run(now);
@@ -980,6 +1049,9 @@ impl Node {
                 len,
                 max: self.core.config.max_datagram_bytes,
             });
+        }
+        if !self.core.admit(now, key, &value, Origin::Put) {
+            return Err(PutError::Rejected);
         }
         self.last_now = now;
         let record = Record {
@@ -1086,10 +1158,14 @@ impl Node {
         while self.republish_capacity() {
             let publisher = self.core.config.original_publisher_republish_interval;
             let restore = self.core.config.non_publisher_restore_interval;
-            let Some((key, record)) = self.core.store.take_due_republish(now, &|kind: store::Kind| match kind {
-                store::Kind::Published => later(now, publisher),
-                _ => later(now, restore),
-            }) else {
+            let Some((key, record)) =
+                self.core
+                    .store
+                    .take_due_republish(now, &|kind: store::Kind| match kind {
+                        store::Kind::Published => later(now, publisher),
+                        _ => later(now, restore),
+                    })
+            else {
                 break;
             };
             if record.kind == store::Kind::Published {
@@ -1233,4 +1309,12 @@ impl Node {
             .map(|q| (q.id, q.stats(now)))
             .collect()
     }
+}
+
+/// The validator a new node starts with: signed records checked when the feature is on.
+fn default_validator() -> Box<dyn Validator> {
+    #[cfg(feature = "signed")]
+    return Box::new(crate::SignedRecords::new(crate::AcceptAll));
+    #[cfg(not(feature = "signed"))]
+    return Box::new(crate::AcceptAll);
 }

@@ -35,12 +35,7 @@ pub trait RecordStore: Send {
     /// [`RecordStore::put`] of a record that came from the network: `source` is the IP
     /// address of the node that sent it (`None` for our own records and restores), for
     /// stores that keep per-source quotas. By default the same as `put`.
-    fn put_from(
-        &mut self,
-        key: &str,
-        record: Record,
-        source: Option<IpAddr>,
-    ) -> Result<(), Full> {
+    fn put_from(&mut self, key: &str, record: Record, source: Option<IpAddr>) -> Result<(), Full> {
         let _ = source;
         self.put(key, record)
     }
