@@ -623,7 +623,7 @@ impl Node {
 
     /// Installs the [`Validator`] that decides which values this node stores, serves and
     /// returns (by default [`crate::AcceptAll`], or, with the `signed` feature,
-    /// [`crate::SignedRecords`] in front of it: wrap yours in `SignedRecords::new` to keep
+    /// `SignedRecords` in front of it: wrap yours in `SignedRecords::new` to keep
     /// signed records checked). Values already stored are not re-checked.
     pub fn set_validator(&mut self, validator: impl Validator + 'static) {
         self.core.validator = Box::new(validator);

@@ -68,6 +68,11 @@ impl Store {
         self.records.len()
     }
 
+    /// Does the store hold no record?
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
     /// The record for `key` if it has not expired.
     pub fn get(&self, now: Instant, key: &str) -> Option<&Record> {
         self.records.get(key).filter(|r| now < r.expires)
