@@ -181,6 +181,18 @@ pub enum PutError {
     /// The local store is full of records that may not be evicted.
     #[error("the local store is full")]
     StoreFull,
+    /// The node's [`crate::Validator`] refused the value (for a signed key: an older
+    /// sequence than the one held, or a compare-and-swap that does not match it).
+    #[error("the validator refused the value")]
+    Rejected,
+    /// The salt of a signed record is longer than 64 bytes.
+    #[error("salt is {len} bytes, the limit is {max}")]
+    SaltTooLong {
+        /// The salt's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Counters of what a node did and dropped. Every dropped datagram is counted somewhere.
@@ -234,4 +246,9 @@ pub struct Stats {
     /// `set`/`set_cached` from unproven senders dropped (no room to hold them until they
     /// answered a verification ping).
     pub stores_unproven_dropped: u64,
+    /// Incoming `set`/`set_cached` refused by the [`crate::Validator`]: dropped without an
+    /// answer.
+    pub records_rejected: u64,
+    /// Values a lookup received that the [`crate::Validator`] refused (the lookup went on).
+    pub values_rejected: u64,
 }

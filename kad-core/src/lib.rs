@@ -53,6 +53,33 @@
 //!     }
 //! }
 //! ```
+//!
+//! ## The record store
+//!
+//! A node keeps its records in a [`RecordStore`]. [`MemoryStore`] is the default (in memory,
+//! bounded by `Config::max_records` and `Config::max_store_bytes`, with exact expiry);
+//! [`Node::with_store`] builds a node on another one, for instance a store on disk that
+//! still holds its records after a restart. The store is given every time it needs, so it
+//! stays as deterministic as the node.
+//!
+//! ## The validation hook
+//!
+//! A [`Validator`] ([`Node::set_validator`]) sees every value that comes in by `set` or
+//! `set_cached`, our own `put`, and every value a lookup is about to return. It may reject
+//! a value (no `set_res`; counted in [`Stats::records_rejected`] and
+//! [`Stats::values_rejected`]), decide which of two values for a key wins
+//! ([`Validator::replaces`]), and make a `get` collect the values of the k closest holders
+//! instead of taking the first ([`Validator::collects`]). [`AcceptAll`] is the default: the
+//! last writer wins, as in the Python package.
+//!
+//! ## Signed records (feature `signed`)
+//!
+//! `Node::put_signed` stores a value signed with an ed25519 key pair under a key made from
+//! its public key and a salt; `Node::get_signed` returns the highest valid sequence the k
+//! closest nodes hold. A signed record is a bytes value on the wire, so Python nodes carry
+//! it unchanged; kad nodes check it through `SignedRecords`, the default validator with the
+//! feature. The format is in `docs/SIGNED.md`. The feature is off by default: a plain
+//! library build does not compile the curve arithmetic it does not use.
 
 mod config;
 mod event;
@@ -60,10 +87,14 @@ mod id;
 mod idle;
 mod node;
 mod query;
+mod record_store;
 mod routing;
 mod rpc;
+#[cfg(feature = "signed")]
+mod signed;
 mod snapshot;
 mod store;
+mod validate;
 mod value;
 mod verified;
 mod wire;
@@ -81,6 +112,14 @@ pub use event::{
 };
 pub use id::{Distance, IdError, NodeId, ID_BITS, ID_BYTES};
 pub use node::{cache_ttl, Node};
+pub use record_store::RecordStore;
+#[cfg(feature = "signed")]
+pub use signed::{
+    is_signed_key, signed_key, Keypair, PublicKey, SignedError, SignedRecord, SignedRecords,
+    MAX_SALT_BYTES,
+};
 pub use snapshot::{RecordKind, Snapshot, SnapshotError, SnapshotRecord};
+pub use store::{Full as StoreFull, Record, Source as RecordSource, Store as MemoryStore};
+pub use validate::{AcceptAll, Origin, Validator, Verdict};
 pub use value::Value;
 pub use wire::Codec;

@@ -9,11 +9,13 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
 use crate::idle::{free_if_drained, free_if_empty};
-use crate::query::{Ask, Bootstrap, Kind, Lookup, Outcome, Poll, Purpose, Put, Query};
+use crate::query::{Ask, Bootstrap, Collect, Kind, Lookup, Outcome, Poll, Purpose, Put, Query};
+use crate::record_store::RecordStore;
 use crate::routing::{Heard, IpLimits, Table};
 use crate::rpc::{Owner, Pending, Rpc};
 use crate::snapshot::{self, RecordKind, Snapshot, SnapshotRecord};
 use crate::store::{self, Record, Store};
+use crate::validate::{Origin, Validator, Verdict};
 use crate::verified::Verified;
 use crate::wire::{
     Body, DecodeError, FindValueRes, Message, RequestKind, Sender, TxnId, WirePeer, BYTES_MARKER,
@@ -85,7 +87,9 @@ pub(crate) struct Core {
     pub rng: ChaCha12Rng,
     pub table: Table,
     pub rpc: Rpc,
-    pub store: Store,
+    pub store: Box<dyn RecordStore>,
+    /// Which values we store, serve and return.
+    pub validator: Box<dyn Validator>,
     transmits: VecDeque<Transmit>,
     pub stats: Stats,
     /// Requests from unproven senders waiting for them to answer a verification ping (a
@@ -506,7 +510,11 @@ impl Core {
                 peers: self.closest_wire(&target, Some(&sender.id)),
             },
             Body::Set { key, value } => {
+                // The cheap limits first, then the validator (a signature check).
                 if !self.accept_record(&key, &value) {
+                    return;
+                }
+                if !self.admit(now, &key, &value, Origin::Set) {
                     return;
                 }
                 if !proven {
@@ -534,7 +542,11 @@ impl Core {
                 Body::SetRes
             }
             Body::SetCached { key, value, .. } => {
+                // The cheap limits first, then the validator (a signature check).
                 if !self.accept_record(&key, &value) {
+                    return;
+                }
+                if !self.admit(now, &key, &value, Origin::SetCached) {
                     return;
                 }
                 if !proven {
@@ -638,6 +650,22 @@ impl Core {
         let _ = self.store.put(key, r);
     }
 
+    /// Does the validator let `value` be stored under `key`: valid, and allowed to replace
+    /// the value we hold? Counts a refusal.
+    pub(crate) fn admit(&mut self, now: Instant, key: &str, value: &Value, origin: Origin) -> bool {
+        let ok = self.validator.validate(key, value, origin) == Verdict::Accept
+            && match self.store.get(now, key) {
+                Some(held) => {
+                    held.value == *value || self.validator.replaces(key, &held.value, value, origin)
+                }
+                None => true,
+            };
+        if !ok {
+            self.stats.records_rejected += 1;
+        }
+        ok
+    }
+
     /// Is an incoming record within our limits? Counts a refusal if not.
     fn accept_record(&mut self, key: &str, value: &Value) -> bool {
         if key.len() > self.config.max_key_bytes || value.byte_len() > self.config.max_value_bytes {
@@ -709,6 +737,25 @@ impl Node {
     /// share their settings instead of holding a copy each (272 bytes a node).
     pub fn new(config: impl Into<Arc<Config>>, id: NodeId, seed: [u8; 32], now: Instant) -> Node {
         let config: Arc<Config> = config.into();
+        let store = Store::new(
+            config.max_records,
+            config.max_store_bytes,
+            config.store_percent_per_ip,
+        );
+        Node::with_store(config, id, seed, now, store)
+    }
+
+    /// [`Node::new`] with another [`RecordStore`] than the default in-memory one. The
+    /// store's records count as held at once (a restarted node serves them); their limits
+    /// are the store's own.
+    pub fn with_store(
+        config: impl Into<Arc<Config>>,
+        id: NodeId,
+        seed: [u8; 32],
+        now: Instant,
+        store: impl RecordStore + 'static,
+    ) -> Node {
+        let config: Arc<Config> = config.into();
         let local_addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
         let mut core = Core {
             table: Table::new(
@@ -719,11 +766,8 @@ impl Node {
                 now,
             ),
             rpc: Rpc::new(config.max_pending_requests),
-            store: Store::new(
-                config.max_records,
-                config.max_store_bytes,
-                config.store_percent_per_ip,
-            ),
+            store: Box::new(store),
+            validator: default_validator(),
             transmits: VecDeque::new(),
             stats: Stats::default(),
             held: BTreeMap::new(),
@@ -771,6 +815,14 @@ impl Node {
             ip: addr.ip().into(),
             port: addr.port(),
         };
+    }
+
+    /// Installs the [`Validator`] that decides which values this node stores, serves and
+    /// returns (by default [`crate::AcceptAll`], or, with the `signed` feature,
+    /// `SignedRecords` in front of it: wrap yours in `SignedRecords::new` to keep
+    /// signed records checked). Values already stored are not re-checked.
+    pub fn set_validator(&mut self, validator: impl Validator + 'static) {
+        self.core.validator = Box::new(validator);
     }
 
     /// The address given to [`Node::set_local_addr`].
@@ -1082,6 +1134,9 @@ impl Node {
             .get(now, key)
             .filter(|r| r.kind != store::Kind::Cached && self.core.serves(key, r))
             .map(|r| r.value.clone());
+        if self.core.validator.collects(key) {
+            return self.collect_query(now, key, local);
+        }
         if let Some(v) = local {
             self.core.check_key(key)?;
             let id = self.next_id();
@@ -1103,6 +1158,37 @@ impl Node {
         self.value_query(now, key, true)
     }
 
+    /// A get that asks the k closest for their values and returns the one the validator
+    /// prefers; our own copy (`local`) competes with theirs.
+    fn collect_query(
+        &mut self,
+        now: Instant,
+        key: &str,
+        local: Option<Value>,
+    ) -> Result<QueryId, KeyError> {
+        self.core.check_key(key)?;
+        self.last_now = now;
+        let id = self.next_id();
+        let target = NodeId::for_key(key);
+        let lookup = Lookup::new(
+            &self.core,
+            target,
+            Ask::FindValue(key.to_owned()),
+            Query::owner(id, 0),
+        )
+        .with_final_burst();
+        let kind = Kind::FindValue {
+            lookup,
+            get: true,
+            key: key.to_owned(),
+            found: None,
+            collect: Some(Collect::new(local)),
+        };
+        let id = self.start(now, Purpose::User, id, kind);
+        self.run(now);
+        Ok(id)
+    }
+
     fn value_query(&mut self, now: Instant, key: &str, get: bool) -> Result<QueryId, KeyError> {
         self.core.check_key(key)?;
         self.last_now = now;
@@ -1119,6 +1205,7 @@ impl Node {
             get,
             key: key.to_owned(),
             found: None,
+            collect: None,
         };
         let id = self.start(now, Purpose::User, id, kind);
         self.run(now);
@@ -1163,6 +1250,9 @@ impl Node {
                 len,
                 max: self.core.config.max_datagram_bytes,
             });
+        }
+        if !self.core.admit(now, key, &value, Origin::Put) {
+            return Err(PutError::Rejected);
         }
         self.last_now = now;
         let record = Record {
@@ -1270,10 +1360,14 @@ impl Node {
         while self.republish_capacity() {
             let publisher = self.core.config.original_publisher_republish_interval;
             let restore = self.core.config.non_publisher_restore_interval;
-            let Some((key, record)) = self.core.store.take_due_republish(now, |kind| match kind {
-                store::Kind::Published => later(now, publisher),
-                _ => later(now, restore),
-            }) else {
+            let Some((key, record)) =
+                self.core
+                    .store
+                    .take_due_republish(now, &|kind: store::Kind| match kind {
+                        store::Kind::Published => later(now, publisher),
+                        _ => later(now, restore),
+                    })
+            else {
                 break;
             };
             if record.kind == store::Kind::Published {
@@ -1421,4 +1515,12 @@ impl Node {
             .map(|q| (q.id, q.stats(now)))
             .collect()
     }
+}
+
+/// The validator a new node starts with: signed records checked when the feature is on.
+fn default_validator() -> Box<dyn Validator> {
+    #[cfg(feature = "signed")]
+    return Box::new(crate::SignedRecords::new(crate::AcceptAll));
+    #[cfg(not(feature = "signed"))]
+    return Box::new(crate::AcceptAll);
 }

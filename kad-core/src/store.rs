@@ -15,39 +15,40 @@ use std::time::Instant;
 
 use crate::Value;
 
-/// How we came to hold a record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
-    /// We are its original publisher: republished every `original_publisher_republish_interval`.
-    Published,
-    /// Stored for another node by `set`: re-replicated every `non_publisher_restore_interval`.
-    Replica,
-    /// A cached copy from `set_cached`: lives for the dynamic cache TTL, never republished.
-    Cached,
-}
+/// How we came to hold a record: published by us (republished every
+/// `original_publisher_republish_interval`), a replica stored for another node by `set`
+/// (re-replicated every `non_publisher_restore_interval`), or a cached copy from
+/// `set_cached` (lives for the dynamic cache TTL, never republished).
+pub use crate::snapshot::RecordKind as Kind;
 
 /// The IP (or IPv6 prefix) a record came from, as the per-IP limits count it.
-pub(crate) type Source = [u8; 8];
+pub type Source = [u8; 8];
 
-/// One record.
-#[derive(Clone, Debug)]
-pub(crate) struct Record {
+/// One stored record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// The value.
     pub value: Value,
+    /// Published, replica or cached.
     pub kind: Kind,
+    /// When it expires: [`crate::RecordStore::get`] no longer returns it from this instant.
     pub expires: Instant,
+    /// When it is next republished (or restored), if it is.
     pub republish_at: Option<Instant>,
     /// Who stored it here, when that counts against a quota (`None`: ourselves, a
     /// snapshot, or an exempt address).
     pub source: Option<Source>,
 }
 
-/// The store refused a record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Full;
+/// The store refused a record (it is at its record or byte limit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the record store is full")]
+pub struct Full;
 
-/// The record store of one node.
+/// The default [`crate::RecordStore`]: records in memory with exact expiry, at most
+/// `max_records` records and `max_store_bytes` bytes of keys and values.
 #[derive(Debug, Default)]
-pub(crate) struct Store {
+pub struct Store {
     records: BTreeMap<String, Record>,
     expiry: BTreeSet<(Instant, String)>,
     republish: BTreeSet<(Instant, String)>,
@@ -92,8 +93,14 @@ impl Store {
         }
     }
 
+    /// Number of records held (expired ones linger until [`Store::expire`]).
     pub fn len(&self) -> usize {
         self.records.len()
+    }
+
+    /// Does the store hold no record?
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
     }
 
     /// The record for `key` if it has not expired.
@@ -203,10 +210,12 @@ impl Store {
         self.records.iter()
     }
 
+    /// The earliest expiry of any record.
     pub fn next_expiry(&self) -> Option<Instant> {
         self.expiry.first().map(|(t, _)| *t)
     }
 
+    /// The earliest republish time of any record.
     pub fn next_republish(&self) -> Option<Instant> {
         self.republish.first().map(|(t, _)| *t)
     }
@@ -239,6 +248,7 @@ impl Store {
         self.expiry.insert((expires, key.to_owned()));
     }
 
+    /// Checks the limits and that the indexes agree with the records.
     pub fn check(&self) -> Result<(), String> {
         if self.records.len() > self.max_records {
             return Err(format!(

@@ -22,6 +22,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use kad_core::{signed_key, Keypair, SignedRecord};
 use kad_tokio::{Codec, KademliaServer, NodeId, Value};
 use serde_json::{json, Value as Json};
 
@@ -626,6 +627,37 @@ fn defaults_match_the_python_constructor() {
     }
 }
 
+/// A signed record is a bytes value on the wire: kad writes one into a Python network,
+/// Python nodes return it byte for byte, and the other kad nodes read it back valid. A
+/// Python node then overwrites the key with plain junk: kad readers still get the record.
+async fn signed_records_cross(net: Mixed) {
+    let Mixed { mut py, kad } = net;
+    let keypair = Keypair::from_secret([9; 32]);
+    let key = signed_key(&keypair.public_key(), b"interop");
+    let record = SignedRecord::sign(&keypair, b"interop", 2, None, Value::from("signed v2"))
+        .expect("a short salt");
+    let put = kad[0].set(&key, record.clone()).await.expect("kad set");
+    assert!(put.replicas >= 1);
+    for p in [1, py.nodes.len() - 1] {
+        assert_eq!(
+            py.get(p, &key),
+            Some(record.clone()),
+            "Python node {p} reads it"
+        );
+    }
+    py.put(3, &key, &Value::from("plain junk"));
+    for (k, node) in kad.iter().enumerate().skip(1) {
+        let got = node.get(&key).await.unwrap();
+        let opened = got.as_ref().and_then(|v| SignedRecord::open(v).ok());
+        assert_eq!(
+            opened.map(|r| r.value),
+            Some(Value::from("signed v2")),
+            "kad {k} reads {got:?}"
+        );
+    }
+    Mixed { py, kad }.stop().await;
+}
+
 #[test]
 fn python_reference_is_present_or_skipped() {
     // Fails under CI=true when the reference is missing; elsewhere says it skips.
@@ -666,6 +698,7 @@ interop! {
     json_python_network_updates_cross_both_ways: python_network(Codec::Json) => updates_cross_both_ways;
     json_python_network_find_node_understood_both_ways: python_network(Codec::Json) => find_node_answers_understood_both_ways;
     json_python_set_skips_holders: python_network(Codec::Json) => python_set_skips_holders;
+    json_python_network_signed_records_cross: python_network(Codec::Json) => signed_records_cross;
     json_kad_network_values_cross_both_ways: kad_network(Codec::Json) => values_cross_both_ways;
     json_kad_network_updates_cross_both_ways: kad_network(Codec::Json) => updates_cross_both_ways;
     json_kad_network_find_node_understood_both_ways: kad_network(Codec::Json) => find_node_answers_understood_both_ways;
@@ -673,6 +706,7 @@ interop! {
     bencode_python_network_updates_cross_both_ways: python_network(Codec::Bencode) => updates_cross_both_ways;
     bencode_python_network_find_node_understood_both_ways: python_network(Codec::Bencode) => find_node_answers_understood_both_ways;
     bencode_python_set_skips_holders: python_network(Codec::Bencode) => python_set_skips_holders;
+    bencode_python_network_signed_records_cross: python_network(Codec::Bencode) => signed_records_cross;
     bencode_kad_network_values_cross_both_ways: kad_network(Codec::Bencode) => values_cross_both_ways;
     bencode_kad_network_updates_cross_both_ways: kad_network(Codec::Bencode) => updates_cross_both_ways;
     bencode_kad_network_find_node_understood_both_ways: kad_network(Codec::Bencode) => find_node_answers_understood_both_ways;

@@ -12,6 +12,7 @@ pub(crate) use put::Put;
 
 use crate::node::Core;
 use crate::rpc::Owner;
+use crate::validate::{Origin, Verdict};
 use crate::wire::{Body, FindValueRes, WirePeer};
 use crate::{
     BootstrapOk, FindValueOk, NodeId, Peer, QueryError, QueryId, QueryResult, QueryStats, Value,
@@ -82,8 +83,78 @@ pub(crate) enum Kind {
         get: bool,
         key: String,
         found: Option<(Value, u32)>,
+        /// Set when the validator wants every holder's value (see `Validator::collects`).
+        collect: Option<Collect>,
     },
     Put(Put),
+}
+
+/// The values a collecting get has received.
+pub(crate) struct Collect {
+    /// The preferred valid value so far.
+    best: Option<Value>,
+    /// Who sent which value, up to k of them: the ones to update at the end.
+    holders: Vec<(Peer, Value)>,
+}
+
+impl Collect {
+    /// `local` is our own copy, which competes with the network's.
+    pub fn new(local: Option<Value>) -> Collect {
+        Collect {
+            best: local,
+            holders: Vec::new(),
+        }
+    }
+
+    fn offer(&mut self, core: &mut Core, key: &str, holder: Peer, value: &Value) {
+        if self.holders.len() < core.config.k {
+            self.holders.push((holder, value.clone()));
+        }
+        if core.validator.validate(key, value, Origin::Lookup) == Verdict::Reject {
+            core.stats.values_rejected += 1;
+            return;
+        }
+        let better = match &self.best {
+            None => true,
+            Some(best) => {
+                best != value && core.validator.replaces(key, best, value, Origin::Lookup)
+            }
+        };
+        if better {
+            self.best = Some(value.clone());
+        }
+    }
+
+    /// The lookup is over: sends the preferred value to every holder of another one (and
+    /// keeps it ourselves if we hold the key), and gives it back.
+    fn finish(&mut self, core: &mut Core, now: Instant, key: &str) -> Option<Value> {
+        let best = self.best.take()?;
+        for (p, v) in std::mem::take(&mut self.holders) {
+            if v != best {
+                let body = Body::Set {
+                    key: key.to_owned(),
+                    value: best.clone(),
+                };
+                core.send_request(now, p.addr, Some(p.id), body, Owner::Detached);
+            }
+        }
+        let stale = core
+            .store
+            .get(now, key)
+            .filter(|r| r.value != best)
+            .cloned();
+        if let Some(mut r) = stale {
+            if core
+                .validator
+                .replaces(key, &r.value, &best, Origin::Lookup)
+            {
+                r.value = best.clone();
+                // Our copy stays as it was if the newer one does not fit.
+                let _ = core.store.put(key, r);
+            }
+        }
+        Some(best)
+    }
 }
 
 pub(crate) struct Bootstrap {
@@ -196,18 +267,38 @@ impl Query {
             },
             Kind::FindNode(l) => lookup_outcome(l, core, &outcome),
             Kind::FindValue {
-                lookup, key, found, ..
+                lookup,
+                key,
+                found,
+                collect,
+                ..
             } => {
                 if found.is_some() {
                     return;
                 }
                 if let Outcome::Response {
                     txn,
+                    from,
                     sender,
                     body: Body::FindValueRes(FindValueRes::Value(v)),
-                    ..
                 } = &outcome
                 {
+                    if let Some(c) = collect {
+                        // A holder answered: the lookup goes on past it, to the k closest.
+                        if lookup.on_response(core, *txn, *sender, &[]) {
+                            let holder = Peer {
+                                id: *sender,
+                                addr: *from,
+                            };
+                            c.offer(core, key, holder, v);
+                        }
+                        return;
+                    }
+                    if core.validator.validate(key, v, Origin::Lookup) == Verdict::Reject {
+                        core.stats.values_rejected += 1;
+                        lookup_outcome(lookup, core, &outcome);
+                        return;
+                    }
                     if let Some(hops) = lookup.on_value(*txn, *sender) {
                         *found = Some((v.clone(), hops));
                         // Cache along the path: the closest peer that answered without it.
@@ -260,6 +351,33 @@ impl Query {
             Kind::FindNode(l) => match l.poll(core, now) {
                 Progress::Finished => {
                     Poll::Done(QueryResult::FindNode(lookup_peers(l, core.config.k)))
+                }
+                p => Poll::Pending {
+                    starved: p == Progress::Starved,
+                },
+            },
+            Kind::FindValue {
+                lookup,
+                get,
+                collect: Some(c),
+                key,
+                ..
+            } => match lookup.poll(core, now) {
+                Progress::Finished => {
+                    let best = c.finish(core, now, key);
+                    let r = lookup_peers(lookup, core.config.k);
+                    let r = match best {
+                        Some(v) => Ok(Some(v)),
+                        None => r.map(|_| None),
+                    };
+                    Poll::Done(if *get {
+                        QueryResult::Get(r)
+                    } else {
+                        QueryResult::FindValue(r.map(|value| FindValueOk {
+                            value,
+                            peers: lookup.closest_succeeded(core.config.k),
+                        }))
+                    })
                 }
                 p => Poll::Pending {
                     starved: p == Progress::Starved,
