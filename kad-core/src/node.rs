@@ -9,7 +9,7 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
 use crate::idle::{free_if_drained, free_if_empty};
-use crate::query::{Ask, Bootstrap, Kind, Lookup, Outcome, Poll, Purpose, Put, Query};
+use crate::query::{Ask, Bootstrap, Kind, Lookup, Outcome, Patience, Poll, Purpose, Put, Query};
 use crate::routing::{Heard, IpLimits, Table};
 use crate::rpc::{Owner, Pending, Rpc};
 use crate::snapshot::{self, RecordKind, Snapshot, SnapshotRecord};
@@ -119,6 +119,9 @@ impl Core {
                 kind,
                 deadline: later(now, self.config.query_timeout),
                 owner,
+                sent: now,
+                stall: None,
+                resent: false,
             },
         );
         if let Some(body) = resend {
@@ -691,7 +694,7 @@ impl Node {
             core.stats.responses_wrong_kind += 1;
             return;
         }
-        core.rpc.remove(txn);
+        core.rpc.answered(txn, now);
         core.stats.responses_accepted += 1;
         let sender = msg.sender.id;
         if let Some(expected) = pending.expected {
@@ -765,6 +768,15 @@ impl Node {
                 Owner::TablePing | Owner::Detached => {}
             }
         }
+        // Requests a lookup stops waiting on (they stay in flight).
+        while let Some((txn, owner)) = self.core.rpc.pop_stalled(now) {
+            if let Owner::Query { id, tag } = owner {
+                if let Some(q) = self.queries.get_mut(&id) {
+                    q.on_outcome(&mut self.core, now, tag, Outcome::Stalled { txn });
+                    self.dirty.insert(id);
+                }
+            }
+        }
         // After the expiries: a copy of a request that has run out of time is not sent.
         self.core.resend_due(now);
         self.core.stats.records_expired += self.core.store.expire(now);
@@ -816,7 +828,10 @@ impl Node {
         let id = self.next_id();
         let mut lookup = Lookup::new(&self.core, target, Ask::FindNode, Query::owner(id, 0));
         if purpose == Purpose::User {
-            lookup = lookup.with_final_burst();
+            // Exact: it ends once each of the k closest has answered or failed.
+            lookup = lookup
+                .with_final_burst()
+                .with_patience(Patience::FreeSlots);
         }
         self.start(now, purpose, id, Kind::FindNode(lookup))
     }
@@ -914,7 +929,8 @@ impl Node {
             target,
             Ask::FindValue(key.to_owned()),
             Query::owner(id, 0),
-        );
+        )
+        .with_patience(Patience::SkipStalled);
         let kind = Kind::FindValue {
             lookup,
             get,

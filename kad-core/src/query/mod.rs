@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-pub(crate) use lookup::{Ask, Lookup, Progress};
+pub(crate) use lookup::{Ask, Lookup, Patience, Progress};
 pub(crate) use put::Put;
 
 use crate::node::Core;
@@ -38,12 +38,19 @@ pub(crate) enum Outcome<'a> {
     Failure {
         txn: u64,
     },
+    /// Unanswered past the node's retransmission timeout: probably lost or dead. The
+    /// request stays in flight (its answer may still come, or its failure).
+    Stalled {
+        txn: u64,
+    },
 }
 
 impl Outcome<'_> {
     fn txn(&self) -> u64 {
         match self {
-            Outcome::Response { txn, .. } | Outcome::Failure { txn } => *txn,
+            Outcome::Response { txn, .. }
+            | Outcome::Failure { txn }
+            | Outcome::Stalled { txn } => *txn,
         }
     }
 }
@@ -128,6 +135,9 @@ fn lookup_outcome(lookup: &mut Lookup, core: &Core, outcome: &Outcome<'_>) {
         Outcome::Failure { txn } => {
             lookup.on_failure(*txn);
         }
+        Outcome::Stalled { txn } => {
+            lookup.on_stall(*txn);
+        }
     }
 }
 
@@ -151,6 +161,17 @@ impl Query {
     /// A request this query sent has an outcome.
     pub fn on_outcome(&mut self, core: &mut Core, now: Instant, tag: u32, outcome: Outcome<'_>) {
         let id = self.id;
+        if let Outcome::Stalled { txn } = outcome {
+            // Only lookups watch for stalls; they lose nothing but the wait.
+            match &mut self.kind {
+                Kind::FindNode(l) | Kind::FindValue { lookup: l, .. } => {
+                    l.on_stall(txn);
+                }
+                Kind::Put(p) => p.on_stall(tag, txn),
+                Kind::Ping { .. } | Kind::Bootstrap(_) => {}
+            }
+            return;
+        }
         match &mut self.kind {
             Kind::Ping { txn, result, .. } => {
                 if *txn != Some(outcome.txn()) {
@@ -168,11 +189,15 @@ impl Query {
                         self.timeouts += 1;
                         Err(QueryError::NoResponse)
                     }
+                    // Handled above: a ping waits for its answer or its deadline.
+                    Outcome::Stalled { .. } => return,
                 });
             }
             Kind::Bootstrap(b) => match (&mut b.phase, tag) {
                 (BootPhase::Ping, 0) => {
-                    if !b.pings.remove(&outcome.txn()) {
+                    if matches!(outcome, Outcome::Stalled { .. })
+                        || !b.pings.remove(&outcome.txn())
+                    {
                         return;
                     }
                     match outcome {
@@ -184,6 +209,7 @@ impl Query {
                             }
                         }
                         Outcome::Failure { .. } => self.timeouts += 1,
+                        Outcome::Stalled { .. } => {}
                     }
                 }
                 (BootPhase::SelfLookup(l), 1) => lookup_outcome(l, core, &outcome),
