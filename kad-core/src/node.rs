@@ -829,9 +829,7 @@ impl Node {
         let mut lookup = Lookup::new(&self.core, target, Ask::FindNode, Query::owner(id, 0));
         if purpose == Purpose::User {
             // Exact: it ends once each of the k closest has answered or failed.
-            lookup = lookup
-                .with_final_burst()
-                .with_patience(Patience::FreeSlots);
+            lookup = lookup.with_final_burst().with_patience(Patience::FreeSlots);
         }
         self.start(now, purpose, id, Kind::FindNode(lookup))
     }

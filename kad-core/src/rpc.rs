@@ -398,7 +398,10 @@ mod tests {
         let t0 = Instant::now();
         let mut rpc = Rpc::new(16);
         assert_eq!(rpc.rto(max), INITIAL_RTO);
-        assert_eq!(rpc.rto(Duration::from_millis(300)), Duration::from_millis(300));
+        assert_eq!(
+            rpc.rto(Duration::from_millis(300)),
+            Duration::from_millis(300)
+        );
         // Twenty answers after 80 ms each: SRTT 80 ms, the deviation decays towards 0.
         for txn in 0..20 {
             let now = t0 + Duration::from_secs(txn);
@@ -407,7 +410,10 @@ mod tests {
         }
         assert_eq!(rpc.srtt(), Some(Duration::from_millis(80)));
         let rto = rpc.rto(max);
-        assert!(rto > Duration::from_millis(80) && rto < Duration::from_millis(90), "{rto:?}");
+        assert!(
+            rto > Duration::from_millis(80) && rto < Duration::from_millis(90),
+            "{rto:?}"
+        );
         // A retransmitted request's answer is no sample (Karn).
         let now = t0 + Duration::from_secs(100);
         rpc.insert(99, pending(now, max));

@@ -48,9 +48,9 @@ pub(crate) enum Outcome<'a> {
 impl Outcome<'_> {
     fn txn(&self) -> u64 {
         match self {
-            Outcome::Response { txn, .. }
-            | Outcome::Failure { txn }
-            | Outcome::Stalled { txn } => *txn,
+            Outcome::Response { txn, .. } | Outcome::Failure { txn } | Outcome::Stalled { txn } => {
+                *txn
+            }
         }
     }
 }
@@ -195,8 +195,7 @@ impl Query {
             }
             Kind::Bootstrap(b) => match (&mut b.phase, tag) {
                 (BootPhase::Ping, 0) => {
-                    if matches!(outcome, Outcome::Stalled { .. })
-                        || !b.pings.remove(&outcome.txn())
+                    if matches!(outcome, Outcome::Stalled { .. }) || !b.pings.remove(&outcome.txn())
                     {
                         return;
                     }
@@ -430,8 +429,21 @@ fn poll_bootstrap(
     if let BootPhase::SelfLookup(l) = &mut b.phase {
         match l.poll(core, now) {
             Progress::Finished => {
-                // Then one lookup of a random id in every bucket's range, as the reference.
-                let lookups = (0..core.table.bucket_count())
+                // Then one lookup of a random id in every bucket's range, as the reference,
+                // but for the buckets nearer to us than the k-th closest peer the self
+                // lookup found: every node of those is closer to us than that peer, so
+                // (the self lookup having found the k closest) we know all of them
+                // already, and a lookup there would only ask them again.
+                let k = core.config.k;
+                let closest = l.closest_succeeded(k);
+                let buckets = match closest.last() {
+                    Some(far) if closest.len() == k => {
+                        let lz = core.id.distance(&far.id).leading_zeros() as usize;
+                        core.table.bucket_count().min(lz + 1)
+                    }
+                    _ => core.table.bucket_count(),
+                };
+                let lookups = (0..buckets)
                     .map(|i| {
                         let target = core.table.random_id_in_bucket(i, &mut core.rng);
                         Lookup::new(core, target, Ask::FindNode, Query::owner(id, 2 + i as u32))
@@ -457,6 +469,13 @@ fn poll_bootstrap(
         let mut done = true;
         let mut starved = false;
         for l in ls.iter_mut() {
+            // A bucket that is full already (the self lookup, an earlier refresh or
+            // other nodes' requests filled it) needs no more of its lookup: it would
+            // only meet peers the bucket has no room for. Its requests in flight still
+            // count when answered; the lookup sends no more.
+            if core.table.bucket_full_for(l.target()) {
+                continue;
+            }
             match l.poll(core, now) {
                 Progress::Finished => {}
                 Progress::Waiting => done = false,
