@@ -95,9 +95,7 @@ impl RttModel {
         let u2 = (h & 0xffff_ffff) as f64 / 4_294_967_296.0;
         let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
         let factor = (self.sigma * z.clamp(-4.0, 4.0)).exp();
-        self.median
-            .mul_f64(factor)
-            .max(Duration::from_millis(1))
+        self.median.mul_f64(factor).max(Duration::from_millis(1))
     }
 }
 

@@ -24,7 +24,10 @@ const MAX_NODES: usize = 10_000_000;
 /// Every flag kad-sim takes, as given (`None`: not given). One struct, so that a new flag
 /// is one field here and one line in [`Cli::check`].
 #[derive(Parser, Debug, Default)]
-#[command(name = "kad-sim", about = "a whole kad network in one process, in virtual time")]
+#[command(
+    name = "kad-sim",
+    about = "a whole kad network in one process, in virtual time"
+)]
 pub struct Cli {
     /// Nodes to build (default 2000).
     #[arg(long)]
@@ -282,8 +285,7 @@ impl Cli {
         if a.jitter.is_some_and(|j| j > Duration::from_secs(60)) {
             return Err(usage("--jitter must be at most 60s".into()));
         }
-        if a
-            .rtt_median
+        if a.rtt_median
             .is_some_and(|m| m.is_zero() || m > Duration::from_secs(10))
         {
             return Err(usage("--rtt-median must be in (0, 10s]".into()));
