@@ -438,7 +438,7 @@ fn poll_bootstrap(
                 let closest = l.closest_succeeded(k);
                 let buckets = match closest.last() {
                     Some(far) if closest.len() == k => {
-                        let lz = core.id.distance(&far.id).leading_zeros() as usize;
+                        let lz = core.id.distance(&far.id).leading_zeros();
                         core.table.bucket_count().min(lz + 1)
                     }
                     _ => core.table.bucket_count(),
