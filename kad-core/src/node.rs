@@ -9,7 +9,9 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
 use crate::idle::{free_if_drained, free_if_empty};
-use crate::query::{Ask, Bootstrap, Collect, Kind, Lookup, Outcome, Poll, Purpose, Put, Query};
+use crate::query::{
+    Ask, Bootstrap, Collect, Kind, Lookup, Outcome, Patience, Poll, Purpose, Put, Query,
+};
 use crate::record_store::RecordStore;
 use crate::routing::{Heard, IpLimits, Table};
 use crate::rpc::{Owner, Pending, Rpc};
@@ -172,6 +174,9 @@ impl Core {
                 kind,
                 deadline: later(now, self.config.query_timeout),
                 owner,
+                sent: now,
+                stall: None,
+                resent: false,
             },
         );
         if let Some(body) = resend {
@@ -937,7 +942,7 @@ impl Node {
             core.stats.responses_wrong_kind += 1;
             return;
         }
-        core.rpc.remove(txn);
+        core.rpc.answered(txn, now);
         core.stats.responses_accepted += 1;
         let sender = msg.sender.id;
         if let Some(expected) = pending.expected {
@@ -1014,6 +1019,15 @@ impl Node {
                 Owner::TablePing | Owner::Detached => {}
             }
         }
+        // Requests a lookup stops waiting on (they stay in flight).
+        while let Some((txn, owner)) = self.core.rpc.pop_stalled(now) {
+            if let Owner::Query { id, tag } = owner {
+                if let Some(q) = self.queries.get_mut(&id) {
+                    q.on_outcome(&mut self.core, now, tag, Outcome::Stalled { txn });
+                    self.dirty.insert(id);
+                }
+            }
+        }
         // After the expiries: a copy of a request that has run out of time is not sent.
         self.core.resend_due(now);
         self.core.stats.records_expired += self.core.store.expire(now);
@@ -1065,7 +1079,8 @@ impl Node {
         let id = self.next_id();
         let mut lookup = Lookup::new(&self.core, target, Ask::FindNode, Query::owner(id, 0));
         if purpose == Purpose::User {
-            lookup = lookup.with_final_burst();
+            // Exact: it ends once each of the k closest has answered or failed.
+            lookup = lookup.with_final_burst().with_patience(Patience::FreeSlots);
         }
         self.start(now, purpose, id, Kind::FindNode(lookup))
     }
@@ -1199,7 +1214,8 @@ impl Node {
             target,
             Ask::FindValue(key.to_owned()),
             Query::owner(id, 0),
-        );
+        )
+        .with_patience(Patience::SkipStalled);
         let kind = Kind::FindValue {
             lookup,
             get,

@@ -1,5 +1,6 @@
 //! Requests in flight: transaction id -> where it went, what it asked, when it gives up,
-//! and when it goes out again if no answer came.
+//! and when it goes out again if no answer came; and the node's round-trip estimate, from
+//! which a lookup learns when an unanswered request has *stalled* (see [`Rpc::rto`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -31,6 +32,28 @@ pub(crate) struct Pending {
     pub kind: RequestKind,
     pub deadline: Instant,
     pub owner: Owner,
+    /// When it was sent (first copy).
+    pub sent: Instant,
+    /// When its owner is told it has stalled, if it asked to be ([`Rpc::watch_stall`]).
+    pub stall: Option<Instant>,
+    /// A copy went out again: an answer cannot tell which copy it answers, so it gives no
+    /// round-trip sample (Karn's rule).
+    pub resent: bool,
+}
+
+/// The shortest retransmission timeout [`Rpc::rto`] gives: below it, the scheduling noise
+/// of a busy host (or a peer's garbage collector) would count as loss.
+pub(crate) const MIN_RTO: Duration = Duration::from_millis(20);
+/// The timeout before the first round-trip sample, TCP's initial RTO (RFC 6298).
+pub(crate) const INITIAL_RTO: Duration = Duration::from_secs(1);
+
+/// The node's smoothed round trip and its mean deviation, in microseconds (RFC 6298's
+/// SRTT and RTTVAR). One for the whole node, not one per peer: 8 bytes, whatever the
+/// table holds, and a node's peers are spread over the same Internet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RttEstimate {
+    srtt_us: u32,
+    rttvar_us: u32,
 }
 
 /// A request that goes out again, unchanged (same transaction id), while unanswered.
@@ -56,6 +79,10 @@ pub(crate) struct Rpc {
     resend_at: BTreeSet<(Instant, u64)>,
     /// Requests in flight per destination.
     by_addr: BTreeMap<SocketAddr, u32>,
+    /// Requests whose owner wants to hear when they stall, by stall time.
+    stalls: BTreeSet<(Instant, u64)>,
+    /// Round trips measured so far (`None` before the first answer).
+    rtt: Option<RttEstimate>,
     max: usize,
 }
 
@@ -67,8 +94,87 @@ impl Rpc {
             resends: BTreeMap::new(),
             resend_at: BTreeSet::new(),
             by_addr: BTreeMap::new(),
+            stalls: BTreeSet::new(),
+            rtt: None,
             max,
         }
+    }
+
+    /// The retransmission timeout, TCP's way (RFC 6298): the smoothed round trip plus four
+    /// mean deviations, at least [`MIN_RTO`], at most `max` (the `query_timeout`);
+    /// [`INITIAL_RTO`] (at most `max`) before the first answer. A request unanswered for
+    /// this long has probably gone to a dead peer: a lookup stops waiting on it (it stays
+    /// in flight until `max`, and a late answer still counts).
+    pub fn rto(&self, max: Duration) -> Duration {
+        let rto = match self.rtt {
+            None => INITIAL_RTO,
+            Some(e) => Duration::from_micros(u64::from(e.srtt_us) + 4 * u64::from(e.rttvar_us))
+                .max(MIN_RTO),
+        };
+        rto.min(max)
+    }
+
+    /// The smoothed round trip, if any answer came yet.
+    #[cfg(test)]
+    pub fn srtt(&self) -> Option<Duration> {
+        self.rtt
+            .map(|e| Duration::from_micros(u64::from(e.srtt_us)))
+    }
+
+    /// Feeds one round-trip sample into the estimate (RFC 6298, gains 1/8 and 1/4).
+    fn sample(&mut self, rtt: Duration) {
+        let r = u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX);
+        self.rtt = Some(match self.rtt {
+            None => RttEstimate {
+                srtt_us: r,
+                rttvar_us: r / 2,
+            },
+            Some(e) => {
+                let dev = e.srtt_us.abs_diff(r);
+                RttEstimate {
+                    rttvar_us: ((3 * u64::from(e.rttvar_us) + u64::from(dev)) / 4) as u32,
+                    srtt_us: ((7 * u64::from(e.srtt_us) + u64::from(r)) / 8) as u32,
+                }
+            }
+        });
+    }
+
+    /// Asks to be told (by [`Rpc::pop_stalled`]) when request `txn` is still unanswered at
+    /// `at`; nothing if `at` is not before its deadline.
+    pub fn watch_stall(&mut self, txn: u64, at: Instant) {
+        let Some(p) = self.pending.get_mut(&txn) else {
+            return;
+        };
+        if at >= p.deadline {
+            return;
+        }
+        if let Some(old) = p.stall.replace(at) {
+            self.stalls.remove(&(old, txn));
+        }
+        self.stalls.insert((at, txn));
+    }
+
+    /// Removes one stall notice due at or before `now`: the request (still in flight) and
+    /// who owns it.
+    pub fn pop_stalled(&mut self, now: Instant) -> Option<(u64, Owner)> {
+        let &(at, txn) = self.stalls.first()?;
+        if at > now {
+            return None;
+        }
+        self.stalls.pop_first();
+        let p = self.pending.get_mut(&txn)?;
+        p.stall = None;
+        Some((txn, p.owner))
+    }
+
+    /// Removes request `txn`, answered at `now`, and learns its round trip (unless a copy
+    /// went out again).
+    pub fn answered(&mut self, txn: u64, now: Instant) -> Option<Pending> {
+        let p = self.remove(txn)?;
+        if !p.resent {
+            self.sample(now.saturating_duration_since(p.sent));
+        }
+        Some(p)
     }
 
     pub fn is_full(&self) -> bool {
@@ -129,7 +235,9 @@ impl Rpc {
             return None;
         }
         self.resend_at.pop_first();
-        let addr = self.pending.get(&txn)?.addr;
+        let p = self.pending.get_mut(&txn)?;
+        p.resent = true;
+        let addr = p.addr;
         let r = self.resends.get_mut(&txn)?;
         if r.left == 0 {
             return self.resends.remove(&txn).map(|r| (addr, txn, r.body));
@@ -161,6 +269,9 @@ impl Rpc {
     pub fn remove(&mut self, txn: u64) -> Option<Pending> {
         let p = self.pending.remove(&txn)?;
         self.deadlines.remove(&(p.deadline, txn));
+        if let Some(at) = p.stall {
+            self.stalls.remove(&(at, txn));
+        }
         self.forget_resend(txn);
         self.forget_addr(p.addr);
         self.free_if_idle();
@@ -175,17 +286,21 @@ impl Rpc {
             free_if_empty(&mut self.resends);
             free_if_empty(&mut self.resend_at);
             free_if_empty(&mut self.by_addr);
+            free_if_empty(&mut self.stalls);
         }
     }
 
-    /// The earliest deadline or retransmission.
+    /// The earliest deadline, retransmission or stall.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let d = self.deadlines.first().map(|(t, _)| *t);
-        let r = self.resend_at.first().map(|(t, _)| *t);
-        match (d, r) {
-            (Some(d), Some(r)) => Some(d.min(r)),
-            (d, r) => d.or(r),
-        }
+        [
+            self.deadlines.first(),
+            self.resend_at.first(),
+            self.stalls.first(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|(t, _)| *t)
+        .min()
     }
 
     /// Removes and returns one request whose deadline is at or before `now`.
@@ -196,6 +311,9 @@ impl Rpc {
         }
         self.deadlines.pop_first();
         let p = self.pending.remove(&txn)?;
+        if let Some(at) = p.stall {
+            self.stalls.remove(&(at, txn));
+        }
         self.forget_resend(txn);
         self.forget_addr(p.addr);
         self.free_if_idle();
@@ -230,6 +348,17 @@ impl Rpc {
         if by_addr != self.by_addr {
             return Err("requests per address out of step".into());
         }
+        let watched = self.pending.values().filter(|p| p.stall.is_some()).count();
+        if watched != self.stalls.len() {
+            return Err("stall notices out of step".into());
+        }
+        for (txn, p) in &self.pending {
+            if let Some(at) = p.stall {
+                if !self.stalls.contains(&(at, *txn)) || at >= p.deadline {
+                    return Err(format!("stall notice of {txn:x} mistimed"));
+                }
+            }
+        }
         if self.resends.len() != self.resend_at.len() {
             return Err("a retransmission has no time".into());
         }
@@ -242,5 +371,88 @@ impl Rpc {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn pending(now: Instant, timeout: Duration) -> Pending {
+        Pending {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 4000)),
+            expected: None,
+            kind: RequestKind::Ping,
+            deadline: now + timeout,
+            owner: Owner::Detached,
+            sent: now,
+            stall: None,
+            resent: false,
+        }
+    }
+
+    #[test]
+    fn rto_follows_the_measured_round_trips_within_its_bounds() {
+        let max = Duration::from_secs(2);
+        #[allow(clippy::disallowed_methods)] // an epoch for the test's own clock
+        let t0 = Instant::now();
+        let mut rpc = Rpc::new(16);
+        assert_eq!(rpc.rto(max), INITIAL_RTO);
+        assert_eq!(
+            rpc.rto(Duration::from_millis(300)),
+            Duration::from_millis(300)
+        );
+        // Twenty answers after 80 ms each: SRTT 80 ms, the deviation decays towards 0.
+        for txn in 0..20 {
+            let now = t0 + Duration::from_secs(txn);
+            rpc.insert(txn, pending(now, max));
+            rpc.answered(txn, now + Duration::from_millis(80));
+        }
+        assert_eq!(rpc.srtt(), Some(Duration::from_millis(80)));
+        let rto = rpc.rto(max);
+        assert!(
+            rto > Duration::from_millis(80) && rto < Duration::from_millis(90),
+            "{rto:?}"
+        );
+        // A retransmitted request's answer is no sample (Karn).
+        let now = t0 + Duration::from_secs(100);
+        rpc.insert(99, pending(now, max));
+        rpc.resend(99, now, 1, Body::Ping);
+        assert!(rpc.pop_resend(now + Duration::from_secs(1)).is_some());
+        rpc.answered(99, now + Duration::from_millis(1900));
+        assert_eq!(rpc.srtt(), Some(Duration::from_millis(80)));
+        // Tiny round trips: the floor.
+        let mut fast = Rpc::new(4);
+        fast.insert(1, pending(t0, max));
+        fast.answered(1, t0 + Duration::from_micros(50));
+        assert_eq!(fast.rto(max), MIN_RTO);
+    }
+
+    #[test]
+    fn a_stall_notice_fires_once_and_leaves_with_its_request() {
+        let max = Duration::from_secs(2);
+        #[allow(clippy::disallowed_methods)] // an epoch for the test's own clock
+        let t0 = Instant::now();
+        let mut rpc = Rpc::new(16);
+        rpc.insert(1, pending(t0, max));
+        rpc.insert(2, pending(t0, max));
+        rpc.watch_stall(1, t0 + Duration::from_millis(300));
+        rpc.watch_stall(2, t0 + Duration::from_millis(400));
+        // Past the deadline: no notice.
+        rpc.insert(3, pending(t0, max));
+        rpc.watch_stall(3, t0 + max);
+        rpc.check().unwrap();
+        assert_eq!(rpc.next_deadline(), Some(t0 + Duration::from_millis(300)));
+        assert_eq!(rpc.pop_stalled(t0 + Duration::from_millis(299)), None);
+        let (txn, _) = rpc.pop_stalled(t0 + Duration::from_millis(300)).unwrap();
+        assert_eq!(txn, 1);
+        assert!(rpc.contains(1), "a stalled request stays in flight");
+        assert_eq!(rpc.pop_stalled(t0 + Duration::from_millis(300)), None);
+        // Answered before its notice: the notice goes with it.
+        rpc.answered(2, t0 + Duration::from_millis(350));
+        assert_eq!(rpc.pop_stalled(t0 + max), None);
+        rpc.check().unwrap();
+        assert_eq!(rpc.next_deadline(), Some(t0 + max));
     }
 }

@@ -29,7 +29,7 @@ pub mod wire;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 
-pub use link::Link;
+pub use link::{Link, RttModel};
 pub use net::{BootstrapReport, Finished, Intercept, NetStats, SimNet};
 pub use summary::Summary;
 pub use trace::TraceHash;

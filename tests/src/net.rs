@@ -9,7 +9,7 @@ use kad_core::{Config, Event, Node, NodeId, QueryId, QueryResult, QueryStats};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
-use crate::{Link, TraceHash};
+use crate::{Link, RttModel, TraceHash};
 
 /// A finished user query, as its [`Event::QueryFinished`] reported it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +121,8 @@ pub struct SimNet {
     epoch: Instant,
     now: Instant,
     link: Link,
+    /// Per-pair round trips in place of the link's fixed latency, if set.
+    rtt: Option<RttModel>,
     /// Network decisions (delay, loss, duplication).
     net_rng: ChaCha12Rng,
     /// Node ids and node seeds.
@@ -161,6 +163,7 @@ impl SimNet {
             epoch,
             now: epoch,
             link,
+            rtt: None,
             net_rng: stream(1),
             node_rng: stream(2),
             user_rng: stream(3),
@@ -346,6 +349,18 @@ impl SimNet {
     /// Changes the link for datagrams sent from now on.
     pub fn set_link(&mut self, link: Link) {
         self.link = link;
+    }
+
+    /// Gives every pair of addresses its own round trip from `model` (half of it each way,
+    /// plus the link's jitter), in place of the link's fixed latency; `None` goes back to
+    /// the link's latency. Applies to datagrams sent from now on.
+    pub fn set_rtt_model(&mut self, model: Option<RttModel>) {
+        self.rtt = model;
+    }
+
+    /// The per-pair round-trip model, if set.
+    pub fn rtt_model(&self) -> Option<RttModel> {
+        self.rtt
     }
 
     /// Turns the per-step invariant check on or off (on by default).
@@ -850,7 +865,7 @@ impl SimNet {
         }
         if link.duplicate > 0.0 && unit(&mut self.net_rng) < link.duplicate {
             self.stats.duplicated += 1;
-            let at = self.delivery_time();
+            let at = self.delivery_time(src, dst);
             self.enqueue(
                 at,
                 Datagram {
@@ -860,17 +875,21 @@ impl SimNet {
                 },
             );
         }
-        let at = self.delivery_time();
+        let at = self.delivery_time(src, dst);
         self.enqueue(at, Datagram { src, dst, payload });
     }
 
-    fn delivery_time(&mut self) -> Instant {
+    fn delivery_time(&mut self, src: SocketAddr, dst: SocketAddr) -> Instant {
         let jitter = if self.link.jitter.is_zero() {
             Duration::ZERO
         } else {
             self.link.jitter.mul_f64(unit(&mut self.net_rng))
         };
-        self.now + self.link.latency + jitter
+        let latency = match &self.rtt {
+            Some(m) => m.rtt(self.seed, src, dst) / 2,
+            None => self.link.latency,
+        };
+        self.now + latency + jitter
     }
 
     fn enqueue(&mut self, at: Instant, d: Datagram) {

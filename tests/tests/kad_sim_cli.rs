@@ -77,6 +77,10 @@ fn half_dead_keeps_the_summary_fields() {
             "lookups_per_s",
             "lookups_per_cpu_s",
             "peak_rss_mb",
+            "get_p50_ms",
+            "get_p99_ms",
+            "get_max_ms",
+            "rtt_median_ms",
             "success_frac"
         ]
     );

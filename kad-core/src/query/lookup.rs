@@ -23,7 +23,29 @@ const MAX_FAILED: usize = 1024;
 enum State {
     NotContacted,
     InFlight(u64),
+    /// In flight past the node's retransmission timeout: no longer holds an alpha slot.
+    Stalled(u64),
     Succeeded,
+}
+
+/// How long a lookup waits on a request that is not answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Patience {
+    /// Until its deadline (`query_timeout`), holding its alpha slot: background lookups
+    /// (bucket refresh, bootstrap), which step through every candidate so that dead
+    /// entries are met, timed out and evicted.
+    #[default]
+    Exhaustive,
+    /// Past the retransmission timeout ([`crate::rpc::Rpc::rto`]) it stops holding an alpha
+    /// slot, so the lookup moves on; but the lookup still ends only once each of the k
+    /// closest has answered or failed (a put's lookup: the replicas go to the true k
+    /// closest, slow or not; a user's `find_node`, whose answer is the k closest).
+    FreeSlots,
+    /// As `FreeSlots`, and the lookup ends without the stalled ones: done when the k
+    /// closest that have not failed or stalled have answered. A late answer still counts
+    /// while the lookup runs (a user's `get` and `find_value`, which end at the first
+    /// holder anyway).
+    SkipStalled,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -123,6 +145,8 @@ pub(crate) struct Lookup {
     converged: bool,
     /// Whether this lookup ends with the burst (see [`Lookup::with_final_burst`]).
     burst: bool,
+    /// How long it waits on an unanswered request.
+    patience: Patience,
     owner: Owner,
     /// Requests sent, responses received, timeouts.
     pub requests: u32,
@@ -140,6 +164,7 @@ impl Lookup {
             in_flight: 0,
             converged: false,
             burst: false,
+            patience: Patience::Exhaustive,
             owner,
             requests: 0,
             responses: 0,
@@ -169,6 +194,13 @@ impl Lookup {
         self
     }
 
+    /// Sets how long the lookup waits on a request that is not answered (see
+    /// [`Patience`]); background lookups keep the default, [`Patience::Exhaustive`].
+    pub fn with_patience(mut self, patience: Patience) -> Lookup {
+        self.patience = patience;
+        self
+    }
+
     pub fn target(&self) -> &NodeId {
         &self.target
     }
@@ -184,11 +216,25 @@ impl Lookup {
         };
         let mut all_done = true;
         let mut starved = false;
-        // Failed candidates left the list: the first k are the k closest non-failed ones.
-        for cand in self.candidates.values_mut().take(k) {
+        let skip_stalled = self.patience == Patience::SkipStalled;
+        let stall_at = match self.patience {
+            Patience::Exhaustive => None,
+            _ => now.checked_add(core.rpc.rto(core.config.query_timeout)),
+        };
+        // Failed candidates left the list: the first k are the k closest non-failed ones
+        // (not counting stalled ones when the lookup skips them).
+        let mut counted = 0;
+        for cand in self.candidates.values_mut() {
+            if counted == k {
+                break;
+            }
+            if skip_stalled && matches!(cand.state, State::Stalled(_)) {
+                continue;
+            }
+            counted += 1;
             match cand.state {
                 State::Succeeded => {}
-                State::InFlight(_) => all_done = false,
+                State::InFlight(_) | State::Stalled(_) => all_done = false,
                 State::NotContacted => {
                     all_done = false;
                     if self.in_flight < alpha && !starved {
@@ -209,6 +255,9 @@ impl Lookup {
                                 cand.state = State::InFlight(txn);
                                 self.in_flight += 1;
                                 self.requests += 1;
+                                if let Some(at) = stall_at {
+                                    core.rpc.watch_stall(txn, at);
+                                }
                             }
                             None => starved = true,
                         }
@@ -225,15 +274,34 @@ impl Lookup {
         }
     }
 
-    /// Takes the candidate that `txn` went to out of flight; returns its key.
+    /// Takes the candidate that `txn` went to out of flight (stalled or not); returns its
+    /// key.
     fn land(&mut self, txn: u64) -> Option<Distance> {
-        let (d, _) = self
+        let (d, c) = self
             .candidates
             .iter()
-            .find(|(_, c)| c.state == State::InFlight(txn))?;
+            .find(|(_, c)| c.state == State::InFlight(txn) || c.state == State::Stalled(txn))?;
         let d = *d;
-        self.in_flight -= 1;
+        if c.state == State::InFlight(txn) {
+            self.in_flight -= 1;
+        }
         Some(d)
+    }
+
+    /// Request `txn` is unanswered past the retransmission timeout: its alpha slot is free
+    /// for the next candidate. Returns false if `txn` is not one of this lookup's requests
+    /// in flight.
+    pub fn on_stall(&mut self, txn: u64) -> bool {
+        let Some(c) = self
+            .candidates
+            .values_mut()
+            .find(|c| c.state == State::InFlight(txn))
+        else {
+            return false;
+        };
+        c.state = State::Stalled(txn);
+        self.in_flight -= 1;
+        true
     }
 
     /// Records the answer of candidate `d`: succeeded if the responder is who we asked for.
@@ -393,7 +461,7 @@ impl Lookup {
                     answered -= 1;
                     answered >= k
                 }
-                State::InFlight(_) => false,
+                State::InFlight(_) | State::Stalled(_) => false,
             };
             if surplus {
                 list.remove(i);
@@ -483,6 +551,7 @@ mod tests {
             in_flight: 0,
             converged: false,
             burst: false,
+            patience: Patience::Exhaustive,
             owner: Owner::Verify,
             requests: 0,
             responses: 0,

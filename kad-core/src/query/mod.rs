@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-pub(crate) use lookup::{Ask, Lookup, Progress};
+pub(crate) use lookup::{Ask, Lookup, Patience, Progress};
 pub(crate) use put::Put;
 
 use crate::node::Core;
@@ -39,12 +39,19 @@ pub(crate) enum Outcome<'a> {
     Failure {
         txn: u64,
     },
+    /// Unanswered past the node's retransmission timeout: probably lost or dead. The
+    /// request stays in flight (its answer may still come, or its failure).
+    Stalled {
+        txn: u64,
+    },
 }
 
 impl Outcome<'_> {
     fn txn(&self) -> u64 {
         match self {
-            Outcome::Response { txn, .. } | Outcome::Failure { txn } => *txn,
+            Outcome::Response { txn, .. } | Outcome::Failure { txn } | Outcome::Stalled { txn } => {
+                *txn
+            }
         }
     }
 }
@@ -199,6 +206,9 @@ fn lookup_outcome(lookup: &mut Lookup, core: &Core, outcome: &Outcome<'_>) {
         Outcome::Failure { txn } => {
             lookup.on_failure(*txn);
         }
+        Outcome::Stalled { txn } => {
+            lookup.on_stall(*txn);
+        }
     }
 }
 
@@ -222,6 +232,17 @@ impl Query {
     /// A request this query sent has an outcome.
     pub fn on_outcome(&mut self, core: &mut Core, now: Instant, tag: u32, outcome: Outcome<'_>) {
         let id = self.id;
+        if let Outcome::Stalled { txn } = outcome {
+            // Only lookups watch for stalls; they lose nothing but the wait.
+            match &mut self.kind {
+                Kind::FindNode(l) | Kind::FindValue { lookup: l, .. } => {
+                    l.on_stall(txn);
+                }
+                Kind::Put(p) => p.on_stall(tag, txn),
+                Kind::Ping { .. } | Kind::Bootstrap(_) => {}
+            }
+            return;
+        }
         match &mut self.kind {
             Kind::Ping { txn, result, .. } => {
                 if *txn != Some(outcome.txn()) {
@@ -239,11 +260,14 @@ impl Query {
                         self.timeouts += 1;
                         Err(QueryError::NoResponse)
                     }
+                    // Handled above: a ping waits for its answer or its deadline.
+                    Outcome::Stalled { .. } => return,
                 });
             }
             Kind::Bootstrap(b) => match (&mut b.phase, tag) {
                 (BootPhase::Ping, 0) => {
-                    if !b.pings.remove(&outcome.txn()) {
+                    if matches!(outcome, Outcome::Stalled { .. }) || !b.pings.remove(&outcome.txn())
+                    {
                         return;
                     }
                     match outcome {
@@ -255,6 +279,7 @@ impl Query {
                             }
                         }
                         Outcome::Failure { .. } => self.timeouts += 1,
+                        Outcome::Stalled { .. } => {}
                     }
                 }
                 (BootPhase::SelfLookup(l), 1) => lookup_outcome(l, core, &outcome),
@@ -522,8 +547,21 @@ fn poll_bootstrap(
     if let BootPhase::SelfLookup(l) = &mut b.phase {
         match l.poll(core, now) {
             Progress::Finished => {
-                // Then one lookup of a random id in every bucket's range, as the reference.
-                let lookups = (0..core.table.bucket_count())
+                // Then one lookup of a random id in every bucket's range, as the reference,
+                // but for the buckets nearer to us than the k-th closest peer the self
+                // lookup found: every node of those is closer to us than that peer, so
+                // (the self lookup having found the k closest) we know all of them
+                // already, and a lookup there would only ask them again.
+                let k = core.config.k;
+                let closest = l.closest_succeeded(k);
+                let buckets = match closest.last() {
+                    Some(far) if closest.len() == k => {
+                        let lz = core.id.distance(&far.id).leading_zeros();
+                        core.table.bucket_count().min(lz + 1)
+                    }
+                    _ => core.table.bucket_count(),
+                };
+                let lookups = (0..buckets)
                     .map(|i| {
                         let target = core.table.random_id_in_bucket(i, &mut core.rng);
                         Lookup::new(core, target, Ask::FindNode, Query::owner(id, 2 + i as u32))
@@ -549,6 +587,13 @@ fn poll_bootstrap(
         let mut done = true;
         let mut starved = false;
         for l in ls.iter_mut() {
+            // A bucket that is full already (the self lookup, an earlier refresh or
+            // other nodes' requests filled it) needs no more of its lookup: it would
+            // only meet peers the bucket has no room for. Its requests in flight still
+            // count when answered; the lookup sends no more.
+            if core.table.bucket_full_for(l.target()) {
+                continue;
+            }
             match l.poll(core, now) {
                 Progress::Finished => {}
                 Progress::Waiting => done = false,

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use super::{Ask, Lookup, Outcome, Poll, Progress, Query};
+use super::{Ask, Lookup, Outcome, Patience, Poll, Progress, Query};
 use crate::node::Core;
 use crate::wire::Body;
 use crate::{NodeId, Peer, PutOk, QueryError, QueryId, QueryResult, Value};
@@ -40,14 +40,24 @@ impl Put {
             key,
             value,
             check_first,
+            // Patient at the end: the replicas go to the k closest that answer, and a slow
+            // one must not lose its place to a farther one for being slow.
             lookup: Lookup::new(core, target, Ask::FindNode, Query::owner(id, 0))
-                .with_final_burst(),
+                .with_final_burst()
+                .with_patience(Patience::FreeSlots),
             targets: None,
         }
     }
 
     pub fn lookup(&self) -> Option<&Lookup> {
         Some(&self.lookup)
+    }
+
+    /// A request of the lookup (tag 0) stalled.
+    pub fn on_stall(&mut self, tag: u32, txn: u64) {
+        if self.targets.is_none() && tag == 0 {
+            self.lookup.on_stall(txn);
+        }
     }
 
     pub fn on_outcome(
@@ -82,6 +92,7 @@ impl Put {
                         *timeouts += 1;
                         Step::Failed
                     }
+                    Outcome::Stalled { .. } => return,
                 };
             }
             _ => {}

@@ -250,6 +250,13 @@ impl Table {
         self.buckets.len()
     }
 
+    /// Is the bucket that `id` falls in full (k entries), with no room for another peer
+    /// there? The last bucket, which covers our own id, is never full: it splits.
+    pub fn bucket_full_for(&self, id: &NodeId) -> bool {
+        let i = self.index(id);
+        i + 1 < self.buckets.len() && self.buckets[i].entries.len() >= self.k
+    }
+
     fn index(&self, id: &NodeId) -> usize {
         let lz = self.own.distance(id).leading_zeros();
         lz.min(self.buckets.len() - 1)

@@ -3,6 +3,7 @@
 //! ```text
 //! kad-sim [--nodes N] [--seed S] [--codec json|bencode] [--concurrency C]
 //!         [--loss P] [--duplicate P] [--jitter DUR] [--lossy-setup true|false]
+//!         [--rtt-median DUR]
 //!         [--republish true|false] [--unverified-reply-factor X] [--request-retries R]
 //!         [--replacement-cache N]
 //!         [--check true|false]
@@ -46,12 +47,16 @@
 //! losing a fraction P of datagrams (`--loss`) and delivering a fraction twice
 //! (`--duplicate`), from the start; with `--lossy-setup false`, loss and duplication
 //! start only after the setup (the bootstrap, and in the lookups mode the puts), so that
-//! they hit a network that formed on a clean link. `--republish false` sets both
+//! they hit a network that formed on a clean link. With `--rtt-median DUR` every pair of
+//! nodes has its own round trip instead, fixed for the run and the same both ways, drawn
+//! from a lognormal distribution with that median (`kad_tests::RttModel`: the 99th
+//! percentile 4 x the median, at most 11 x), half of it each way, plus `--jitter` (default
+//! 0 with `--rtt-median`). `--republish false` sets both
 //! republish intervals (the publisher's daily one and the replicas' hourly restore) to
 //! 100 years.
 //!
 //! Each mode prints a table, then one summary line (`nodes=... success=...
-//! success_frac=... peak_rss_mb=...`). Everything but the wall-clock figures and
+//! get_p50_ms=... success_frac=...`; latencies in virtual time). Everything but the wall-clock figures and
 //! `peak_rss_mb` follows from the seed. `--check true` runs every node's invariant checks
 //! after each step (as the scenario tests do); off by default, as they cost a quarter of
 //! the run. DUR is a number with a unit: `500ms`, `90s`, `30m`, `2h`, `1.5d`. Bad flags
@@ -65,7 +70,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use kad_core::{Config, Node, NodeId, QueryResult, Value, MAX_DURATION};
-use kad_tests::{BootstrapReport, Link, SimNet, Summary};
+use kad_tests::{BootstrapReport, Link, RttModel, SimNet, Summary};
 
 use args::{Args, Mode};
 
@@ -168,16 +173,38 @@ fn link(args: &Args) -> Link {
     let mut link = Link::default()
         .with_loss(args.loss)
         .with_duplicate(args.duplicate);
+    if args.rtt_median.is_some() {
+        // The per-pair round trips replace the fixed latency and its default jitter.
+        link.jitter = std::time::Duration::ZERO;
+    }
     if let Some(j) = args.jitter {
         link.jitter = j;
     }
     link
 }
 
+/// The per-pair round trips of `--rtt-median`, if given.
+fn rtt_model(args: &Args) -> Option<RttModel> {
+    args.rtt_median.map(RttModel::lognormal)
+}
+
+/// The median round trip between two nodes: the model's, or for the fixed link twice
+/// the latency plus the median of two uniform jitters (one jitter).
+fn rtt_median_ms(net: &SimNet) -> f64 {
+    match net.rtt_model() {
+        Some(m) => m.median.as_secs_f64() * 1000.0,
+        None => {
+            let l = net.link();
+            (2 * l.latency + l.jitter).as_secs_f64() * 1000.0
+        }
+    }
+}
+
 /// The lookups mode.
 fn run(args: &Args, config: &Config) {
     let wall = Instant::now();
     let mut net = SimNet::with_nodes(args.seed, setup_link(args), args.nodes, config);
+    net.set_rtt_model(rtt_model(args));
     net.set_check_invariants(args.check);
 
     // Join through the protocol.
@@ -319,6 +346,7 @@ fn run(args: &Args, config: &Config) {
     if args.link_flags() {
         row("link", link_summary(&net, args));
     }
+    row("rtt median", format!("{:.0} ms", rtt_median_ms(&net)));
     row(
         "gets",
         format!(
@@ -327,7 +355,9 @@ fn run(args: &Args, config: &Config) {
         ),
     );
     let stats: Vec<_> = gets.iter().map(|f| f.stats).collect();
-    let (rounds, rpcs) = scenarios::get_stats(&stats);
+    let (rounds, rpcs, latency) = scenarios::get_stats(&stats);
+    let ms = scenarios::ms;
+
     print_tables(&net);
     row(
         "datagrams",
@@ -360,7 +390,7 @@ fn run(args: &Args, config: &Config) {
         );
     }
     println!(
-        "nodes={} lookups={} success={} rounds_mean={:.2} rounds_p90={} rpcs_mean={:.2} lookups_per_s={:.0} lookups_per_cpu_s={} peak_rss_mb={} success_frac={}",
+        "nodes={} lookups={} success={} rounds_mean={:.2} rounds_p90={} rpcs_mean={:.2} lookups_per_s={:.0} lookups_per_cpu_s={} peak_rss_mb={} get_p50_ms={:.0} get_p99_ms={:.0} get_max_ms={:.0} rtt_median_ms={:.0} success_frac={}",
         args.nodes,
         args.lookups,
         success,
@@ -370,6 +400,10 @@ fn run(args: &Args, config: &Config) {
         args.lookups as f64 / lookup_secs,
         lookup_cpu.map_or("unknown".to_string(), |c| format!("{:.0}", args.lookups as f64 / c)),
         rss.map_or("unknown".to_string(), |mb| format!("{mb:.0}")),
+        ms(latency.percentile(50)),
+        ms(latency.percentile(99)),
+        ms(latency.max()),
+        rtt_median_ms(&net),
         frac(success, args.lookups)
     );
 }
@@ -469,6 +503,14 @@ fn frac(found: usize, total: usize) -> String {
 /// The link's settings and what it did to datagrams so far.
 fn link_summary(net: &SimNet, args: &Args) -> String {
     let link = net.link();
+    let latency = match net.rtt_model() {
+        Some(m) => format!(
+            "per-pair round trips, lognormal, median {} ms, sigma {},",
+            m.median.as_millis(),
+            m.sigma
+        ),
+        None => format!("{} ms", link.latency.as_millis()),
+    };
     let ns = net.stats();
     let after = if args.lossy_setup {
         ""
@@ -476,8 +518,7 @@ fn link_summary(net: &SimNet, args: &Args) -> String {
         " after the setup"
     };
     format!(
-        "{} ms + up to {} ms jitter, loss {}, duplicate {}{after}: {} lost, {} duplicated, {} reordered",
-        link.latency.as_millis(),
+        "{latency} + up to {} ms jitter, loss {}, duplicate {}{after}: {} lost, {} duplicated, {} reordered",
         link.jitter.as_millis(),
         link.loss,
         link.duplicate,

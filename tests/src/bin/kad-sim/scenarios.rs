@@ -10,7 +10,7 @@ use kad_tests::{SimNet, Summary};
 use crate::args::{Args, Mode};
 use crate::{
     fmt_duration, frac, link, link_summary, peak_rss_mb, print_bootstrap, print_tables, row,
-    setup_link,
+    rtt_model, setup_link,
 };
 
 /// The 10-minute slices a partition's halves put keys in.
@@ -20,6 +20,7 @@ const SLICE: std::time::Duration = std::time::Duration::from_secs(600);
 pub fn run(args: &Args, config: &Config) {
     let wall = Instant::now();
     let mut net = SimNet::with_nodes(args.seed, setup_link(args), args.nodes, config);
+    net.set_rtt_model(rtt_model(args));
     net.set_check_invariants(args.check);
     let title = match args.mode {
         Mode::Churn {
@@ -276,12 +277,12 @@ fn print_missed(net: &SimNet, sweep: &Sweep) {
 }
 
 /// Prints rounds, requests, timeouts and latency of `stats`; returns the rounds and
-/// requests summaries.
-pub(crate) fn get_stats(stats: &[QueryStats]) -> (Summary, Summary) {
+/// requests summaries, and the latency summary in microseconds of virtual time.
+pub(crate) fn get_stats(stats: &[QueryStats]) -> (Summary, Summary, Summary) {
     let rounds = Summary::new(stats.iter().map(|s| u64::from(s.rounds)));
     let rpcs = Summary::new(stats.iter().map(|s| u64::from(s.requests)));
     let timeouts = Summary::new(stats.iter().map(|s| u64::from(s.timeouts)));
-    let latency = Summary::new(stats.iter().map(|s| s.duration().as_millis() as u64));
+    let latency = Summary::new(stats.iter().map(|s| s.duration().as_micros() as u64));
     for (name, s) in [("rounds", &rounds), ("rpcs per get", &rpcs)] {
         row(
             name,
@@ -301,11 +302,18 @@ pub(crate) fn get_stats(stats: &[QueryStats]) -> (Summary, Summary) {
     row(
         "get latency (virtual)",
         format!(
-            "mean {:.0} ms  p90 {} ms  max {} ms",
-            latency.mean(),
-            latency.percentile(90),
-            latency.max()
+            "mean {:.0} ms  p50 {:.0} ms  p90 {:.0} ms  p99 {:.0} ms  max {:.0} ms",
+            latency.mean() / 1000.0,
+            ms(latency.percentile(50)),
+            ms(latency.percentile(90)),
+            ms(latency.percentile(99)),
+            ms(latency.max())
         ),
     );
-    (rounds, rpcs)
+    (rounds, rpcs, latency)
+}
+
+/// Microseconds as milliseconds.
+pub(crate) fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
 }
