@@ -419,10 +419,7 @@ fn reflection_through_verified_address() {
     };
 
     // The attack: datagrams from V's address and port, through the raw socket.
-    let v_addr = match victim_addr(v_ip, &v_sock) {
-        Some(a) => a,
-        None => panic!("V's address"),
-    };
+    let v_addr = victim_addr(v_ip, &v_sock).expect("V's address");
     let dst = match node.addr {
         SocketAddr::V4(a) => a,
         SocketAddr::V6(_) => panic!("the node listens on 127.0.0.1"),
