@@ -173,12 +173,13 @@ mod tests {
 
         // A store that already holds a record (as a disk store would after a restart):
         // the node serves it at once, and it expires exactly when the store says.
-        let mut held = MemoryStore::new(10, 1 << 20);
+        let mut held = MemoryStore::new(10, 1 << 20, 100);
         let record = Record {
             value: Value::from("kept"),
             kind: Kind::Replica,
             expires: now + Duration::from_secs(60),
             republish_at: None,
+            source: None,
         };
         held.put("k", record).unwrap();
         let mut node = Node::with_store(Config::default(), id, [1; 32], now, held);
