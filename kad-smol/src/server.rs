@@ -349,12 +349,30 @@ setters! {
     max_active_queries: usize,
     /// Most republish operations running at once (default 16).
     max_concurrent_republish: usize,
+    /// Most routing-table entries one IP may hold in a bucket (default 2).
+    max_peers_per_ip_per_bucket: usize,
+    /// Most routing-table entries one IP may hold in the whole table (default 10).
+    max_peers_per_ip: usize,
+    /// Loopback addresses are exempt from the per-IP caps (default true).
+    ip_limits_exempt_loopback: bool,
+    /// A reply to an unverified sender is at most this many times its request (default 4).
+    unverified_reply_factor: usize,
+    /// Most large replies waiting for their senders' verification (default 256).
+    max_held_replies: usize,
+    /// Most addresses remembered as verified (default 8192).
+    max_verified_addresses: usize,
+    /// Pad lookup requests so a full answer fits the responder's budget (default true).
+    pad_requests: bool,
+    /// Age after which a full bucket pings its oldest entry for a newcomer (default 15 min).
+    ping_oldest_after: Duration,
+    /// Extra copies of an unanswered request within its timeout (default 2).
+    request_retries: usize,
 }
 
 impl Builder {
     /// Starts over from `config` (settings made after this call apply on top of it).
     pub fn config(mut self, config: Config) -> Self {
-        self.config = to_builder(&config);
+        self.config = ConfigBuilder::from(config);
         self
     }
 
@@ -558,39 +576,6 @@ impl Builder {
         );
         Ok(Some(snapshot))
     }
-}
-
-/// A builder holding every setting of `c`.
-fn to_builder(c: &Config) -> ConfigBuilder {
-    let mut b = Config::builder();
-    macro_rules! copy {
-        ($($f:ident),*) => { $(b = b.$f(c.$f());)* };
-    }
-    copy!(
-        codec,
-        verify_response_source,
-        k,
-        alpha,
-        query_timeout,
-        bucket_refresh_interval,
-        key_expiry,
-        non_publisher_restore_interval,
-        original_publisher_republish_interval,
-        min_cache_ttl,
-        max_dispatch_tasks,
-        failures_before_eviction,
-        replacement_cache_size,
-        max_records,
-        max_store_bytes,
-        max_key_bytes,
-        max_value_bytes,
-        max_datagram_bytes,
-        max_pending_requests,
-        max_queued_transmits,
-        max_active_queries,
-        max_concurrent_republish
-    );
-    b
 }
 
 /// Binds the first address `addr` resolves to, with a generous receive buffer.
