@@ -62,6 +62,7 @@ mod node;
 mod query;
 mod routing;
 mod rpc;
+pub mod server;
 mod snapshot;
 mod store;
 mod value;
