@@ -85,6 +85,18 @@ pub enum Error {
     Unexpected(&'static str),
 }
 
+impl From<kad_core::server::CommandError> for Error {
+    fn from(e: kad_core::server::CommandError) -> Self {
+        match e {
+            kad_core::server::CommandError::Put(e) => Error::Put(e),
+            kad_core::server::CommandError::Key(e) => Error::Key(e),
+            // `CommandError` may grow; a new refusal is reported, not lost.
+            #[allow(unreachable_patterns)]
+            _ => Error::Unexpected("command"),
+        }
+    }
+}
+
 /// What is wrong with a state file: the reason inside [`Error::State`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

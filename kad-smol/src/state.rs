@@ -20,13 +20,6 @@ pub const DEFAULT_STATE_INTERVAL: Duration = Duration::from_secs(60);
 /// Shortest interval between writes: a zero interval would write in a loop.
 pub(crate) const MIN_STATE_INTERVAL: Duration = Duration::from_millis(1);
 
-/// Where and how often a node saves its state.
-#[derive(Clone, Debug)]
-pub(crate) struct StateFile {
-    pub path: PathBuf,
-    pub interval: Duration,
-}
-
 /// The snapshot in `path`; `None` when there is no file (a fresh node). A file that is
 /// there but unreadable, truncated or corrupted is an error: silently starting afresh
 /// would lose the node's records and identity.
