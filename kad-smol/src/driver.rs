@@ -25,6 +25,8 @@ pub(crate) struct Driver {
     stop: Receiver<()>,
     outbox: Outbox,
     inbox: Inbox,
+    /// The state file's lock, released when the driver ends (after the last write).
+    _lock: Option<std::fs::File>,
     /// The state file, and the result of the write running on the blocking pool.
     state: Option<(PathBuf, Option<Receiver<io::Result<()>>>)>,
 }
@@ -42,9 +44,10 @@ impl Driver {
         socket: Async<UdpSocket>,
         commands: Receiver<Call>,
         stop: Receiver<()>,
-        state: Option<PathBuf>,
+        state: Option<(PathBuf, std::fs::File)>,
         batch_io: bool,
     ) -> Driver {
+        let (state, lock) = state.map(|(path, lock)| (path, lock)).unzip();
         let inbox = Inbox::new(batch_io, server.node().local_addr());
         Driver {
             server,
@@ -53,6 +56,7 @@ impl Driver {
             stop,
             outbox: Outbox::new(batch_io),
             inbox,
+            _lock: lock,
             state: state.map(|path| (path, None)),
         }
     }
@@ -142,7 +146,7 @@ impl Driver {
         while self.commands.try_recv().is_ok() {}
         self.server.stop();
         if let Some((path, writing)) = self.state.take() {
-            // One writer at a time: `<path>.tmp` is shared.
+            // One writer at a time, so the last write is the newest state.
             if let Some(writing) = writing {
                 let result = writing.recv().await.unwrap_or_else(|_| Err(panicked()));
                 self.server.save_finished(logged(&path, result));

@@ -64,13 +64,12 @@
 
 mod batch;
 mod driver;
-mod error;
 mod server;
 mod state;
 
-pub use error::{Error, StateError};
 /// Counters of one [`KademliaServer`]: the core's and the I/O layer's.
 pub use kad_core::server::ServerStats as Stats;
+pub use kad_core::server::{Error, StateError};
 pub use server::{Builder, KademliaServer, DEFAULT_LISTEN_ADDR};
 pub use state::DEFAULT_STATE_INTERVAL;
 

@@ -417,8 +417,10 @@ impl Builder {
     /// The node then writes the file every [`state_interval`](Self::state_interval) and
     /// when it is [stopped](KademliaServer::stop) (or its last handle is dropped). A write
     /// never leaves a partial file, so a node killed at any moment restarts from its last
-    /// write: it goes to `<path>.tmp` in the same directory, is synced to disk, and
-    /// replaces the file by a rename. Writes run on smol's blocking thread pool
+    /// write: it goes to a temporary file in the same directory, is synced to disk, and
+    /// replaces the file by a rename. The node holds an exclusive lock on `<path>.lock`
+    /// while it runs: a second node given the same file fails with
+    /// [`StateError::Locked`] instead of sharing it. Writes run on smol's blocking thread pool
     /// (`smol::unblock`); the node's task only copies the state. A write that fails is
     /// logged, counted in [`Stats::state_save_errors`] and tried again at the next
     /// interval.
@@ -475,6 +477,13 @@ impl Builder {
     {
         let config = self.build_config()?;
         let state = self.state_file.clone();
+        let lock = match &state {
+            Some(path) => Some(state::lock(path).map_err(|source| Error::State {
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
+        };
         let restored = match &state {
             Some(path) => self.load_state(path).await?,
             None => None,
@@ -538,7 +547,14 @@ impl Builder {
         let (stop, stop_rx) = bounded(1);
         let (done_tx, done) = bounded::<()>(1);
         let batch_io = self.batch_io.unwrap_or(true);
-        let driver = Driver::new(server, socket, command_rx, stop_rx, state, batch_io);
+        let driver = Driver::new(
+            server,
+            socket,
+            command_rx,
+            stop_rx,
+            state.zip(lock),
+            batch_io,
+        );
         let task = smol::spawn(async move {
             driver.run().await;
             drop(done_tx);

@@ -54,8 +54,7 @@ fn every_field_changed() -> Config {
         config.bucket_refresh_interval() != d.bucket_refresh_interval(),
         config.key_expiry() != d.key_expiry(),
         config.non_publisher_restore_interval() != d.non_publisher_restore_interval(),
-        config.original_publisher_republish_interval()
-            != d.original_publisher_republish_interval(),
+        config.original_publisher_republish_interval() != d.original_publisher_republish_interval(),
         config.min_cache_ttl() != d.min_cache_ttl(),
         config.max_dispatch_tasks() != d.max_dispatch_tasks(),
         config.failures_before_eviction() != d.failures_before_eviction(),
@@ -80,7 +79,10 @@ fn every_field_changed() -> Config {
         config.request_retries() != d.request_retries(),
     ];
     let unchanged: Vec<usize> = (0..changed.len()).filter(|&i| !changed[i]).collect();
-    assert!(unchanged.is_empty(), "settings left at their default: {unchanged:?}");
+    assert!(
+        unchanged.is_empty(),
+        "settings left at their default: {unchanged:?}"
+    );
     config
 }
 

@@ -52,6 +52,7 @@
 //! ```
 
 mod command;
+mod error;
 mod stats;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -61,6 +62,7 @@ use std::time::{Duration, Instant};
 use crate::{Event, Node, QueryId, Snapshot, Transmit};
 
 pub use command::{Command, CommandError, Reply};
+pub use error::{Error, StateError};
 pub use stats::ServerStats;
 
 /// Commands an adapter takes from its channel per pass: enough to batch, few enough to
