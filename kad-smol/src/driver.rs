@@ -47,7 +47,7 @@ impl Driver {
         state: Option<(PathBuf, std::fs::File)>,
         batch_io: bool,
     ) -> Driver {
-        let (state, lock) = state.map(|(path, lock)| (path, lock)).unzip();
+        let (state, lock) = state.unzip();
         let inbox = Inbox::new(batch_io, server.node().local_addr());
         Driver {
             server,

@@ -271,7 +271,7 @@ fn a_second_node_cannot_use_a_state_file_in_use() {
                 .listen("127.0.0.1:0")
         };
         let first = start().await.unwrap();
-        let err = start().await.err().expect("a second node on a file in use");
+        let err = start().await.expect_err("a second node on a file in use");
         assert!(
             matches!(
                 &err,

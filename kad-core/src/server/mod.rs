@@ -301,7 +301,8 @@ impl<T> Server<T> {
             if let Some(reply) = self.replies.pop_front() {
                 return Some(reply);
             }
-            #[allow(unreachable_patterns)] // `Event` may grow.
+            // `Event` may grow: other events are not the server's.
+            #[allow(unreachable_patterns, clippy::single_match)]
             match self.node.poll_event()? {
                 Event::QueryFinished { id, result, stats } => {
                     self.stats.queries += 1;

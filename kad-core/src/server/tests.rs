@@ -7,6 +7,12 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::{Config, NodeId, QueryResult};
 
+/// One real instant as a base: the servers only see offsets from it.
+#[allow(clippy::disallowed_methods)]
+fn start() -> Instant {
+    Instant::now()
+}
+
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
@@ -29,7 +35,7 @@ fn deliver(from: &mut Server<u32>, from_addr: SocketAddr, to: &mut Server<u32>, 
 
 #[test]
 fn replies_go_back_to_their_callers_token() {
-    let now = Instant::now();
+    let now = start();
     let (mut a, mut b) = (
         server(1, Config::default(), now),
         server(2, Config::default(), now),
@@ -59,7 +65,7 @@ fn replies_go_back_to_their_callers_token() {
 
 #[test]
 fn past_the_dispatch_budget_only_awaited_or_verified_senders_get_through() {
-    let now = Instant::now();
+    let now = start();
     let config = Config::builder().max_dispatch_tasks(2).build().unwrap();
     let (mut a, mut b) = (server(1, config, now), server(2, Config::default(), now));
     a.begin_pass(now);
@@ -119,7 +125,7 @@ fn past_the_dispatch_budget_only_awaited_or_verified_senders_get_through() {
 
 #[test]
 fn a_snapshot_is_due_every_interval_and_a_slow_write_skips_a_turn() {
-    let t0 = Instant::now();
+    let t0 = start();
     let mut s = server(1, Config::default(), t0);
     assert!(s.poll_save(t0).is_none(), "no schedule, no snapshot");
     s.save_every(t0, Duration::from_secs(10));
@@ -145,7 +151,7 @@ fn a_snapshot_is_due_every_interval_and_a_slow_write_skips_a_turn() {
 
 #[test]
 fn transmits_refused_by_a_full_socket_go_first_later() {
-    let now = Instant::now();
+    let now = start();
     let mut a = server(1, Config::default(), now);
     a.handle_command(now, 1, Command::Ping(addr(2)));
     a.handle_command(now, 2, Command::Ping(addr(3)));
@@ -165,7 +171,7 @@ fn transmits_refused_by_a_full_socket_go_first_later() {
 
 #[test]
 fn stop_drops_every_waiting_token() {
-    let now = Instant::now();
+    let now = start();
     let mut a = server(1, Config::default(), now);
     a.handle_command(now, 1, Command::Ping(addr(2)));
     a.handle_command(now, 2, Command::Peers);
