@@ -464,6 +464,91 @@ impl ConfigBuilder {
     }
 }
 
+/// A builder holding every setting of `config`: the one path from a [`Config`] back to a
+/// builder (the adapters' `Builder::config` uses it), so later settings apply on top.
+///
+/// The conversion names every field (an exhaustive destructuring) and passes each through
+/// its setter: a new field fails to compile here until it is given a setter and handled.
+impl From<Config> for ConfigBuilder {
+    fn from(config: Config) -> Self {
+        let Config {
+            codec,
+            verify_response_source,
+            k,
+            alpha,
+            query_timeout,
+            bucket_refresh_interval,
+            key_expiry,
+            non_publisher_restore_interval,
+            original_publisher_republish_interval,
+            min_cache_ttl,
+            max_dispatch_tasks,
+            failures_before_eviction,
+            replacement_cache_size,
+            max_records,
+            max_store_bytes,
+            max_key_bytes,
+            max_value_bytes,
+            max_datagram_bytes,
+            max_pending_requests,
+            max_queued_transmits,
+            max_active_queries,
+            max_concurrent_republish,
+            max_peers_per_ip_per_bucket,
+            max_peers_per_ip,
+            ip_limits_exempt_loopback,
+            unverified_reply_factor,
+            max_held_replies,
+            max_verified_addresses,
+            pad_requests,
+            ping_oldest_after,
+            request_retries,
+            reply_allowance,
+            store_percent_per_ip,
+            ipv6_prefix_len,
+            max_lookup_peers_per_ip,
+            max_lookup_peers_per_subnet,
+        } = config;
+        Config::builder()
+            .codec(codec)
+            .verify_response_source(verify_response_source)
+            .k(k)
+            .alpha(alpha)
+            .query_timeout(query_timeout)
+            .bucket_refresh_interval(bucket_refresh_interval)
+            .key_expiry(key_expiry)
+            .non_publisher_restore_interval(non_publisher_restore_interval)
+            .original_publisher_republish_interval(original_publisher_republish_interval)
+            .min_cache_ttl(min_cache_ttl)
+            .max_dispatch_tasks(max_dispatch_tasks)
+            .failures_before_eviction(failures_before_eviction)
+            .replacement_cache_size(replacement_cache_size)
+            .max_records(max_records)
+            .max_store_bytes(max_store_bytes)
+            .max_key_bytes(max_key_bytes)
+            .max_value_bytes(max_value_bytes)
+            .max_datagram_bytes(max_datagram_bytes)
+            .max_pending_requests(max_pending_requests)
+            .max_queued_transmits(max_queued_transmits)
+            .max_active_queries(max_active_queries)
+            .max_concurrent_republish(max_concurrent_republish)
+            .max_peers_per_ip_per_bucket(max_peers_per_ip_per_bucket)
+            .max_peers_per_ip(max_peers_per_ip)
+            .ip_limits_exempt_loopback(ip_limits_exempt_loopback)
+            .unverified_reply_factor(unverified_reply_factor)
+            .max_held_replies(max_held_replies)
+            .max_verified_addresses(max_verified_addresses)
+            .pad_requests(pad_requests)
+            .ping_oldest_after(ping_oldest_after)
+            .request_retries(request_retries)
+            .reply_allowance(reply_allowance)
+            .store_percent_per_ip(store_percent_per_ip)
+            .ipv6_prefix_len(ipv6_prefix_len)
+            .max_lookup_peers_per_ip(max_lookup_peers_per_ip)
+            .max_lookup_peers_per_subnet(max_lookup_peers_per_subnet)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,5 +606,22 @@ mod tests {
             .request_retries(0)
             .build()
             .is_ok());
+    }
+
+    #[test]
+    fn a_config_converts_back_into_a_builder_whole() {
+        let config = Config::builder()
+            .codec(Codec::Bencode)
+            .k(8)
+            .alpha(2)
+            .request_retries(0)
+            .pad_requests(false)
+            .max_verified_addresses(77)
+            .build()
+            .unwrap();
+        let back = ConfigBuilder::from(config.clone());
+        assert_eq!(back.clone().build().unwrap(), config);
+        // Settings made afterwards apply on top.
+        assert_eq!(back.k(9).build().unwrap().k(), 9);
     }
 }

@@ -13,6 +13,12 @@
 //! [`Node::poll_timeout`] or the next datagram, whichever comes first, and call
 //! [`Node::handle_timeout`] when the deadline has passed.
 //!
+//! An adapter that serves a socket drives a [`server::Server`] instead: the node plus
+//! every decision of the I/O loop around it (commands and their replies by caller
+//! token, flood admission and the per-pass budget, the state-save schedule, transmits
+//! held after `WouldBlock`, the I/O counters). Its module doc shows that loop; kad-tokio
+//! and kad-smol are two such adapters.
+//!
 //! ```
 //! use std::net::{SocketAddr, UdpSocket};
 //! use std::time::{Duration, Instant};
@@ -90,6 +96,7 @@ mod query;
 mod record_store;
 mod routing;
 mod rpc;
+pub mod server;
 #[cfg(feature = "signed")]
 mod signed;
 mod snapshot;

@@ -16,7 +16,8 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 
-use kad_core::{Node, Transmit};
+use kad_core::server::Server;
+use kad_core::Transmit;
 
 /// Datagrams moved per system call when batching.
 pub(crate) const BATCH: usize = 32;
@@ -100,8 +101,9 @@ impl Inbox {
     }
 }
 
-/// Transmits taken from the core and not yet sent: at most one batch (one datagram
-/// without batching). What a full socket buffer refused stays here, first in line.
+/// Transmits taken from the server for one send: at most one batch (one datagram without
+/// batching). What a full socket buffer refused goes back to the server with
+/// [`take`](Self::take).
 pub(crate) struct Outbox {
     queue: VecDeque<Transmit>,
     batch: usize,
@@ -124,10 +126,10 @@ impl Outbox {
         self.batch > 1
     }
 
-    /// Tops the queue up from `node`'s transmits, to one batch.
-    pub(crate) fn fill(&mut self, node: &mut Node) {
+    /// Tops the queue up from `server`'s transmits, to one batch.
+    pub(crate) fn fill<T>(&mut self, server: &mut Server<T>) {
         while self.queue.len() < self.batch {
-            let Some(t) = node.poll_transmit() else {
+            let Some(t) = server.poll_transmit() else {
                 return;
             };
             self.queue.push_back(t);
@@ -143,6 +145,11 @@ impl Outbox {
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
         self.queue.iter().map(|t| (t.dst, &t.payload[..]))
+    }
+
+    /// Empties the queue: what it holds was not sent.
+    pub(crate) fn take(&mut self) -> impl Iterator<Item = Transmit> + '_ {
+        self.queue.drain(..)
     }
 
     /// Forgets the first `n` transmits: sent, or failed for good.

@@ -64,15 +64,14 @@
 
 mod batch;
 mod driver;
-mod error;
 mod server;
 mod state;
-mod stats;
 
-pub use error::{Error, StateError};
+/// Counters of one [`KademliaServer`]: the core's and the I/O layer's.
+pub use kad_core::server::ServerStats as Stats;
+pub use kad_core::server::{Error, StateError};
 pub use server::{Builder, KademliaServer, DEFAULT_LISTEN_ADDR};
 pub use state::DEFAULT_STATE_INTERVAL;
-pub use stats::Stats;
 
 pub use kad_core::{
     BootstrapOk, Codec, Config, ConfigError, KeyError, Node, NodeId, Peer, PutError, PutOk,

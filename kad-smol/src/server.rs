@@ -14,8 +14,10 @@ use smol::channel::{bounded, Receiver, Sender};
 use smol::net::{resolve, AsyncToSocketAddrs};
 use smol::{Async, Task};
 
-use crate::driver::{Command, Driver, Finished, Query};
-use crate::state::{self, StateFile, DEFAULT_STATE_INTERVAL, MIN_STATE_INTERVAL};
+use kad_core::server::{Command, Reply, Server};
+
+use crate::driver::{Call, Driver};
+use crate::state::{self, DEFAULT_STATE_INTERVAL, MIN_STATE_INTERVAL};
 use crate::{Error, StateError, Stats};
 
 /// Where [`Builder::listen_default`] binds: loopback only, any free port, as the Python
@@ -36,7 +38,7 @@ const SOCKET_BUFFER: usize = 1 << 20;
 /// node's task and a reply; calls from many tasks run concurrently.
 #[derive(Clone)]
 pub struct KademliaServer {
-    commands: Sender<Command>,
+    commands: Sender<Call>,
     shared: Arc<Shared>,
 }
 
@@ -119,7 +121,7 @@ impl KademliaServer {
                 }
             }
         }
-        let result = self.query(Query::Bootstrap(resolved.clone())).await;
+        let result = self.query(Command::Bootstrap(resolved.clone())).await;
         match result {
             Ok(QueryResult::Bootstrap(Ok(BootstrapOk { answered, .. }))) => Ok(answered),
             Ok(QueryResult::Bootstrap(Err(_))) => Err(Error::BootstrapFailed {
@@ -135,7 +137,10 @@ impl KademliaServer {
     /// sent the value, so an update replaces older copies) and locally as its original
     /// publisher. `Ok` once at least one remote node acknowledged.
     pub async fn set(&self, key: &str, value: impl Into<Value>) -> Result<PutOk, Error> {
-        match self.query(Query::Put(key.to_owned(), value.into())).await? {
+        match self
+            .query(Command::Put(key.to_owned(), value.into()))
+            .await?
+        {
             QueryResult::Put(r) => Ok(r?),
             _ => Err(Error::Unexpected("set")),
         }
@@ -145,7 +150,7 @@ impl KademliaServer {
     /// on the network; `None` when no node holds it. The type (text or bytes) is the one
     /// it was stored with.
     pub async fn get(&self, key: &str) -> Result<Option<Value>, Error> {
-        match self.query(Query::Get(key.to_owned())).await? {
+        match self.query(Command::Get(key.to_owned())).await? {
             QueryResult::Get(r) => Ok(r?),
             _ => Err(Error::Unexpected("get")),
         }
@@ -154,7 +159,7 @@ impl KademliaServer {
     /// Looks `key` up on the network (not in our own store): the value if a node holds
     /// it, and the closest peers that answered, closest first.
     pub async fn find_value(&self, key: &str) -> Result<(Option<Value>, Vec<Peer>), Error> {
-        match self.query(Query::FindValue(key.to_owned())).await? {
+        match self.query(Command::FindValue(key.to_owned())).await? {
             QueryResult::FindValue(r) => {
                 let FindValueOk { value, peers } = r?;
                 Ok((value, peers))
@@ -165,7 +170,7 @@ impl KademliaServer {
 
     /// The k live peers closest to `target`, closest first.
     pub async fn find_node(&self, target: NodeId) -> Result<Vec<Peer>, Error> {
-        match self.query(Query::FindNode(target)).await? {
+        match self.query(Command::FindNode(target)).await? {
             QueryResult::FindNode(r) => Ok(r?),
             _ => Err(Error::Unexpected("find_node")),
         }
@@ -179,7 +184,7 @@ impl KademliaServer {
                 local: self.shared.local_addr,
             });
         };
-        match self.query(Query::Ping(addr)).await? {
+        match self.query(Command::Ping(addr)).await? {
             QueryResult::Ping(r) => Ok(r?),
             _ => Err(Error::Unexpected("ping")),
         }
@@ -187,23 +192,26 @@ impl KademliaServer {
 
     /// Our own unexpired copy of `key`, without asking the network.
     pub async fn get_local(&self, key: &str) -> Result<Option<Value>, Error> {
-        let (tx, rx) = bounded(1);
-        self.send(Command::GetLocal(key.to_owned(), tx)).await?;
-        rx.recv().await.map_err(|_| Error::Stopped)
+        match self.call(Command::GetLocal(key.to_owned())).await? {
+            Reply::Local(value) => Ok(value),
+            _ => Err(Error::Unexpected("get_local")),
+        }
     }
 
     /// Every peer in the routing table.
     pub async fn peers(&self) -> Result<Vec<Peer>, Error> {
-        let (tx, rx) = bounded(1);
-        self.send(Command::Peers(tx)).await?;
-        rx.recv().await.map_err(|_| Error::Stopped)
+        match self.call(Command::Peers).await? {
+            Reply::Peers(peers) => Ok(peers),
+            _ => Err(Error::Unexpected("peers")),
+        }
     }
 
     /// The node's and the driver's counters.
     pub async fn stats(&self) -> Result<Stats, Error> {
-        let (tx, rx) = bounded(1);
-        self.send(Command::Stats(tx)).await?;
-        rx.recv().await.map_err(|_| Error::Stopped)
+        match self.call(Command::Stats).await? {
+            Reply::Stats(stats) => Ok(stats),
+            _ => Err(Error::Unexpected("stats")),
+        }
     }
 
     /// Shuts the node down: calls still waiting fail with [`Error::Stopped`], the state
@@ -227,15 +235,21 @@ impl KademliaServer {
         }
     }
 
-    async fn send(&self, cmd: Command) -> Result<(), Error> {
-        self.commands.send(cmd).await.map_err(|_| Error::Stopped)
+    /// Sends `cmd` to the node's task and waits for its reply.
+    async fn call(&self, cmd: Command) -> Result<Reply, Error> {
+        let (tx, rx) = bounded(1);
+        self.commands
+            .send((cmd, tx))
+            .await
+            .map_err(|_| Error::Stopped)?;
+        rx.recv().await.map_err(|_| Error::Stopped)
     }
 
-    async fn query(&self, query: Query) -> Result<QueryResult, Error> {
-        let (tx, rx) = bounded::<Finished>(1);
-        self.send(Command::Query(query, tx)).await?;
-        let (result, _stats) = rx.recv().await.map_err(|_| Error::Stopped)??;
-        Ok(result)
+    async fn query(&self, cmd: Command) -> Result<QueryResult, Error> {
+        match self.call(cmd).await? {
+            Reply::Query(result) => Ok(result?.0),
+            _ => Err(Error::Unexpected("query")),
+        }
     }
 
     /// Resolves `addr`, keeping the addresses of our socket's family.
@@ -349,12 +363,40 @@ setters! {
     max_active_queries: usize,
     /// Most republish operations running at once (default 16).
     max_concurrent_republish: usize,
+    /// Most routing-table entries one IP may hold in a bucket (default 2).
+    max_peers_per_ip_per_bucket: usize,
+    /// Most routing-table entries one IP may hold in the whole table (default 10).
+    max_peers_per_ip: usize,
+    /// Loopback addresses are exempt from the per-IP caps (default true).
+    ip_limits_exempt_loopback: bool,
+    /// A reply to an unverified sender is at most this many times its request (default 4).
+    unverified_reply_factor: usize,
+    /// Most large replies waiting for their senders' verification (default 256).
+    max_held_replies: usize,
+    /// Most addresses remembered as verified (default 8192).
+    max_verified_addresses: usize,
+    /// Pad lookup requests so a full answer fits the responder's budget (default true).
+    pad_requests: bool,
+    /// Age after which a full bucket pings its oldest entry for a newcomer (default 15 min).
+    ping_oldest_after: Duration,
+    /// Extra copies of an unanswered request within its timeout (default 2).
+    request_retries: usize,
+    /// Reply bytes a proven address may get beyond the factor, per minute (default 64 KiB).
+    reply_allowance: usize,
+    /// Percent of the store one source IP may fill (default 1).
+    store_percent_per_ip: usize,
+    /// Leading bits of an IPv6 address that count as one IP (default 48).
+    ipv6_prefix_len: usize,
+    /// Most lookup candidates per IP (default 2).
+    max_lookup_peers_per_ip: usize,
+    /// Most lookup candidates per /24 or IPv6 prefix (default 5).
+    max_lookup_peers_per_subnet: usize,
 }
 
 impl Builder {
     /// Starts over from `config` (settings made after this call apply on top of it).
     pub fn config(mut self, config: Config) -> Self {
-        self.config = to_builder(&config);
+        self.config = ConfigBuilder::from(config);
         self
     }
 
@@ -385,8 +427,10 @@ impl Builder {
     /// The node then writes the file every [`state_interval`](Self::state_interval) and
     /// when it is [stopped](KademliaServer::stop) (or its last handle is dropped). A write
     /// never leaves a partial file, so a node killed at any moment restarts from its last
-    /// write: it goes to `<path>.tmp` in the same directory, is synced to disk, and
-    /// replaces the file by a rename. Writes run on smol's blocking thread pool
+    /// write: it goes to a temporary file in the same directory, is synced to disk, and
+    /// replaces the file by a rename. The node holds an exclusive lock on `<path>.lock`
+    /// while it runs: a second node given the same file fails with
+    /// [`StateError::Locked`] instead of sharing it. Writes run on smol's blocking thread pool
     /// (`smol::unblock`); the node's task only copies the state. A write that fails is
     /// logged, counted in [`Stats::state_save_errors`] and tried again at the next
     /// interval.
@@ -442,15 +486,16 @@ impl Builder {
         A: AsyncToSocketAddrs + fmt::Debug,
     {
         let config = self.build_config()?;
-        let state = self.state_file.clone().map(|path| StateFile {
-            path,
-            interval: self
-                .state_interval
-                .unwrap_or(DEFAULT_STATE_INTERVAL)
-                .clamp(MIN_STATE_INTERVAL, MAX_DURATION),
-        });
+        let state = self.state_file.clone();
+        let lock = match &state {
+            Some(path) => Some(state::lock(path).map_err(|source| Error::State {
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
+        };
         let restored = match &state {
-            Some(file) => self.load_state(&file.path).await?,
+            Some(path) => self.load_state(path).await?,
             None => None,
         };
         let name = format!("{addr:?}").trim_matches('"').to_owned();
@@ -491,20 +536,35 @@ impl Builder {
         if let (Some(file), None) = (&state, &restored) {
             // A fresh node: its id is on disk before anything else happens, and a path
             // that cannot be written is reported now rather than logged later.
-            let path = file.path.clone();
+            let path = file.clone();
             let snapshot = node.snapshot(Instant::now());
             smol::unblock(move || state::save(&path, &snapshot))
                 .await
                 .map_err(|e| Error::State {
-                    path: file.path.clone(),
+                    path: file.clone(),
                     source: StateError::Write(e),
                 })?;
+        }
+        let mut server = Server::new(node);
+        if state.is_some() {
+            let every = self.state_interval.unwrap_or(DEFAULT_STATE_INTERVAL);
+            server.save_every(
+                Instant::now(),
+                every.clamp(MIN_STATE_INTERVAL, MAX_DURATION),
+            );
         }
         let (commands, command_rx) = bounded(COMMAND_QUEUE);
         let (stop, stop_rx) = bounded(1);
         let (done_tx, done) = bounded::<()>(1);
         let batch_io = self.batch_io.unwrap_or(true);
-        let driver = Driver::new(node, socket, command_rx, stop_rx, state, batch_io);
+        let driver = Driver::new(
+            server,
+            socket,
+            command_rx,
+            stop_rx,
+            state.zip(lock),
+            batch_io,
+        );
         let task = smol::spawn(async move {
             driver.run().await;
             drop(done_tx);
@@ -558,39 +618,6 @@ impl Builder {
         );
         Ok(Some(snapshot))
     }
-}
-
-/// A builder holding every setting of `c`.
-fn to_builder(c: &Config) -> ConfigBuilder {
-    let mut b = Config::builder();
-    macro_rules! copy {
-        ($($f:ident),*) => { $(b = b.$f(c.$f());)* };
-    }
-    copy!(
-        codec,
-        verify_response_source,
-        k,
-        alpha,
-        query_timeout,
-        bucket_refresh_interval,
-        key_expiry,
-        non_publisher_restore_interval,
-        original_publisher_republish_interval,
-        min_cache_ttl,
-        max_dispatch_tasks,
-        failures_before_eviction,
-        replacement_cache_size,
-        max_records,
-        max_store_bytes,
-        max_key_bytes,
-        max_value_bytes,
-        max_datagram_bytes,
-        max_pending_requests,
-        max_queued_transmits,
-        max_active_queries,
-        max_concurrent_republish
-    );
-    b
 }
 
 /// Binds the first address `addr` resolves to, with a generous receive buffer.

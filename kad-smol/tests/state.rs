@@ -114,8 +114,13 @@ fn state_is_written_at_start_and_every_interval() {
         );
         node.stop().await;
         other.stop().await;
-        // Between writes (and after the last) only the file itself is left.
-        assert!(!dir.join("node.state.tmp").exists());
+        // Between writes (and after the last) only the file itself and its lock are left.
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["node.state", "node.state.lock"]);
     })
 }
 
@@ -251,5 +256,33 @@ fn dropping_every_handle_writes_the_state() {
             smol::Timer::after(Duration::from_millis(10)).await;
         }
         other.stop().await;
+    })
+}
+
+/// A state file in use is locked: a second node on it is refused until the first stops.
+#[test]
+fn a_second_node_cannot_use_a_state_file_in_use() {
+    smol::block_on(async {
+        let dir = test_dir("locked");
+        let path = dir.join("node.state");
+        let start = || {
+            KademliaServer::builder()
+                .state_file(&path)
+                .listen("127.0.0.1:0")
+        };
+        let first = start().await.unwrap();
+        let err = start().await.expect_err("a second node on a file in use");
+        assert!(
+            matches!(
+                &err,
+                Error::State {
+                    source: StateError::Locked { .. },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        first.stop().await;
+        start().await.unwrap().stop().await;
     })
 }

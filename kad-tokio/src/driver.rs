@@ -1,139 +1,89 @@
-//! The task that owns the [`Node`] and the socket, and drives one with the other.
+//! The task that owns the [`Server`] and the socket: it reads, sends and waits; every
+//! decision (admission, budget, save schedule, held transmits) is the server's.
 
-use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Instant;
 
-use kad_core::{Event, Node, NodeId, Peer, QueryId, QueryResult, QueryStats, Value};
+use kad_core::server::{Command, Reply, Server, COMMANDS_PER_PASS};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::batch::{Inbox, Outbox};
-use crate::state::{self, StateFile};
-use crate::{Error, Stats};
+use crate::state;
 
-/// Commands taken per pass: enough to batch, few enough to keep the socket served.
-const COMMANDS_PER_PASS: usize = 64;
-/// A pass reads at most this many times `max_dispatch_tasks` datagrams: those past
-/// `max_dispatch_tasks` are dropped (and counted), which keeps the kernel's buffer from
-/// filling with a flood while legitimate datagrams wait behind it.
-const READS_PER_DISPATCH: usize = 4;
-/// When the node has nothing scheduled (it always has, refresh is periodic).
-const IDLE_WAIT: Duration = Duration::from_secs(3600);
-
-/// A network command and the reply slot of its caller.
-pub(crate) enum Query {
-    Bootstrap(Vec<SocketAddr>),
-    Put(String, Value),
-    Get(String),
-    FindNode(NodeId),
-    FindValue(String),
-    Ping(SocketAddr),
-}
-
-/// What a finished network command hands back.
-pub(crate) type Finished = Result<(QueryResult, QueryStats), Error>;
-
-/// What the handle asks of the driver.
-pub(crate) enum Command {
-    Query(Query, oneshot::Sender<Finished>),
-    Stats(oneshot::Sender<Stats>),
-    Peers(oneshot::Sender<Vec<Peer>>),
-    GetLocal(String, oneshot::Sender<Option<Value>>),
-}
+/// A command and the reply slot of its caller.
+pub(crate) type Call = (Command, oneshot::Sender<Reply>);
 
 pub(crate) struct Driver {
-    node: Node,
+    server: Server<oneshot::Sender<Reply>>,
     socket: UdpSocket,
-    commands: mpsc::Receiver<Command>,
+    commands: mpsc::Receiver<Call>,
     stop: watch::Receiver<bool>,
-    replies: HashMap<QueryId, oneshot::Sender<Finished>>,
-    /// Transmits taken from the node and not yet sent; one that hit `WouldBlock` is sent
-    /// first once the socket is writable.
     outbox: Outbox,
-    stats: Stats,
     inbox: Inbox,
-    state: Option<Saver>,
+    /// The state file's lock, released when the driver ends (after the last write).
+    _lock: Option<std::fs::File>,
+    /// The state file, and the result of the write running on the blocking pool.
+    state: Option<(PathBuf, Option<oneshot::Receiver<io::Result<()>>>)>,
 }
 
-/// The state file's schedule, and the write in progress.
-struct Saver {
-    file: StateFile,
-    /// When to write next.
-    next: Instant,
-    /// The result of the write running on the blocking pool, if one is.
-    writing: Option<oneshot::Receiver<io::Result<()>>>,
-}
-
-/// Why a pass ended.
+/// Why a wait ended.
 enum Wake {
     Ready,
-    Command(Command),
+    Command(Call),
     Stop,
 }
 
 impl Driver {
     pub(crate) fn new(
-        node: Node,
+        server: Server<oneshot::Sender<Reply>>,
         socket: UdpSocket,
-        commands: mpsc::Receiver<Command>,
+        commands: mpsc::Receiver<Call>,
         stop: watch::Receiver<bool>,
-        state: Option<StateFile>,
+        state: Option<(PathBuf, std::fs::File)>,
         batch_io: bool,
     ) -> Driver {
-        let now = Instant::now();
-        let state = state.map(|file| Saver {
-            next: after(now, file.interval),
-            file,
-            writing: None,
-        });
-        let inbox = Inbox::new(batch_io, node.local_addr());
+        let (state, lock) = state.unzip();
+        let inbox = Inbox::new(batch_io, server.node().local_addr());
         Driver {
-            node,
+            server,
             socket,
             commands,
             stop,
-            replies: HashMap::new(),
             outbox: Outbox::new(batch_io),
-            stats: Stats::default(),
             inbox,
-            state,
+            _lock: lock,
+            state: state.map(|path| (path, None)),
         }
     }
 
     /// Runs until [`crate::KademliaServer::stop`] or until every handle is dropped. The
     /// socket is closed when this returns.
     pub(crate) async fn run(mut self) {
-        let mut last_timeout: Option<Instant> = None;
         loop {
             // Time: a fresh `now` every turn; never trust that a timer fired on time.
             let now = Instant::now();
-            if self.node.poll_timeout().is_some_and(|t| t <= now) {
-                self.node.handle_timeout(now);
-                last_timeout = Some(now);
+            self.server.begin_pass(now);
+            self.collect_save();
+            if let Some(snapshot) = self.server.poll_save(now) {
+                self.start_save(snapshot);
             }
-            if self.state.as_ref().is_some_and(|s| s.next <= now) {
-                self.save_state(now);
-            }
-
             let mut busy = false;
-            // Commands, a bounded batch.
             for _ in 0..COMMANDS_PER_PASS {
                 match self.commands.try_recv() {
-                    Ok(cmd) => self.on_command(cmd),
+                    Ok(call) => self.on_command(call),
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => return self.shutdown().await,
                 }
                 busy = true;
             }
-            // The socket, drained up to the per-pass cap.
-            if self.receive() {
-                busy = true;
+            busy |= self.receive();
+            self.flush();
+            while let Some((reply_to, reply)) = self.server.poll_reply() {
+                // The caller may have given up; that is fine.
+                let _ = reply_to.send(reply);
             }
-            let blocked = self.flush();
-            self.dispatch_events();
             if *self.stop.borrow() {
                 return self.shutdown().await;
             }
@@ -142,17 +92,8 @@ impl Driver {
                 tokio::task::yield_now().await;
                 continue;
             }
-
-            let now = Instant::now();
-            let mut deadline = self.node.poll_timeout().unwrap_or_else(|| now + IDLE_WAIT);
-            if let Some(s) = &self.state {
-                deadline = deadline.min(s.next);
-            }
-            // A deadline we just handled that is still "now" means the core waits for
-            // capacity: do not spin on it.
-            if deadline <= now && last_timeout.is_some() {
-                deadline = now + Duration::from_millis(1);
-            }
+            let deadline = self.server.poll_timeout(Instant::now());
+            let blocked = self.server.is_send_blocked();
             let wake = {
                 let socket = &self.socket;
                 let writable = async {
@@ -165,10 +106,7 @@ impl Driver {
                 tokio::select! {
                     biased;
                     _ = self.stop.changed() => Wake::Stop,
-                    cmd = self.commands.recv() => match cmd {
-                        Some(cmd) => Wake::Command(cmd),
-                        None => Wake::Stop,
-                    },
+                    call = self.commands.recv() => call.map_or(Wake::Stop, Wake::Command),
                     _ = writable => Wake::Ready,
                     _ = socket.readable() => Wake::Ready,
                     _ = tokio::time::sleep_until(deadline.into()) => Wake::Ready,
@@ -176,116 +114,96 @@ impl Driver {
             };
             match wake {
                 Wake::Ready => {}
-                Wake::Command(cmd) => self.on_command(cmd),
+                Wake::Command(call) => self.on_command(call),
                 Wake::Stop => return self.shutdown().await,
             }
-            last_timeout = None;
         }
     }
 
-    /// Drops every pending reply (callers see [`Error::Stopped`]), refuses queued
-    /// commands and writes the state file a last time; the socket closes when `self` is
-    /// dropped.
+    fn on_command(&mut self, (cmd, reply_to): Call) {
+        if matches!(cmd, Command::Stats) {
+            self.collect_save();
+        }
+        self.server.handle_command(Instant::now(), reply_to, cmd);
+    }
+
+    /// Callers still waiting see [`crate::Error::Stopped`], queued commands are refused and
+    /// the state file is written a last time; the socket closes when `self` is dropped.
     async fn shutdown(mut self) {
         self.commands.close();
         while self.commands.try_recv().is_ok() {}
-        self.replies.clear();
-        if let Some(mut saver) = self.state.take() {
-            // One writer at a time: `<path>.tmp` is shared.
-            if let Some(writing) = saver.writing.take() {
-                let result = writing.await.unwrap_or_else(|_| Err(blocking_panicked()));
-                count_save(&mut self.stats, &saver.file.path, result);
+        self.server.stop();
+        if let Some((path, writing)) = self.state.take() {
+            // One writer at a time, so the last write is the newest state.
+            if let Some(writing) = writing {
+                let result = writing.await.unwrap_or_else(|_| Err(panicked()));
+                self.server.save_finished(logged(&path, result));
             }
-            let snapshot = self.node.snapshot(Instant::now());
-            let path = saver.file.path.clone();
-            let result = tokio::task::spawn_blocking(move || state::save(&path, &snapshot))
+            let snapshot = self.server.snapshot(Instant::now());
+            let file = path.clone();
+            let result = tokio::task::spawn_blocking(move || state::save(&file, &snapshot))
                 .await
-                .unwrap_or_else(|_| Err(blocking_panicked()));
-            count_save(&mut self.stats, &saver.file.path, result);
+                .unwrap_or_else(|_| Err(panicked()));
+            self.server.save_finished(logged(&path, result));
         }
-        tracing::debug!(addr = %self.node.local_addr(), "kad node stopped");
+        tracing::debug!(addr = %self.server.node().local_addr(), "kad node stopped");
     }
 
-    /// Starts writing the node's state on the blocking pool. Only the snapshot (a copy of
-    /// the records; values are reference-counted) is taken here; encoding and the disk
-    /// are the blocking task's. If the last write is still running (a slow disk), this
-    /// turn is skipped: the next one writes newer state anyway.
-    fn save_state(&mut self, now: Instant) {
-        self.collect_save();
-        let Some(saver) = &mut self.state else {
+    /// Writes `snapshot` on the blocking pool; its result comes back through a channel.
+    fn start_save(&mut self, snapshot: kad_core::Snapshot) {
+        let Some((path, writing)) = &mut self.state else {
             return;
         };
-        saver.next = after(now, saver.file.interval);
-        if saver.writing.is_some() {
-            tracing::debug!("the last state write is still running; skipping this one");
-            return;
-        }
-        let snapshot = self.node.snapshot(now);
-        let path = saver.file.path.clone();
+        let path = path.clone();
         let (tx, rx) = oneshot::channel();
-        // Detached: the write finishes even if the driver is gone, and its result comes
-        // back through `rx`.
+        // Detached: the write finishes even if the driver is gone.
         drop(tokio::task::spawn_blocking(move || {
             let _ = tx.send(state::save(&path, &snapshot));
         }));
-        saver.writing = Some(rx);
+        *writing = Some(rx);
     }
 
-    /// Counts the last state write if it has finished.
+    /// Reports the last state write to the server if it has finished.
     fn collect_save(&mut self) {
-        let Some(saver) = &mut self.state else {
-            return;
-        };
-        let Some(writing) = &mut saver.writing else {
+        let Some((path, Some(writing))) = &mut self.state else {
             return;
         };
         let result = match writing.try_recv() {
             Ok(result) => result,
             Err(oneshot::error::TryRecvError::Empty) => return,
-            Err(oneshot::error::TryRecvError::Closed) => Err(blocking_panicked()),
+            Err(oneshot::error::TryRecvError::Closed) => Err(panicked()),
         };
-        saver.writing = None;
-        count_save(&mut self.stats, &saver.file.path, result);
+        let ok = logged(path, result);
+        if let Some((_, writing)) = &mut self.state {
+            *writing = None;
+        }
+        self.server.save_finished(ok);
     }
 
-    /// Reads datagrams until the socket would block or the pass's cap is reached; gives
-    /// the first `max_dispatch_tasks` to the core, and of the rest only those from
-    /// addresses the core has verified; drops the others. Returns whether the cap was
-    /// reached (more may be waiting).
+    /// Reads datagrams until the socket would block or the pass's budget is spent; returns
+    /// whether it was spent (more may be waiting).
     fn receive(&mut self) -> bool {
-        let dispatch = self.node.config().max_dispatch_tasks();
-        let limit = dispatch.saturating_mul(READS_PER_DISPATCH);
-        let mut read = 0;
-        while read < limit {
-            let want = (limit - read).min(self.inbox.slots());
+        loop {
+            let want = self.server.datagrams_wanted().min(self.inbox.slots());
+            if want == 0 {
+                return true;
+            }
             let got = match recv(&self.socket, &mut self.inbox, want) {
                 Ok(got) => got,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) => {
                     // ICMP errors and the like: count them and read on.
-                    read += 1;
-                    self.stats.recv_errors += 1;
                     tracing::trace!(error = %e, "recv error");
+                    self.server.recv_error();
                     continue;
                 }
             };
             // One receive time for a batch: its datagrams were all waiting at that call.
             let now = Instant::now();
             for i in 0..got {
-                read += 1;
-                let Some((from, bytes)) = self.inbox.datagram(i) else {
-                    self.stats.recv_errors += 1;
-                    continue;
-                };
-                // Past the pass's dispatch budget only proven peers get through: a
-                // flood from strangers must not crowd out the peers we know.
-                if read <= dispatch
-                    || self.node.is_verified_addr(now, from)
-                    || self.node.awaits_reply_from(from)
-                {
-                    self.node.handle_datagram(now, from, bytes);
-                } else {
-                    self.stats.datagrams_dropped += 1;
+                match self.inbox.datagram(i) {
+                    Some((from, bytes)) => self.server.handle_datagram(now, from, bytes),
+                    None => self.server.recv_error(),
                 }
             }
             if got < want {
@@ -294,84 +212,28 @@ impl Driver {
                 return false;
             }
         }
-        self.stats.capped_passes += 1;
-        true
     }
 
-    /// Sends queued datagrams, a batch per system call; returns true when the socket's
-    /// buffer is full (the datagrams not sent are kept for later). A datagram that fails
-    /// for good is counted and dropped; the ones behind it are still sent.
-    fn flush(&mut self) -> bool {
+    /// Sends what the server has to send, a batch per system call, until the socket's
+    /// buffer is full (the rest is held by the server) or nothing is left. A datagram
+    /// that fails for good is counted and dropped; the ones behind it are still sent.
+    fn flush(&mut self) {
         loop {
-            self.outbox.fill(&mut self.node);
+            self.outbox.fill(&mut self.server);
             let Some(first) = self.outbox.front() else {
-                return false;
+                return;
             };
             match send(&self.socket, &self.outbox) {
                 Ok(sent) if sent > 0 => self.outbox.done(sent),
-                Ok(_) => return true,
+                Ok(_) => return self.server.transmit_blocked(self.outbox.take()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.stats.send_blocked += 1;
-                    return true;
+                    return self.server.transmit_blocked(self.outbox.take())
                 }
                 Err(e) => {
-                    self.stats.send_errors += 1;
                     tracing::debug!(dst = %first.dst, error = %e, "send failed");
+                    self.server.transmit_failed();
                     self.outbox.done(1);
                 }
-            }
-        }
-    }
-
-    fn dispatch_events(&mut self) {
-        while let Some(event) = self.node.poll_event() {
-            #[allow(clippy::single_match)] // `Event` is non-exhaustive.
-            match event {
-                Event::QueryFinished { id, result, stats } => {
-                    self.stats.queries += 1;
-                    self.stats.query_requests += u64::from(stats.requests);
-                    if let Some(reply) = self.replies.remove(&id) {
-                        // The caller may have given up; that is fine.
-                        let _ = reply.send(Ok((result, stats)));
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-
-    fn on_command(&mut self, cmd: Command) {
-        let now = Instant::now();
-        match cmd {
-            Command::Query(query, reply) => {
-                let id = match query {
-                    Query::Bootstrap(addrs) => Ok(self.node.bootstrap(now, &addrs)),
-                    Query::Put(key, value) => self.node.put(now, &key, value).map_err(Error::from),
-                    Query::Get(key) => self.node.get(now, &key).map_err(Error::from),
-                    Query::FindNode(target) => Ok(self.node.find_node(now, target)),
-                    Query::FindValue(key) => self.node.find_value(now, &key).map_err(Error::from),
-                    Query::Ping(addr) => Ok(self.node.ping(now, addr)),
-                };
-                match id {
-                    Ok(id) => {
-                        self.replies.insert(id, reply);
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                }
-            }
-            Command::Stats(reply) => {
-                self.collect_save();
-                let mut stats = self.stats;
-                stats.core = self.node.stats();
-                let _ = reply.send(stats);
-            }
-            Command::Peers(reply) => {
-                let _ = reply.send(self.node.peers());
-            }
-            Command::GetLocal(key, reply) => {
-                let _ = reply.send(self.node.get_local(now, &key));
             }
         }
     }
@@ -408,21 +270,14 @@ fn send(socket: &UdpSocket, outbox: &Outbox) -> io::Result<usize> {
     socket.try_send_to(&t.payload, t.dst).map(|_| 1)
 }
 
-/// `now + d`, or an hour from now if that is past what `Instant` can hold.
-fn after(now: Instant, d: Duration) -> Instant {
-    now.checked_add(d).unwrap_or(now + IDLE_WAIT)
-}
-
-fn blocking_panicked() -> io::Error {
+fn panicked() -> io::Error {
     io::Error::other("the state write task panicked")
 }
 
-fn count_save(stats: &mut Stats, path: &Path, result: io::Result<()>) {
-    match result {
-        Ok(()) => stats.state_saves += 1,
-        Err(e) => {
-            stats.state_save_errors += 1;
-            tracing::warn!(path = %path.display(), error = %e, "cannot write the state file");
-        }
+/// Logs a failed state write; returns whether it went well.
+fn logged(path: &std::path::Path, result: io::Result<()>) -> bool {
+    if let Err(e) = &result {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the state file");
     }
+    result.is_ok()
 }

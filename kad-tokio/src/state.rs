@@ -9,9 +9,10 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use fs4::fs_std::FileExt;
 use kad_core::Snapshot;
 
-use crate::error::StateError;
+use crate::StateError;
 
 /// How often the state file is written when [`crate::Builder::state_interval`] is not
 /// set: every 60 seconds (and when the node stops).
@@ -20,11 +21,27 @@ pub const DEFAULT_STATE_INTERVAL: Duration = Duration::from_secs(60);
 /// Shortest interval between writes: a zero interval would write in a loop.
 pub(crate) const MIN_STATE_INTERVAL: Duration = Duration::from_millis(1);
 
-/// Where and how often a node saves its state.
-#[derive(Clone, Debug)]
-pub(crate) struct StateFile {
-    pub path: PathBuf,
-    pub interval: Duration,
+/// Takes the exclusive lock of the state file at `path`: an advisory lock on
+/// `<path>.lock` (the state file itself is replaced by every write, so it cannot hold a
+/// lock), held until the returned file is dropped, which the operating system also does
+/// when the process dies. A lock file that cannot be created is a path that cannot be
+/// written ([`StateError::Write`]).
+pub(crate) fn lock(path: &Path) -> Result<File, StateError> {
+    let lock_path = with_suffix(path, ".lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(StateError::Write)?;
+    match FileExt::try_lock_exclusive(&file) {
+        Ok(true) => Ok(file),
+        Ok(false) => Err(StateError::Locked { lock: lock_path }),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            Err(StateError::Locked { lock: lock_path })
+        }
+        Err(e) => Err(StateError::Lock(e)),
+    }
 }
 
 /// The snapshot in `path`; `None` when there is no file (a fresh node). A file that is
@@ -40,39 +57,34 @@ pub(crate) fn load(path: &Path) -> Result<Option<Snapshot>, StateError> {
 }
 
 /// Writes `snapshot` to `path` so that a crash at any moment leaves either the old file
-/// or the new one, whole: the bytes go to `<path>.tmp` in the same directory, are synced
-/// to disk, and the temporary file is renamed over `path`.
+/// or the new one, whole: the bytes go to a temporary file in the same directory
+/// (`tempfile`), are synced to disk, and the file is renamed over `path` (`persist`).
 pub(crate) fn save(path: &Path, snapshot: &Snapshot) -> io::Result<()> {
-    let tmp = tmp_path(path);
-    let mut file = File::create(&tmp)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::Builder::new()
+        .prefix(&with_suffix(
+            Path::new(path.file_name().unwrap_or_default()),
+            ".",
+        ))
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
     file.write_all(&snapshot.to_bytes())?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&tmp, path)?;
-    sync_dir(path);
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    // Makes the rename itself durable. Best effort: not every platform can open or sync
+    // a directory, and the file's contents are already on disk.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
     Ok(())
 }
 
-/// `<path>.tmp`: next to the file, so the rename stays within one file system.
-fn tmp_path(path: &Path) -> PathBuf {
+/// `<path><suffix>`: next to the file.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = OsString::from(path.as_os_str());
-    name.push(".tmp");
+    name.push(suffix);
     PathBuf::from(name)
-}
-
-/// Makes the rename itself durable. Best effort: not every platform can open or sync a
-/// directory, and the file's contents are already on disk.
-fn sync_dir(path: &Path) {
-    #[cfg(unix)]
-    {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
 }

@@ -192,3 +192,49 @@ fn damaged_state_file_is_refused_by_kad_node() {
         println!("{name}: {}", stderr.lines().last().unwrap_or_default());
     }
 }
+
+/// Two `kad node` processes never share a state file: the second is refused with exit code
+/// 2 and a message saying the file is in use; once the first is killed (the operating
+/// system drops its lock), the file can be used again.
+#[test]
+fn second_kad_node_on_a_state_file_in_use_is_refused() {
+    let dir = test_dir("locked");
+    let state = dir.join("node.state");
+    let state_arg = state.to_str().unwrap();
+    let first = NodeProcess::start(&["--state", state_arg], &dir.join("first.log"));
+    let out = Command::new(KAD)
+        .args(["node", "--state", state_arg])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut second = out;
+    // A second node that did start would print READY and run on: give it a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let Some(status) = status else {
+        let _ = second.kill();
+        let _ = second.wait();
+        panic!("a second kad node started on a state file in use");
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(state_arg) && stderr.contains("another node is using it"),
+        "{stderr}"
+    );
+    println!("{}", stderr.lines().last().unwrap_or_default());
+    let id = first.id.clone();
+    first.kill();
+    let again = NodeProcess::start(&["--state", state_arg], &dir.join("again.log"));
+    assert_eq!(again.id, id, "the file's node, restarted");
+}

@@ -111,8 +111,13 @@ async fn state_is_written_at_start_and_every_interval() {
     );
     node.stop().await;
     other.stop().await;
-    // Between writes (and after the last) only the file itself is left.
-    assert!(!dir.join("node.state.tmp").exists());
+    // Between writes (and after the last) only the file itself and its lock are left.
+    let mut left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["node.state", "node.state.lock"]);
 }
 
 /// `listen` on a bad file fails with `Error::State` naming the file and the reason, and
@@ -215,4 +220,42 @@ async fn foreign_id_and_unwritable_path_are_errors() {
         "{err:?}"
     );
     println!("{err}");
+}
+
+/// Two nodes never share a state file: while one runs, a second `listen` on the same file
+/// fails with a clear error; once the first has stopped, the file is free again.
+#[tokio::test]
+async fn a_second_node_cannot_use_a_state_file_in_use() {
+    let dir = test_dir("locked");
+    let path = dir.join("node.state");
+    let first = KademliaServer::builder()
+        .state_file(&path)
+        .listen("127.0.0.1:0")
+        .await
+        .unwrap();
+    let err = match KademliaServer::builder()
+        .state_file(&path)
+        .listen("127.0.0.1:0")
+        .await
+    {
+        Ok(second) => {
+            let same_id = second.node_id() == first.node_id();
+            second.stop().await;
+            first.stop().await;
+            panic!("a second node started on a state file in use (same id: {same_id})");
+        }
+        Err(e) => e,
+    };
+    assert!(
+        matches!(&err, Error::State { path: p, source: StateError::Locked { .. } } if *p == path),
+        "{err:?}"
+    );
+    println!("{err}");
+    first.stop().await;
+    let again = KademliaServer::builder()
+        .state_file(&path)
+        .listen("127.0.0.1:0")
+        .await
+        .unwrap();
+    again.stop().await;
 }

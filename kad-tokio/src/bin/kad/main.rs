@@ -57,7 +57,8 @@ struct NodeArgs {
     /// Keep the node's state (id, routing table, records with their remaining lifetimes)
     /// in FILE: restored at start if FILE exists (a corrupt or truncated FILE is an error,
     /// exit 2), written every --state-interval and at SIGINT/SIGTERM. Each write replaces
-    /// FILE atomically (via FILE.tmp), so even a killed node restarts from its last write.
+    /// FILE atomically (via a temporary file), so even a killed node restarts from its
+    /// last write. FILE.lock is held while the node runs: a second node on FILE exits 2.
     #[arg(long, value_name = "FILE")]
     state: Option<std::path::PathBuf>,
     /// Seconds between writes of the --state file.

@@ -1,4 +1,5 @@
-//! The one error type of this crate.
+//! The one error type of the adapters (kad-tokio, kad-smol): what a handle's call or
+//! its builder's `listen` can fail with.
 
 use std::fmt;
 use std::io;
@@ -6,13 +7,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kad_core::{ConfigError, KeyError, NodeId, PutError, QueryError, SnapshotError};
+use crate::{ConfigError, KeyError, NodeId, PutError, QueryError, SnapshotError};
 
-/// Why a [`crate::KademliaServer`] call failed.
+use super::CommandError;
+
+/// Why an adapter's call (a `KademliaServer` method, or its builder's `listen`) failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A setting given to the [`crate::Builder`] is out of range.
+    /// A setting given to the builder is out of range.
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
     /// The UDP socket could not be bound.
@@ -33,7 +36,7 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// The state file (see [`crate::Builder::state_file`]) could not be read, holds no
+    /// The state file (see the builders' `state_file`) could not be read, holds no
     /// valid state, or could not be written when the node started. The node does not
     /// start: a fresh node in its place would have lost the old one's records and id.
     #[error("state file {}: {source}", .path.display())]
@@ -76,13 +79,25 @@ pub enum Error {
     /// The key cannot be used.
     #[error(transparent)]
     Key(#[from] KeyError),
-    /// The server was stopped (by [`crate::KademliaServer::stop`]) before or while the
+    /// The server was stopped (by `KademliaServer::stop`) before or while the
     /// call ran.
     #[error("the server has stopped")]
     Stopped,
     /// The node answered a command with the wrong kind of result: a bug in kad.
     #[error("internal error: unexpected result for {0}")]
     Unexpected(&'static str),
+}
+
+impl From<CommandError> for Error {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Put(e) => Error::Put(e),
+            CommandError::Key(e) => Error::Key(e),
+            // `CommandError` may grow; a new refusal is reported, not lost.
+            #[allow(unreachable_patterns)]
+            _ => Error::Unexpected("command"),
+        }
+    }
 }
 
 /// What is wrong with a state file: the reason inside [`Error::State`].
@@ -100,12 +115,22 @@ pub enum StateError {
     WrongNodeId {
         /// The id in the file.
         file: NodeId,
-        /// The id given to [`crate::Builder::node_id`].
+        /// The id given to the builder's `node_id`.
         given: NodeId,
     },
     /// There was no file, and the first state of the new node could not be written.
     #[error("cannot write it: {0}")]
     Write(#[source] io::Error),
+    /// Another running node holds the file's lock (`<path>.lock`): two nodes sharing one
+    /// state file would run with the same id and overwrite each other's state.
+    #[error("another node is using it (its lock file {} is held)", .lock.display())]
+    Locked {
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// The lock file (`<path>.lock`) could not be locked (other than being held).
+    #[error("cannot lock it: {0}")]
+    Lock(#[source] io::Error),
 }
 
 struct AddrList<'a>(&'a [SocketAddr]);

@@ -1,0 +1,60 @@
+//! What an adapter's handle asks of the server, and what comes back.
+
+use std::net::SocketAddr;
+
+use crate::{KeyError, NodeId, Peer, PutError, QueryResult, QueryStats, Value};
+
+use super::ServerStats;
+
+/// A request from the user's handle, given to [`super::Server::handle_command`] with a
+/// token of the caller's choosing (a reply channel, an id...) that comes back with its
+/// [`Reply`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command {
+    /// Ping these addresses, then look up our own id and every bucket's range.
+    Bootstrap(Vec<SocketAddr>),
+    /// Store a value under a key on the k closest nodes (and locally, as its publisher).
+    Put(String, Value),
+    /// A value: our own copy if we hold one, else the network's.
+    Get(String),
+    /// The k live peers closest to an id.
+    FindNode(NodeId),
+    /// A value and the closest peers that answered, from the network only.
+    FindValue(String),
+    /// Ping one address.
+    Ping(SocketAddr),
+    /// The server's counters ([`ServerStats`]).
+    Stats,
+    /// Every peer in the routing table.
+    Peers,
+    /// Our own unexpired copy of a key, without asking the network.
+    GetLocal(String),
+}
+
+/// The answer to a [`Command`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reply {
+    /// A network command finished (`Bootstrap` to `Ping`), or was refused before it
+    /// started.
+    Query(Result<(QueryResult, QueryStats), CommandError>),
+    /// The answer to [`Command::Stats`].
+    Stats(ServerStats),
+    /// The answer to [`Command::Peers`].
+    Peers(Vec<Peer>),
+    /// The answer to [`Command::GetLocal`].
+    Local(Option<Value>),
+}
+
+/// Why a network command was refused before anything was sent.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The value (or its key) cannot be stored.
+    #[error(transparent)]
+    Put(#[from] PutError),
+    /// The key cannot be used.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
