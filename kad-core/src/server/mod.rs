@@ -74,6 +74,12 @@ pub const COMMANDS_PER_PASS: usize = 64;
 /// kernel's buffer from filling with a flood while legitimate datagrams wait behind it.
 pub const READS_PER_DISPATCH: usize = 4;
 
+/// Past a pass's dispatch budget, one verified (or awaited) address gets at most this many
+/// datagrams through per pass. Its address proves nothing about a datagram (a source can
+/// be forged), so a flood spoofing one known peer's address takes this share of the pass,
+/// not all of it.
+pub const PAST_BUDGET_PER_ADDRESS: u16 = 8;
+
 /// How far ahead [`Server::poll_timeout`] looks when nothing is scheduled.
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
 
@@ -95,6 +101,8 @@ pub struct Server<T> {
     save: Option<SaveSchedule>,
     /// Datagrams read (or failed to read) in this pass.
     read: usize,
+    /// Datagrams let through past the budget this pass, per source address.
+    past_budget: BTreeMap<SocketAddr, u16>,
     /// Whether this pass's budget ran out (and was counted).
     capped: bool,
     /// Whether `begin_pass` handled a timeout.
@@ -121,6 +129,7 @@ impl<T> Server<T> {
             save: None,
             read: 0,
             capped: false,
+            past_budget: BTreeMap::new(),
             timed_out: false,
         }
     }
@@ -147,6 +156,7 @@ impl<T> Server<T> {
     pub fn begin_pass(&mut self, now: Instant) {
         self.read = 0;
         self.capped = false;
+        self.past_budget = BTreeMap::new();
         self.timed_out = self.node.poll_timeout().is_some_and(|t| t <= now);
         if self.timed_out {
             self.node.handle_timeout(now);
@@ -248,13 +258,18 @@ impl<T> Server<T> {
 
     /// A datagram read from the socket at `now`. The first `max_dispatch_tasks` of a pass
     /// go to the node; past that only those from addresses the node has verified or
-    /// awaits a reply from, and the others are dropped and counted.
+    /// awaits a reply from, at most [`PAST_BUDGET_PER_ADDRESS`] per address, and the
+    /// others are dropped and counted.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.read += 1;
-        if self.read <= self.node.config().max_dispatch_tasks()
-            || self.node.is_verified_addr(now, from)
-            || self.node.awaits_reply_from(from)
+        if self.read <= self.node.config().max_dispatch_tasks() {
+            return self.node.handle_datagram(now, from, bytes);
+        }
+        let share = self.past_budget.get(&from).copied().unwrap_or(0);
+        if share < PAST_BUDGET_PER_ADDRESS
+            && (self.node.awaits_reply_from(from) || self.node.is_verified_addr(now, from))
         {
+            self.past_budget.insert(from, share + 1);
             self.node.handle_datagram(now, from, bytes);
         } else {
             self.stats.datagrams_dropped += 1;

@@ -183,3 +183,38 @@ fn stop_drops_every_waiting_token() {
     assert_eq!(a.poll_reply(), None);
     assert_eq!(a.stats().queries, 1);
 }
+
+/// Past the budget, a flood whose source is a verified address (forged, or the peer gone
+/// mad) gets `PAST_BUDGET_PER_ADDRESS` datagrams of the pass, not all of them.
+#[test]
+fn a_flood_spoofing_one_verified_address_gets_only_its_share_of_a_pass() {
+    let now = start();
+    let config = Config::builder().max_dispatch_tasks(2).build().unwrap();
+    let (mut a, mut b) = (server(1, config, now), server(2, Config::default(), now));
+    // a pings b; b's answer makes b a verified table entry of a.
+    a.begin_pass(now);
+    a.handle_command(now, 1, Command::Ping(addr(2)));
+    deliver(&mut a, addr(1), &mut b, now);
+    deliver(&mut b, addr(2), &mut a, now);
+    assert!(a.node().is_verified_addr(now, addr(2)));
+    while a.poll_transmit().is_some() {}
+    // A new pass: two strangers spend the budget, then 50 datagrams "from" b.
+    a.begin_pass(now);
+    a.handle_datagram(now, addr(100), b"junk");
+    a.handle_datagram(now, addr(101), b"junk");
+    let before = a.stats();
+    for _ in 0..50 {
+        a.handle_datagram(now, addr(2), b"junk");
+    }
+    let after = a.stats();
+    let passed = after.core.malformed - before.core.malformed;
+    let dropped = after.datagrams_dropped - before.datagrams_dropped;
+    assert_eq!(passed, u64::from(PAST_BUDGET_PER_ADDRESS));
+    assert_eq!(dropped, 50 - u64::from(PAST_BUDGET_PER_ADDRESS));
+    // The next pass gives it its share again.
+    a.begin_pass(now);
+    a.handle_datagram(now, addr(100), b"junk");
+    a.handle_datagram(now, addr(101), b"junk");
+    a.handle_datagram(now, addr(2), b"junk");
+    assert_eq!(a.stats().datagrams_dropped, after.datagrams_dropped);
+}
