@@ -144,7 +144,12 @@ fn config(args: &Args) -> Result<Config, kad_core::ConfigError> {
         config = config.request_retries(r);
     }
     if args.attack.is_some() {
-        config = config.max_records(attack::MAX_RECORDS);
+        // The simulation's 10.x addresses stand for the internet's public ones: the per-IP
+        // and per-subnet limits apply to them as they would to strangers online (by
+        // default they exempt private ranges, for LANs and containers).
+        config = config
+            .max_records(attack::MAX_RECORDS)
+            .ip_limits_exempt_loopback(false);
     }
     if !args.republish {
         config = config
