@@ -19,6 +19,7 @@
 //! assert!(stats.rounds <= 3); // 0 when node 17 holds a replica itself
 //! ```
 
+pub mod forge;
 mod link;
 mod net;
 pub mod scenario;

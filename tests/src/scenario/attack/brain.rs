@@ -10,8 +10,8 @@ use kad_core::{Codec, Distance, NodeId};
 use rand_chacha::rand_core::RngCore;
 use rand_chacha::ChaCha12Rng;
 
-use super::forge::{self, W};
 use super::AttackLog;
+use crate::forge::{self, W};
 use crate::{wire, Intercept};
 
 /// Which tricks are on.

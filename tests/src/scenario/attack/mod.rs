@@ -41,7 +41,7 @@
 //! request that table's node sent there, with that id.
 
 mod brain;
-mod forge;
+use crate::forge;
 mod tricks;
 
 use std::collections::{BTreeSet, HashMap};
@@ -55,8 +55,8 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha12Rng;
 
 use self::brain::{Brain, Tricks};
-use self::forge::W;
 use self::tricks::{eclipse_wave, refresh_claims, store_wave};
+use crate::forge::W;
 use crate::SimNet;
 
 /// Which attack to run.

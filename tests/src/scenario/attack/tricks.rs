@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use kad_core::NodeId;
 
-use super::forge::W;
 use super::{forged_value, Ctx, CLAIMS_PER_ENTRY, SPOOFS_PER_VICTIM};
+use crate::forge::W;
 use crate::SimNet;
 
 /// One wave of the eclipse around every key: Sybil announcements and evictions by claim

@@ -1,21 +1,32 @@
 //! Just enough of both wire formats to write what an attacker sends, by hand: nothing the
-//! attacker sends goes through kad-core's encoder.
+//! attacker sends goes through kad-core's encoder. Shared by the attack scenario and the
+//! adversary and security tests.
 
 use std::net::SocketAddr;
 
 use kad_core::{Codec, NodeId};
 
 /// A wire value.
-pub(crate) enum W {
+pub enum W {
+    /// A string.
     S(String),
+    /// An integer.
     I(u64),
+    /// A boolean (JSON true/false, bencode 1/0).
     B(bool),
+    /// A list.
     L(Vec<W>),
+    /// A dictionary, in the order given.
     D(Vec<(&'static str, W)>),
 }
 
+/// A node id as the wire writes it: 40 hex digits.
+pub fn hex(id: &NodeId) -> String {
+    id.to_string()
+}
+
 /// A `peers` entry (or a `sender`).
-pub(crate) fn peer(id: &NodeId, addr: SocketAddr) -> W {
+pub fn peer(id: &NodeId, addr: SocketAddr) -> W {
     W::D(vec![
         ("node_id", W::S(id.to_string())),
         ("ip", W::S(addr.ip().to_string())),
@@ -24,12 +35,12 @@ pub(crate) fn peer(id: &NodeId, addr: SocketAddr) -> W {
 }
 
 /// A `peers` list.
-pub(crate) fn peers(list: &[(NodeId, SocketAddr)]) -> W {
+pub fn peers(list: &[(NodeId, SocketAddr)]) -> W {
     W::L(list.iter().map(|(id, a)| peer(id, *a)).collect())
 }
 
 /// A whole message of type `kind` with transaction id `txn`, from `sender`.
-pub(crate) fn message(
+pub fn message(
     codec: Codec,
     kind: &str,
     txn: &str,
