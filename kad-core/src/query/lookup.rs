@@ -224,16 +224,18 @@ impl Lookup {
         // Failed candidates left the list: the first k are the k closest non-failed ones
         // (not counting stalled ones when the lookup skips them).
         let mut counted = 0;
+        let (mut answered, mut stalled) = (false, false);
         for cand in self.candidates.values_mut() {
             if counted == k {
                 break;
             }
             if skip_stalled && matches!(cand.state, State::Stalled(_)) {
+                stalled = true;
                 continue;
             }
             counted += 1;
             match cand.state {
-                State::Succeeded => {}
+                State::Succeeded => answered = true,
                 State::InFlight(_) | State::Stalled(_) => all_done = false,
                 State::NotContacted => {
                     all_done = false;
@@ -264,6 +266,12 @@ impl Lookup {
                     }
                 }
             }
+        }
+        // Skipping the stalled ones ends a lookup only once somebody answered: when every
+        // peer left has stalled, their late answers (or timeouts) are all there is to wait
+        // for.
+        if all_done && skip_stalled && stalled && !answered {
+            all_done = false;
         }
         if all_done {
             Progress::Finished
