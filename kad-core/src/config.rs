@@ -252,8 +252,9 @@ getters! {
     /// extra round trip and a forged source address nothing but one small ping. No
     /// amplification.
     unverified_reply_factor: usize,
-    /// Most large replies waiting for their senders' verification pings (default 256). When
-    /// full, a peer list goes out shortened to the reply budget and a value is not sent.
+    /// Most requests (stores, or requests whose reply is too large to send at once) waiting
+    /// for their unproven senders to answer a verification ping, and most such pings in
+    /// flight (default 256; at most 8 of either per IP). When full, the oldest goes first.
     max_held_replies: usize,
     /// Most addresses remembered as verified (they answered a request of ours from that
     /// address) beside the routing table's own entries (default 8192). A verification lasts

@@ -306,7 +306,7 @@ impl Core {
 
     /// Takes `bytes` from a proven address's reply allowance.
     fn spend_allowance(&mut self, now: Instant, peer: &Peer, bytes: usize) -> bool {
-        let allowance = u32::try_from(self.config.reply_allowance).unwrap_or(u32::MAX);
+        let allowance = self.allowance();
         if !self.verified.contains(&peer.addr, now) {
             // A table entry carries its proof; its allowance starts when first needed.
             self.verified.insert(peer.addr, peer.id, now, allowance);
@@ -404,6 +404,20 @@ impl Core {
         self.next_hold += 1;
         self.stats.replies_held += 1;
         true
+    }
+
+    /// A store from an address that has not proven itself waits for it to (or is dropped,
+    /// and counted, when there is no room to hold it).
+    fn hold_store(&mut self, now: Instant, peer: Peer, request: Option<Message>, len: usize) {
+        let held = request.is_some_and(|r| self.hold(now, peer, r, len));
+        if !held {
+            self.stats.stores_unproven_dropped += 1;
+        }
+    }
+
+    /// `Config::reply_allowance` as the verified cache counts it.
+    fn allowance(&self) -> u32 {
+        u32::try_from(self.config.reply_allowance).unwrap_or(u32::MAX)
     }
 
     /// Encodes a peer-list reply with as many peers as fit `budget` bytes.
@@ -523,13 +537,7 @@ impl Core {
                     return;
                 }
                 if !proven {
-                    // A store from an address that has not proven itself waits for it to.
-                    if let Some(request) = request {
-                        if !self.hold(now, peer, request, request_len) {
-                            self.stats.stores_unproven_dropped += 1;
-                        }
-                    }
-                    return;
+                    return self.hold_store(now, peer, request, request_len);
                 }
                 // A stranger's `set` of a key we published makes it a replica: we stop
                 // republishing it as ours (the last writer republishes its own value).
@@ -555,12 +563,7 @@ impl Core {
                     return;
                 }
                 if !proven {
-                    if let Some(request) = request {
-                        if !self.hold(now, peer, request, request_len) {
-                            self.stats.stores_unproven_dropped += 1;
-                        }
-                    }
-                    return;
+                    return self.hold_store(now, peer, request, request_len);
                 }
                 // A cached copy never replaces a replica or our own record.
                 let holds_better = matches!(
@@ -969,7 +972,7 @@ impl Node {
             // large reply later, pays one round trip.
             let wanted = core.verifying.contains_key(&from);
             if wanted && !core.table.is_verified(&peer.id, &peer.addr) {
-                let allowance = u32::try_from(core.config.reply_allowance).unwrap_or(u32::MAX);
+                let allowance = core.allowance();
                 core.verified.insert(from, sender, now, allowance);
             }
             core.release(now, from, true);

@@ -4,7 +4,8 @@
 
 use std::net::SocketAddr;
 
-use kad_core::{Codec, NodeId};
+use kad_core::{Codec, Distance, NodeId};
+use rand_chacha::rand_core::RngCore;
 
 /// A wire value.
 pub enum W {
@@ -136,4 +137,31 @@ fn bencode(w: &W, out: &mut Vec<u8>) {
             out.push(b'e');
         }
     }
+}
+
+/// A transaction id as kad writes its own: 16 lowercase hex digits.
+pub fn txn_hex(v: u64) -> String {
+    format!("{v:016x}")
+}
+
+/// The transaction id of a datagram, as text.
+pub fn txn_of(payload: &[u8]) -> String {
+    String::from_utf8_lossy(crate::wire::txn(payload).unwrap_or_default()).into_owned()
+}
+
+/// An id sharing exactly `lz` leading bits with `base` (at least 160 bits: `base` itself is
+/// never returned, the last byte differs).
+pub fn id_at_level(base: &NodeId, lz: usize, rng: &mut impl RngCore) -> NodeId {
+    let mut d = [0u8; 20];
+    rng.fill_bytes(&mut d);
+    for bit in 0..lz.min(160) {
+        d[bit / 8] &= !(0x80 >> (bit % 8));
+    }
+    if lz < 160 {
+        d[lz / 8] |= 0x80 >> (lz % 8);
+    }
+    if d == [0u8; 20] {
+        d[19] = 1;
+    }
+    base.xor(&Distance(d))
 }

@@ -8,39 +8,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kad_core::{Codec, Config, Distance, Node, NodeId, Peer, QueryId, QueryResult, Value};
+use kad_core::{Codec, Config, Node, NodeId, Peer, QueryId, QueryResult, Value};
 use kad_tests::{wire, Intercept, Link, SimNet, Summary};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
-use kad_tests::forge::{self, W};
-
-/// A transaction id as kad writes its own: 16 lowercase hex digits.
-fn txn_hex(v: u64) -> String {
-    format!("{v:016x}")
-}
-
-/// The transaction id of a datagram, as text.
-fn txn_of(payload: &[u8]) -> String {
-    String::from_utf8_lossy(wire::txn(payload).unwrap_or_default()).into_owned()
-}
-
-/// An id sharing exactly `lz` leading bits with `base` (at least 160 bits: `base` itself is
-/// never returned, the last byte differs).
-fn id_at_level(base: &NodeId, lz: usize, rng: &mut ChaCha12Rng) -> NodeId {
-    let mut d = [0u8; 20];
-    rng.fill_bytes(&mut d);
-    for bit in 0..lz.min(160) {
-        d[bit / 8] &= !(0x80 >> (bit % 8));
-    }
-    if lz < 160 {
-        d[lz / 8] |= 0x80 >> (lz % 8);
-    }
-    if d == [0u8; 20] {
-        d[19] = 1;
-    }
-    base.xor(&Distance(d))
-}
+use kad_tests::forge::{self, id_at_level, txn_hex, txn_of, W};
 
 fn local_rng(seed: u64, stream: u64) -> ChaCha12Rng {
     ChaCha12Rng::seed_from_u64(seed ^ stream.wrapping_mul(0x2545_f491_4f6c_dd1d))

@@ -22,38 +22,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kad_core::{Codec, Config, Distance, NodeId, Peer, QueryResult, RecordKind, Value};
+use kad_core::{Codec, Config, NodeId, Peer, QueryResult, RecordKind, Value};
 use kad_tests::{wire, Intercept, Link, SimNet};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
-use kad_tests::forge::{self, W};
+use kad_tests::forge::{self, id_at_level, txn_hex, txn_of, W};
 
 /// The wire format of every node and every forged datagram here.
 const CODEC: Codec = Codec::Json;
-
-/// A transaction id as kad writes its own: 16 lowercase hex digits.
-fn txn_hex(v: u64) -> String {
-    format!("{v:016x}")
-}
-
-/// The transaction id of a datagram, as text.
-fn txn_of(payload: &[u8]) -> String {
-    String::from_utf8_lossy(wire::txn(payload).unwrap_or_default()).into_owned()
-}
-
-/// An id sharing exactly `lz` leading bits with `base` (`lz` < 160).
-fn id_at_level(base: &NodeId, lz: usize, rng: &mut ChaCha12Rng) -> NodeId {
-    let mut d = [0u8; 20];
-    rng.fill_bytes(&mut d);
-    for bit in 0..lz.min(160) {
-        d[bit / 8] &= !(0x80 >> (bit % 8));
-    }
-    if lz < 160 {
-        d[lz / 8] |= 0x80 >> (lz % 8);
-    }
-    base.xor(&Distance(d))
-}
 
 /// The scenario's own random stream `stream` (ids, transaction ids of forged datagrams).
 fn local_rng(seed: u64, stream: u64) -> ChaCha12Rng {
