@@ -246,6 +246,12 @@ pub struct Stats {
     /// `set`/`set_cached` from unproven senders dropped (no room to hold them until they
     /// answered a verification ping).
     pub stores_unproven_dropped: u64,
+    /// `set`s that changed a value we held, applied once their sender answered our
+    /// `find_value` of the key with the same value.
+    pub updates_confirmed: u64,
+    /// `set`s that would have changed a value we held, dropped: their sender's address did
+    /// not answer our `find_value` with that value (a forged source, or no room to ask).
+    pub updates_unconfirmed: u64,
     /// Incoming `set`/`set_cached` refused by the [`crate::Validator`]: dropped without an
     /// answer.
     pub records_rejected: u64,

@@ -101,6 +101,9 @@ pub(crate) struct Core {
     /// Addresses with a verification ping in flight: the order it was sent in, its
     /// transaction.
     verifying: BTreeMap<SocketAddr, (u64, u64)>,
+    /// `set`s that would change a value we hold, waiting for their sender to confirm it
+    /// holds the new value (see [`Core::confirm`]), oldest first: the `find_value` sent, the set.
+    confirming: BTreeMap<u64, (u64, Confirm)>,
     /// Addresses that answered our requests lately (beside the routing table's entries).
     verified: Verified,
     /// How per-IP limits count addresses (the table's caps, store quotas, holds).
@@ -112,6 +115,15 @@ pub(crate) struct Core {
 struct Held {
     addr: SocketAddr,
     msg: Message,
+    len: usize,
+}
+
+/// A `set` waiting for its sender's confirmation.
+struct Confirm {
+    peer: Peer,
+    txn: TxnId,
+    key: String,
+    value: Value,
     len: usize,
 }
 
@@ -335,7 +347,7 @@ impl Core {
     }
 
     /// The per-IP key of `addr` for the limits on unproven senders (`None`: exempt).
-    fn ip_key(&self, addr: &SocketAddr) -> Option<[u8; 8]> {
+    pub(crate) fn ip_key(&self, addr: &SocketAddr) -> Option<[u8; 8]> {
         self.ip_limits.key(addr)
     }
 
@@ -413,6 +425,101 @@ impl Core {
         if !held {
             self.stats.stores_unproven_dropped += 1;
         }
+    }
+
+    /// Stores `value` as our replica of `key` (a stranger's `set` of a key we published
+    /// makes it a replica: we stop republishing it as ours; the last writer republishes its
+    /// own value). False, counted, when the store refuses it.
+    fn store_replica(&mut self, now: Instant, from: SocketAddr, key: String, value: Value) -> bool {
+        let record = Record {
+            value,
+            kind: store::Kind::Replica,
+            expires: later(now, self.config.key_expiry),
+            republish_at: Some(later(now, self.config.non_publisher_restore_interval)),
+            source: self.ip_key(&from),
+        };
+        if self.store.put(&key, record).is_err() {
+            self.stats.requests_refused += 1;
+            return false;
+        }
+        true
+    }
+
+    /// A `set` from a proven address would change the value we hold for its key. The
+    /// address proved it can answer, not that it sent this: a `set` forged with the source
+    /// of the key's publisher (a proven peer) would otherwise overwrite the key everywhere.
+    /// So we ask the sender's address for the key (`find_value`), and apply the `set`, and
+    /// answer it, only if the answer is the value it carries: the writer holds what it
+    /// writes (a kad or reference node keeps its own published value). One round trip per
+    /// replica per update; at most [`UNPROVEN_PER_IP`] waiting per IP and
+    /// `max_held_replies` in all (the oldest dropped).
+    fn confirm(&mut self, now: Instant, c: Confirm) {
+        let ip = self.ip_key(&c.peer.addr);
+        let same_ip = ip.map_or(0, |key| {
+            self.confirming
+                .values()
+                .filter(|(_, w)| self.ip_key(&w.peer.addr) == Some(key))
+                .count()
+        });
+        if same_ip >= UNPROVEN_PER_IP {
+            self.stats.updates_unconfirmed += 1;
+            return;
+        }
+        if self.confirming.len() >= self.config.max_held_replies {
+            if let Some((_, (txn, _))) = self.confirming.pop_first() {
+                self.rpc.remove(txn);
+                self.stats.updates_unconfirmed += 1;
+            }
+        }
+        let body = Body::FindValue { key: c.key.clone() };
+        let Some(txn) = self.send_request(now, c.peer.addr, None, body, Owner::Confirm) else {
+            self.stats.updates_unconfirmed += 1;
+            return;
+        };
+        let order = self.next_hold;
+        self.next_hold += 1;
+        self.confirming.insert(order, (txn, c));
+    }
+
+    /// The answer to a confirming `find_value` (`None`: it timed out).
+    fn confirmed(&mut self, now: Instant, txn: u64, answer: Option<&Body>) {
+        let Some(order) = self
+            .confirming
+            .iter()
+            .find(|(_, (t, _))| *t == txn)
+            .map(|(o, _)| *o)
+        else {
+            return;
+        };
+        let Some((_, c)) = self.confirming.remove(&order) else {
+            return;
+        };
+        free_if_empty(&mut self.confirming);
+        let holds =
+            matches!(answer, Some(Body::FindValueRes(FindValueRes::Value(v))) if *v == c.value);
+        if !holds {
+            self.stats.updates_unconfirmed += 1;
+            return;
+        }
+        let Confirm {
+            peer,
+            txn,
+            key,
+            value,
+            len,
+        } = c;
+        if !self.store_replica(now, peer.addr, key, value) {
+            return;
+        }
+        self.stats.updates_confirmed += 1;
+        self.stats.requests_answered += 1;
+        let ctx = Ctx {
+            peer,
+            len,
+            proven: true,
+            request: None,
+        };
+        self.reply(now, ctx, txn, Body::SetRes);
     }
 
     /// `Config::reply_allowance` as the verified cache counts it.
@@ -539,17 +646,23 @@ impl Core {
                 if !proven {
                     return self.hold_store(now, peer, request, request_len);
                 }
-                // A stranger's `set` of a key we published makes it a replica: we stop
-                // republishing it as ours (the last writer republishes its own value).
-                let record = Record {
-                    value,
-                    kind: store::Kind::Replica,
-                    expires: later(now, self.config.key_expiry),
-                    republish_at: Some(later(now, self.config.non_publisher_restore_interval)),
-                    source: self.ip_key(&from),
-                };
-                if self.store.put(&key, record).is_err() {
-                    self.stats.requests_refused += 1;
+                let changes = self
+                    .store
+                    .get(now, &key)
+                    .is_some_and(|r| r.kind != store::Kind::Cached && r.value != value);
+                if changes {
+                    return self.confirm(
+                        now,
+                        Confirm {
+                            peer,
+                            txn,
+                            key,
+                            value,
+                            len: request_len,
+                        },
+                    );
+                }
+                if !self.store_replica(now, from, key, value) {
                     return;
                 }
                 Body::SetRes
@@ -603,7 +716,7 @@ impl Core {
                 Body::CheckStoreRes { has_key }
             }
             Body::FindValue { key } => match self.store.get(now, &key) {
-                Some(r) if self.serves(&key, r) => {
+                Some(r) if self.serves(now, &key, r) => {
                     Body::FindValueRes(FindValueRes::Value(r.value.clone()))
                 }
                 _ => Body::FindValueRes(FindValueRes::Peers(
@@ -627,8 +740,18 @@ impl Core {
     /// know for the key: otherwise another node's later `set` of the key went to the
     /// replicas and not to us, and our copy would shadow the update for every lookup that
     /// passes us (the replicas hold the current value; we keep ours only to republish).
-    fn serves(&self, key: &str, record: &Record) -> bool {
+    /// Right after we (re)published it, it does anyway: the replicas that held another
+    /// value ask us for it to confirm our `set` (see `Core::confirm`), and it is the
+    /// newest value there is.
+    fn serves(&self, now: Instant, key: &str, record: &Record) -> bool {
         if record.kind != store::Kind::Published {
+            return true;
+        }
+        let age = self
+            .config
+            .key_expiry
+            .saturating_sub(record.expires.saturating_duration_since(now));
+        if age <= self.config.query_timeout.saturating_mul(2) {
             return true;
         }
         // Only peers that proved their address count: a flood of newcomers (unverified,
@@ -780,6 +903,7 @@ impl Node {
             stats: Stats::default(),
             held: BTreeMap::new(),
             verifying: BTreeMap::new(),
+            confirming: BTreeMap::new(),
             verified: Verified::new(config.max_verified_addresses),
             ip_limits: IpLimits {
                 per_bucket: config.max_peers_per_ip_per_bucket,
@@ -998,6 +1122,8 @@ impl Node {
             // A pong from elsewhere (source verification off) verifies nothing.
             Owner::Verify if pending.addr != from => core.release(now, pending.addr, false),
             Owner::Verify => {}
+            Owner::Confirm if pending.addr != from => core.confirmed(now, txn, None),
+            Owner::Confirm => core.confirmed(now, txn, Some(&msg.body)),
             Owner::TablePing | Owner::Detached => {}
         }
     }
@@ -1019,6 +1145,7 @@ impl Node {
                     }
                 }
                 Owner::Verify => self.core.release(now, p.addr, false),
+                Owner::Confirm => self.core.confirmed(now, txn, None),
                 Owner::TablePing | Owner::Detached => {}
             }
         }
@@ -1139,10 +1266,15 @@ impl Node {
         self.value_query(now, key, false)
     }
 
-    /// Command: the value of `key`: from the local store if we hold it as a replica or
-    /// cached copy, or as its publisher while we are among the k closest nodes we know for
-    /// it; else from the network (where another node may have updated our published value).
-    /// Finishes with [`QueryResult::Get`] (`Ok(None)` when nobody holds it).
+    /// Command: the value of `key`, as the k closest nodes that answer hold it: the lookup
+    /// does not stop at the first value but asks them all, and returns the value held by
+    /// the most of them, one vote an IP (our own replica, or our published record while we
+    /// are among the k closest we know, one more; ties go to the value of the closest
+    /// holder). A liar, a host with many ids or a forged copy cached on the way is outvoted
+    /// by the replicas. For a key whose validator collects (signed records) the validator's
+    /// preferred valid value wins instead. [`Node::find_value`] is the reference's
+    /// first-answer lookup. Finishes with [`QueryResult::Get`] (`Ok(None)` when nobody
+    /// holds it).
     pub fn get(&mut self, now: Instant, key: &str) -> Result<QueryId, KeyError> {
         // A cached copy, which any proven peer may have put here, does not answer our own
         // get: the lookup asks the replicas.
@@ -1150,30 +1282,14 @@ impl Node {
             .core
             .store
             .get(now, key)
-            .filter(|r| r.kind != store::Kind::Cached && self.core.serves(key, r))
+            .filter(|r| r.kind != store::Kind::Cached && self.core.serves(now, key, r))
             .map(|r| r.value.clone());
-        if self.core.validator.collects(key) {
-            return self.collect_query(now, key, local);
-        }
-        if let Some(v) = local {
-            self.core.check_key(key)?;
-            let id = self.next_id();
-            let stats = QueryStats {
-                rounds: 0,
-                requests: 0,
-                responses: 0,
-                timeouts: 0,
-                started: now,
-                finished: now,
-            };
-            self.events.push_back(Event::QueryFinished {
-                id,
-                result: QueryResult::Get(Ok(Some(v))),
-                stats,
-            });
-            return Ok(id);
-        }
-        self.value_query(now, key, true)
+        let collect = if self.core.validator.collects(key) {
+            Collect::new(local)
+        } else {
+            Collect::majority(local, NodeId::for_key(key))
+        };
+        self.collect_query(now, key, collect)
     }
 
     /// A get that asks the k closest for their values and returns the one the validator
@@ -1182,7 +1298,7 @@ impl Node {
         &mut self,
         now: Instant,
         key: &str,
-        local: Option<Value>,
+        collect: Collect,
     ) -> Result<QueryId, KeyError> {
         self.core.check_key(key)?;
         self.last_now = now;
@@ -1200,7 +1316,7 @@ impl Node {
             get: true,
             key: key.to_owned(),
             found: None,
-            collect: Some(Collect::new(local)),
+            collect: Some(collect),
         };
         let id = self.start(now, Purpose::User, id, kind);
         self.run(now);

@@ -21,6 +21,9 @@ pub(crate) enum Owner {
     Detached,
     /// A ping that verifies a sender's address before it gets a large reply held for it.
     Verify,
+    /// A `find_value` asking the sender of a `set` that would change a value we hold
+    /// whether it holds that value itself (see `Core::confirm`).
+    Confirm,
 }
 
 /// One request in flight.

@@ -398,36 +398,109 @@ fn spoofed_holds_do_not_starve_an_honest_get() {
 
 // ---- 7. the smaller ones ----
 
-/// A proven peer's `set` of a key we published leaves it a replica: we do not republish
-/// its value as ours. Before: it stayed `Published`.
+/// Another node's `set` of a key we published (its own put of the key) leaves it a
+/// replica: we do not republish its value as ours. Before: it stayed `Published`.
 #[test]
 fn a_remote_set_of_our_key_is_not_ours() {
     let seed = 0x14_71;
     let mut net = joined(10, &Config::default(), seed);
     let (node, other) = (0, 3);
-    let (n_addr, a_addr, a_id) = (net.addr(node), net.addr(other), net.node(other).id());
     let q = net.start(node, |n, now| n.put(now, "mine", "ours").unwrap());
     net.wait(node, q);
-    let mut rng = local_rng(seed, 71);
-    let fields = vec![
-        ("key", W::S("mine".into())),
-        ("value", W::S("theirs".into())),
-    ];
-    let msg = request(&mut rng, "set", &a_id, a_addr, fields);
-    net.inject(Duration::ZERO, a_addr, n_addr, msg);
+    let q = net.start(other, |n, now| n.put(now, "mine", "theirs").unwrap());
+    net.wait(other, q);
     net.run_for(Duration::from_secs(5));
     let snap = net.node(node).snapshot(net.now());
     let rec = snap.records.iter().find(|r| r.key == "mine").expect("held");
     assert_eq!(
         rec.value,
         Value::from("theirs"),
-        "the remote set was stored"
+        "the remote set was not stored"
     );
     assert_ne!(
         rec.kind,
         RecordKind::Published,
         "another node's value of our key is republished as ours"
     );
+}
+
+/// A `set` forged with the publisher's address (a proven peer of every replica) changes
+/// no replica's value: each asks that address for the key, and the publisher answers
+/// with its own value. Before: every replica took the forged value.
+#[test]
+fn a_set_forged_from_the_publishers_address_changes_nothing() {
+    let seed = 0x14_74;
+    let mut net = joined(40, &Config::default(), seed);
+    let (publisher, key) = (5, "k74");
+    let q = net.start(publisher, |n, now| n.put(now, key, "honest").unwrap());
+    net.wait(publisher, q);
+    let holders = net.holders(key);
+    assert!(holders.len() > 10, "{holders:?}");
+    let (p_id, p_addr) = (net.node(publisher).id(), net.addr(publisher));
+    let mut rng = local_rng(seed, 74);
+    for &h in &holders {
+        let fields = vec![("key", W::S(key.into())), ("value", W::S("forged".into()))];
+        let msg = request(&mut rng, "set", &p_id, p_addr, fields);
+        net.inject(Duration::ZERO, p_addr, net.addr(h), msg);
+    }
+    net.run_for(Duration::from_secs(10));
+    let forged: Vec<usize> = holders
+        .iter()
+        .copied()
+        .filter(|&h| net.node(h).get_local(net.now(), key) != Some(Value::from("honest")))
+        .collect();
+    assert_eq!(
+        forged,
+        Vec::<usize>::new(),
+        "replicas that took the forged set"
+    );
+    let refused: u64 = holders
+        .iter()
+        .map(|&h| net.node(h).stats().updates_unconfirmed)
+        .sum();
+    assert!(refused > 0, "no replica asked the publisher");
+}
+
+/// Three liars among the k closest (they answer `find_value` with their own value)
+/// are outvoted: every get returns the replicas' value. Before: a get took the first
+/// value it heard, often a liar's.
+#[test]
+fn liars_among_the_replicas_are_outvoted() {
+    let seed = 0x14_75;
+    let mut net = joined(60, &Config::default(), seed);
+    let key = "k75";
+    let q = net.start(0, |n, now| n.put(now, key, "honest").unwrap());
+    net.wait(0, q);
+    let target = NodeId::for_key(key);
+    let mut holders = net.holders(key);
+    holders.sort_by_key(|&h| net.node(h).id().distance(&target));
+    for &liar in holders.iter().filter(|&&h| h != 0).take(3) {
+        let (id, addr) = (net.node(liar).id(), net.addr(liar));
+        net.intercept(addr.ip(), move |_, from, to, payload| {
+            if wire::message_type(payload) != Some("find_value") || wire::is_response(payload) {
+                return Intercept::Pass;
+            }
+            let fields = vec![("value", W::S("forged".into()))];
+            let reply = forge::message(
+                CODEC,
+                "find_value_res",
+                &txn_of(payload),
+                (&id, addr),
+                fields,
+            );
+            Intercept::Answer(vec![(to, from, reply)])
+        });
+    }
+    let getters: Vec<usize> = (0..60).filter(|i| !holders.contains(i)).take(12).collect();
+    for &g in &getters {
+        let q = net.start(g, |n, now| n.get(now, key).unwrap());
+        let got = net.wait(g, q);
+        assert_eq!(
+            got.result,
+            QueryResult::Get(Ok(Some(Value::from("honest")))),
+            "getter {g}"
+        );
+    }
 }
 
 /// A proven peer's `set_cached` of junk for a key another node published: our own `get`

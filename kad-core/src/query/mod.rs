@@ -98,10 +98,23 @@ pub(crate) enum Kind {
 
 /// The values a collecting get has received.
 pub(crate) struct Collect {
-    /// The preferred valid value so far.
+    /// The preferred valid value so far (by the validator's preference); with `majority`,
+    /// our own copy.
     best: Option<Value>,
-    /// Who sent which value, up to k of them: the ones to update at the end.
+    /// Who sent which value: with `majority` the k closest holders to the key, else the
+    /// first k (the ones to update at the end).
     holders: Vec<(Peer, Value)>,
+    /// Decide by votes, not by preference: see [`Collect::majority`].
+    majority: Option<NodeId>,
+}
+
+/// Who a vote comes from: one IP (an IPv6 prefix) one vote; an address exempt from the
+/// per-IP limits votes alone; our own copy votes as us.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Voter {
+    Me,
+    Ip([u8; 8]),
+    Addr(SocketAddr),
 }
 
 impl Collect {
@@ -110,10 +123,41 @@ impl Collect {
         Collect {
             best: local,
             holders: Vec::new(),
+            majority: None,
+        }
+    }
+
+    /// A plain key's get: the value held by the most voters among the lookup's k
+    /// closest nodes that answered (one vote an IP, our own copy one more) wins, ties to
+    /// the value of the holder closest to `target`. A liar, or a host with many ids, is
+    /// one voice among the replicas, and a forged copy cached away from them has none.
+    /// Nobody is sent the winner: a value in the minority may be an update still on its
+    /// way.
+    pub fn majority(local: Option<Value>, target: NodeId) -> Collect {
+        Collect {
+            best: local,
+            holders: Vec::new(),
+            majority: Some(target),
         }
     }
 
     fn offer(&mut self, core: &mut Core, key: &str, holder: Peer, value: &Value) {
+        if let Some(target) = self.majority {
+            if core.validator.validate(key, value, Origin::Lookup) == Verdict::Reject {
+                core.stats.values_rejected += 1;
+                return;
+            }
+            // Keep the k closest holders: only they can be among the k closest that answered.
+            let d = holder.id.distance(&target);
+            let at = self
+                .holders
+                .partition_point(|(p, _)| p.id.distance(&target) < d);
+            if at < core.config.k && !self.holders.iter().any(|(p, _)| p.id == holder.id) {
+                self.holders.insert(at, (holder, value.clone()));
+                self.holders.truncate(core.config.k);
+            }
+            return;
+        }
         if self.holders.len() < core.config.k {
             self.holders.push((holder, value.clone()));
         }
@@ -132,9 +176,19 @@ impl Collect {
         }
     }
 
-    /// The lookup is over: sends the preferred value to every holder of another one (and
-    /// keeps it ourselves if we hold the key), and gives it back.
-    fn finish(&mut self, core: &mut Core, now: Instant, key: &str) -> Option<Value> {
+    /// The lookup is over (`closest`: the k closest peers that answered it): gives back
+    /// the value to return. By preference, it also sends the preferred value to every
+    /// holder of another one (and keeps it ourselves if we hold the key).
+    fn finish(
+        &mut self,
+        core: &mut Core,
+        now: Instant,
+        key: &str,
+        closest: &[Peer],
+    ) -> Option<Value> {
+        if let Some(target) = self.majority {
+            return self.elect(core, target, closest);
+        }
         let best = self.best.take()?;
         for (p, v) in std::mem::take(&mut self.holders) {
             if v != best {
@@ -161,6 +215,53 @@ impl Collect {
             }
         }
         Some(best)
+    }
+
+    /// The vote of [`Collect::majority`].
+    fn elect(&mut self, core: &Core, target: NodeId, closest: &[Peer]) -> Option<Value> {
+        let holders = std::mem::take(&mut self.holders);
+        let among: Vec<&(Peer, Value)> = holders
+            .iter()
+            .filter(|(p, _)| closest.iter().any(|c| c.id == p.id && c.addr == p.addr))
+            .collect();
+        // Nobody among the k closest holds it (they all went, or never had it): the
+        // farther holders are all there is.
+        let voters: Vec<&(Peer, Value)> = if among.is_empty() {
+            holders.iter().collect()
+        } else {
+            among
+        };
+        // (value, voters, rank of its closest holder); few distinct values, so a Vec.
+        let mut tally: Vec<(Value, BTreeSet<Voter>, usize)> = Vec::new();
+        let mut ballot = |value: &Value, voter: Voter, rank: usize| match tally
+            .iter_mut()
+            .find(|(v, _, _)| v == value)
+        {
+            Some((_, who, r)) => {
+                who.insert(voter);
+                *r = (*r).min(rank);
+            }
+            None => tally.push((value.clone(), BTreeSet::from([voter]), rank)),
+        };
+        if let Some(v) = self.best.take() {
+            let own = core.id.distance(&target);
+            let rank = voters
+                .iter()
+                .filter(|(p, _)| p.id.distance(&target) < own)
+                .count();
+            ballot(&v, Voter::Me, rank);
+        }
+        for (rank, (p, v)) in voters.iter().enumerate() {
+            let voter = match core.ip_key(&p.addr) {
+                Some(ip) => Voter::Ip(ip),
+                None => Voter::Addr(p.addr),
+            };
+            ballot(v, voter, rank);
+        }
+        tally
+            .into_iter()
+            .min_by_key(|(_, who, rank)| (std::cmp::Reverse(who.len()), *rank))
+            .map(|(v, _, _)| v)
     }
 }
 
@@ -389,7 +490,8 @@ impl Query {
                 ..
             } => match lookup.poll(core, now) {
                 Progress::Finished => {
-                    let best = c.finish(core, now, key);
+                    let closest = lookup.closest_succeeded(core.config.k);
+                    let best = c.finish(core, now, key, &closest);
                     let r = lookup_peers(lookup, core.config.k);
                     let r = match best {
                         Some(v) => Ok(Some(v)),

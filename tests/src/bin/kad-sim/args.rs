@@ -16,7 +16,7 @@ usage: kad-sim [--nodes N] [--seed S] [--codec json|bencode] [--concurrency C]
   lookups (default):  [--lookups L] [--dead F]
   churn:              --churn F [--churn-every DUR] [--duration DUR] [--keys K] [--keys-per-round M]
   partition:          --partition DUR [--keys K] [--keys-per-round M]
-  attack:             --attack eclipse|store|liars|all [--attackers F] [--lookups L]
+  attack:             --attack eclipse|store|liars|overwrite|all [--attackers F] [--signed] [--lookups L]
 DUR is a number with a unit: 500ms, 90s, 30m, 2h, 1.5d.";
 
 /// Most nodes a run may build (SimNet's addresses run out at 2^24).
@@ -96,12 +96,15 @@ pub struct Cli {
     /// Keys put in each churn round or partition slice (default keys / 10).
     #[arg(long)]
     pub keys_per_round: Option<usize>,
-    /// Run issue 14's attack simulation: eclipse, store, liars or all.
+    /// Run issue 14's attack simulation: eclipse, store, liars, overwrite or all.
     #[arg(long)]
     pub attack: Option<kad_tests::scenario::AttackKind>,
     /// The attacker's fraction of the nodes (default 0.1; only with --attack).
     #[arg(long)]
     pub attackers: Option<f64>,
+    /// Attack mode: the honest keys are signed records (only with --attack).
+    #[arg(long)]
+    pub signed: bool,
 }
 
 /// What to run.
@@ -152,6 +155,8 @@ pub struct Args {
     pub keys_per_round: usize,
     /// `--attack` and `--attackers` (the attacker's fraction of the nodes, default 0.1).
     pub attack: Option<(kad_tests::scenario::AttackKind, f64)>,
+    /// `--signed`: the attack's honest keys are signed records.
+    pub signed: bool,
 }
 
 impl Args {
@@ -267,6 +272,7 @@ impl Cli {
             keys,
             keys_per_round: self.keys_per_round.unwrap_or(keys.div_ceil(10)),
             attack: None,
+            signed: self.signed,
         };
         let mut a = a;
         let attackers = self.attackers.unwrap_or(0.1);
@@ -274,6 +280,9 @@ impl Cli {
             return Err(usage(
                 "--attack runs alone (no --churn, --partition or --dead)".into(),
             ));
+        }
+        if self.attack.is_none() && self.signed {
+            return Err(usage("--signed applies only to --attack".into()));
         }
         if self.attack.is_none() && self.attackers.is_some() {
             return Err(usage("--attackers applies only to --attack".into()));

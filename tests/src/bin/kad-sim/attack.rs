@@ -21,8 +21,11 @@ pub fn run(args: &Args, config: &Config, kind: AttackKind, attackers: f64) {
     let mut net = SimNet::with_nodes(args.seed, setup_link(args), args.nodes, config);
     net.set_check_invariants(args.check);
     println!(
-        "kad-sim: {} nodes, codec {}, seed {}, attack {kind} by {attackers} of the nodes",
-        args.nodes, args.codec, args.seed
+        "kad-sim: {} nodes, codec {}, seed {}, attack {kind} by {attackers} of the nodes{}",
+        args.nodes,
+        args.codec,
+        args.seed,
+        if args.signed { ", signed keys" } else { "" }
     );
     let boot = net.bootstrap_all(100);
     print_bootstrap(&boot, wall.elapsed(), net.elapsed(), args.nodes);
@@ -35,6 +38,7 @@ pub fn run(args: &Args, config: &Config, kind: AttackKind, attackers: f64) {
         window: args.concurrency,
         slices: 10,
         sybil_ips: AttackPlan::SYBIL_IPS,
+        signed: args.signed,
     };
     let o = scenario::attack(&mut net, &plan);
     let l = o.log;

@@ -10,7 +10,7 @@
 //!   lookups (default):  [--lookups L] [--dead F]
 //!   churn:              --churn F [--churn-every DUR] [--duration DUR] [--keys K] [--keys-per-round M]
 //!   partition:          --partition DUR [--keys K] [--keys-per-round M]
-//!   attack:             --attack eclipse|store|liars|all [--attackers F] [--lookups L]
+//!   attack:             --attack eclipse|store|liars|overwrite|all [--attackers F] [--signed] [--lookups L]
 //! ```
 //!
 //! Every mode builds N nodes (default 2000) and joins them through the protocol (every
@@ -35,7 +35,7 @@
 //!   heals, the network runs one bucket-refresh interval (1 h), and every key is got once
 //!   from a random node of each half. It also counts the nodes that have no peer of the
 //!   other half in their table.
-//! - **attack** (`--attack eclipse|store|liars|all`) turns a fraction F of the nodes
+//! - **attack** (`--attack eclipse|store|liars|overwrite|all`, honest keys signed records with `--signed`) turns a fraction F of the nodes
 //!   (`--attackers`, default 0.1) into one attacker after the join and runs the attack
 //!   simulation of issue 14 (`kad_tests::scenario::attack`): min(L, 500) keys put by honest
 //!   nodes, L honest gets; every node's `max_records` is 512, so that a junk flood can fill

@@ -20,6 +20,7 @@ pub(crate) struct Tricks {
     pub eclipse: bool,
     pub store: bool,
     pub liars: bool,
+    pub overwrite: bool,
 }
 
 pub(crate) struct Brain {
@@ -173,7 +174,10 @@ impl Brain {
             "find_value" => {
                 let key = String::from_utf8_lossy(wire::field(payload, "key").unwrap_or(b""))
                     .into_owned();
-                if self.tricks.liars {
+                // Its own ports stand by the values it writes: asked for a key, they
+                // answer with the forged value (a writer holds what it writes).
+                let stands_by = (self.tricks.store || self.tricks.overwrite) && !is_base;
+                if self.tricks.liars || stands_by {
                     self.log.value_lies += 1;
                     let value = super::forged_value(&key);
                     ("find_value_res", vec![("value", W::S(value))])

@@ -22,8 +22,9 @@
 //!   spoofed requests from their addresses (refresh by claim). Its Sybils answer lookups
 //!   with attacker-only peers and swallow stores.
 //! - **store**: `set`s of a forged value for each key honest nodes published, sent to
-//!   its holders and its publisher, spoofed from the publisher's address, from attacker
-//!   ports that answer pings and from fresh spoofed addresses; `set_cached` of the forged
+//!   its holders and its publisher, spoofed from the publisher's address and from fresh
+//!   spoofed addresses (its own ports, asked for the key, answer with the forged value:
+//!   a writer holds what it writes); `set_cached` of the forged
 //!   value to the honest nodes just outside the key's `k` closest (lookups pass them);
 //!   spoofed `check_store`s to the holders (postponing their restores: an effect beyond
 //!   this run's horizon, counted but not measured); and, for the keys put after the
@@ -32,7 +33,12 @@
 //! - **liars**: the attacker's nodes answer `find_value` with a forged value, and
 //!   `find_node` with fake peers close to the target (half at addresses where nothing
 //!   answers, half its own).
-//! - **all**: everything at once.
+//! - **overwrite**: `set`s of the forged value for each key, to its holders and its
+//!   publisher, from attacker ports that answer pings and stand by the value. With plain
+//!   keys and the reference's rule (the last writer wins) this is an update like any
+//!   other: no node can tell it from the owner's, and it is not among the tricks.
+//!   Signed records are the defence. Kept apart so that `all` measures the rest.
+//! - **all**: eclipse, store and liars at once.
 //!
 //! Honest gets then run in slices ([`AttackPlan::slices`]); before each slice the
 //! attacker renews its spoofed entries and refresh claims, and after each the honest
@@ -65,11 +71,16 @@ pub enum AttackKind {
     /// Routing-table takeover around the keys: Sybils, eviction by claim, spoofed
     /// entries, replacement floods, refresh by claim.
     Eclipse,
-    /// Junk floods, overwriting `set`s, `set_cached` and `check_store` spoofing.
+    /// Junk floods, forged `set`s spoofed from the publisher's address or from addresses
+    /// nobody owns, forged `set_cached` from its own ports, spoofed `check_store`s.
     Store,
     /// Wrong values and fake peers in answers.
     Liars,
-    /// All of them at once.
+    /// `set`s of the attacker's own value for honest keys, from addresses it owns. Under
+    /// the last-writer-wins rule of plain keys (the reference's) that is an update, which
+    /// no node can tell from the owner's: signed records are the defence. Not in `all`.
+    Overwrite,
+    /// Eclipse, store and liars at once.
     All,
 }
 
@@ -81,9 +92,10 @@ impl std::str::FromStr for AttackKind {
             "eclipse" => Ok(AttackKind::Eclipse),
             "store" => Ok(AttackKind::Store),
             "liars" => Ok(AttackKind::Liars),
+            "overwrite" => Ok(AttackKind::Overwrite),
             "all" => Ok(AttackKind::All),
             _ => Err(format!(
-                "unknown attack {s:?} (eclipse, store, liars or all)"
+                "unknown attack {s:?} (eclipse, store, liars, overwrite or all)"
             )),
         }
     }
@@ -95,6 +107,7 @@ impl fmt::Display for AttackKind {
             AttackKind::Eclipse => "eclipse",
             AttackKind::Store => "store",
             AttackKind::Liars => "liars",
+            AttackKind::Overwrite => "overwrite",
             AttackKind::All => "all",
         })
     }
@@ -107,6 +120,7 @@ impl AttackKind {
             eclipse: all || self == AttackKind::Eclipse,
             store: all || self == AttackKind::Store,
             liars: all || self == AttackKind::Liars,
+            overwrite: self == AttackKind::Overwrite,
         }
     }
 }
@@ -133,6 +147,9 @@ pub struct AttackPlan {
     /// default; `k` puts each Sybil on its own IP, which per-IP limits cannot tell from
     /// honest nodes.
     pub sybil_ips: usize,
+    /// The honest keys are signed records (each key its own keypair, sequence 1): what
+    /// the attacker writes under them is invalid, whoever sends it.
+    pub signed: bool,
 }
 
 impl AttackPlan {
@@ -244,12 +261,19 @@ pub fn forged_value(key: &str) -> String {
     format!("forged value of {key}")
 }
 
-/// The honest value of key `i` (keys are `attack-key-{i}`).
-fn honest_key(i: usize) -> (String, Value) {
-    (
-        format!("attack-key-{i}"),
-        Value::from(format!("honest value {i}")),
-    )
+/// The honest key and value `i`: `attack-key-{i}`, or with `signed` the key of keypair
+/// `i` and its signed record.
+fn honest_key(i: usize, signed: bool) -> (String, Value) {
+    let value = Value::from(format!("honest value {i}"));
+    if !signed {
+        return (format!("attack-key-{i}"), value);
+    }
+    let mut secret = [0u8; 32];
+    secret[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    secret[8] = 0x5e;
+    let keypair = kad_core::Keypair::from_secret(secret);
+    let record = kad_core::SignedRecord::sign(&keypair, b"", 1, None, value).expect("no salt");
+    (kad_core::signed_key(&keypair.public_key(), b""), record)
 }
 
 /// Ports of an attacker IP: Sybil ids from here up.
@@ -370,7 +394,7 @@ pub fn attack(net: &mut SimNet, plan: &AttackPlan) -> AttackOutcome {
         &mut publishers,
     );
     let mut puts_ok_late = 0;
-    if ctx.tricks.store {
+    if ctx.tricks.store || ctx.tricks.overwrite {
         store_wave(
             net,
             &mut ctx,
@@ -474,7 +498,7 @@ fn setup(net: &mut SimNet, plan: &AttackPlan) -> Ctx {
         .iter()
         .map(|&i| (net.addr(i), net.node(i).id()))
         .collect();
-    let keys: Vec<(String, Value)> = (0..plan.keys).map(honest_key).collect();
+    let keys: Vec<(String, Value)> = (0..plan.keys).map(|i| honest_key(i, plan.signed)).collect();
 
     let rng = ChaCha12Rng::seed_from_u64(net.seed() ^ 0x0a77_ac4e_d00d_f00d);
     let mut brain = Brain::new(codec, k, tricks, rng);
@@ -509,7 +533,7 @@ fn setup(net: &mut SimNet, plan: &AttackPlan) -> Ctx {
                 }
             }
         }
-        if tricks.store {
+        if tricks.store || tricks.overwrite {
             for &a in &attacker {
                 for p in 0..FLOOD_PORTS {
                     let addr = SocketAddr::new(net.addr(a).ip(), FLOOD_PORT + p);

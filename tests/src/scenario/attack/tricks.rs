@@ -114,6 +114,7 @@ pub(super) fn store_wave(
         return;
     }
     let k = ctx.k;
+    let (store, overwrite) = (ctx.tricks.store, ctx.tricks.overwrite);
     let mut f = 0;
     for ki in early {
         let (key, _) = ctx.keys[ki].clone();
@@ -129,6 +130,16 @@ pub(super) fn store_wave(
         for &h in &targets {
             let dst = net.addr(h);
             let set = || vec![("key", W::S(key.clone())), ("value", W::S(forged.clone()))];
+            if overwrite {
+                // Its own value, from its own port: an update by the rules of plain keys.
+                let (fid, faddr) = ctx.flood[f % ctx.flood.len()];
+                f += 1;
+                ctx.send(net, Duration::ZERO, "set", &fid, faddr, dst, set());
+                ctx.log(|l| l.overwrites += 1);
+            }
+            if !store {
+                continue;
+            }
             if h != publisher {
                 ctx.send(net, Duration::ZERO, "set", &p_id, p_addr, dst, set());
                 let fields = vec![("key", W::S(key.clone())), ("size", W::I(size))];
@@ -146,9 +157,6 @@ pub(super) fn store_wave(
                     l.check_stores += 1;
                 });
             }
-            let (fid, faddr) = ctx.flood[f % ctx.flood.len()];
-            f += 1;
-            ctx.send(net, Duration::ZERO, "set", &fid, faddr, dst, set());
             let (sid, saddr) = {
                 let mut b = ctx.brain.lock().expect("brain");
                 let mut id = [0u8; 20];
@@ -156,7 +164,10 @@ pub(super) fn store_wave(
                 (NodeId(id), b.unowned())
             };
             ctx.send(net, Duration::ZERO, "set", &sid, saddr, dst, set());
-            ctx.log(|l| l.overwrites += 2);
+            ctx.log(|l| l.overwrites += 1);
+        }
+        if !store {
+            continue;
         }
         // Cached copies of the forged value just outside the k closest, where lookups
         // pass on their way in.
