@@ -252,6 +252,11 @@ pub struct Stats {
     /// `set`s that would have changed a value we held, dropped: their sender's address did
     /// not answer our `find_value` with that value (a forged source, or no room to ask).
     pub updates_unconfirmed: u64,
+    /// `set_cached` copies kept: most of the closest peers we asked hold the same value.
+    pub cached_confirmed: u64,
+    /// `set_cached` copies not kept: the closest peers we asked did not hold that value
+    /// (or there was nobody to ask, or no room to ask).
+    pub cached_unconfirmed: u64,
     /// Incoming `set`/`set_cached` refused by the [`crate::Validator`]: dropped without an
     /// answer.
     pub records_rejected: u64,

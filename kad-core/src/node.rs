@@ -104,6 +104,9 @@ pub(crate) struct Core {
     /// `set`s that would change a value we hold, waiting for their sender to confirm it
     /// holds the new value (see [`Core::confirm`]), oldest first: the `find_value` sent, the set.
     confirming: BTreeMap<u64, (u64, Confirm)>,
+    /// Cached copies offered by `set_cached`, waiting for our closest peers to the key to
+    /// say whether they hold the same value (see [`Core::check_cached`]), oldest first.
+    cache_checks: BTreeMap<u64, CacheCheck>,
     /// Addresses that answered our requests lately (beside the routing table's entries).
     verified: Verified,
     /// How per-IP limits count addresses (the table's caps, store quotas, holds).
@@ -126,6 +129,22 @@ struct Confirm {
     value: Value,
     len: usize,
 }
+
+/// A cached copy waiting for the peers asked about it.
+struct CacheCheck {
+    key: String,
+    value: Value,
+    /// Who offered it (its IP's quota pays for it).
+    from: SocketAddr,
+    /// The `find_value`s still in flight.
+    asked: Vec<u64>,
+    /// Peers asked, and those whose answer carried the same value.
+    polled: usize,
+    agree: usize,
+}
+
+/// Peers asked whether they hold a value offered by `set_cached`.
+const CACHE_CHECK_PEERS: usize = 3;
 
 /// Held requests and verification pings one IP (one IPv6 prefix) may have at once, so one
 /// host cannot take every slot; a flood of forged sources still can, and then the oldest
@@ -522,6 +541,124 @@ impl Core {
         self.reply(now, ctx, txn, Body::SetRes);
     }
 
+    /// Do we hold `key` as a replica or as its publisher (which no cached copy replaces)?
+    fn holds_better(&self, now: Instant, key: &str) -> bool {
+        matches!(self.store.get(now, key), Some(r) if r.kind != store::Kind::Cached)
+    }
+
+    /// A proven peer offers a cached copy of `key`. Anybody's proven port can send
+    /// `set_cached`, and a forged copy on the nodes around a key would be served to every
+    /// lookup passing by, so we ask our [`CACHE_CHECK_PEERS`] closest proven peers to the
+    /// key (the replicas, as a copy is offered to nodes near it) and keep the copy only
+    /// if most of them hold the same value. Three small requests per offer; at most
+    /// [`UNPROVEN_PER_IP`] checks per offering IP and `max_held_replies` in all (the
+    /// oldest given up).
+    fn check_cached(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        sender: &NodeId,
+        key: String,
+        value: Value,
+    ) {
+        let ip = self.ip_key(&from);
+        let same_ip = ip.map_or(0, |k| {
+            self.cache_checks
+                .values()
+                .filter(|c| self.ip_key(&c.from) == Some(k))
+                .count()
+        });
+        if same_ip >= UNPROVEN_PER_IP || self.cache_checks.values().any(|c| c.key == key) {
+            self.stats.cached_unconfirmed += 1;
+            return;
+        }
+        if self.cache_checks.len() >= self.config.max_held_replies {
+            if let Some((_, old)) = self.cache_checks.pop_first() {
+                for txn in old.asked {
+                    self.rpc.remove(txn);
+                }
+                self.stats.cached_unconfirmed += 1;
+            }
+        }
+        let peers =
+            self.table
+                .closest_verified(&NodeId::for_key(&key), CACHE_CHECK_PEERS, Some(sender));
+        let mut asked = Vec::new();
+        for p in peers.into_iter().filter(|p| p.addr != from) {
+            let body = Body::FindValue { key: key.clone() };
+            if let Some(txn) = self.send_request(now, p.addr, Some(p.id), body, Owner::CacheCheck) {
+                asked.push(txn);
+            }
+        }
+        if asked.is_empty() {
+            self.stats.cached_unconfirmed += 1;
+            return;
+        }
+        let order = self.next_hold;
+        self.next_hold += 1;
+        let polled = asked.len();
+        self.cache_checks.insert(
+            order,
+            CacheCheck {
+                key,
+                value,
+                from,
+                asked,
+                polled,
+                agree: 0,
+            },
+        );
+    }
+
+    /// An answer to a cache check's `find_value` (`None`: it timed out).
+    fn cache_checked(&mut self, now: Instant, txn: u64, answer: Option<&Body>) {
+        let Some(order) = self
+            .cache_checks
+            .iter()
+            .find(|(_, c)| c.asked.contains(&txn))
+            .map(|(o, _)| *o)
+        else {
+            return;
+        };
+        let Some(c) = self.cache_checks.get_mut(&order) else {
+            return;
+        };
+        c.asked.retain(|t| *t != txn);
+        if matches!(answer, Some(Body::FindValueRes(FindValueRes::Value(v))) if *v == c.value) {
+            c.agree += 1;
+        }
+        if !c.asked.is_empty() {
+            return;
+        }
+        let Some(c) = self.cache_checks.remove(&order) else {
+            return;
+        };
+        free_if_empty(&mut self.cache_checks);
+        if 2 * c.agree <= c.polled || self.holds_better(now, &c.key) {
+            self.stats.cached_unconfirmed += 1;
+            return;
+        }
+        // The TTL follows the key's real id, not the sender's claim of it.
+        let ttl = cache_ttl(
+            &self.id,
+            &NodeId::for_key(&c.key),
+            self.config.key_expiry,
+            self.config.min_cache_ttl,
+        );
+        let record = Record {
+            value: c.value,
+            kind: store::Kind::Cached,
+            expires: later(now, ttl),
+            republish_at: None,
+            source: self.ip_key(&c.from),
+        };
+        if self.store.put(&c.key, record).is_err() {
+            self.stats.requests_refused += 1;
+            return;
+        }
+        self.stats.cached_confirmed += 1;
+    }
+
     /// `Config::reply_allowance` as the verified cache counts it.
     fn allowance(&self) -> u32 {
         u32::try_from(self.config.reply_allowance).unwrap_or(u32::MAX)
@@ -678,30 +815,10 @@ impl Core {
                 if !proven {
                     return self.hold_store(now, peer, request, request_len);
                 }
-                // A cached copy never replaces a replica or our own record.
-                let holds_better = matches!(
-                    self.store.get(now, &key),
-                    Some(r) if r.kind != store::Kind::Cached
-                );
-                if !holds_better {
-                    // The TTL follows the key's real id, not the sender's claim of it.
-                    let ttl = cache_ttl(
-                        &self.id,
-                        &NodeId::for_key(&key),
-                        self.config.key_expiry,
-                        self.config.min_cache_ttl,
-                    );
-                    let record = Record {
-                        value,
-                        kind: store::Kind::Cached,
-                        expires: later(now, ttl),
-                        republish_at: None,
-                        source: self.ip_key(&from),
-                    };
-                    if self.store.put(&key, record).is_err() {
-                        self.stats.requests_refused += 1;
-                        return;
-                    }
+                // A cached copy never replaces a replica or our own record, and is
+                // kept only once our closest peers to the key confirm it.
+                if !self.holds_better(now, &key) {
+                    self.check_cached(now, from, &sender.id, key, value);
                 }
                 Body::SetCachedRes
             }
@@ -904,6 +1021,7 @@ impl Node {
             held: BTreeMap::new(),
             verifying: BTreeMap::new(),
             confirming: BTreeMap::new(),
+            cache_checks: BTreeMap::new(),
             verified: Verified::new(config.max_verified_addresses),
             ip_limits: IpLimits {
                 per_bucket: config.max_peers_per_ip_per_bucket,
@@ -1124,6 +1242,7 @@ impl Node {
             Owner::Verify => {}
             Owner::Confirm if pending.addr != from => core.confirmed(now, txn, None),
             Owner::Confirm => core.confirmed(now, txn, Some(&msg.body)),
+            Owner::CacheCheck => core.cache_checked(now, txn, Some(&msg.body)),
             Owner::TablePing | Owner::Detached => {}
         }
     }
@@ -1146,6 +1265,7 @@ impl Node {
                 }
                 Owner::Verify => self.core.release(now, p.addr, false),
                 Owner::Confirm => self.core.confirmed(now, txn, None),
+                Owner::CacheCheck => self.core.cache_checked(now, txn, None),
                 Owner::TablePing | Owner::Detached => {}
             }
         }

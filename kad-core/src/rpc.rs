@@ -24,6 +24,9 @@ pub(crate) enum Owner {
     /// A `find_value` asking the sender of a `set` that would change a value we hold
     /// whether it holds that value itself (see `Core::confirm`).
     Confirm,
+    /// A `find_value` asking one of our closest peers to a key whether it holds the value
+    /// a `set_cached` offered us (see `Core::check_cached`).
+    CacheCheck,
 }
 
 /// One request in flight.

@@ -503,10 +503,12 @@ fn liars_among_the_replicas_are_outvoted() {
     }
 }
 
-/// A proven peer's `set_cached` of junk for a key another node published: our own `get`
-/// returns the published value, not the cached junk. Before: the junk, from the store.
+/// A proven peer's `set_cached` of junk for a key another node published is not kept
+/// (the node's closest peers to the key, asked, hold another value), and our own `get`
+/// returns the published value. Before (b1542e1): the junk was kept and served to every
+/// lookup passing by; before that, our own get returned it.
 #[test]
-fn a_cached_copy_does_not_answer_our_own_get() {
+fn a_forged_cached_copy_is_neither_kept_nor_returned() {
     let seed = 0x14_72;
     let mut net = joined(30, &Config::default(), seed);
     let key = "k72";
@@ -528,15 +530,46 @@ fn a_cached_copy_does_not_answer_our_own_get() {
     net.run_for(Duration::from_secs(5));
     assert_eq!(
         net.node(node).get_local(net.now(), key),
-        Some(Value::from("junk")),
-        "the set_cached was not stored: the test shows nothing"
+        None,
+        "the forged cached copy was kept"
     );
+    assert!(net.node(node).stats().cached_unconfirmed > 0);
     let q = net.start(node, |n, now| n.get(now, key).unwrap());
     let got = net.wait(node, q);
     assert_eq!(
         got.result,
         QueryResult::Get(Ok(Some(Value::from("honest"))))
     );
+}
+
+/// A `set_cached` of the value the replicas hold is kept: the check costs an honest
+/// cache placement nothing but three small requests.
+#[test]
+fn an_honest_cached_copy_is_kept() {
+    let seed = 0x14_76;
+    let mut net = joined(30, &Config::default(), seed);
+    let key = "k76";
+    let q = net.start(1, |n, now| n.put(now, key, "honest").unwrap());
+    net.wait(1, q);
+    let holders = net.holders(key);
+    let node = (0..30)
+        .find(|i| !holders.contains(i))
+        .expect("a node that does not hold the key");
+    let other = net.node(node).peers()[0];
+    let mut rng = local_rng(seed, 76);
+    let fields = vec![
+        ("key", W::S(key.into())),
+        ("value", W::S("honest".into())),
+        ("target_id", W::S(forge::hex(&NodeId::for_key(key)))),
+    ];
+    let msg = request(&mut rng, "set_cached", &other.id, other.addr, fields);
+    net.inject(Duration::ZERO, other.addr, net.addr(node), msg);
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(
+        net.node(node).get_local(net.now(), key),
+        Some(Value::from("honest"))
+    );
+    assert_eq!(net.node(node).stats().cached_confirmed, 1);
 }
 
 /// A `check_store` forged from an address that never answers does not postpone our

@@ -73,7 +73,13 @@ pub fn run(args: &Args, config: &Config, kind: AttackKind, attackers: f64) {
             l.answered, l.peer_lies, l.value_lies, l.stores_swallowed, l.silent_drops
         ),
     );
-    row("puts", format!("{}/{} ok", o.puts.1, o.puts.0));
+    row(
+        "puts",
+        format!(
+            "{}/{} ok; honest replicas a key: {:.1} on average, {} at least",
+            o.puts.1, o.puts.0, o.replicas.1, o.replicas.0
+        ),
+    );
     row(
         "gets",
         format!(

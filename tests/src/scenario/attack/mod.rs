@@ -232,6 +232,8 @@ pub struct AttackOutcome {
     pub honest_table_entries: usize,
     /// Records of honest nodes holding the attacker's forged values at the end.
     pub forged_records: usize,
+    /// Honest nodes holding each key right after its put, smallest and mean.
+    pub replicas: (usize, f64),
     /// What the attacker did.
     pub log: AttackLog,
 }
@@ -414,6 +416,11 @@ pub fn attack(net: &mut SimNet, plan: &AttackPlan) -> AttackOutcome {
         );
     }
     out.puts = (plan.keys, puts_ok + puts_ok_late);
+    let counts: Vec<usize> = holders.iter().map(BTreeSet::len).collect();
+    out.replicas = (
+        counts.iter().copied().min().unwrap_or(0),
+        counts.iter().sum::<usize>() as f64 / counts.len().max(1) as f64,
+    );
 
     // The gets, slice by slice, the attacker renewing its spoofed traffic before each.
     let slices = plan.slices.max(1);
