@@ -57,8 +57,9 @@ impl Setting for Duration {
     fn from_raw(name: &str, secs: Secs) -> Result<Duration, String> {
         match secs {
             Secs::Whole(s) => Ok(Duration::from_secs(s)),
-            Secs::Fraction(s) => Duration::try_from_secs_f64(s)
-                .map_err(|_| format!("{name}: {s} is not a duration")),
+            Secs::Fraction(s) => {
+                Duration::try_from_secs_f64(s).map_err(|_| format!("{name}: {s} is not a duration"))
+            }
         }
     }
     fn to_raw(&self) -> Secs {
@@ -194,7 +195,11 @@ mod tests {
     fn the_file_names_every_config_field() {
         let mut ours: Vec<String> = NAMES.iter().map(|s| s.to_string()).collect();
         ours.sort();
-        assert_eq!(ours, config_fields(), "add the new Config field to config_file!");
+        assert_eq!(
+            ours,
+            config_fields(),
+            "add the new Config field to config_file!"
+        );
     }
 
     #[test]
@@ -221,7 +226,11 @@ mod tests {
         assert!(file.apply(Builder::default()).is_err());
         // The Python names of two settings are accepted too.
         let file: ConfigFile = toml::from_str("key_expiry_seconds = 60").unwrap();
-        let config = file.apply(Builder::default()).unwrap().build_config().unwrap();
+        let config = file
+            .apply(Builder::default())
+            .unwrap()
+            .build_config()
+            .unwrap();
         assert_eq!(config.key_expiry(), Duration::from_secs(60));
     }
 }

@@ -66,19 +66,28 @@ EXIT STATUS:
     /// Store a value and print what happened (`stored on 20 of 20 closest nodes`). With
     /// --sign, a signed record: prints its key (`sig1:<public key hex>[:<salt hex>]`) on
     /// its first line.
-    #[command(after_help = "\
+    #[command(
+        override_usage = "kad put [OPTIONS] --bootstrap <HOST:PORT> <KEY> <VALUE>\n       \
+            kad put --sign <FILE> [--salt <S>] --seq <N> [--cas <M>] [OPTIONS] \
+            --bootstrap <HOST:PORT> <VALUE>",
+        after_help = "\
 EXIT STATUS:
   0  at least one remote node acknowledged the value
   1  no node stored it (with --sign: every node holds a newer version, or --cas failed)
-  2  bad arguments, value or key file, or no bootstrap node answered")]
+  2  bad arguments, value or key file, or no bootstrap node answered"
+    )]
     Put(client::PutArgs),
     /// Print a value (text as UTF-8, bytes raw, or hex with --hex) on stdout and its type
     /// (text or bytes) on stderr. With --public-key, the newest valid signed record.
-    #[command(after_help = "\
+    #[command(
+        override_usage = "kad get [OPTIONS] --bootstrap <HOST:PORT> <KEY>\n       \
+            kad get --public-key <HEX> [--salt <S>] [OPTIONS] --bootstrap <HOST:PORT>",
+        after_help = "\
 EXIT STATUS:
   0  found: the value is on stdout
   1  not found (with --public-key: no valid signed record)
-  2  bad arguments, or no bootstrap node answered")]
+  2  bad arguments, or no bootstrap node answered"
+    )]
     Get(client::GetArgs),
     /// Start N nodes on 127.0.0.1 in this process, put M keys from random nodes, get each
     /// from another, and print a table; exits 0 only when every key was found.
