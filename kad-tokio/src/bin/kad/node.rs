@@ -100,7 +100,13 @@ struct Tuning {
 
 impl Tuning {
     /// `b` with the flags that were given on top.
-    fn apply(&self, mut b: Builder) -> Builder {
+    fn apply(&self, b: Builder) -> Builder {
+        fn set<T>(b: Builder, flag: Option<T>, setter: fn(Builder, T) -> Builder) -> Builder {
+            match flag {
+                Some(v) => setter(b, v),
+                None => b,
+            }
+        }
         let Tuning {
             codec,
             verify_response_source,
@@ -114,40 +120,25 @@ impl Tuning {
             min_cache_ttl_seconds,
             max_dispatch_tasks,
         } = *self;
-        if let Some(v) = codec {
-            b = b.codec(v);
-        }
-        if let Some(v) = verify_response_source {
-            b = b.verify_response_source(v);
-        }
-        if let Some(v) = k {
-            b = b.k(v);
-        }
-        if let Some(v) = alpha {
-            b = b.alpha(v);
-        }
-        if let Some(v) = query_timeout {
-            b = b.query_timeout(v);
-        }
-        if let Some(v) = bucket_refresh_interval {
-            b = b.bucket_refresh_interval(v);
-        }
-        if let Some(v) = key_expiry_seconds {
-            b = b.key_expiry(v);
-        }
-        if let Some(v) = non_publisher_restore_interval {
-            b = b.non_publisher_restore_interval(v);
-        }
-        if let Some(v) = original_publisher_republish_interval {
-            b = b.original_publisher_republish_interval(v);
-        }
-        if let Some(v) = min_cache_ttl_seconds {
-            b = b.min_cache_ttl(v);
-        }
-        if let Some(v) = max_dispatch_tasks {
-            b = b.max_dispatch_tasks(v);
-        }
-        b
+        let b = set(b, codec, Builder::codec);
+        let b = set(b, verify_response_source, Builder::verify_response_source);
+        let b = set(b, k, Builder::k);
+        let b = set(b, alpha, Builder::alpha);
+        let b = set(b, query_timeout, Builder::query_timeout);
+        let b = set(b, bucket_refresh_interval, Builder::bucket_refresh_interval);
+        let b = set(b, key_expiry_seconds, Builder::key_expiry);
+        let b = set(
+            b,
+            non_publisher_restore_interval,
+            Builder::non_publisher_restore_interval,
+        );
+        let b = set(
+            b,
+            original_publisher_republish_interval,
+            Builder::original_publisher_republish_interval,
+        );
+        let b = set(b, min_cache_ttl_seconds, Builder::min_cache_ttl);
+        set(b, max_dispatch_tasks, Builder::max_dispatch_tasks)
     }
 }
 
