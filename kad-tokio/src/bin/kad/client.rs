@@ -22,7 +22,7 @@ pub struct ClientArgs {
     /// A node of the network (repeatable).
     #[arg(long, value_name = "HOST:PORT", required = true)]
     bootstrap: Vec<String>,
-    /// Values are given (put) or printed (get) as hex.
+    /// Values are given (put) or printed (get) as hex (get --json prints bytes as base64).
     #[arg(long)]
     hex: bool,
     /// Print one JSON object on stdout instead (get: bytes values as base64).
