@@ -77,3 +77,7 @@ pub use kad_core::{
     BootstrapOk, Codec, Config, ConfigError, KeyError, Node, NodeId, Peer, PutError, PutOk,
     QueryError, RecordKind, Snapshot, SnapshotError, SnapshotRecord, Value,
 };
+
+/// Signed mutable records (feature `signed`): see [`KademliaServer::put_signed`].
+#[cfg(feature = "signed")]
+pub use kad_core::{signed_key, Keypair, PublicKey, SignedError, SignedRecord, MAX_SALT_BYTES};

@@ -271,6 +271,41 @@ impl KademliaServer {
         }
         Ok(usable)
     }
+    /// Signs `value` with `keypair` for `salt` at sequence `seq` and stores it as
+    /// [`set`](Self::set) does, under `kad_core::signed_key(&keypair.public_key(), salt)`:
+    /// a key only this key pair can write, where kad nodes keep the highest sequence. With
+    /// `cas`, a node holding a sequence other than `cas` refuses it. Fails with
+    /// [`Error::Put`] for a salt over 64 bytes, or when this node holds a newer version.
+    #[cfg(feature = "signed")]
+    pub async fn put_signed(
+        &self,
+        keypair: &kad_core::Keypair,
+        salt: &[u8],
+        value: impl Into<Value>,
+        seq: u64,
+        cas: Option<u64>,
+    ) -> Result<PutOk, Error> {
+        let cmd = Command::put_signed(keypair, salt, value.into(), seq, cas)?;
+        match self.query(cmd).await? {
+            QueryResult::Put(r) => Ok(r?),
+            _ => Err(Error::Unexpected("put_signed")),
+        }
+    }
+
+    /// The newest valid record `public_key` signed for `salt`: the highest sequence among
+    /// the k closest nodes' copies, its signature checked; `None` when no node holds a
+    /// valid one.
+    #[cfg(feature = "signed")]
+    pub async fn get_signed(
+        &self,
+        public_key: &kad_core::PublicKey,
+        salt: &[u8],
+    ) -> Result<Option<kad_core::SignedRecord>, Error> {
+        let key = kad_core::signed_key(public_key, salt);
+        let value = self.get(&key).await?;
+        let record = value.and_then(|v| kad_core::SignedRecord::open(&v).ok());
+        Ok(record.filter(|r| r.key() == key))
+    }
 }
 
 /// Settings for a new [`KademliaServer`]: every tunable of the Python constructor (with

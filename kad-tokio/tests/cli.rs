@@ -100,6 +100,9 @@ fn put_get_round_trip(codec: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // What happened, on stdout.
+    let told = String::from_utf8_lossy(&out.stdout);
+    assert!(stored_on_all(told.trim_end()), "{told}");
     let out = kad(&["get", "--codec", codec, "--bootstrap", &via_b, "greeting"]);
     assert!(
         out.status.success(),
@@ -209,4 +212,398 @@ fn swarm_prints_its_table_and_finds_every_key() {
     assert!(table.contains("all 20 keys found"), "{table}");
     // Progress went to stderr, not into the table.
     assert!(String::from_utf8_lossy(&out.stderr).contains("bootstrapped"));
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
+}
+
+/// `stored on N of N closest nodes`, N at least 1.
+fn stored_on_all(line: &str) -> bool {
+    let words: Vec<&str> = line.split(' ').collect();
+    matches!(
+        words.as_slice(),
+        ["stored", "on", n, "of", m, "closest", "nodes"] if n == m && *n != "0"
+    )
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 1, "one JSON object: {text:?}");
+    serde_json::from_str(&text).expect("JSON on stdout")
+}
+
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("kad-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn keygen_two_signed_puts_and_get_prints_the_newest() {
+    let dir = scratch_dir("signed");
+    let key = dir.join("owner.key");
+    let key = key.to_str().unwrap();
+    let public = ok(&kad(&["keygen", "--out", key]));
+    let public = public.trim_end();
+    assert_eq!(public.len(), 64, "{public:?}");
+    assert!(public.bytes().all(|b| b.is_ascii_hexdigit()));
+    let file = std::fs::read_to_string(key).unwrap();
+    assert_eq!(file.len(), 65, "64 hex characters and a newline");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // keygen never replaces a key.
+    assert_eq!(kad(&["keygen", "--out", key]).status.code(), Some(2));
+
+    let (a, b) = network("json");
+    let (via_a, via_b) = (a.addr.to_string(), b.addr.to_string());
+    let signed_key = format!("sig1:{public}");
+    for (seq, value) in [("1", "first version"), ("2", "second version")] {
+        let out = ok(&kad(&[
+            "put",
+            "--sign",
+            key,
+            "--seq",
+            seq,
+            "--bootstrap",
+            &via_a,
+            value,
+        ]));
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some(signed_key.as_str()), "{out}");
+        // Both nodes are among the closest: `stored on 2 of 2 closest nodes`.
+        let told = lines.next().unwrap_or_default();
+        assert!(stored_on_all(told), "{out}");
+    }
+    let out = kad(&["get", "--public-key", public, "--bootstrap", &via_b]);
+    assert_eq!(ok(&out), "second version\n");
+    let told = String::from_utf8_lossy(&out.stderr);
+    assert!(told.contains("text") && told.contains("seq 2"), "{told}");
+
+    // A replayed older version is refused by every node: exit 1, and the newest stays.
+    let out = kad(&[
+        "put",
+        "--sign",
+        key,
+        "--seq",
+        "1",
+        "--bootstrap",
+        &via_a,
+        "replayed",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // An unsigned value under the signed key is refused too.
+    let out = kad(&["put", "--bootstrap", &via_a, &signed_key, "junk"]);
+    assert_ne!(out.status.code(), Some(0));
+    let out = kad(&["get", "--public-key", public, "--bootstrap", &via_a]);
+    assert_eq!(ok(&out), "second version\n");
+
+    // Salted, bytes, and --hex both ways; the key names the salt in hex.
+    let out = ok(&kad(&[
+        "put",
+        "--sign",
+        key,
+        "--salt",
+        "avatar",
+        "--seq",
+        "7",
+        "--hex",
+        "--bootstrap",
+        &via_b,
+        "00ff10",
+    ]));
+    assert_eq!(
+        out.lines().next(),
+        Some(format!("{signed_key}:617661746172").as_str())
+    );
+    let out = kad(&[
+        "get",
+        "--public-key",
+        public,
+        "--salt",
+        "avatar",
+        "--hex",
+        "--bootstrap",
+        &via_a,
+    ]);
+    assert_eq!(ok(&out), "00ff10\n");
+
+    // A key nobody wrote: exit 1, nothing on stdout.
+    let other = ok(&kad(&[
+        "keygen",
+        "--out",
+        dir.join("other.key").to_str().unwrap(),
+    ]));
+    let out = kad(&[
+        "get",
+        "--public-key",
+        other.trim_end(),
+        "--bootstrap",
+        &via_a,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let out = kad(&[
+        "get",
+        "--public-key",
+        public,
+        "--salt",
+        "none",
+        "--bootstrap",
+        &via_a,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    // Bad input is exit 2: a public key that is not hex, a put --sign with a KEY.
+    let out = kad(&["get", "--public-key", "xyz", "--bootstrap", &via_a]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = kad(&[
+        "put",
+        "--sign",
+        key,
+        "--seq",
+        "3",
+        "--bootstrap",
+        &via_a,
+        "k",
+        "v",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    a.terminate();
+    b.terminate();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn json_output_has_its_shapes() {
+    let (a, b) = network("bencode");
+    let (via_a, via_b) = (a.addr.to_string(), b.addr.to_string());
+    let put = |args: &[&str]| {
+        let mut all = vec!["put", "--codec", "bencode", "--json"];
+        all.extend_from_slice(args);
+        kad(&all)
+    };
+    let get = |args: &[&str]| {
+        let mut all = vec!["get", "--codec", "bencode", "--json"];
+        all.extend_from_slice(args);
+        kad(&all)
+    };
+    let out = put(&["--bootstrap", &via_a, "greeting", "héllo"]);
+    ok(&out);
+    let j = json_of(&out);
+    assert_eq!(j["key"], "greeting");
+    assert!(j["replicas"].as_u64() >= Some(1), "{j}");
+    assert_eq!(j["replicas"], j["attempted"], "{j}");
+    let out = put(&["--bootstrap", &via_a, "--hex", "blob", "00ff10"]);
+    ok(&out);
+
+    let out = get(&["--bootstrap", &via_b, "greeting"]);
+    ok(&out);
+    assert_eq!(
+        json_of(&out),
+        serde_json::json!({"key": "greeting", "type": "text", "value": "héllo"})
+    );
+    // Bytes as base64, as the JSON wire carries them.
+    let out = get(&["--bootstrap", &via_b, "blob"]);
+    ok(&out);
+    assert_eq!(
+        json_of(&out),
+        serde_json::json!({"key": "blob", "type": "bytes", "value": "AP8Q"})
+    );
+    // Not found: exit 1, still one object.
+    let out = get(&["--bootstrap", &via_b, "missing"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        json_of(&out),
+        serde_json::json!({"key": "missing", "type": null, "value": null})
+    );
+    // Errors: exit 2 and an object with the reason.
+    let out = put(&["--bootstrap", &via_a, "--hex", "k", "zz"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(json_of(&out)["error"].is_string());
+    a.terminate();
+    b.terminate();
+
+    let out = kad(&["swarm", "--nodes", "8", "--keys", "4", "--json"]);
+    ok(&out);
+    let j = json_of(&out);
+    assert_eq!(j["nodes"], 8);
+    assert_eq!(j["keys"], 4);
+    assert_eq!(j["put"]["ok"], 4);
+    assert_eq!(j["get"]["ok"], 4);
+    assert_eq!(j["all_found"], true);
+    assert!(j["get"]["p50_ms"].is_number());
+}
+
+#[test]
+fn config_file_reaches_every_setting_and_flags_win() {
+    let dir = scratch_dir("config");
+    let file = dir.join("node.toml");
+    let path = file.to_str().unwrap();
+    std::fs::write(
+        &file,
+        "k = 7\nalpha = 2\nquery_timeout = 0.5\nmax_records = 1234\npad_requests = false\n\
+         codec = \"bencode\"\nkey_expiry_seconds = 60\n",
+    )
+    .unwrap();
+    let printed = ok(&kad(&["node", "--config", path, "--print-config"]));
+    for line in [
+        "k = 7",
+        "alpha = 2",
+        "query_timeout = 0.5",
+        "max_records = 1234",
+        "pad_requests = false",
+        "codec = \"bencode\"",
+        "key_expiry = 60",
+        // Not in the file: the default.
+        "max_lookup_peers_per_ip = 2",
+    ] {
+        assert!(printed.lines().any(|l| l == line), "{line:?} in\n{printed}");
+    }
+    // Printed settings read back as a config file, and a flag wins over the file.
+    let again = dir.join("again.toml");
+    std::fs::write(&again, &printed).unwrap();
+    let out = ok(&kad(&[
+        "node",
+        "--config",
+        again.to_str().unwrap(),
+        "--k",
+        "9",
+        "--print-config",
+    ]));
+    assert!(out.lines().any(|l| l == "k = 9"), "{out}");
+    assert!(out.lines().any(|l| l == "max_records = 1234"), "{out}");
+    // A typo or a bad value is exit 2, with the reason.
+    std::fs::write(&file, "kk = 7\n").unwrap();
+    let out = kad(&["node", "--config", path, "--print-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kk"));
+    std::fs::write(&file, "k = 2\nalpha = 3\n").unwrap();
+    assert_eq!(kad(&["node", "--config", path]).status.code(), Some(2));
+
+    // A node runs with the file's settings: bencode only, so a JSON client is not answered.
+    std::fs::write(&file, "codec = \"bencode\"\n").unwrap();
+    let node = NodeProcess::start(&["--config", path]);
+    let via = node.addr.to_string();
+    ok(&kad(&[
+        "put",
+        "--codec",
+        "bencode",
+        "--bootstrap",
+        &via,
+        "k",
+        "v",
+    ]));
+    let out = kad(&["get", "--query-timeout", "0.3", "--bootstrap", &via, "k"]);
+    assert_eq!(out.status.code(), Some(2));
+    node.terminate();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A `kad node` whose stderr (its log) is read line by line.
+fn node_with_log(args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(KAD)
+        .arg("node")
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kad node");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    for stream in [
+        Box::new(stderr) as Box<dyn std::io::Read + Send>,
+        Box::new(stdout),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    (child, rx)
+}
+
+/// Waits for a line containing `what`; panics with the lines seen if the node ends first.
+fn wait_for_line(rx: &std::sync::mpsc::Receiver<String>, what: &str) -> String {
+    let mut seen = Vec::new();
+    // Generous: this bounds a broken run, it measures nothing.
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(120)) {
+        if line.contains(what) {
+            return line;
+        }
+        seen.push(line);
+    }
+    panic!("no line with {what:?}; the node said:\n{}", seen.join("\n"));
+}
+
+#[test]
+fn node_retries_its_bootstrap_until_the_network_is_up_and_logs_its_status() {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let first = format!("127.0.0.1:{port}");
+    let (mut joining, log) = node_with_log(&[
+        "--bootstrap",
+        &first,
+        "--query-timeout",
+        "0.2",
+        "--status-interval",
+        "0.2",
+    ]);
+    // Nobody is there yet: it says it will try again instead of exiting.
+    wait_for_line(&log, "retrying in");
+    assert!(joining.try_wait().unwrap().is_none(), "kad node gave up");
+    // The status line comes while it waits too.
+    let status = wait_for_line(&log, "status");
+    for field in ["peers=0", "records=0", "queries=", "dropped=0"] {
+        assert!(status.contains(field), "{field} in {status}");
+    }
+    let up = NodeProcess::start(&["--listen", &first]);
+    wait_for_line(&log, "READY");
+    let status = wait_for_line(&log, "peers=1");
+    assert!(status.contains("status"), "{status}");
+    signal(&joining, "-TERM");
+    assert!(joining.wait().unwrap().success());
+    up.terminate();
+}
+
+#[test]
+fn help_has_exit_status_sections() {
+    for args in [
+        &["--help"][..],
+        &["node", "--help"],
+        &["put", "--help"],
+        &["get", "--help"],
+        &["keygen", "--help"],
+        &["swarm", "--help"],
+    ] {
+        let text = ok(&kad(args));
+        assert!(text.contains("EXIT STATUS:"), "kad {args:?}:\n{text}");
+    }
+    let text = ok(&kad(&["keygen", "--help"]));
+    assert!(text.contains("64 hex"), "{text}");
 }

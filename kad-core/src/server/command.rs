@@ -58,3 +58,26 @@ pub enum CommandError {
     #[error(transparent)]
     Key(#[from] KeyError),
 }
+
+#[cfg(feature = "signed")]
+impl Command {
+    /// The [`Command::Put`] of a signed record: `value` signed with `keypair` for `salt` at
+    /// sequence `seq` (with `cas`, only over the version of sequence `cas`), under
+    /// [`crate::signed_key`]`(&keypair.public_key(), salt)`; what
+    /// [`crate::Node::put_signed`] stores. The adapters' `put_signed` sends it.
+    pub fn put_signed(
+        keypair: &crate::Keypair,
+        salt: &[u8],
+        value: Value,
+        seq: u64,
+        cas: Option<u64>,
+    ) -> Result<Command, PutError> {
+        let key = crate::signed_key(&keypair.public_key(), salt);
+        crate::SignedRecord::sign(keypair, salt, seq, cas, value)
+            .map(|record| Command::Put(key, record))
+            .map_err(|_| PutError::SaltTooLong {
+                len: salt.len(),
+                max: crate::MAX_SALT_BYTES,
+            })
+    }
+}

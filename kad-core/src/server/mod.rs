@@ -353,6 +353,9 @@ impl<T> Server<T> {
     pub fn stats(&self) -> ServerStats {
         ServerStats {
             core: self.node.stats(),
+            peers: self.node.table_len(),
+            records: self.node.record_count(),
+            active_queries: self.node.active_queries(),
             ..self.stats
         }
     }

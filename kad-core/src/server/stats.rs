@@ -31,4 +31,10 @@ pub struct ServerStats {
     pub state_saves: u64,
     /// State snapshot writes that failed; the file keeps the last state written.
     pub state_save_errors: u64,
+    /// Gauge: peers in the routing table now.
+    pub peers: usize,
+    /// Gauge: records in the local store now (expired ones linger until the next sweep).
+    pub records: usize,
+    /// Gauge: queries running now, the user's and the node's own (refresh, republish).
+    pub active_queries: usize,
 }

@@ -28,6 +28,9 @@ pub struct SwarmArgs {
     /// the latency of one operation alone.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
+    /// Print the results as one JSON object on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Outcome of one put or get.
@@ -181,6 +184,34 @@ async fn swarm(args: SwarmArgs) -> Result<bool, kad_tokio::Error> {
         let _ = s.await;
     }
 
+    let found = gets.iter().filter(|o| o.ok).count();
+    if args.json {
+        let op = |ops: &[Op], msgs: f64| {
+            let mut took: Vec<Duration> = ops.iter().map(|o| o.took).collect();
+            took.sort();
+            serde_json::json!({
+                "ok": ops.iter().filter(|o| o.ok).count(),
+                "total": ops.len(),
+                "p50_ms": ms(percentile(&took, 50)),
+                "p99_ms": ms(percentile(&took, 99)),
+                "msgs_per_lookup": msgs,
+            })
+        };
+        let out = serde_json::json!({
+            "runtime": "tokio",
+            "nodes": n,
+            "keys": m,
+            "codec": args.codec.to_string(),
+            "join_secs": boot_time.as_secs_f64(),
+            "put": op(&puts, put_msgs),
+            "get": op(&gets, get_msgs),
+            "request_timeouts": timeouts,
+            "datagrams_dropped": dropped,
+            "all_found": found == m,
+        });
+        println!("{out}");
+        return Ok(found == m);
+    }
     println!(
         "kad swarm (tokio): {n} nodes, {m} keys, {} codec; joined in {:.2} s",
         args.codec,
@@ -205,7 +236,6 @@ async fn swarm(args: SwarmArgs) -> Result<bool, kad_tokio::Error> {
         );
     }
     println!();
-    let found = gets.iter().filter(|o| o.ok).count();
     println!(
         "msgs/lookup = requests sent per operation; \
          {timeouts} request timeouts, {dropped} datagrams dropped"
