@@ -84,7 +84,7 @@
 //! its public key and a salt; `Node::get_signed` returns the highest valid sequence the k
 //! closest nodes hold. A signed record is a bytes value on the wire, so Python nodes carry
 //! it unchanged; kad nodes check it through `SignedRecords`, the default validator with the
-//! feature. The format is in `docs/SIGNED.md`. The feature is off by default: a plain
+//! feature. The format is in `docs/PROTOCOL.md` (the user guide: `docs/SIGNED.md`). The feature is off by default: a plain
 //! library build does not compile the curve arithmetic it does not use.
 
 mod config;

@@ -1,5 +1,5 @@
 //! Signed mutable records: only the holder of a key pair can write its keys, and the
-//! highest sequence number wins (the format is in `docs/SIGNED.md`).
+//! highest sequence number wins (the format is in `docs/PROTOCOL.md`).
 //!
 //! A signed record is an ordinary bytes value on the wire, so Python nodes store, replicate
 //! and return it unchanged; kad nodes check it through [`SignedRecords`], the default
