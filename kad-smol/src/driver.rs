@@ -11,8 +11,8 @@ use smol::channel::{Receiver, Sender, TryRecvError};
 use smol::future::FutureExt;
 use smol::{Async, Timer};
 
-use crate::batch::{Inbox, Outbox};
-use crate::state;
+use kad_core::io::state_file as state;
+use kad_core::io::udp::Udp;
 
 /// A command and the reply slot of its caller (a channel of capacity one).
 pub(crate) type Call = (Command, Sender<Reply>);
@@ -23,8 +23,7 @@ pub(crate) struct Driver {
     commands: Receiver<Call>,
     /// Closed by `stop()` (or when the last handle goes).
     stop: Receiver<()>,
-    outbox: Outbox,
-    inbox: Inbox,
+    udp: Udp,
     /// The state file's lock, released when the driver ends (after the last write).
     _lock: Option<std::fs::File>,
     /// The state file, and the result of the write running on the blocking pool.
@@ -45,17 +44,15 @@ impl Driver {
         commands: Receiver<Call>,
         stop: Receiver<()>,
         state: Option<(PathBuf, std::fs::File)>,
-        batch_io: bool,
+        udp: Udp,
     ) -> Driver {
         let (state, lock) = state.unzip();
-        let inbox = Inbox::new(batch_io, server.node().local_addr());
         Driver {
             server,
             socket,
             commands,
             stop,
-            outbox: Outbox::new(batch_io),
-            inbox,
+            udp,
             _lock: lock,
             state: state.map(|path| (path, None)),
         }
@@ -191,90 +188,21 @@ impl Driver {
         self.server.save_finished(ok);
     }
 
-    /// Reads datagrams until the socket would block or the pass's budget is spent; returns
-    /// whether it was spent (more may be waiting).
+    /// Reads until the socket would block or the pass's budget is spent; returns whether
+    /// it was spent. smol's `Async` keeps no readiness to clear: calls go straight to the
+    /// non-blocking socket, and the next `readable()` asks the reactor afresh.
     fn receive(&mut self) -> bool {
-        loop {
-            let want = self.server.datagrams_wanted().min(self.inbox.slots());
-            if want == 0 {
-                return true;
-            }
-            let got = match recv(&self.socket, &mut self.inbox, want) {
-                Ok(got) => got,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(e) => {
-                    // ICMP errors and the like: count them and read on.
-                    tracing::trace!(error = %e, "recv error");
-                    self.server.recv_error();
-                    continue;
-                }
-            };
-            // One receive time for a batch: its datagrams were all waiting at that call.
-            let now = Instant::now();
-            for i in 0..got {
-                match self.inbox.datagram(i) {
-                    Some((from, bytes)) => self.server.handle_datagram(now, from, bytes),
-                    None => self.server.recv_error(),
-                }
-            }
-            if got < want {
-                // The kernel's queue ran dry within the call; the next wait on
-                // `readable` sees anything that came since.
-                return false;
-            }
-        }
+        self.udp
+            .receive(&mut self.server, self.socket.get_ref(), Instant::now, |f| {
+                f()
+            })
     }
 
-    /// Sends what the server has to send, a batch per system call, until the socket's
-    /// buffer is full (the rest is held by the server) or nothing is left. A datagram
-    /// that fails for good is counted and dropped; the ones behind it are still sent.
+    /// Sends what the server has to send until the socket's buffer is full.
     fn flush(&mut self) {
-        loop {
-            self.outbox.fill(&mut self.server);
-            let Some(first) = self.outbox.front() else {
-                return;
-            };
-            match send(self.socket.get_ref(), &self.outbox) {
-                Ok(sent) if sent > 0 => self.outbox.done(sent),
-                Ok(_) => return self.server.transmit_blocked(self.outbox.take()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return self.server.transmit_blocked(self.outbox.take())
-                }
-                Err(e) => {
-                    tracing::debug!(dst = %first.dst, error = %e, "send failed");
-                    self.server.transmit_failed();
-                    self.outbox.done(1);
-                }
-            }
-        }
+        self.udp
+            .flush(&mut self.server, self.socket.get_ref(), |f| f());
     }
-}
-
-/// One read from the non-blocking `socket` into `inbox`: up to `max` datagrams with
-/// `recvmmsg` when batching, else one with `recv_from`. Returns how many were read.
-fn recv(socket: &Async<UdpSocket>, inbox: &mut Inbox, max: usize) -> io::Result<usize> {
-    #[cfg(target_os = "linux")]
-    if inbox.slots() > 1 {
-        use std::os::fd::AsRawFd;
-        return inbox.recv_mmsg(socket.get_ref().as_raw_fd(), max);
-    }
-    let _ = max;
-    inbox.recv_one(|buf| socket.get_ref().recv_from(buf))
-}
-
-/// One send of the front of `outbox` on the non-blocking `socket`: a batch with
-/// `sendmmsg` when batching, else its first datagram with `send_to`. Returns how many
-/// datagrams went.
-fn send(socket: &UdpSocket, outbox: &Outbox) -> io::Result<usize> {
-    #[cfg(target_os = "linux")]
-    if outbox.batched() {
-        use std::os::fd::AsRawFd;
-        return crate::batch::send_mmsg(socket.as_raw_fd(), outbox.datagrams());
-    }
-    let Some(t) = outbox.front() else {
-        return Ok(0);
-    };
-    socket.send_to(&t.payload, t.dst).map(|_| 1)
 }
 
 fn panicked() -> io::Error {

@@ -17,8 +17,10 @@ use smol::{Async, Task};
 use kad_core::server::{Command, Reply, Server};
 
 use crate::driver::{Call, Driver};
-use crate::state::{self, DEFAULT_STATE_INTERVAL, MIN_STATE_INTERVAL};
 use crate::{Error, StateError, Stats};
+use kad_core::io::state_file as state;
+use kad_core::io::udp::{self, Udp};
+use kad_core::server::DEFAULT_STATE_INTERVAL;
 
 /// Where [`Builder::listen_default`] binds: loopback only, any free port, as the Python
 /// package's `listen()` does by default.
@@ -26,8 +28,6 @@ pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:0";
 
 /// Commands that may wait for the driver at once; senders past that wait their turn.
 const COMMAND_QUEUE: usize = 256;
-/// Receive buffer asked of the OS: room for bursts while the driver is busy.
-const SOCKET_BUFFER: usize = 1 << 20;
 
 /// A running Kademlia node: a cheap, cloneable handle to the task that owns the node and
 /// its UDP socket.
@@ -297,7 +297,7 @@ pub struct Builder {
     seed: Option<[u8; 32]>,
     state_file: Option<PathBuf>,
     state_interval: Option<Duration>,
-    /// `Some(false)`: one system call per datagram.
+    /// `Some(false)`: one datagram per read.
     batch_io: Option<bool>,
 }
 
@@ -460,13 +460,13 @@ impl Builder {
         self
     }
 
-    /// Whether the node's socket moves up to 32 datagrams per system call (`recvmmsg` and
-    /// `sendmmsg`) or one (`recv_from`, `send_to`). Default true; batching exists on Linux
-    /// only, and elsewhere a node always uses one call per datagram. The node behaves the
-    /// same either way (each datagram reaches the core with its source and the time it was
-    /// read, and a send that fails drops only its own datagram); batching spends less CPU
-    /// per datagram under load. Turning it off is for comparisons and as a way out should a
-    /// kernel misbehave.
+    /// Whether the node's socket reads up to `quinn_udp::BATCH_SIZE` datagrams (32 on
+    /// Linux) per system call (`recvmmsg`, through quinn-udp) or one. Default true; where
+    /// quinn-udp cannot batch, a read is one datagram either way. Sends go one datagram a
+    /// call in both modes (quinn-udp batches only segments to one destination). The node
+    /// behaves the same either way (each datagram reaches the core with its source and the
+    /// time it was read); batching spends less CPU per datagram under load. Turning it off
+    /// is for comparisons and as a way out should a kernel misbehave.
     pub fn batch_io(mut self, on: bool) -> Self {
         self.batch_io = Some(on);
         self
@@ -499,7 +499,7 @@ impl Builder {
             None => None,
         };
         let name = format!("{addr:?}").trim_matches('"').to_owned();
-        let socket = bind(&name, addr).await?;
+        let (socket, udp) = bind(&name, addr, self.batch_io.unwrap_or(true)).await?;
         let local_addr = socket
             .get_ref()
             .local_addr()
@@ -548,23 +548,12 @@ impl Builder {
         let mut server = Server::new(node);
         if state.is_some() {
             let every = self.state_interval.unwrap_or(DEFAULT_STATE_INTERVAL);
-            server.save_every(
-                Instant::now(),
-                every.clamp(MIN_STATE_INTERVAL, MAX_DURATION),
-            );
+            server.save_every(Instant::now(), every.min(MAX_DURATION));
         }
         let (commands, command_rx) = bounded(COMMAND_QUEUE);
         let (stop, stop_rx) = bounded(1);
         let (done_tx, done) = bounded::<()>(1);
-        let batch_io = self.batch_io.unwrap_or(true);
-        let driver = Driver::new(
-            server,
-            socket,
-            command_rx,
-            stop_rx,
-            state.zip(lock),
-            batch_io,
-        );
+        let driver = Driver::new(server, socket, command_rx, stop_rx, state.zip(lock), udp);
         let task = smol::spawn(async move {
             driver.run().await;
             drop(done_tx);
@@ -620,40 +609,30 @@ impl Builder {
     }
 }
 
-/// Binds the first address `addr` resolves to, with a generous receive buffer.
+/// Binds the first address `addr` resolves to, with a generous receive buffer, and sets
+/// it up for quinn-udp.
 async fn bind<A: AsyncToSocketAddrs>(
     name: &str,
     addr: A,
-) -> Result<Async<std::net::UdpSocket>, Error> {
+    batched: bool,
+) -> Result<(Async<std::net::UdpSocket>, Udp), Error> {
     let err = |source| Error::Bind {
         addr: name.to_owned(),
         source,
     };
     let mut last = None;
     for a in resolve(addr).await.map_err(err)? {
-        match bind_one(a) {
-            Ok(s) => return Async::new(s).map_err(err),
+        match udp::bind(a) {
+            Ok(s) => {
+                let udp = Udp::new(&s, batched).map_err(err)?;
+                return Ok((Async::new(s).map_err(err)?, udp));
+            }
             Err(e) => last = Some(e),
         }
     }
     Err(err(last.unwrap_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")
     })))
-}
-
-fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
-        // `[::]` serves IPv6 only: peers are recorded at their source address, and an
-        // IPv4-mapped source would not match the IPv4 address we were given.
-        socket.set_only_v6(true)?;
-    }
-    // Best effort: the OS may cap it.
-    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    Ok(socket.into())
 }
 
 fn os_random<const N: usize>() -> Result<[u8; N], Error> {

@@ -80,6 +80,10 @@ pub const READS_PER_DISPATCH: usize = 4;
 /// not all of it.
 pub const PAST_BUDGET_PER_ADDRESS: u16 = 8;
 
+/// How often an adapter's state file is written when its builder's `state_interval` is not
+/// set: every 60 seconds (and when the node stops).
+pub const DEFAULT_STATE_INTERVAL: Duration = Duration::from_secs(60);
+
 /// How far ahead [`Server::poll_timeout`] looks when nothing is scheduled.
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
 

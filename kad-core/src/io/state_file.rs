@@ -1,32 +1,25 @@
 //! The state file: a node's [`Snapshot`] kept on disk between runs.
 //!
-//! Reading and writing are blocking file operations; the driver runs them on smol's
-//! blocking thread pool (`smol::unblock`), so a slow disk never holds up the socket.
+//! Reading and writing are blocking file operations; an adapter runs them on its runtime's
+//! blocking pool (tokio's `spawn_blocking`, `smol::unblock`), so a slow disk never holds up
+//! the socket.
 
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use fs4::fs_std::FileExt;
-use kad_core::Snapshot;
 
-use crate::StateError;
-
-/// How often the state file is written when [`crate::Builder::state_interval`] is not
-/// set: every 60 seconds (and when the node stops).
-pub const DEFAULT_STATE_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Shortest interval between writes: a zero interval would write in a loop.
-pub(crate) const MIN_STATE_INTERVAL: Duration = Duration::from_millis(1);
+use crate::server::StateError;
+use crate::Snapshot;
 
 /// Takes the exclusive lock of the state file at `path`: an advisory lock on
 /// `<path>.lock` (the state file itself is replaced by every write, so it cannot hold a
 /// lock), held until the returned file is dropped, which the operating system also does
 /// when the process dies. A lock file that cannot be created is a path that cannot be
 /// written ([`StateError::Write`]).
-pub(crate) fn lock(path: &Path) -> Result<File, StateError> {
+pub fn lock(path: &Path) -> Result<File, StateError> {
     let lock_path = with_suffix(path, ".lock");
     let file = fs::OpenOptions::new()
         .create(true)
@@ -47,7 +40,7 @@ pub(crate) fn lock(path: &Path) -> Result<File, StateError> {
 /// The snapshot in `path`; `None` when there is no file (a fresh node). A file that is
 /// there but unreadable, truncated or corrupted is an error: silently starting afresh
 /// would lose the node's records and identity.
-pub(crate) fn load(path: &Path) -> Result<Option<Snapshot>, StateError> {
+pub fn load(path: &Path) -> Result<Option<Snapshot>, StateError> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -59,7 +52,7 @@ pub(crate) fn load(path: &Path) -> Result<Option<Snapshot>, StateError> {
 /// Writes `snapshot` to `path` so that a crash at any moment leaves either the old file
 /// or the new one, whole: the bytes go to a temporary file in the same directory
 /// (`tempfile`), are synced to disk, and the file is renamed over `path` (`persist`).
-pub(crate) fn save(path: &Path, snapshot: &Snapshot) -> io::Result<()> {
+pub fn save(path: &Path, snapshot: &Snapshot) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
