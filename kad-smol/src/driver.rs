@@ -1,7 +1,6 @@
 //! The task that owns the [`Server`] and the socket: it reads, sends and waits; every
 //! decision (admission, budget, save schedule, held transmits) is the server's.
 
-use std::io;
 use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -27,7 +26,7 @@ pub(crate) struct Driver {
     /// The state file's lock, released when the driver ends (after the last write).
     _lock: Option<std::fs::File>,
     /// The state file, and the result of the write running on the blocking pool.
-    state: Option<(PathBuf, Option<Receiver<io::Result<()>>>)>,
+    state: Option<(PathBuf, Option<Receiver<bool>>)>,
 }
 
 /// Why a wait ended.
@@ -43,10 +42,10 @@ impl Driver {
         socket: Async<UdpSocket>,
         commands: Receiver<Call>,
         stop: Receiver<()>,
-        state: Option<(PathBuf, std::fs::File)>,
+        opened: Option<state::Opened>,
         udp: Udp,
     ) -> Driver {
-        let (state, lock) = state.unzip();
+        let (state, lock) = opened.map(|o| ((o.path, None), o.lock)).unzip();
         Driver {
             server,
             socket,
@@ -54,7 +53,7 @@ impl Driver {
             stop,
             udp,
             _lock: lock,
-            state: state.map(|path| (path, None)),
+            state,
         }
     }
 
@@ -145,13 +144,12 @@ impl Driver {
         if let Some((path, writing)) = self.state.take() {
             // One writer at a time, so the last write is the newest state.
             if let Some(writing) = writing {
-                let result = writing.recv().await.unwrap_or_else(|_| Err(panicked()));
-                self.server.save_finished(logged(&path, result));
+                self.server
+                    .save_finished(writing.recv().await.unwrap_or(false));
             }
             let snapshot = self.server.snapshot(Instant::now());
-            let file = path.clone();
-            let result = smol::unblock(move || state::save(&file, &snapshot)).await;
-            self.server.save_finished(logged(&path, result));
+            let ok = smol::unblock(move || state::write(&path, &snapshot)).await;
+            self.server.save_finished(ok);
         }
         tracing::debug!(addr = %self.server.node().local_addr(), "kad node stopped");
     }
@@ -165,7 +163,7 @@ impl Driver {
         let (tx, rx) = smol::channel::bounded(1);
         // Detached: the write finishes even if the driver is gone.
         smol::unblock(move || {
-            let _ = tx.try_send(state::save(&path, &snapshot));
+            let _ = tx.try_send(state::write(&path, &snapshot));
         })
         .detach();
         *writing = Some(rx);
@@ -173,15 +171,15 @@ impl Driver {
 
     /// Reports the last state write to the server if it has finished.
     fn collect_save(&mut self) {
-        let Some((path, Some(writing))) = &mut self.state else {
+        let Some((_, Some(writing))) = &mut self.state else {
             return;
         };
-        let result = match writing.try_recv() {
-            Ok(result) => result,
+        let ok = match writing.try_recv() {
+            Ok(ok) => ok,
             Err(TryRecvError::Empty) => return,
-            Err(TryRecvError::Closed) => Err(panicked()),
+            // The write panicked.
+            Err(TryRecvError::Closed) => false,
         };
-        let ok = logged(path, result);
         if let Some((_, writing)) = &mut self.state {
             *writing = None;
         }
@@ -203,16 +201,4 @@ impl Driver {
         self.udp
             .flush(&mut self.server, self.socket.get_ref(), |f| f());
     }
-}
-
-fn panicked() -> io::Error {
-    io::Error::other("the state write task panicked")
-}
-
-/// Logs a failed state write; returns whether it went well.
-fn logged(path: &std::path::Path, result: io::Result<()>) -> bool {
-    if let Err(e) = &result {
-        tracing::warn!(path = %path.display(), error = %e, "cannot write the state file");
-    }
-    result.is_ok()
 }

@@ -1,7 +1,6 @@
 //! The task that owns the [`Server`] and the socket: it reads, sends and waits; every
 //! decision (admission, budget, save schedule, held transmits) is the server's.
 
-use std::io;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -25,7 +24,7 @@ pub(crate) struct Driver {
     /// The state file's lock, released when the driver ends (after the last write).
     _lock: Option<std::fs::File>,
     /// The state file, and the result of the write running on the blocking pool.
-    state: Option<(PathBuf, Option<oneshot::Receiver<io::Result<()>>>)>,
+    state: Option<(PathBuf, Option<oneshot::Receiver<bool>>)>,
 }
 
 /// Why a wait ended.
@@ -41,10 +40,10 @@ impl Driver {
         socket: UdpSocket,
         commands: mpsc::Receiver<Call>,
         stop: watch::Receiver<bool>,
-        state: Option<(PathBuf, std::fs::File)>,
+        opened: Option<state::Opened>,
         udp: Udp,
     ) -> Driver {
-        let (state, lock) = state.unzip();
+        let (state, lock) = opened.map(|o| ((o.path, None), o.lock)).unzip();
         Driver {
             server,
             socket,
@@ -52,7 +51,7 @@ impl Driver {
             stop,
             udp,
             _lock: lock,
-            state: state.map(|path| (path, None)),
+            state,
         }
     }
 
@@ -134,15 +133,11 @@ impl Driver {
         if let Some((path, writing)) = self.state.take() {
             // One writer at a time, so the last write is the newest state.
             if let Some(writing) = writing {
-                let result = writing.await.unwrap_or_else(|_| Err(panicked()));
-                self.server.save_finished(logged(&path, result));
+                self.server.save_finished(writing.await.unwrap_or(false));
             }
             let snapshot = self.server.snapshot(Instant::now());
-            let file = path.clone();
-            let result = tokio::task::spawn_blocking(move || state::save(&file, &snapshot))
-                .await
-                .unwrap_or_else(|_| Err(panicked()));
-            self.server.save_finished(logged(&path, result));
+            let ok = tokio::task::spawn_blocking(move || state::write(&path, &snapshot)).await;
+            self.server.save_finished(ok.unwrap_or(false));
         }
         tracing::debug!(addr = %self.server.node().local_addr(), "kad node stopped");
     }
@@ -156,22 +151,22 @@ impl Driver {
         let (tx, rx) = oneshot::channel();
         // Detached: the write finishes even if the driver is gone.
         drop(tokio::task::spawn_blocking(move || {
-            let _ = tx.send(state::save(&path, &snapshot));
+            let _ = tx.send(state::write(&path, &snapshot));
         }));
         *writing = Some(rx);
     }
 
     /// Reports the last state write to the server if it has finished.
     fn collect_save(&mut self) {
-        let Some((path, Some(writing))) = &mut self.state else {
+        let Some((_, Some(writing))) = &mut self.state else {
             return;
         };
-        let result = match writing.try_recv() {
-            Ok(result) => result,
+        let ok = match writing.try_recv() {
+            Ok(ok) => ok,
             Err(oneshot::error::TryRecvError::Empty) => return,
-            Err(oneshot::error::TryRecvError::Closed) => Err(panicked()),
+            // The write panicked.
+            Err(oneshot::error::TryRecvError::Closed) => false,
         };
-        let ok = logged(path, result);
         if let Some((_, writing)) = &mut self.state {
             *writing = None;
         }
@@ -195,16 +190,4 @@ impl Driver {
             socket.try_io(Interest::WRITABLE, f)
         });
     }
-}
-
-fn panicked() -> io::Error {
-    io::Error::other("the state write task panicked")
-}
-
-/// Logs a failed state write; returns whether it went well.
-fn logged(path: &std::path::Path, result: io::Result<()>) -> bool {
-    if let Err(e) = &result {
-        tracing::warn!(path = %path.display(), error = %e, "cannot write the state file");
-    }
-    result.is_ok()
 }

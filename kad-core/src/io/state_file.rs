@@ -11,8 +11,62 @@ use std::path::{Path, PathBuf};
 
 use fs4::fs_std::FileExt;
 
-use crate::server::StateError;
-use crate::Snapshot;
+use crate::server::{Error, StateError};
+use crate::{NodeId, Snapshot};
+
+/// A node's state file, opened: locked, and read.
+#[derive(Debug)]
+pub struct Opened {
+    /// The state file.
+    pub path: PathBuf,
+    /// Its lock, held until this is dropped (the adapter keeps it until its last write).
+    pub lock: File,
+    /// The snapshot in it; `None` for a fresh node.
+    pub restored: Option<Snapshot>,
+}
+
+/// Takes the lock of the state file at `path` ([`lock`]) and reads it ([`load`]); a
+/// snapshot of another node than `id` (when given) is refused.
+pub fn open(path: PathBuf, id: Option<NodeId>) -> Result<Opened, Error> {
+    let err = |source| Error::State {
+        path: path.clone(),
+        source,
+    };
+    let lock = self::lock(&path).map_err(err)?;
+    let restored = load(&path).map_err(err)?;
+    if let (Some(given), Some(snapshot)) = (id, &restored) {
+        if given != snapshot.id {
+            return Err(err(StateError::WrongNodeId {
+                file: snapshot.id,
+                given,
+            }));
+        }
+    }
+    Ok(Opened {
+        path,
+        lock,
+        restored,
+    })
+}
+
+/// The first write of a fresh node's state: its id is on disk before anything else
+/// happens, and a path that cannot be written is an error of `listen` rather than a log
+/// line later.
+pub fn create(path: &Path, snapshot: &Snapshot) -> Result<(), Error> {
+    save(path, snapshot).map_err(|e| Error::State {
+        path: path.to_owned(),
+        source: StateError::Write(e),
+    })
+}
+
+/// A periodic or last write ([`save`]): whether it went well; a failure is logged.
+pub fn write(path: &Path, snapshot: &Snapshot) -> bool {
+    let result = save(path, snapshot);
+    if let Err(e) = &result {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the state file");
+    }
+    result.is_ok()
+}
 
 /// Takes the exclusive lock of the state file at `path`: an advisory lock on
 /// `<path>.lock` (the state file itself is replaced by every write, so it cannot hold a

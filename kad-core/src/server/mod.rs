@@ -51,6 +51,7 @@
 //! }
 //! ```
 
+mod adapter;
 mod command;
 mod error;
 mod stats;
@@ -61,6 +62,7 @@ use std::time::{Duration, Instant};
 
 use crate::{Event, Node, QueryId, Snapshot, Transmit};
 
+pub use adapter::Settings;
 pub use command::{Command, CommandError, Reply};
 pub use error::{Error, StateError};
 pub use stats::ServerStats;
