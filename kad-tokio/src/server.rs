@@ -10,13 +10,13 @@ use tokio::net::{lookup_host, ToSocketAddrs, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use kad_core::server::{Command, Reply, Server};
+use kad_core::server::{Command, Reply};
 
 use crate::driver::{Call, Driver};
 use crate::{Error, StateError};
+use kad_core::io::os_random;
 use kad_core::io::state_file as state;
 use kad_core::io::udp::{self, Udp};
-use kad_core::server::Settings;
 
 /// Where [`Builder::listen_default`] binds: loopback only, any free port, as the Python
 /// package's `listen()` does by default.
@@ -48,21 +48,7 @@ struct Shared {
     done: watch::Receiver<()>,
 }
 
-impl fmt::Debug for KademliaServer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KademliaServer")
-            .field("id", &self.shared.id)
-            .field("local_addr", &self.shared.local_addr)
-            .finish()
-    }
-}
-
 impl KademliaServer {
-    /// A builder with the Python package's defaults (JSON, k 20, alpha 3, 2 s timeout...).
-    pub fn builder() -> Builder {
-        Builder::default()
-    }
-
     /// A node with the default settings listening on `addr`: shorthand for
     /// `KademliaServer::builder().listen(addr)`.
     pub async fn listen<A>(addr: A) -> Result<KademliaServer, Error>
@@ -70,16 +56,6 @@ impl KademliaServer {
         A: ToSocketAddrs + fmt::Debug,
     {
         Builder::default().listen(addr).await
-    }
-
-    /// This node's id.
-    pub fn node_id(&self) -> NodeId {
-        self.shared.id
-    }
-
-    /// The address the socket is bound to (with the port the OS chose).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr
     }
 
     /// Shuts the node down: calls still waiting fail with [`Error::Stopped`], the state
@@ -117,10 +93,6 @@ impl KademliaServer {
         rx.await.map_err(|_| Error::Stopped)
     }
 
-    fn query_timeout(&self) -> Duration {
-        self.shared.query_timeout
-    }
-
     /// Resolves `addr`, keeping the addresses of our socket's family.
     async fn resolve(&self, addr: &str) -> Result<Vec<SocketAddr>, Error> {
         let local = self.shared.local_addr;
@@ -128,40 +100,11 @@ impl KademliaServer {
             addr: addr.to_owned(),
             source,
         })?;
-        let usable: Vec<SocketAddr> = all.filter(|a| a.is_ipv4() == local.is_ipv4()).collect();
-        if usable.is_empty() {
-            return Err(Error::NoUsableAddress {
-                addr: addr.to_owned(),
-                local,
-            });
-        }
-        Ok(usable)
+        kad_core::server::usable_addrs(addr, local, all)
     }
 }
 
-kad_core::handle_methods!(KademliaServer);
-
-/// Settings for a new [`KademliaServer`]: every tunable of the Python constructor (with
-/// its default) and kad's own limits, then [`listen`](Builder::listen).
-///
-/// ```
-/// # async fn demo() -> Result<(), kad_tokio::Error> {
-/// use std::time::Duration;
-/// use kad_tokio::{Codec, KademliaServer};
-/// let server = KademliaServer::builder()
-///     .codec(Codec::Bencode)
-///     .k(16)
-///     .query_timeout(Duration::from_millis(500))
-///     .listen("127.0.0.1:0")
-///     .await?;
-/// # server.stop().await;
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Clone, Debug, Default)]
-pub struct Builder {
-    settings: Settings,
-}
+kad_core::handle_methods!(KademliaServer, Builder);
 
 kad_core::builder_methods!(Builder, settings, kad_tokio);
 
@@ -193,25 +136,25 @@ impl Builder {
             None => os_random::<32>()?,
         };
         let query_timeout = config.query_timeout();
-        let (mut node, left_out) =
-            self.settings
-                .node(config, restored, seed, os_random::<20>()?, Instant::now());
+        let (server, left_out) = self.settings.server(
+            config,
+            restored,
+            seed,
+            os_random::<20>()?,
+            local_addr,
+            Instant::now(),
+        );
         if left_out > 0 {
             tracing::warn!(
                 left_out,
-                "records in the state file beyond this node's limits were left out"
+                "state file records beyond this node's limits left out"
             );
         }
-        node.set_local_addr(local_addr);
-        let id = node.id();
+        let id = server.node().id();
         if let Some(file) = opened.as_ref().filter(|o| o.restored.is_none()) {
             let path = file.path.clone();
-            let snapshot = node.snapshot(Instant::now());
+            let snapshot = server.snapshot(Instant::now());
             blocking(&file.path, move || state::create(&path, &snapshot)).await??;
-        }
-        let mut server = Server::new(node);
-        if let Some(every) = self.settings.save_interval() {
-            server.save_every(Instant::now(), every);
         }
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (stop, stop_rx) = watch::channel(false);
@@ -267,49 +210,7 @@ async fn bind<A: ToSocketAddrs>(
         addr: name.to_owned(),
         source,
     };
-    let mut last = None;
-    for a in lookup_host(addr).await.map_err(err)? {
-        match udp::bind(a) {
-            Ok(s) => {
-                let udp = Udp::new(&s, batched).map_err(err)?;
-                return Ok((UdpSocket::from_std(s).map_err(err)?, udp));
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(err(last.unwrap_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")
-    })))
-}
-
-fn os_random<const N: usize>() -> Result<[u8; N], Error> {
-    let mut out = [0u8; N];
-    getrandom::fill(&mut out).map_err(|e| Error::Random(e.to_string()))?;
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use kad_core::{Codec, Config};
-
-    #[test]
-    fn config_round_trips_through_the_builder() {
-        let config = Config::builder()
-            .codec(Codec::Bencode)
-            .k(8)
-            .alpha(2)
-            .max_dispatch_tasks(7)
-            .query_timeout(Duration::from_millis(300))
-            .build()
-            .unwrap();
-        let b = KademliaServer::builder().config(config.clone());
-        assert_eq!(b.build_config().unwrap(), config);
-        // Later settings apply on top; invalid ones are refused at build time.
-        assert_eq!(b.clone().k(9).build_config().unwrap().k(), 9);
-        assert!(matches!(
-            b.alpha(9).build_config(),
-            Err(Error::Config(kad_core::ConfigError::AlphaAboveK { .. }))
-        ));
-    }
+    let addrs = lookup_host(addr).await.map_err(err)?;
+    let (socket, udp) = udp::bind_first(name, addrs, batched)?;
+    Ok((UdpSocket::from_std(socket).map_err(err)?, udp))
 }

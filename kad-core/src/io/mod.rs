@@ -16,3 +16,12 @@
 
 pub mod state_file;
 pub mod udp;
+
+use crate::server::Error;
+
+/// `N` random bytes from the operating system (a node's id and seed).
+pub fn os_random<const N: usize>() -> Result<[u8; N], Error> {
+    let mut out = [0u8; N];
+    getrandom::fill(&mut out).map_err(|e| Error::Random(e.to_string()))?;
+    Ok(out)
+}

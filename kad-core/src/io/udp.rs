@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use quinn_udp::{RecvMeta, UdpSocketState, BATCH_SIZE};
 
-use crate::server::Server;
+use crate::server::{Error, Server};
 
 /// Receive buffer asked of the OS: room for bursts while the adapter is busy.
 pub const SOCKET_BUFFER: usize = 1 << 20;
@@ -44,6 +44,32 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(socket.into())
+}
+
+/// Binds the first of `addrs` (what `name` resolved to) that can be bound ([`bind`]) and
+/// sets it up for quinn-udp ([`Udp::new`]); [`Error::Bind`] with the last failure.
+pub fn bind_first(
+    name: &str,
+    addrs: impl IntoIterator<Item = SocketAddr>,
+    batched: bool,
+) -> Result<(std::net::UdpSocket, Udp), Error> {
+    let err = |source| Error::Bind {
+        addr: name.to_owned(),
+        source,
+    };
+    let mut last = None;
+    for a in addrs {
+        match bind(a) {
+            Ok(s) => {
+                let udp = Udp::new(&s, batched).map_err(err)?;
+                return Ok((s, udp));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(err(last.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "no address to bind")
+    })))
 }
 
 /// A socket's quinn-udp state and its receive buffers.

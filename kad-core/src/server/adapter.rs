@@ -11,7 +11,11 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
+
 use crate::{ConfigBuilder, Node, NodeId, Snapshot, MAX_DURATION};
+
+use super::{Error, Server};
 
 /// What an adapter's builder holds, runtime aside: the node's settings and where its state
 /// lives. Its setters are the adapter builder's (see [`builder_methods!`](crate::builder_methods)).
@@ -50,36 +54,95 @@ impl Settings {
         self.batch_io.unwrap_or(true)
     }
 
-    /// The node: restored from `restored` (returning how many of its records were beyond
-    /// this node's limits and left out), or new with the id given, else `random_id`.
-    pub fn node(
+    /// The server of a node listening on `local_addr`: restored from `restored` (with how
+    /// many of its records were beyond this node's limits and left out), or new with the
+    /// id given, else `random_id`; asking for a snapshot every
+    /// [`save_interval`](Self::save_interval) when there is a state file.
+    pub fn server<T>(
         &self,
         config: crate::Config,
         restored: Option<&Snapshot>,
         seed: [u8; 32],
         random_id: [u8; 20],
+        local_addr: SocketAddr,
         now: Instant,
-    ) -> (Node, usize) {
-        match restored {
+    ) -> (Server<T>, usize) {
+        let (mut node, left_out) = match restored {
             Some(snapshot) => Node::restore(config, snapshot, seed, now),
             None => {
                 let id = self.id.unwrap_or(NodeId(random_id));
                 (Node::new(config, id, seed, now), 0)
             }
+        };
+        node.set_local_addr(local_addr);
+        let mut server = Server::new(node);
+        if let Some(every) = self.save_interval() {
+            server.save_every(now, every);
         }
+        (server, left_out)
     }
 }
 
-/// The public async methods of an adapter's handle (`KademliaServer`): `bootstrap`, `set`,
-/// `get`, `find_value`, `find_node`, `ping`, `get_local`, `peers`, `stats`. The type must
-/// have `async fn call(&self, Command) -> Result<Reply, Error>`, `async fn resolve(&self,
-/// &str) -> Result<Vec<SocketAddr>, Error>`, `fn local_addr(&self) -> SocketAddr` and
-/// `fn query_timeout(&self) -> Duration`.
+/// The addresses `addr` resolved to (`all`) that a socket bound to `local` can reach: those
+/// of its family; [`Error::NoUsableAddress`] when none is.
+pub fn usable_addrs(
+    addr: &str,
+    local: SocketAddr,
+    all: impl IntoIterator<Item = SocketAddr>,
+) -> Result<Vec<SocketAddr>, Error> {
+    let usable: Vec<SocketAddr> = all
+        .into_iter()
+        .filter(|a| a.is_ipv4() == local.is_ipv4())
+        .collect();
+    if usable.is_empty() {
+        return Err(Error::NoUsableAddress {
+            addr: addr.to_owned(),
+            local,
+        });
+    }
+    Ok(usable)
+}
+
+/// The public methods of an adapter's handle (`KademliaServer`) that know no runtime:
+/// `builder`, `node_id`, `local_addr`, and the async `bootstrap`, `set`, `get`,
+/// `find_value`, `find_node`, `ping`, `get_local`, `peers`, `stats`; and its `Debug`. The
+/// type must have a `shared` field with `id`, `local_addr` and `query_timeout`, and
+/// `async fn call(&self, Command) -> Result<Reply, Error>` and `async fn resolve(&self,
+/// &str) -> Result<Vec<SocketAddr>, Error>`.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! handle_methods {
-    ($handle:ty) => {
+    ($handle:ty, $builder:ty) => {
+        impl ::std::fmt::Debug for $handle {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct("KademliaServer")
+                    .field("id", &self.shared.id)
+                    .field("local_addr", &self.shared.local_addr)
+                    .finish()
+            }
+        }
+
         impl $handle {
+            /// A builder with the Python package's defaults (JSON, k 20, alpha 3, 2 s
+            /// timeout...).
+            pub fn builder() -> $builder {
+                <$builder>::default()
+            }
+
+            /// This node's id.
+            pub fn node_id(&self) -> $crate::NodeId {
+                self.shared.id
+            }
+
+            /// The address the socket is bound to (with the port the OS chose).
+            pub fn local_addr(&self) -> ::std::net::SocketAddr {
+                self.shared.local_addr
+            }
+
+            fn query_timeout(&self) -> ::std::time::Duration {
+                self.shared.query_timeout
+            }
+
             /// Joins a network: pings every address (`"host:port"`, names are resolved), then
             /// looks up our own id and a random id in every bucket's range. Returns how many
             /// addresses answered; fails with [`Error::BootstrapFailed`] when none did within the
@@ -249,7 +312,29 @@ macro_rules! handle_methods {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! builder_methods {
-    ($builder:ty, $settings:ident, $krate:ident) => {
+    ($builder:ident, $settings:ident, $krate:ident) => {
+        /// Settings for a new `KademliaServer`: every tunable of the Python constructor
+        /// (with its default) and kad's own limits, then [`listen`]($builder::listen).
+        ///
+        /// ```
+        #[doc = concat!("# async fn demo() -> Result<(), ", stringify!($krate), "::Error> {")]
+        /// use std::time::Duration;
+        #[doc = concat!("use ", stringify!($krate), "::{Codec, KademliaServer};")]
+        /// let server = KademliaServer::builder()
+        ///     .codec(Codec::Bencode)
+        ///     .k(16)
+        ///     .query_timeout(Duration::from_millis(500))
+        ///     .listen("127.0.0.1:0")
+        ///     .await?;
+        /// # server.stop().await;
+        /// # Ok(())
+        /// # }
+        /// ```
+        #[derive(Clone, Debug, Default)]
+        pub struct $builder {
+            $settings: $crate::server::Settings,
+        }
+
         $crate::builder_methods!(@config $builder, $settings,
                 /// Wire format, `Json` (default) or `Bencode`; Python's `serialization`. Every node
                 /// of a network must use the same.
@@ -415,7 +500,7 @@ macro_rules! builder_methods {
             }
         }
     };
-    (@config $builder:ty, $settings:ident, $($(#[$m:meta])* $name:ident: $ty:ty),* $(,)?) => {
+    (@config $builder:ident, $settings:ident, $($(#[$m:meta])* $name:ident: $ty:ty),* $(,)?) => {
         impl $builder {
             $($(#[$m])* pub fn $name(mut self, v: $ty) -> Self {
                 self.$settings.config = self.$settings.config.$name(v);
@@ -423,4 +508,39 @@ macro_rules! builder_methods {
             })*
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::server::Error;
+    use crate::{Codec, Config, ConfigError};
+
+    /// An adapter's builder, as kad-tokio and kad-smol expand it (most setters unused here).
+    #[allow(dead_code)]
+    mod expanded {
+        crate::builder_methods!(Builder, settings, kad_tokio);
+    }
+    use expanded::Builder;
+
+    #[test]
+    fn config_round_trips_through_the_builder() {
+        let config = Config::builder()
+            .codec(Codec::Bencode)
+            .k(8)
+            .alpha(2)
+            .max_dispatch_tasks(7)
+            .query_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let b = Builder::default().config(config.clone());
+        assert_eq!(b.build_config().unwrap(), config);
+        // Later settings apply on top; invalid ones are refused at build time.
+        assert_eq!(b.clone().k(9).build_config().unwrap().k(), 9);
+        assert!(matches!(
+            b.alpha(9).build_config(),
+            Err(Error::Config(ConfigError::AlphaAboveK { .. }))
+        ));
+    }
 }

@@ -62,7 +62,7 @@ use std::time::{Duration, Instant};
 
 use crate::{Event, Node, QueryId, Snapshot, Transmit};
 
-pub use adapter::Settings;
+pub use adapter::{usable_addrs, Settings};
 pub use command::{Command, CommandError, Reply};
 pub use error::{Error, StateError};
 pub use stats::ServerStats;
