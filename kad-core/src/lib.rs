@@ -91,6 +91,8 @@ mod config;
 mod event;
 mod id;
 mod idle;
+#[cfg(feature = "io")]
+pub mod io;
 mod node;
 mod query;
 mod record_store;

@@ -1,7 +1,6 @@
 //! The task that owns the [`Server`] and the socket: it reads, sends and waits; every
 //! decision (admission, budget, save schedule, held transmits) is the server's.
 
-use std::io;
 use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -11,8 +10,8 @@ use smol::channel::{Receiver, Sender, TryRecvError};
 use smol::future::FutureExt;
 use smol::{Async, Timer};
 
-use crate::batch::{Inbox, Outbox};
-use crate::state;
+use kad_core::io::state_file as state;
+use kad_core::io::udp::Udp;
 
 /// A command and the reply slot of its caller (a channel of capacity one).
 pub(crate) type Call = (Command, Sender<Reply>);
@@ -23,12 +22,11 @@ pub(crate) struct Driver {
     commands: Receiver<Call>,
     /// Closed by `stop()` (or when the last handle goes).
     stop: Receiver<()>,
-    outbox: Outbox,
-    inbox: Inbox,
+    udp: Udp,
     /// The state file's lock, released when the driver ends (after the last write).
     _lock: Option<std::fs::File>,
     /// The state file, and the result of the write running on the blocking pool.
-    state: Option<(PathBuf, Option<Receiver<io::Result<()>>>)>,
+    state: Option<(PathBuf, Option<Receiver<bool>>)>,
 }
 
 /// Why a wait ended.
@@ -44,20 +42,18 @@ impl Driver {
         socket: Async<UdpSocket>,
         commands: Receiver<Call>,
         stop: Receiver<()>,
-        state: Option<(PathBuf, std::fs::File)>,
-        batch_io: bool,
+        opened: Option<state::Opened>,
+        udp: Udp,
     ) -> Driver {
-        let (state, lock) = state.unzip();
-        let inbox = Inbox::new(batch_io, server.node().local_addr());
+        let (state, lock) = opened.map(|o| ((o.path, None), o.lock)).unzip();
         Driver {
             server,
             socket,
             commands,
             stop,
-            outbox: Outbox::new(batch_io),
-            inbox,
+            udp,
             _lock: lock,
-            state: state.map(|path| (path, None)),
+            state,
         }
     }
 
@@ -148,13 +144,12 @@ impl Driver {
         if let Some((path, writing)) = self.state.take() {
             // One writer at a time, so the last write is the newest state.
             if let Some(writing) = writing {
-                let result = writing.recv().await.unwrap_or_else(|_| Err(panicked()));
-                self.server.save_finished(logged(&path, result));
+                self.server
+                    .save_finished(writing.recv().await.unwrap_or(false));
             }
             let snapshot = self.server.snapshot(Instant::now());
-            let file = path.clone();
-            let result = smol::unblock(move || state::save(&file, &snapshot)).await;
-            self.server.save_finished(logged(&path, result));
+            let ok = smol::unblock(move || state::write(&path, &snapshot)).await;
+            self.server.save_finished(ok);
         }
         tracing::debug!(addr = %self.server.node().local_addr(), "kad node stopped");
     }
@@ -168,7 +163,7 @@ impl Driver {
         let (tx, rx) = smol::channel::bounded(1);
         // Detached: the write finishes even if the driver is gone.
         smol::unblock(move || {
-            let _ = tx.try_send(state::save(&path, &snapshot));
+            let _ = tx.try_send(state::write(&path, &snapshot));
         })
         .detach();
         *writing = Some(rx);
@@ -176,115 +171,34 @@ impl Driver {
 
     /// Reports the last state write to the server if it has finished.
     fn collect_save(&mut self) {
-        let Some((path, Some(writing))) = &mut self.state else {
+        let Some((_, Some(writing))) = &mut self.state else {
             return;
         };
-        let result = match writing.try_recv() {
-            Ok(result) => result,
+        let ok = match writing.try_recv() {
+            Ok(ok) => ok,
             Err(TryRecvError::Empty) => return,
-            Err(TryRecvError::Closed) => Err(panicked()),
+            // The write panicked.
+            Err(TryRecvError::Closed) => false,
         };
-        let ok = logged(path, result);
         if let Some((_, writing)) = &mut self.state {
             *writing = None;
         }
         self.server.save_finished(ok);
     }
 
-    /// Reads datagrams until the socket would block or the pass's budget is spent; returns
-    /// whether it was spent (more may be waiting).
+    /// Reads until the socket would block or the pass's budget is spent; returns whether
+    /// it was spent. smol's `Async` keeps no readiness to clear: calls go straight to the
+    /// non-blocking socket, and the next `readable()` asks the reactor afresh.
     fn receive(&mut self) -> bool {
-        loop {
-            let want = self.server.datagrams_wanted().min(self.inbox.slots());
-            if want == 0 {
-                return true;
-            }
-            let got = match recv(&self.socket, &mut self.inbox, want) {
-                Ok(got) => got,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(e) => {
-                    // ICMP errors and the like: count them and read on.
-                    tracing::trace!(error = %e, "recv error");
-                    self.server.recv_error();
-                    continue;
-                }
-            };
-            // One receive time for a batch: its datagrams were all waiting at that call.
-            let now = Instant::now();
-            for i in 0..got {
-                match self.inbox.datagram(i) {
-                    Some((from, bytes)) => self.server.handle_datagram(now, from, bytes),
-                    None => self.server.recv_error(),
-                }
-            }
-            if got < want {
-                // The kernel's queue ran dry within the call; the next wait on
-                // `readable` sees anything that came since.
-                return false;
-            }
-        }
+        self.udp
+            .receive(&mut self.server, self.socket.get_ref(), Instant::now, |f| {
+                f()
+            })
     }
 
-    /// Sends what the server has to send, a batch per system call, until the socket's
-    /// buffer is full (the rest is held by the server) or nothing is left. A datagram
-    /// that fails for good is counted and dropped; the ones behind it are still sent.
+    /// Sends what the server has to send until the socket's buffer is full.
     fn flush(&mut self) {
-        loop {
-            self.outbox.fill(&mut self.server);
-            let Some(first) = self.outbox.front() else {
-                return;
-            };
-            match send(self.socket.get_ref(), &self.outbox) {
-                Ok(sent) if sent > 0 => self.outbox.done(sent),
-                Ok(_) => return self.server.transmit_blocked(self.outbox.take()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return self.server.transmit_blocked(self.outbox.take())
-                }
-                Err(e) => {
-                    tracing::debug!(dst = %first.dst, error = %e, "send failed");
-                    self.server.transmit_failed();
-                    self.outbox.done(1);
-                }
-            }
-        }
+        self.udp
+            .flush(&mut self.server, self.socket.get_ref(), |f| f());
     }
-}
-
-/// One read from the non-blocking `socket` into `inbox`: up to `max` datagrams with
-/// `recvmmsg` when batching, else one with `recv_from`. Returns how many were read.
-fn recv(socket: &Async<UdpSocket>, inbox: &mut Inbox, max: usize) -> io::Result<usize> {
-    #[cfg(target_os = "linux")]
-    if inbox.slots() > 1 {
-        use std::os::fd::AsRawFd;
-        return inbox.recv_mmsg(socket.get_ref().as_raw_fd(), max);
-    }
-    let _ = max;
-    inbox.recv_one(|buf| socket.get_ref().recv_from(buf))
-}
-
-/// One send of the front of `outbox` on the non-blocking `socket`: a batch with
-/// `sendmmsg` when batching, else its first datagram with `send_to`. Returns how many
-/// datagrams went.
-fn send(socket: &UdpSocket, outbox: &Outbox) -> io::Result<usize> {
-    #[cfg(target_os = "linux")]
-    if outbox.batched() {
-        use std::os::fd::AsRawFd;
-        return crate::batch::send_mmsg(socket.as_raw_fd(), outbox.datagrams());
-    }
-    let Some(t) = outbox.front() else {
-        return Ok(0);
-    };
-    socket.send_to(&t.payload, t.dst).map(|_| 1)
-}
-
-fn panicked() -> io::Error {
-    io::Error::other("the state write task panicked")
-}
-
-/// Logs a failed state write; returns whether it went well.
-fn logged(path: &std::path::Path, result: io::Result<()>) -> bool {
-    if let Err(e) = &result {
-        tracing::warn!(path = %path.display(), error = %e, "cannot write the state file");
-    }
-    result.is_ok()
 }

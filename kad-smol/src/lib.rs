@@ -62,16 +62,14 @@
 //! get success and latency: `cargo run --release -p kad-smol --example swarm -- --nodes
 //! 100 --keys 100`.
 
-mod batch;
 mod driver;
 mod server;
-mod state;
 
 /// Counters of one [`KademliaServer`]: the core's and the I/O layer's.
 pub use kad_core::server::ServerStats as Stats;
+pub use kad_core::server::DEFAULT_STATE_INTERVAL;
 pub use kad_core::server::{Error, StateError};
 pub use server::{Builder, KademliaServer, DEFAULT_LISTEN_ADDR};
-pub use state::DEFAULT_STATE_INTERVAL;
 
 pub use kad_core::{
     BootstrapOk, Codec, Config, ConfigError, KeyError, Node, NodeId, Peer, PutError, PutOk,

@@ -3,54 +3,38 @@
 
 use std::io;
 
+use kad_core::io::udp::Udp;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
-use crate::batch::Inbox;
-
 /// Sends every datagram back to where it came from, until an error other than
-/// `WouldBlock` on waiting: the loopback bench's echo server, reading and sending with
-/// the node's own batched system calls (`recvmmsg`/`sendmmsg` on Linux) when `batched`,
+/// `WouldBlock` on waiting: the loopback bench's echo server, reading and sending with the
+/// node's own socket calls (quinn-udp: batched reads when `batched`, one datagram a send),
 /// so that the bench's "physical limit" has the same advantage as the node.
 pub async fn echo(socket: UdpSocket, batched: bool) -> io::Result<()> {
-    let mut inbox = Inbox::new(batched, socket.local_addr()?);
-    let slots = inbox.slots();
+    let std = socket.into_std()?;
+    let udp = Udp::new(&std, batched)?;
+    let socket = UdpSocket::from_std(std)?;
+    echo_with(socket, udp).await
+}
+
+async fn echo_with(socket: UdpSocket, mut udp: Udp) -> io::Result<()> {
+    let slots = udp.slots();
     loop {
         socket.readable().await?;
         // Nothing to read after all (`WouldBlock`), or an ICMP error report: wait again.
-        let Ok(got) = crate::driver::recv(&socket, &mut inbox, slots) else {
+        let Ok(got) = udp.recv(&socket, slots, |f| socket.try_io(Interest::READABLE, f)) else {
             continue;
         };
-        let mut next = 0;
-        while next < got {
-            match send_back(&socket, &inbox, next, got, batched) {
-                Ok(sent) => next += sent.max(1),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.writable().await?,
-                Err(_) => next += 1,
+        for (dst, bytes) in udp.datagrams(got) {
+            loop {
+                match udp.send(&socket, dst, bytes, |f| {
+                    socket.try_io(Interest::WRITABLE, f)
+                }) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.writable().await?,
+                    _ => break,
+                }
             }
         }
     }
-}
-
-/// Sends datagrams `from..to` of `inbox` back to their sources; returns how many went.
-fn send_back(
-    socket: &UdpSocket,
-    inbox: &Inbox,
-    from: usize,
-    to: usize,
-    batched: bool,
-) -> io::Result<usize> {
-    #[cfg(target_os = "linux")]
-    if batched {
-        use std::os::fd::AsRawFd;
-        let fd = socket.as_raw_fd();
-        return socket.try_io(tokio::io::Interest::WRITABLE, || {
-            // Up to the first datagram without a source, which the caller then skips.
-            crate::batch::send_mmsg(fd, (from..to).map_while(|i| inbox.datagram(i)))
-        });
-    }
-    let _ = (to, batched);
-    let Some((dst, bytes)) = inbox.datagram(from) else {
-        return Ok(0);
-    };
-    socket.try_send_to(bytes, dst).map(|_| 1)
 }

@@ -59,18 +59,16 @@
 //! With the `cli` feature the crate also builds the `kad` command: `kad node`, `kad put`,
 //! `kad get` and `kad swarm` (see its `--help`).
 
-mod batch;
 #[doc(hidden)]
 pub mod bench;
 mod driver;
 mod server;
-mod state;
 
 /// Counters of one [`KademliaServer`]: the core's and the I/O layer's.
 pub use kad_core::server::ServerStats as Stats;
+pub use kad_core::server::DEFAULT_STATE_INTERVAL;
 pub use kad_core::server::{Error, StateError};
 pub use server::{Builder, KademliaServer, DEFAULT_LISTEN_ADDR};
-pub use state::DEFAULT_STATE_INTERVAL;
 
 pub use kad_core::{
     BootstrapOk, Codec, Config, ConfigError, KeyError, Node, NodeId, Peer, PutError, PutOk,

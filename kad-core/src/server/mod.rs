@@ -51,6 +51,7 @@
 //! }
 //! ```
 
+mod adapter;
 mod command;
 mod error;
 mod stats;
@@ -61,6 +62,7 @@ use std::time::{Duration, Instant};
 
 use crate::{Event, Node, QueryId, Snapshot, Transmit};
 
+pub use adapter::{usable_addrs, Settings};
 pub use command::{Command, CommandError, Reply};
 pub use error::{Error, StateError};
 pub use stats::ServerStats;
@@ -79,6 +81,10 @@ pub const READS_PER_DISPATCH: usize = 4;
 /// be forged), so a flood spoofing one known peer's address takes this share of the pass,
 /// not all of it.
 pub const PAST_BUDGET_PER_ADDRESS: u16 = 8;
+
+/// How often an adapter's state file is written when its builder's `state_interval` is not
+/// set: every 60 seconds (and when the node stops).
+pub const DEFAULT_STATE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How far ahead [`Server::poll_timeout`] looks when nothing is scheduled.
 const IDLE_WAIT: Duration = Duration::from_secs(3600);

@@ -1,0 +1,27 @@
+//! The blocking, runtime-independent half of an async adapter (feature `io`): what
+//! kad-tokio and kad-smol would otherwise both hold.
+//!
+//! Nothing here is used by [`Node`](crate::Node) or the [`Server`](crate::server::Server),
+//! which stay sans-IO; this module is where their bytes meet the operating system:
+//!
+//! - [`udp`]: binding the socket, and its calls, batched with quinn-udp (`recvmmsg`, and
+//!   GRO on Linux), with the loops that read into and send from a [`Server`](crate::server::Server).
+//!   An adapter only says how its runtime makes one non-blocking call (tokio's `try_io`
+//!   clears its cached readiness on `WouldBlock`; smol calls the socket directly) and
+//!   waits for readiness itself.
+//! - [`state_file`]: the state file's lock, read and atomic write, blocking calls that an
+//!   adapter runs on its runtime's blocking pool.
+//!
+//! No clock is read here: the receive loop takes the adapter's clock as an argument.
+
+pub mod state_file;
+pub mod udp;
+
+use crate::server::Error;
+
+/// `N` random bytes from the operating system (a node's id and seed).
+pub fn os_random<const N: usize>() -> Result<[u8; N], Error> {
+    let mut out = [0u8; N];
+    getrandom::fill(&mut out).map_err(|e| Error::Random(e.to_string()))?;
+    Ok(out)
+}

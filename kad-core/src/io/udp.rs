@@ -1,0 +1,317 @@
+//! The node's UDP socket: binding it, and moving datagrams between it and a [`Server`],
+//! batched by quinn-udp (up to [`quinn_udp::BATCH_SIZE`] datagrams a read with `recvmmsg`,
+//! GRO on Linux), as quinn does.
+//!
+//! The calls are non-blocking. An adapter passes a `call` closure that makes one of them
+//! the way its runtime wants (tokio: inside `try_io`, so that `WouldBlock` clears the
+//! readiness tokio caches; smol: as it is), and waits for readiness itself.
+//!
+//! quinn-udp sends one datagram a system call (`sendmsg`: it batches only segments to one
+//! destination, GSO, and a node's replies go to many); reads are batched.
+
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::time::Instant;
+
+use quinn_udp::{RecvMeta, UdpSocketState, BATCH_SIZE};
+
+use crate::server::{Error, Server};
+
+/// Receive buffer asked of the OS: room for bursts while the adapter is busy.
+pub const SOCKET_BUFFER: usize = 1 << 20;
+
+/// Room for one read: the largest UDP payload (nothing is cut short; the core decodes any
+/// datagram up to 65,507 bytes), which also holds the largest GRO train the kernel builds.
+/// The slots are one zeroed allocation that the kernel writes only as far as each datagram
+/// reaches, so a batch of small datagrams touches a page or two per slot.
+const SLOT: usize = 65_536;
+
+/// One system call on the socket, made by the adapter's `call` closure.
+pub type SocketCall<'a> = &'a mut dyn FnMut() -> io::Result<usize>;
+
+/// Binds a non-blocking UDP socket on `addr` with a [`SOCKET_BUFFER`] receive buffer
+/// (best effort: the OS may cap it). An IPv6 socket serves IPv6 only: peers are recorded
+/// at their source address, and an IPv4-mapped source would not match the IPv4 address
+/// we were given.
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// Binds the first of `addrs` (what `name` resolved to) that can be bound ([`bind`]) and
+/// sets it up for quinn-udp ([`Udp::new`]); [`Error::Bind`] with the last failure.
+pub fn bind_first(
+    name: &str,
+    addrs: impl IntoIterator<Item = SocketAddr>,
+    batched: bool,
+) -> Result<(std::net::UdpSocket, Udp), Error> {
+    let err = |source| Error::Bind {
+        addr: name.to_owned(),
+        source,
+    };
+    let mut last = None;
+    for a in addrs {
+        match bind(a) {
+            Ok(s) => {
+                let udp = Udp::new(&s, batched).map_err(err)?;
+                return Ok((s, udp));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(err(last.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "no address to bind")
+    })))
+}
+
+/// A socket's quinn-udp state and its receive buffers.
+pub struct Udp {
+    state: UdpSocketState,
+    buf: Vec<u8>,
+    meta: [RecvMeta; BATCH_SIZE],
+    /// Reads per call: [`BATCH_SIZE`], or 1 without batching.
+    slots: usize,
+}
+
+impl std::fmt::Debug for Udp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Udp").field("slots", &self.slots).finish()
+    }
+}
+
+impl Udp {
+    /// Sets `socket` up for quinn-udp, reading up to [`BATCH_SIZE`] datagrams a call when
+    /// `batched` (else one). IP fragmentation, which quinn-udp turns off (QUIC sizes its
+    /// packets to the path), is turned back on: a kad reply may be up to 64 KiB, and the
+    /// Python package relies on the IP layer to carry it.
+    pub fn new(socket: &std::net::UdpSocket, batched: bool) -> io::Result<Udp> {
+        let state = UdpSocketState::new(socket.into())?;
+        allow_fragments(socket, socket.local_addr()?.is_ipv6())?;
+        let slots = if batched { BATCH_SIZE } else { 1 };
+        Ok(Udp {
+            state,
+            buf: vec![0; slots * SLOT],
+            meta: [RecvMeta::default(); BATCH_SIZE],
+            slots,
+        })
+    }
+
+    /// How many reads one call can bring.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// One read of up to `max` buffers (at most [`slots`](Self::slots)) from `socket`,
+    /// through `call`; returns how many buffers were filled, each one datagram or a GRO
+    /// train ([`datagrams`](Self::datagrams) splits them). `WouldBlock` when there was none.
+    pub fn recv<S: AsFd>(
+        &mut self,
+        socket: &S,
+        max: usize,
+        call: impl FnOnce(SocketCall<'_>) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let n = max.clamp(1, self.slots);
+        let (state, meta) = (&self.state, &mut self.meta[..n]);
+        let mut chunks = self.buf.chunks_exact_mut(SLOT);
+        let mut bufs: [IoSliceMut<'_>; BATCH_SIZE] =
+            std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or(&mut [])));
+        let bufs = &mut bufs[..n];
+        call(&mut || state.recv(socket.into(), bufs, meta))
+    }
+
+    /// The datagrams of the last [`recv`](Self::recv) that filled `n` buffers, with their
+    /// sources, in the order they came.
+    pub fn datagrams(&self, n: usize) -> impl Iterator<Item = (SocketAddr, &[u8])> {
+        self.meta[..n.min(self.slots)]
+            .iter()
+            .zip(self.buf.chunks_exact(SLOT))
+            .flat_map(|(meta, slot)| {
+                let bytes = &slot[..meta.len.min(SLOT)];
+                // A stride of 0 never comes from the kernel; it would loop forever.
+                let stride = if meta.stride == 0 { SLOT } else { meta.stride };
+                bytes.chunks(stride).map(move |d| (meta.addr, d))
+            })
+    }
+
+    /// Sends `payload` to `dst` on `socket` through `call`; `WouldBlock` when the socket's
+    /// buffer is full.
+    pub fn send<S: AsFd>(
+        &self,
+        socket: &S,
+        dst: SocketAddr,
+        payload: &[u8],
+        call: impl FnOnce(SocketCall<'_>) -> io::Result<usize>,
+    ) -> io::Result<()> {
+        let transmit = quinn_udp::Transmit {
+            destination: dst,
+            ecn: None,
+            contents: payload,
+            segment_size: None,
+            src_ip: None,
+        };
+        call(&mut || self.state.try_send(socket.into(), &transmit).map(|()| 1)).map(drop)
+    }
+
+    /// Reads datagrams into `server` until the socket would block or the pass's budget
+    /// ([`Server::datagrams_wanted`]) is spent; returns whether it was spent (more may be
+    /// waiting: the adapter should yield and come back). Each batch's datagrams reach the
+    /// server with one receive time from `clock`; a failed read is counted and reading
+    /// goes on.
+    pub fn receive<S: AsFd, T>(
+        &mut self,
+        server: &mut Server<T>,
+        socket: &S,
+        clock: impl Fn() -> Instant,
+        mut call: impl FnMut(SocketCall<'_>) -> io::Result<usize>,
+    ) -> bool {
+        loop {
+            let want = server.datagrams_wanted().min(self.slots);
+            if want == 0 {
+                return true;
+            }
+            let got = match self.recv(socket, want, &mut call) {
+                Ok(got) => got,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                // ICMP errors and the like.
+                Err(_) => {
+                    server.recv_error();
+                    continue;
+                }
+            };
+            let now = clock();
+            for (from, bytes) in self.datagrams(got) {
+                server.handle_datagram(now, from, bytes);
+            }
+            if got < want {
+                // The kernel's queue ran dry within the call; the adapter's next wait sees
+                // anything that came since (tokio's cached readiness is still set, so its
+                // wait returns at once and the read that follows clears it).
+                return false;
+            }
+        }
+    }
+
+    /// Sends what `server` has to send, one datagram a call, until the socket's buffer is
+    /// full (that datagram goes back to the server, first in line) or nothing is left. A
+    /// datagram that fails for good is counted and dropped; the ones behind it still go.
+    pub fn flush<S: AsFd, T>(
+        &self,
+        server: &mut Server<T>,
+        socket: &S,
+        mut call: impl FnMut(SocketCall<'_>) -> io::Result<usize>,
+    ) {
+        while let Some(t) = server.poll_transmit() {
+            match self.send(socket, t.dst, &t.payload, &mut call) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return server.transmit_blocked([t]);
+                }
+                Err(_) => server.transmit_failed(),
+            }
+        }
+    }
+}
+
+/// Lets the kernel fragment datagrams larger than the path's MTU again (Linux; quinn-udp
+/// sets `IP_PMTUDISC_PROBE` and `IPV6_DONTFRAG`, which refuse them with `EMSGSIZE`).
+#[cfg(target_os = "linux")]
+fn allow_fragments<S: AsFd>(socket: &S, v6: bool) -> io::Result<()> {
+    use rustix::net::sockopt;
+    if v6 {
+        sockopt::set_ipv6_mtu_discover(socket, sockopt::Ipv6PathMtuDiscovery::DONT)?;
+        nix::sys::socket::setsockopt(socket, nix::sys::socket::sockopt::Ipv6DontFrag, &false)
+            .map_err(io::Error::from)?;
+    } else {
+        sockopt::set_ip_mtu_discover(socket, sockopt::Ipv4PathMtuDiscovery::DONT)?;
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn allow_fragments<S: AsFd>(_socket: &S, _v6: bool) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn socket(addr: &str) -> std::net::UdpSocket {
+        bind(addr.parse().expect("an address")).expect("bind")
+    }
+
+    /// quinn-udp sets `IP_PMTUDISC_PROBE`, which refuses a datagram larger than the link's
+    /// MTU (a 20-peer JSON reply over Ethernet); `Udp::new` must undo it.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn fragmentation_is_allowed_again() {
+        use rustix::net::sockopt;
+        let v4 = socket("127.0.0.1:0");
+        let _udp = Udp::new(&v4, true).expect("quinn-udp state");
+        assert_eq!(
+            sockopt::ip_mtu_discover(&v4).expect("IP_MTU_DISCOVER"),
+            sockopt::Ipv4PathMtuDiscovery::DONT
+        );
+        let v6 = socket("[::1]:0");
+        let _udp = Udp::new(&v6, true).expect("quinn-udp state");
+        assert_eq!(
+            sockopt::ipv6_mtu_discover(&v6).expect("IPV6_MTU_DISCOVER"),
+            sockopt::Ipv6PathMtuDiscovery::DONT
+        );
+        let dontfrag = nix::sys::socket::getsockopt(&v6, nix::sys::socket::sockopt::Ipv6DontFrag);
+        assert!(!dontfrag.expect("IPV6_DONTFRAG"));
+    }
+
+    /// A GRO train is split at its stride into the datagrams the peer sent.
+    #[test]
+    fn a_read_is_split_at_its_stride() {
+        let s = socket("127.0.0.1:0");
+        let mut udp = Udp::new(&s, true).expect("quinn-udp state");
+        let from: SocketAddr = "127.0.0.1:9".parse().expect("an address");
+        udp.buf[..5].copy_from_slice(b"aabbc");
+        udp.meta[0].addr = from;
+        udp.meta[0].len = 5;
+        udp.meta[0].stride = 2;
+        udp.buf[SLOT..SLOT + 3].copy_from_slice(b"xyz");
+        udp.meta[1].addr = from;
+        udp.meta[1].len = 3;
+        udp.meta[1].stride = 3;
+        let got: Vec<&[u8]> = udp.datagrams(2).map(|(_, d)| d).collect();
+        assert_eq!(got, [&b"aa"[..], b"bb", b"c", b"xyz"]);
+    }
+
+    /// Reads and sends go through quinn-udp, batched, and each datagram keeps its bytes
+    /// and source.
+    #[test]
+    fn datagrams_go_and_come_back() {
+        let (a, b) = (socket("127.0.0.1:0"), socket("127.0.0.1:0"));
+        let (ua, mut ub) = (
+            Udp::new(&a, true).expect("state"),
+            Udp::new(&b, true).expect("state"),
+        );
+        let dst = b.local_addr().expect("addr");
+        for p in [&b"one"[..], b"two", &[7u8; 3000]] {
+            ua.send(&a, dst, p, |f| f()).expect("send");
+        }
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            match ub.recv(&b, 32, |f| f()) {
+                Ok(n) => got.extend(ub.datagrams(n).map(|(from, d)| (from, d.to_vec()))),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("recv: {e}"),
+            }
+        }
+        let from = a.local_addr().expect("addr");
+        assert_eq!(got[0], (from, b"one".to_vec()));
+        assert_eq!(got[1], (from, b"two".to_vec()));
+        assert_eq!(got[2], (from, vec![7u8; 3000]));
+    }
+}

@@ -1,0 +1,583 @@
+//! What both adapters' handle and builder say the same way, written once.
+//!
+//! The handle's async methods differ between runtimes only in the channel under
+//! `call` and the resolver under `resolve`; the builder's setters not at all. A generic
+//! handle would put a runtime trait (and its `Send` bounds on every future) into the
+//! public API of both adapters, so this is text instead: two `macro_rules!` that each
+//! adapter expands on its own types, with the docs written here once. They read no clock,
+//! touch no socket and hold no runtime: the expansion calls the adapter's own `call`,
+//! `resolve`, `local_addr` and `query_timeout`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use std::net::SocketAddr;
+
+use crate::{ConfigBuilder, Node, NodeId, Snapshot, MAX_DURATION};
+
+use super::{Error, Server};
+
+/// What an adapter's builder holds, runtime aside: the node's settings and where its state
+/// lives. Its setters are the adapter builder's (see [`builder_methods!`](crate::builder_methods)).
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Settings {
+    /// The node's configuration.
+    pub config: ConfigBuilder,
+    /// The node's id, instead of a random one.
+    pub id: Option<NodeId>,
+    /// The seed of the node's random choices, instead of the operating system's.
+    pub seed: Option<[u8; 32]>,
+    /// The state file.
+    pub state_file: Option<PathBuf>,
+    /// How often the state file is written.
+    pub state_interval: Option<Duration>,
+    /// `Some(false)`: one datagram per read.
+    pub batch_io: Option<bool>,
+}
+
+impl Settings {
+    /// How often the state file is written, if there is one: the interval set (default
+    /// [`DEFAULT_STATE_INTERVAL`](super::DEFAULT_STATE_INTERVAL)), at most
+    /// [`MAX_DURATION`].
+    pub fn save_interval(&self) -> Option<Duration> {
+        self.state_file.as_ref()?;
+        Some(
+            self.state_interval
+                .unwrap_or(super::DEFAULT_STATE_INTERVAL)
+                .min(MAX_DURATION),
+        )
+    }
+
+    /// Whether reads are batched (default true).
+    pub fn batched(&self) -> bool {
+        self.batch_io.unwrap_or(true)
+    }
+
+    /// The server of a node listening on `local_addr`: restored from `restored` (with how
+    /// many of its records were beyond this node's limits and left out), or new with the
+    /// id given, else `random_id`; asking for a snapshot every
+    /// [`save_interval`](Self::save_interval) when there is a state file.
+    pub fn server<T>(
+        &self,
+        config: crate::Config,
+        restored: Option<&Snapshot>,
+        seed: [u8; 32],
+        random_id: [u8; 20],
+        local_addr: SocketAddr,
+        now: Instant,
+    ) -> (Server<T>, usize) {
+        let (mut node, left_out) = match restored {
+            Some(snapshot) => Node::restore(config, snapshot, seed, now),
+            None => {
+                let id = self.id.unwrap_or(NodeId(random_id));
+                (Node::new(config, id, seed, now), 0)
+            }
+        };
+        node.set_local_addr(local_addr);
+        let mut server = Server::new(node);
+        if let Some(every) = self.save_interval() {
+            server.save_every(now, every);
+        }
+        (server, left_out)
+    }
+}
+
+/// The addresses `addr` resolved to (`all`) that a socket bound to `local` can reach: those
+/// of its family; [`Error::NoUsableAddress`] when none is.
+pub fn usable_addrs(
+    addr: &str,
+    local: SocketAddr,
+    all: impl IntoIterator<Item = SocketAddr>,
+) -> Result<Vec<SocketAddr>, Error> {
+    let usable: Vec<SocketAddr> = all
+        .into_iter()
+        .filter(|a| a.is_ipv4() == local.is_ipv4())
+        .collect();
+    if usable.is_empty() {
+        return Err(Error::NoUsableAddress {
+            addr: addr.to_owned(),
+            local,
+        });
+    }
+    Ok(usable)
+}
+
+/// The public methods of an adapter's handle (`KademliaServer`) that know no runtime:
+/// `builder`, `node_id`, `local_addr`, and the async `bootstrap`, `set`, `get`,
+/// `find_value`, `find_node`, `ping`, `get_local`, `peers`, `stats`; and its `Debug`. The
+/// type must have a `shared` field with `id`, `local_addr` and `query_timeout`, and
+/// `async fn call(&self, Command) -> Result<Reply, Error>` and `async fn resolve(&self,
+/// &str) -> Result<Vec<SocketAddr>, Error>`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! handle_methods {
+    ($handle:ty, $builder:ty) => {
+        impl ::std::fmt::Debug for $handle {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct("KademliaServer")
+                    .field("id", &self.shared.id)
+                    .field("local_addr", &self.shared.local_addr)
+                    .finish()
+            }
+        }
+
+        impl $handle {
+            /// A builder with the Python package's defaults (JSON, k 20, alpha 3, 2 s
+            /// timeout...).
+            pub fn builder() -> $builder {
+                <$builder>::default()
+            }
+
+            /// This node's id.
+            pub fn node_id(&self) -> $crate::NodeId {
+                self.shared.id
+            }
+
+            /// The address the socket is bound to (with the port the OS chose).
+            pub fn local_addr(&self) -> ::std::net::SocketAddr {
+                self.shared.local_addr
+            }
+
+            fn query_timeout(&self) -> ::std::time::Duration {
+                self.shared.query_timeout
+            }
+
+            /// Joins a network: pings every address (`"host:port"`, names are resolved), then
+            /// looks up our own id and a random id in every bucket's range. Returns how many
+            /// addresses answered; fails with [`Error::BootstrapFailed`] when none did within the
+            /// query timeout.
+            pub async fn bootstrap<S: AsRef<str>>(
+                &self,
+                addrs: &[S],
+            ) -> Result<usize, $crate::server::Error> {
+                if addrs.is_empty() {
+                    return Err($crate::server::Error::NoBootstrapAddress);
+                }
+                let mut resolved = Vec::new();
+                for a in addrs {
+                    for addr in self.resolve(a.as_ref()).await? {
+                        if !resolved.contains(&addr) {
+                            resolved.push(addr);
+                        }
+                    }
+                }
+                let result = self
+                    .query($crate::server::Command::Bootstrap(resolved.clone()))
+                    .await;
+                match result {
+                    Ok($crate::QueryResult::Bootstrap(Ok($crate::BootstrapOk {
+                        answered,
+                        ..
+                    }))) => Ok(answered),
+                    Ok($crate::QueryResult::Bootstrap(Err(_))) => {
+                        Err($crate::server::Error::BootstrapFailed {
+                            addrs: resolved,
+                            timeout: self.query_timeout(),
+                        })
+                    }
+                    Ok(_) => Err($crate::server::Error::Unexpected("bootstrap")),
+                    Err(e) => Err(e),
+                }
+            }
+
+            /// Stores `value` under `key` on the k nodes closest to the key (every one of them is
+            /// sent the value, so an update replaces older copies) and locally as its original
+            /// publisher. `Ok` once at least one remote node acknowledged.
+            pub async fn set(
+                &self,
+                key: &str,
+                value: impl Into<$crate::Value>,
+            ) -> Result<$crate::PutOk, $crate::server::Error> {
+                match self
+                    .query($crate::server::Command::Put(key.to_owned(), value.into()))
+                    .await?
+                {
+                    $crate::QueryResult::Put(r) => Ok(r?),
+                    _ => Err($crate::server::Error::Unexpected("set")),
+                }
+            }
+
+            /// The value stored under `key`, as most of the k closest nodes that answer hold it
+            /// (one vote an IP, our own copy one more; see `kad_core::Node::get`); `None` when
+            /// no node holds it. The type (text or bytes) is the one it was stored with.
+            pub async fn get(
+                &self,
+                key: &str,
+            ) -> Result<Option<$crate::Value>, $crate::server::Error> {
+                match self
+                    .query($crate::server::Command::Get(key.to_owned()))
+                    .await?
+                {
+                    $crate::QueryResult::Get(r) => Ok(r?),
+                    _ => Err($crate::server::Error::Unexpected("get")),
+                }
+            }
+
+            /// Signs `value` with `keypair` for `salt` at sequence `seq` and stores it as
+            /// [`set`](Self::set) does, under `kad_core::signed_key(&keypair.public_key(), salt)`:
+            /// a key only this key pair can write, where kad nodes keep the highest sequence.
+            /// With `cas`, a node holding a sequence other than `cas` refuses it. Fails with
+            /// `Error::Put` for a salt over 64 bytes, or when this node holds a newer version.
+            #[cfg(feature = "signed")]
+            pub async fn put_signed(
+                &self,
+                keypair: &$crate::Keypair,
+                salt: &[u8],
+                value: impl Into<$crate::Value>,
+                seq: u64,
+                cas: Option<u64>,
+            ) -> Result<$crate::PutOk, $crate::server::Error> {
+                let cmd =
+                    $crate::server::Command::put_signed(keypair, salt, value.into(), seq, cas)?;
+                match self.query(cmd).await? {
+                    $crate::QueryResult::Put(r) => Ok(r?),
+                    _ => Err($crate::server::Error::Unexpected("put_signed")),
+                }
+            }
+
+            /// The newest valid record `public_key` signed for `salt`: the highest sequence
+            /// among the k closest nodes' copies, its signature checked; `None` when no node
+            /// holds a valid one.
+            #[cfg(feature = "signed")]
+            pub async fn get_signed(
+                &self,
+                public_key: &$crate::PublicKey,
+                salt: &[u8],
+            ) -> Result<Option<$crate::SignedRecord>, $crate::server::Error> {
+                let key = $crate::signed_key(public_key, salt);
+                let value = self.get(&key).await?;
+                let record = value.and_then(|v| $crate::SignedRecord::open(&v).ok());
+                Ok(record.filter(|r| r.key() == key))
+            }
+
+            /// Looks `key` up on the network (not in our own store): the value if a node holds
+            /// it, and the closest peers that answered, closest first.
+            pub async fn find_value(
+                &self,
+                key: &str,
+            ) -> Result<(Option<$crate::Value>, Vec<$crate::Peer>), $crate::server::Error> {
+                match self
+                    .query($crate::server::Command::FindValue(key.to_owned()))
+                    .await?
+                {
+                    $crate::QueryResult::FindValue(r) => {
+                        let $crate::FindValueOk { value, peers } = r?;
+                        Ok((value, peers))
+                    }
+                    _ => Err($crate::server::Error::Unexpected("find_value")),
+                }
+            }
+
+            /// The k live peers closest to `target`, closest first.
+            pub async fn find_node(
+                &self,
+                target: $crate::NodeId,
+            ) -> Result<Vec<$crate::Peer>, $crate::server::Error> {
+                match self
+                    .query($crate::server::Command::FindNode(target))
+                    .await?
+                {
+                    $crate::QueryResult::FindNode(r) => Ok(r?),
+                    _ => Err($crate::server::Error::Unexpected("find_node")),
+                }
+            }
+
+            /// Pings `addr` (`"host:port"`); returns the peer that answered.
+            pub async fn ping(&self, addr: &str) -> Result<$crate::Peer, $crate::server::Error> {
+                let Some(addr) = self.resolve(addr).await?.into_iter().next() else {
+                    return Err($crate::server::Error::NoUsableAddress {
+                        addr: addr.to_owned(),
+                        local: self.local_addr(),
+                    });
+                };
+                match self.query($crate::server::Command::Ping(addr)).await? {
+                    $crate::QueryResult::Ping(r) => Ok(r?),
+                    _ => Err($crate::server::Error::Unexpected("ping")),
+                }
+            }
+
+            /// Our own unexpired copy of `key`, without asking the network.
+            pub async fn get_local(
+                &self,
+                key: &str,
+            ) -> Result<Option<$crate::Value>, $crate::server::Error> {
+                match self
+                    .call($crate::server::Command::GetLocal(key.to_owned()))
+                    .await?
+                {
+                    $crate::server::Reply::Local(value) => Ok(value),
+                    _ => Err($crate::server::Error::Unexpected("get_local")),
+                }
+            }
+
+            /// Every peer in the routing table.
+            pub async fn peers(&self) -> Result<Vec<$crate::Peer>, $crate::server::Error> {
+                match self.call($crate::server::Command::Peers).await? {
+                    $crate::server::Reply::Peers(peers) => Ok(peers),
+                    _ => Err($crate::server::Error::Unexpected("peers")),
+                }
+            }
+
+            /// The node's and the driver's counters.
+            pub async fn stats(
+                &self,
+            ) -> Result<$crate::server::ServerStats, $crate::server::Error> {
+                match self.call($crate::server::Command::Stats).await? {
+                    $crate::server::Reply::Stats(stats) => Ok(stats),
+                    _ => Err($crate::server::Error::Unexpected("stats")),
+                }
+            }
+
+            async fn query(
+                &self,
+                cmd: $crate::server::Command,
+            ) -> Result<$crate::QueryResult, $crate::server::Error> {
+                match self.call(cmd).await? {
+                    $crate::server::Reply::Query(result) => Ok(result?.0),
+                    _ => Err($crate::server::Error::Unexpected("query")),
+                }
+            }
+        }
+    };
+}
+
+/// The setters of an adapter's `Builder`, over its `$settings` field of type
+/// [`Settings`]: every [`Config`](crate::Config) field, and `config`, `node_id`, `seed`,
+/// `state_file`, `state_interval`, `batch_io`, `build_config`; `$krate` names the adapter
+/// crate in the doc examples.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! builder_methods {
+    ($builder:ident, $settings:ident, $krate:ident) => {
+        /// Settings for a new `KademliaServer`: every tunable of the Python constructor
+        /// (with its default) and kad's own limits, then [`listen`]($builder::listen).
+        ///
+        /// ```
+        #[doc = concat!("# async fn demo() -> Result<(), ", stringify!($krate), "::Error> {")]
+        /// use std::time::Duration;
+        #[doc = concat!("use ", stringify!($krate), "::{Codec, KademliaServer};")]
+        /// let server = KademliaServer::builder()
+        ///     .codec(Codec::Bencode)
+        ///     .k(16)
+        ///     .query_timeout(Duration::from_millis(500))
+        ///     .listen("127.0.0.1:0")
+        ///     .await?;
+        /// # server.stop().await;
+        /// # Ok(())
+        /// # }
+        /// ```
+        #[derive(Clone, Debug, Default)]
+        pub struct $builder {
+            $settings: $crate::server::Settings,
+        }
+
+        $crate::builder_methods!(@config $builder, $settings,
+                /// Wire format, `Json` (default) or `Bencode`; Python's `serialization`. Every node
+                /// of a network must use the same.
+                codec: $crate::Codec,
+                /// Accept a response only from the address its request went to (default true).
+                verify_response_source: bool,
+                /// Bucket size and replication factor (default 20).
+                k: usize,
+                /// Requests in flight per lookup (default 3).
+                alpha: usize,
+                /// How long to wait for each response (default 2 s).
+                query_timeout: ::std::time::Duration,
+                /// Period of the stale-bucket refresh and expiry sweep (default 3600 s).
+                bucket_refresh_interval: ::std::time::Duration,
+                /// How long a stored value lives; Python's `key_expiry_seconds` (default 86410 s).
+                #[doc(alias = "key_expiry_seconds")]
+                key_expiry: ::std::time::Duration,
+                /// How often records held for others are re-replicated (default 3600 s).
+                non_publisher_restore_interval: ::std::time::Duration,
+                /// How often records we published are republished (default 86400 s).
+                original_publisher_republish_interval: ::std::time::Duration,
+                /// Shortest life of a cached copy; Python's `min_cache_ttl_seconds` (default 600 s).
+                #[doc(alias = "min_cache_ttl_seconds")]
+                min_cache_ttl: ::std::time::Duration,
+                /// Datagrams handed from the socket to the node per pass of the driver (default 64);
+                /// datagrams read past it in the same pass are dropped and counted in
+                /// [`Stats::datagrams_dropped`], as the Python package drops them when its dispatch
+                /// queue is full.
+                max_dispatch_tasks: usize,
+                /// Consecutive failures after which a peer leaves the routing table (default 3).
+                failures_before_eviction: u32,
+                /// Replacement-cache entries per bucket (default 8).
+                replacement_cache_size: usize,
+                /// Most records stored (default 100,000).
+                max_records: usize,
+                /// Most bytes of keys and values stored (default 256 MiB).
+                max_store_bytes: usize,
+                /// Longest key in bytes (default 1024).
+                max_key_bytes: usize,
+                /// Largest value in bytes (default 64,083; see `kad_core::Config::max_value_bytes`).
+                max_value_bytes: usize,
+                /// Largest datagram sent (default 65,507).
+                max_datagram_bytes: usize,
+                /// Most requests in flight (default 4096).
+                max_pending_requests: usize,
+                /// Most datagrams waiting to be sent (default 4096).
+                max_queued_transmits: usize,
+                /// Most queries running at once (default 1024).
+                max_active_queries: usize,
+                /// Most republish operations running at once (default 16).
+                max_concurrent_republish: usize,
+                /// Most routing-table entries one IP may hold in a bucket (default 2).
+                max_peers_per_ip_per_bucket: usize,
+                /// Most routing-table entries one IP may hold in the whole table (default 10).
+                max_peers_per_ip: usize,
+                /// Loopback addresses are exempt from the per-IP caps (default true).
+                ip_limits_exempt_loopback: bool,
+                /// A reply to an unverified sender is at most this many times its request (default 4).
+                unverified_reply_factor: usize,
+                /// Most large replies waiting for their senders' verification (default 256).
+                max_held_replies: usize,
+                /// Most addresses remembered as verified (default 8192).
+                max_verified_addresses: usize,
+                /// Pad lookup requests so a full answer fits the responder's budget (default true).
+                pad_requests: bool,
+                /// Age after which a full bucket pings its oldest entry for a newcomer (default 15 min).
+                ping_oldest_after: ::std::time::Duration,
+                /// Extra copies of an unanswered request within its timeout (default 2).
+                request_retries: usize,
+                /// Reply bytes a proven address may get beyond the factor, per minute (default 64 KiB).
+                reply_allowance: usize,
+                /// Percent of the store one source IP may fill (default 1).
+                store_percent_per_ip: usize,
+                /// Leading bits of an IPv6 address that count as one IP (default 48).
+                ipv6_prefix_len: usize,
+                /// Most lookup candidates per IP (default 2).
+                max_lookup_peers_per_ip: usize,
+                /// Most lookup candidates per /24 or IPv6 prefix (default 5).
+                max_lookup_peers_per_subnet: usize,
+        );
+        impl $builder {
+            /// Starts over from `config` (settings made after this call apply on top of it).
+            pub fn config(mut self, config: $crate::Config) -> Self {
+                self.$settings.config = $crate::ConfigBuilder::from(config);
+                self
+            }
+
+            /// Uses this node id instead of a random one.
+            pub fn node_id(mut self, id: $crate::NodeId) -> Self {
+                self.$settings.id = Some(id);
+                self
+            }
+
+            /// Seeds the node's random choices (transaction ids, refresh targets) instead of
+            /// drawing the seed from the operating system. For reproducible tests only.
+            pub fn seed(mut self, seed: [u8; 32]) -> Self {
+                self.$settings.seed = Some(seed);
+                self
+            }
+
+            /// Keeps the node's state in the file at `path`, so that a restarted node loses
+            /// nothing: its id, its routing table, and its records, each with the lifetime it had
+            /// left and whether this node is its original publisher (and so republishes it).
+            ///
+            /// [`listen`](Self::listen) restores the node from the file when there is one (the
+            /// node gets the file's id; the time it was down does not count against its records)
+            /// and fails with `Error::State` when the file cannot be read or is truncated or
+            /// corrupted, rather than start a node that lost everything. With no file, the node
+            /// starts fresh and writes the file at once, so a path that cannot be written is
+            /// reported by `listen` too.
+            ///
+            /// The node then writes the file every [`state_interval`](Self::state_interval) and
+            /// when it is stopped (or its last handle is dropped). A write never leaves a
+            /// partial file, so a node killed at any moment restarts from its last write: it
+            /// goes to a temporary file in the same directory, is synced to disk, and replaces
+            /// the file by a rename. The node holds an exclusive lock on `<path>.lock` while it
+            /// runs: a second node given the same file fails with `StateError::Locked` instead
+            /// of sharing it. Writes run on the runtime's blocking pool (tokio's
+            /// `spawn_blocking`, `smol::unblock`); the node's task only copies the state. A
+            /// write that fails is logged, counted in `Stats::state_save_errors` and tried
+            /// again at the next interval.
+            ///
+            /// ```
+            #[doc = concat!("# async fn demo() -> Result<(), ", stringify!($krate), "::Error> {")]
+            /// use std::time::Duration;
+            #[doc = concat!("use ", stringify!($krate), "::KademliaServer;")]
+            /// let server = KademliaServer::builder()
+            ///     .state_file("/var/lib/kad/state")
+            ///     .state_interval(Duration::from_secs(30))
+            ///     .listen("0.0.0.0:4000")
+            ///     .await?;
+            /// # Ok(())
+            /// # }
+            /// ```
+            pub fn state_file(mut self, path: impl Into<::std::path::PathBuf>) -> Self {
+                self.$settings.state_file = Some(path.into());
+                self
+            }
+
+            /// How often the state file of [`state_file`](Self::state_file) is written (default
+            /// [`DEFAULT_STATE_INTERVAL`], 60 s; at least 1 ms). What changed since the last write
+            /// is lost if the process is killed.
+            pub fn state_interval(mut self, every: ::std::time::Duration) -> Self {
+                self.$settings.state_interval = Some(every);
+                self
+            }
+
+            /// Whether the node's socket reads up to `quinn_udp::BATCH_SIZE` datagrams (32 on
+            /// Linux) per system call (`recvmmsg`, through quinn-udp) or one. Default true; where
+            /// quinn-udp cannot batch, a read is one datagram either way. Sends go one datagram a
+            /// call in both modes (quinn-udp batches only segments to one destination). The node
+            /// behaves the same either way (each datagram reaches the core with its source and the
+            /// time it was read); batching spends less CPU per datagram under load. Turning it off
+            /// is for comparisons and as a way out should a kernel misbehave.
+            pub fn batch_io(mut self, on: bool) -> Self {
+                self.$settings.batch_io = Some(on);
+                self
+            }
+
+            /// The settings this builder would use, validated.
+            pub fn build_config(&self) -> Result<$crate::Config, $crate::server::Error> {
+                Ok(self.$settings.config.clone().build()?)
+            }
+        }
+    };
+    (@config $builder:ident, $settings:ident, $($(#[$m:meta])* $name:ident: $ty:ty),* $(,)?) => {
+        impl $builder {
+            $($(#[$m])* pub fn $name(mut self, v: $ty) -> Self {
+                self.$settings.config = self.$settings.config.$name(v);
+                self
+            })*
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::server::Error;
+    use crate::{Codec, Config, ConfigError};
+
+    /// An adapter's builder, as kad-tokio and kad-smol expand it (most setters unused here).
+    #[allow(dead_code)]
+    mod expanded {
+        crate::builder_methods!(Builder, settings, kad_tokio);
+    }
+    use expanded::Builder;
+
+    #[test]
+    fn config_round_trips_through_the_builder() {
+        let config = Config::builder()
+            .codec(Codec::Bencode)
+            .k(8)
+            .alpha(2)
+            .max_dispatch_tasks(7)
+            .query_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let b = Builder::default().config(config.clone());
+        assert_eq!(b.build_config().unwrap(), config);
+        // Later settings apply on top; invalid ones are refused at build time.
+        assert_eq!(b.clone().k(9).build_config().unwrap().k(), 9);
+        assert!(matches!(
+            b.alpha(9).build_config(),
+            Err(Error::Config(ConfigError::AlphaAboveK { .. }))
+        ));
+    }
+}
