@@ -111,6 +111,9 @@ pub enum QueryError {
     /// Too many queries are running ([`crate::Config::max_active_queries`]).
     #[error("too many queries running")]
     TooManyQueries,
+    /// The query's deadline ([`crate::Node::set_deadline`]) passed before it finished.
+    #[error("the query's deadline passed")]
+    DeadlinePassed,
 }
 
 /// Work done by one query.
@@ -251,4 +254,8 @@ pub struct Stats {
     pub records_rejected: u64,
     /// Values a lookup received that the [`crate::Validator`] refused (the lookup went on).
     pub values_rejected: u64,
+    /// Queries ended by [`crate::Node::cancel`] (their late answers are ignored).
+    pub queries_cancelled: u64,
+    /// Queries ended by their deadline ([`crate::Node::set_deadline`]).
+    pub queries_past_deadline: u64,
 }

@@ -60,6 +60,21 @@
 //! }
 //! ```
 //!
+//! ## Cancelling queries, and deadlines
+//!
+//! [`Node::cancel`] ends a user's query at once: no [`Event::QueryFinished`] follows (the
+//! caller asked), its `max_active_queries` slot is free for the next command, and its
+//! requests still in flight are left to finish on their own: their answers still teach
+//! the routing table, but the query never hears of them. [`Node::set_deadline`] ends a
+//! query still running at a given instant with [`QueryError::DeadlinePassed`].
+//! [`Stats::queries_cancelled`] and [`Stats::queries_past_deadline`] count both. The
+//! server layer cancels the query of a caller who gave up
+//! ([`server::Server::cancel_abandoned_when`]: in kad-tokio and kad-smol, dropping the
+//! future of `get`, `set`, `find_node`, `find_value`, `bootstrap` or `ping`), so a per-call
+//! deadline in an adapter is the runtime's own timeout around the call
+//! (`tokio::time::timeout(d, server.get(key))`), and
+//! [`server::Server::handle_command_until`] gives one to a command.
+//!
 //! ## The record store
 //!
 //! A node keeps its records in a [`RecordStore`]. [`MemoryStore`] is the default (in memory,

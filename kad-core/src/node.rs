@@ -28,6 +28,8 @@ use crate::{
     Stats, Transmit, Value,
 };
 
+mod cancel;
+
 /// The dynamic cache TTL of the reference:
 /// `max(min_cache_ttl, floor(key_expiry / (bit_length(own XOR target) + 1)))`, in whole
 /// seconds.
@@ -735,6 +737,8 @@ pub struct Node {
     next_refresh: Instant,
     republishing: usize,
     last_now: Instant,
+    /// User queries' deadlines ([`Node::set_deadline`]), soonest first.
+    deadlines: BTreeSet<(Instant, QueryId)>,
 }
 
 impl Node {
@@ -811,6 +815,7 @@ impl Node {
             starved: BTreeSet::new(),
             republishing: 0,
             last_now: now,
+            deadlines: BTreeSet::new(),
         }
     }
 
@@ -1031,6 +1036,7 @@ impl Node {
                 }
             }
         }
+        self.expire_deadlines(now);
         // After the expiries: a copy of a request that has run out of time is not sent.
         self.core.resend_due(now);
         self.core.stats.records_expired += self.core.store.expire(now);
@@ -1060,16 +1066,7 @@ impl Node {
     fn start(&mut self, now: Instant, purpose: Purpose, id: QueryId, kind: Kind) -> QueryId {
         let q = Query::new(id, purpose, now, kind);
         if self.queries.len() >= self.core.config.max_active_queries {
-            let result = match q.kind {
-                Kind::Ping { .. } => QueryResult::Ping(Err(QueryError::TooManyQueries)),
-                Kind::Bootstrap(_) => QueryResult::Bootstrap(Err(QueryError::TooManyQueries)),
-                Kind::FindNode(_) => QueryResult::FindNode(Err(QueryError::TooManyQueries)),
-                Kind::FindValue { get: true, .. } => {
-                    QueryResult::Get(Err(QueryError::TooManyQueries))
-                }
-                Kind::FindValue { .. } => QueryResult::FindValue(Err(QueryError::TooManyQueries)),
-                Kind::Put(_) => QueryResult::Put(Err(QueryError::TooManyQueries)),
-            };
+            let result = cancel::failed(&q.kind, QueryError::TooManyQueries);
             self.finish(q, result, now);
             return id;
         }
@@ -1328,6 +1325,7 @@ impl Node {
             }
         };
         consider(self.core.rpc.next_deadline());
+        consider(self.next_query_deadline());
         consider(self.core.store.next_expiry());
         if self.republish_capacity() {
             consider(self.core.store.next_republish());
@@ -1411,6 +1409,7 @@ impl Node {
 
     fn finish(&mut self, q: Query, result: QueryResult, now: Instant) {
         self.starved.remove(&q.id);
+        self.forget_deadline(q.id);
         match q.purpose {
             Purpose::User => self.events.push_back(Event::QueryFinished {
                 id: q.id,

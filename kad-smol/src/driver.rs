@@ -40,13 +40,15 @@ enum Wake {
 
 impl Driver {
     pub(crate) fn new(
-        server: Server<Sender<Reply>>,
+        mut server: Server<Sender<Reply>>,
         socket: Async<UdpSocket>,
         commands: Receiver<Call>,
         stop: Receiver<()>,
         state: Option<(PathBuf, std::fs::File)>,
         batch_io: bool,
     ) -> Driver {
+        // Callers whose futures were dropped: the server ends their queries.
+        server.cancel_abandoned_when(Sender::is_closed);
         let (state, lock) = state.unzip();
         let inbox = Inbox::new(batch_io, server.node().local_addr());
         Driver {

@@ -37,13 +37,15 @@ enum Wake {
 
 impl Driver {
     pub(crate) fn new(
-        server: Server<oneshot::Sender<Reply>>,
+        mut server: Server<oneshot::Sender<Reply>>,
         socket: UdpSocket,
         commands: mpsc::Receiver<Call>,
         stop: watch::Receiver<bool>,
         state: Option<(PathBuf, std::fs::File)>,
         batch_io: bool,
     ) -> Driver {
+        // A caller that drops its future gives up: the server cancels its query.
+        server.cancel_abandoned_when(oneshot::Sender::is_closed);
         let (state, lock) = state.unzip();
         let inbox = Inbox::new(batch_io, server.node().local_addr());
         Driver {

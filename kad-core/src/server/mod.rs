@@ -51,6 +51,7 @@
 //! }
 //! ```
 
+mod cancel;
 mod command;
 mod error;
 mod stats;
@@ -107,6 +108,8 @@ pub struct Server<T> {
     capped: bool,
     /// Whether `begin_pass` handled a timeout.
     timed_out: bool,
+    /// Tells a token whose caller gave up ([`Server::cancel_abandoned_when`]).
+    abandoned: Option<fn(&T) -> bool>,
 }
 
 /// When the next snapshot is due, and whether a write is in flight.
@@ -131,6 +134,7 @@ impl<T> Server<T> {
             capped: false,
             past_budget: BTreeMap::new(),
             timed_out: false,
+            abandoned: None,
         }
     }
 
@@ -161,6 +165,7 @@ impl<T> Server<T> {
         if self.timed_out {
             self.node.handle_timeout(now);
         }
+        self.cancel_abandoned(now);
     }
 
     /// A snapshot to write, when one is due and the last write has finished (a write
@@ -208,29 +213,36 @@ impl<T> Server<T> {
     /// from [`poll_reply`](Self::poll_reply): at once for `Stats`, `Peers`, `GetLocal`
     /// and a refused command, when the query finishes otherwise.
     pub fn handle_command(&mut self, now: Instant, token: T, cmd: Command) {
+        if self.node.active_queries() >= self.node.config().max_active_queries {
+            // A caller who gave up since the pass began may hold the slot this one needs.
+            self.cancel_abandoned(now);
+        }
+        self.start_command(now, token, cmd);
+    }
+
+    /// [`handle_command`](Self::handle_command); returns the query it started, if any.
+    fn start_command(&mut self, now: Instant, token: T, cmd: Command) -> Option<QueryId> {
         let node = &mut self.node;
         let started = match cmd {
             Command::Bootstrap(addrs) => Ok(node.bootstrap(now, &addrs)),
-            Command::Put(key, value) => node.put(now, &key, value).map_err(CommandError::from),
-            Command::Get(key) => node.get(now, &key).map_err(CommandError::from),
+            Command::Put(key, value) => node.put(now, &key, value).map_err(refused),
+            Command::Get(key) => node.get(now, &key).map_err(refused),
             Command::FindNode(target) => Ok(node.find_node(now, target)),
-            Command::FindValue(key) => node.find_value(now, &key).map_err(CommandError::from),
+            Command::FindValue(key) => node.find_value(now, &key).map_err(refused),
             Command::Ping(addr) => Ok(node.ping(now, addr)),
-            Command::Stats => {
-                let reply = Reply::Stats(self.stats());
-                return self.replies.push_back((token, reply));
-            }
-            Command::Peers => return self.replies.push_back((token, Reply::Peers(node.peers()))),
-            Command::GetLocal(key) => {
-                let value = node.get_local(now, &key);
-                return self.replies.push_back((token, Reply::Local(value)));
-            }
+            Command::Stats => Err(Reply::Stats(self.stats())),
+            Command::Peers => Err(Reply::Peers(node.peers())),
+            Command::GetLocal(key) => Err(Reply::Local(node.get_local(now, &key))),
         };
         match started {
             Ok(id) => {
                 self.waiting.insert(id, token);
+                Some(id)
             }
-            Err(e) => self.replies.push_back((token, Reply::Query(Err(e)))),
+            Err(reply) => {
+                self.replies.push_back((token, reply));
+                None
+            }
         }
     }
 
@@ -374,6 +386,11 @@ impl<T> std::fmt::Debug for Server<T> {
             .field("stats", &self.stats)
             .finish()
     }
+}
+
+/// The reply to a command refused before it started.
+fn refused(e: impl Into<CommandError>) -> Reply {
+    Reply::Query(Err(e.into()))
 }
 
 /// `now + d`, or an hour from now if that is past what `Instant` can hold.
