@@ -130,7 +130,7 @@ pub mod bench;
 pub use config::{Config, ConfigBuilder, ConfigError, MAX_DURATION};
 pub use event::{
     BootstrapOk, Event, FindValueOk, KeyError, Peer, PutError, PutOk, QueryError, QueryId,
-    QueryResult, QueryStats, Stats, Transmit,
+    QueryResult, QueryStats, RefuseReason, Stats, Transmit,
 };
 pub use id::{Distance, IdError, NodeId, ID_BITS, ID_BYTES};
 pub use node::{cache_ttl, Node};

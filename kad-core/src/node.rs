@@ -25,10 +25,11 @@ use crate::wire::{
 };
 use crate::{
     Config, Event, KeyError, NodeId, Peer, PutError, QueryError, QueryId, QueryResult, QueryStats,
-    Stats, Transmit, Value,
+    RefuseReason, Stats, Transmit, Value,
 };
 
 mod cancel;
+mod watch;
 
 /// The dynamic cache TTL of the reference:
 /// `max(min_cache_ttl, floor(key_expiry / (bit_length(own XOR target) + 1)))`, in whole
@@ -95,6 +96,10 @@ pub(crate) struct Core {
     /// Which values we store, serve and return.
     pub validator: Box<dyn Validator>,
     transmits: VecDeque<Transmit>,
+    /// What [`Node::poll_event`] gives: finished queries, and watch events when on.
+    events: VecDeque<Event>,
+    /// Whether watch events are queued ([`Node::watch`]).
+    watching: bool,
     pub stats: Stats,
     /// Requests from unproven senders waiting for them to answer a verification ping (a
     /// store, or a request whose reply is larger than the request allows), oldest first.
@@ -411,9 +416,16 @@ impl Core {
     /// A store from an address that has not proven itself waits for it to (or is dropped,
     /// and counted, when there is no room to hold it).
     fn hold_store(&mut self, now: Instant, peer: Peer, request: Option<Message>, len: usize) {
-        let held = request.is_some_and(|r| self.hold(now, peer, r, len));
-        if !held {
+        let Some(request) = request else {
+            return self.stats.stores_unproven_dropped += 1;
+        };
+        let key = match &request.body {
+            Body::Set { key, .. } | Body::SetCached { key, .. } => key.clone(),
+            _ => String::new(),
+        };
+        if !self.hold(now, peer, request, len) {
             self.stats.stores_unproven_dropped += 1;
+            self.refused(peer.addr, &key, RefuseReason::Unproven);
         }
     }
 
@@ -479,6 +491,7 @@ impl Core {
                 self.table.clear_ping(&old.id);
             }
             Heard::IpLimited => self.stats.peers_ip_limited += 1,
+            Heard::Added => self.note(|| Event::PeerAdded { peer }),
             _ => {}
         }
     }
@@ -503,6 +516,11 @@ impl Core {
     fn failed(&mut self, id: &NodeId, addr: &SocketAddr) {
         if self.table.on_failure(id, addr) {
             self.stats.peers_evicted += 1;
+            let peer = Peer {
+                id: *id,
+                addr: *addr,
+            };
+            self.note(|| Event::PeerEvicted { peer });
         }
     }
 
@@ -533,10 +551,10 @@ impl Core {
             Body::Set { key, value } => {
                 // The cheap limits first, then the validator (a signature check).
                 if !self.accept_record(&key, &value) {
-                    return;
+                    return self.refused(from, &key, RefuseReason::TooLarge);
                 }
                 if !self.admit(now, &key, &value, Origin::Set) {
-                    return;
+                    return self.refused(from, &key, RefuseReason::Rejected);
                 }
                 if !proven {
                     return self.hold_store(now, peer, request, request_len);
@@ -550,19 +568,21 @@ impl Core {
                     republish_at: Some(later(now, self.config.non_publisher_restore_interval)),
                     source: self.ip_key(&from),
                 };
+                let held = self.held_before(now, &key);
                 if self.store.put(&key, record).is_err() {
                     self.stats.requests_refused += 1;
-                    return;
+                    return self.refused(from, &key, RefuseReason::StoreFull);
                 }
+                self.stored(from, &key, false, held);
                 Body::SetRes
             }
             Body::SetCached { key, value, .. } => {
                 // The cheap limits first, then the validator (a signature check).
                 if !self.accept_record(&key, &value) {
-                    return;
+                    return self.refused(from, &key, RefuseReason::TooLarge);
                 }
                 if !self.admit(now, &key, &value, Origin::SetCached) {
-                    return;
+                    return self.refused(from, &key, RefuseReason::Rejected);
                 }
                 if !proven {
                     return self.hold_store(now, peer, request, request_len);
@@ -587,10 +607,12 @@ impl Core {
                         republish_at: None,
                         source: self.ip_key(&from),
                     };
+                    let held = self.held_before(now, &key);
                     if self.store.put(&key, record).is_err() {
                         self.stats.requests_refused += 1;
-                        return;
+                        return self.refused(from, &key, RefuseReason::StoreFull);
                     }
+                    self.stored(from, &key, true, held);
                 }
                 Body::SetCachedRes
             }
@@ -729,7 +751,6 @@ pub struct Node {
     core: Core,
     queries: BTreeMap<QueryId, Query>,
     next_query: u64,
-    events: VecDeque<Event>,
     /// Queries with news to act on.
     dirty: BTreeSet<QueryId>,
     /// Queries waiting for room in the request table or transmit queue.
@@ -781,6 +802,8 @@ impl Node {
             store: Box::new(store),
             validator: default_validator(),
             transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            watching: false,
             stats: Stats::default(),
             held: BTreeMap::new(),
             verifying: BTreeMap::new(),
@@ -810,7 +833,6 @@ impl Node {
             core,
             queries: BTreeMap::new(),
             next_query: 1,
-            events: VecDeque::new(),
             dirty: BTreeSet::new(),
             starved: BTreeSet::new(),
             republishing: 0,
@@ -979,6 +1001,7 @@ impl Node {
             if wanted && !core.table.is_verified(&peer.id, &peer.addr) {
                 let allowance = core.allowance();
                 core.verified.insert(from, sender, now, allowance);
+                core.note(|| Event::NodeVerified { peer });
             }
             core.release(now, from, true);
         }
@@ -1039,7 +1062,11 @@ impl Node {
         self.expire_deadlines(now);
         // After the expiries: a copy of a request that has run out of time is not sent.
         self.core.resend_due(now);
-        self.core.stats.records_expired += self.core.store.expire(now);
+        let expired = self.core.store.expire(now);
+        self.core.stats.records_expired += expired;
+        if expired > 0 {
+            self.core.note(|| Event::RecordsExpired { count: expired });
+        }
         if now >= self.next_refresh {
             self.next_refresh = later(now, self.core.config.bucket_refresh_interval);
             let interval = self.core.config.bucket_refresh_interval;
@@ -1069,6 +1096,9 @@ impl Node {
             let result = cancel::failed(&q.kind, QueryError::TooManyQueries);
             self.finish(q, result, now);
             return id;
+        }
+        if purpose == Purpose::User {
+            self.core.note(|| Event::QueryStarted { id });
         }
         self.queries.insert(id, q);
         self.dirty.insert(id);
@@ -1155,6 +1185,7 @@ impl Node {
         if let Some(v) = local {
             self.core.check_key(key)?;
             let id = self.next_id();
+            self.core.note(|| Event::QueryStarted { id });
             let stats = QueryStats {
                 rounds: 0,
                 requests: 0,
@@ -1163,7 +1194,7 @@ impl Node {
                 started: now,
                 finished: now,
             };
-            self.events.push_back(Event::QueryFinished {
+            self.core.events.push_back(Event::QueryFinished {
                 id,
                 result: QueryResult::Get(Ok(Some(v))),
                 stats,
@@ -1306,8 +1337,8 @@ impl Node {
     /// Output: the next event. Call until `None` after every input.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        let e = self.events.pop_front()?;
-        free_if_drained(&mut self.events);
+        let e = self.core.events.pop_front()?;
+        free_if_drained(&mut self.core.events);
         Some(e)
     }
 
@@ -1411,7 +1442,7 @@ impl Node {
         self.starved.remove(&q.id);
         self.forget_deadline(q.id);
         match q.purpose {
-            Purpose::User => self.events.push_back(Event::QueryFinished {
+            Purpose::User => self.core.events.push_back(Event::QueryFinished {
                 id: q.id,
                 result,
                 stats: q.stats(now),

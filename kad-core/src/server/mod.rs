@@ -54,6 +54,7 @@
 mod cancel;
 mod command;
 mod error;
+mod events;
 mod stats;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -64,6 +65,7 @@ use crate::{Event, Node, QueryId, Snapshot, Transmit};
 
 pub use command::{Command, CommandError, Reply};
 pub use error::{Error, StateError};
+pub use events::{Notice, Subscription, MAX_SUBSCRIBERS};
 pub use stats::ServerStats;
 
 /// Commands an adapter takes from its channel per pass: enough to batch, few enough to
@@ -110,6 +112,8 @@ pub struct Server<T> {
     timed_out: bool,
     /// Tells a token whose caller gave up ([`Server::cancel_abandoned_when`]).
     abandoned: Option<fn(&T) -> bool>,
+    /// Who watches the node's events ([`Server::subscribe`]).
+    subscribers: Vec<Subscription>,
 }
 
 /// When the next snapshot is due, and whether a write is in flight.
@@ -135,6 +139,7 @@ impl<T> Server<T> {
             past_budget: BTreeMap::new(),
             timed_out: false,
             abandoned: None,
+            subscribers: Vec::new(),
         }
     }
 
@@ -202,6 +207,7 @@ impl<T> Server<T> {
         } else {
             self.stats.state_save_errors += 1;
         }
+        self.publish(&Event::StateSaved { ok });
     }
 
     /// The node's state now, for a last write when the adapter stops.
@@ -233,6 +239,7 @@ impl<T> Server<T> {
             Command::Stats => Err(Reply::Stats(self.stats())),
             Command::Peers => Err(Reply::Peers(node.peers())),
             Command::GetLocal(key) => Err(Reply::Local(node.get_local(now, &key))),
+            Command::Subscribe(capacity) => Err(Reply::Subscribed(self.subscribe(capacity))),
         };
         match started {
             Ok(id) => {
@@ -328,9 +335,9 @@ impl<T> Server<T> {
             if let Some(reply) = self.replies.pop_front() {
                 return Some(reply);
             }
-            // `Event` may grow: other events are not the server's.
-            #[allow(unreachable_patterns, clippy::single_match)]
-            match self.node.poll_event()? {
+            let event = self.node.poll_event()?;
+            self.publish(&event);
+            match event {
                 Event::QueryFinished { id, result, stats } => {
                     self.stats.queries += 1;
                     self.stats.query_requests += u64::from(stats.requests);
@@ -374,6 +381,7 @@ impl<T> Server<T> {
     pub fn stop(&mut self) {
         self.waiting.clear();
         self.replies.clear();
+        self.close_subscribers();
     }
 }
 
