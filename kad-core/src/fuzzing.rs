@@ -636,7 +636,10 @@ impl NodeHarness {
             self.sent.push((t.dst, msg));
         }
         while let Some(event) = self.node.poll_event() {
-            let Event::QueryFinished { id, result, stats } = event;
+            // Watch events (off here) are not the harness's business.
+            let Event::QueryFinished { id, result, stats } = event else {
+                continue;
+            };
             let Some(i) = self.running.iter().position(|(q, _)| *q == id) else {
                 panic!("event for query {id}, which is not running: {result:?}");
             };

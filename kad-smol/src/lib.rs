@@ -69,8 +69,9 @@ mod state;
 
 /// Counters of one [`KademliaServer`]: the core's and the I/O layer's.
 pub use kad_core::server::ServerStats as Stats;
-pub use kad_core::server::{Error, StateError};
-pub use server::{Builder, KademliaServer, DEFAULT_LISTEN_ADDR};
+pub use kad_core::server::{Error, Notice, StateError, Subscription as Events};
+pub use kad_core::{Event, RefuseReason};
+pub use server::{Builder, KademliaServer, DEFAULT_LISTEN_ADDR, EVENT_QUEUE};
 pub use state::DEFAULT_STATE_INTERVAL;
 
 pub use kad_core::{

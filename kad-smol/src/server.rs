@@ -14,7 +14,7 @@ use smol::channel::{bounded, Receiver, Sender};
 use smol::net::{resolve, AsyncToSocketAddrs};
 use smol::{Async, Task};
 
-use kad_core::server::{Command, Reply, Server};
+use kad_core::server::{Command, Reply, Server, Subscription as Events};
 
 use crate::driver::{Call, Driver};
 use crate::state::{self, DEFAULT_STATE_INTERVAL, MIN_STATE_INTERVAL};
@@ -26,6 +26,8 @@ pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:0";
 
 /// Commands that may wait for the driver at once; senders past that wait their turn.
 const COMMAND_QUEUE: usize = 256;
+/// How many events a stream from [`KademliaServer::events`] keeps unread at most.
+pub const EVENT_QUEUE: usize = 1024;
 /// Receive buffer asked of the OS: room for bursts while the driver is busy.
 const SOCKET_BUFFER: usize = 1 << 20;
 
@@ -212,6 +214,18 @@ impl KademliaServer {
             Reply::Stats(stats) => Ok(stats),
             _ => Err(Error::Unexpected("stats")),
         }
+    }
+
+    /// The node's events as a stream: [`Notice`](crate::Notice)s of what it does (queries, routing
+    /// table, records, state saves) in the order it did them, from this call until the
+    /// node stops. A stream that is not read fast enough drops its oldest events past
+    /// [`EVENT_QUEUE`] and reports the count in a [`Notice::Missed`](crate::Notice::Missed); the node never waits.
+    pub async fn events(&self) -> Result<Events, Error> {
+        let reply = self.call(Command::Subscribe(EVENT_QUEUE)).await?;
+        let Reply::Subscribed(events) = reply else {
+            return Err(Error::Unexpected("events"));
+        };
+        Ok(events)
     }
 
     /// Shuts the node down: calls still waiting fail with [`Error::Stopped`], the state

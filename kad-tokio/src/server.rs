@@ -14,7 +14,7 @@ use tokio::net::{lookup_host, ToSocketAddrs, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use kad_core::server::{Command, Reply, Server};
+use kad_core::server::{Command, Reply, Server, Subscription as Events};
 
 use crate::driver::{Call, Driver};
 use crate::state::{self, DEFAULT_STATE_INTERVAL, MIN_STATE_INTERVAL};
@@ -26,6 +26,8 @@ pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:0";
 
 /// Commands that may wait for the driver at once; senders past that wait their turn.
 const COMMAND_QUEUE: usize = 256;
+/// Events an [`KademliaServer::events`] stream holds before it loses the oldest.
+pub const EVENT_QUEUE: usize = 1024;
 /// Receive buffer asked of the OS: room for bursts while the driver is busy.
 const SOCKET_BUFFER: usize = 1 << 20;
 
@@ -192,6 +194,18 @@ impl KademliaServer {
         match self.call(Command::Stats).await? {
             Reply::Stats(stats) => Ok(stats),
             _ => Err(Error::Unexpected("stats")),
+        }
+    }
+
+    /// A stream of what the node does ([`Notice`](crate::Notice)s of [`kad_core::Event`]s: queries
+    /// started and finished with their stats, peers added and evicted, addresses verified,
+    /// records stored, refreshed, refused and expired, state saved), in order, from now on,
+    /// until the node stops. Each stream has a queue of [`EVENT_QUEUE`]; one that falls
+    /// behind loses the oldest and gets [`Notice::Missed`](crate::Notice::Missed), and never slows the node.
+    pub async fn events(&self) -> Result<Events, Error> {
+        match self.call(Command::Subscribe(EVENT_QUEUE)).await? {
+            Reply::Subscribed(events) => Ok(events),
+            _ => Err(Error::Unexpected("events")),
         }
     }
 

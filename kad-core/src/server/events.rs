@@ -121,6 +121,16 @@ impl Subscription {
     }
 }
 
+/// A subscription is the stream of its notices; it ends when the server stops.
+#[cfg(feature = "stream")]
+impl futures_core::Stream for Subscription {
+    type Item = Notice;
+
+    fn poll_next(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Notice>> {
+        Subscription::poll_next(&self, cx)
+    }
+}
+
 impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let q = self.lock();

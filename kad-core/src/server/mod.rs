@@ -337,15 +337,14 @@ impl<T> Server<T> {
             }
             let event = self.node.poll_event()?;
             self.publish(&event);
-            match event {
-                Event::QueryFinished { id, result, stats } => {
-                    self.stats.queries += 1;
-                    self.stats.query_requests += u64::from(stats.requests);
-                    if let Some(token) = self.waiting.remove(&id) {
-                        return Some((token, Reply::Query(Ok((result, stats)))));
-                    }
-                }
-                _ => {}
+            // The watch events are the subscribers' only.
+            let Event::QueryFinished { id, result, stats } = event else {
+                continue;
+            };
+            self.stats.queries += 1;
+            self.stats.query_requests += u64::from(stats.requests);
+            if let Some(token) = self.waiting.remove(&id) {
+                return Some((token, Reply::Query(Ok((result, stats)))));
             }
         }
     }
