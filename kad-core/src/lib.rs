@@ -75,6 +75,22 @@
 //! (`tokio::time::timeout(d, server.get(key))`), and
 //! [`server::Server::handle_command_until`] gives one to a command.
 //!
+//! ## Watching a node: events
+//!
+//! Besides [`Event::QueryFinished`], a node can tell what it does: [`Node::watch`] turns
+//! on the watch events ([`Event::QueryStarted`], [`Event::PeerAdded`],
+//! [`Event::PeerEvicted`], [`Event::NodeVerified`], [`Event::RecordStored`],
+//! [`Event::RecordRefreshed`], [`Event::RecordRefused`] with its [`RefuseReason`],
+//! [`Event::RecordsExpired`]), given by [`Node::poll_event`] in the order they happened.
+//! They are off by default (a simulation of many nodes pays nothing for them); at most
+//! 4096 wait to be polled, more are dropped and counted in [`Stats::events_dropped`].
+//! The server layer fans them out ([`server::Server::subscribe`], plus
+//! [`Event::StateSaved`]): each subscriber has a bounded queue of its own, one that falls
+//! behind loses its oldest events and receives [`server::Notice::Missed`] with their
+//! number, and the node never waits for it. With the `stream` feature a
+//! [`server::Subscription`] is a `futures_core::Stream`; kad-tokio's and kad-smol's
+//! `KademliaServer::events()` hand one out.
+//!
 //! ## The record store
 //!
 //! A node keeps its records in a [`RecordStore`]. [`MemoryStore`] is the default (in memory,

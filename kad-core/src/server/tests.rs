@@ -268,8 +268,8 @@ fn subscribers_see_events_in_order_and_a_slow_one_loses_only_the_oldest() {
         .map(|&id| Event::QueryStarted { id })
         .collect();
     expected.push(Event::PeerAdded { peer });
-    assert_eq!(seen[..5], expected[..], "{seen:#?}");
     assert_eq!(seen.len(), 9, "{seen:#?}");
+    assert_eq!(seen[..5], expected[..], "{seen:#?}");
     // The slow one kept the newest three, after word of the six it lost.
     let mut slow_seen = drain(&slow);
     assert_eq!(slow_seen.remove(0), Notice::Missed(6));
