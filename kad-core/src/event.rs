@@ -122,6 +122,9 @@ pub enum RefuseReason {
     /// Its sender had not proven its address and there was no room to hold the request
     /// until it did.
     Unproven,
+    /// This node is a client ([`crate::Config::client_mode`]): it stores nothing for
+    /// others.
+    ClientMode,
 }
 
 /// The outcome of a command, by kind.

@@ -226,6 +226,7 @@ impl Core {
             txn,
             sender: self.sender.clone(),
             body,
+            client: self.config.client_mode,
         };
         let mut payload = Vec::with_capacity(256);
         self.config.codec.encode_padded(&msg, min_len, &mut payload);
@@ -539,10 +540,23 @@ impl Core {
             addr: from,
         };
         let proven = proven || self.addr_proven(&peer, now);
-        self.claimed(now, peer);
+        // A client never joins the table, whatever it proves.
+        if !msg.client {
+            self.claimed(now, peer);
+        }
         // What an unproven sender's reply may wait on: its request.
         let request = (!proven && msg.body.may_need_proof()).then(|| msg.clone());
-        let Message { txn, sender, body } = msg;
+        let Message {
+            txn, sender, body, ..
+        } = msg;
+        if self.config.client_mode && matches!(body, Body::Set { .. } | Body::SetCached { .. }) {
+            // A client keeps nothing for others; no answer, as for any refused store.
+            self.stats.requests_refused += 1;
+            if let Body::Set { key, .. } | Body::SetCached { key, .. } = &body {
+                self.refused(from, key, RefuseReason::ClientMode);
+            }
+            return;
+        }
         let reply = match body {
             Body::Ping => Body::Pong,
             Body::FindNode { target } => Body::FindNodeRes {
@@ -991,7 +1005,9 @@ impl Node {
         // switched off a response from elsewhere proves nothing about either address, and
         // changes nothing in the table.)
         if pending.addr == from {
-            core.proven(now, peer);
+            if !msg.client {
+                core.proven(now, peer);
+            }
             // The table's entries and replacements carry their proof. The cache remembers
             // the others we had to verify (they asked us for something large, or to
             // store), not every address that ever answered a lookup of ours: that was most
@@ -1287,6 +1303,7 @@ impl Node {
                 value: value.clone(),
                 target: NodeId::for_key(key),
             },
+            client: self.core.config.client_mode,
         };
         let mut buf = Vec::new();
         self.core.config.codec.encode(&probe, &mut buf);

@@ -387,6 +387,9 @@ setters! {
     max_lookup_peers_per_ip: usize,
     /// Most lookup candidates per /24 or IPv6 prefix (default 5).
     max_lookup_peers_per_subnet: usize,
+    /// A client: queries, never enters a routing table, stores nothing for others
+    /// (default false).
+    client_mode: bool,
 }
 
 impl Builder {
