@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use kad_core::{Config, Node, QueryResult, Value};
+use kad_core::{Codec, Config, Node, QueryResult, Value};
+use kad_tests::forge::{self, W};
 use kad_tests::{Link, SimNet};
 
 const NODES: usize = 40;
@@ -70,6 +71,24 @@ fn a_client_is_in_no_table_after_a_hundred_gets() {
         net.node(client).table_len() > 0,
         "the client knows the network"
     );
-    // It stores nothing for others.
+    // It stores nothing for others, even from a peer that proves its address.
+    let (from, sender) = (net.addr(0), net.node(0).id());
+    let fields = vec![("key", W::S("pushed".into())), ("value", W::S("v".into()))];
+    let set = forge::message(
+        Codec::Json,
+        "set",
+        "0123456789abcdef",
+        (&sender, from),
+        fields,
+    );
+    let to = net.addr(client);
+    net.inject(Duration::from_millis(1), from, to, set);
+    net.run_for(Duration::from_secs(5));
+    let now = net.now();
+    assert_eq!(
+        net.node(client).get_local(now, "pushed"),
+        None,
+        "a client stored a set"
+    );
     assert_eq!(net.node(client).record_count(), 1, "only its own put");
 }
