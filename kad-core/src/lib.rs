@@ -91,6 +91,20 @@
 //! [`server::Subscription`] is a `futures_core::Stream`; kad-tokio's and kad-smol's
 //! `KademliaServer::events()` hand one out.
 //!
+//! ## Client mode
+//!
+//! With [`Config::client_mode`] a node queries and stores through the network (`get`,
+//! `put`, `find_node`, ...) but never enters a routing table: its messages carry the field
+//! `ro` (`"ro":1`, BEP 43's name for read-only nodes), and a kad node never adds a sender
+//! that sets it, neither from its requests nor from its answers. A client answers pings
+//! and lookups but keeps nothing for others: `set` and `set_cached` go unanswered
+//! ([`RefuseReason::ClientMode`]). For one-shot tools, and nodes behind NAT or on
+//! batteries, which would leave dead entries behind them. Python nodes
+//! (kademlia-dynamic 1.1.1) read only the fields they know, so they ignore `ro` and add a
+//! client like any sender; it answers their pings while it runs, so it stays in their
+//! tables only while it is alive, and a `set` they send it fails as to a dead node
+//! (docs/PROTOCOL.md, "The `ro` field").
+//!
 //! ## The record store
 //!
 //! A node keeps its records in a [`RecordStore`]. [`MemoryStore`] is the default (in memory,
