@@ -277,8 +277,10 @@ async fn client(args: &ClientArgs) -> Result<KademliaServer, Error> {
         (false, true) => "[::1]:0",
         (false, false) => "[::]:0",
     };
+    // A one-shot client: it must not leave a dead entry in every table it touched.
     let server = KademliaServer::builder()
         .codec(args.codec)
+        .client_mode(true)
         .listen(bind)
         .await?;
     let pings: Vec<_> = args
