@@ -51,6 +51,7 @@ impl CodecCase {
             txn: TxnId::from_u64(rng.next_u64()),
             sender,
             body,
+            client: false,
         };
         let mut encoded = Vec::new();
         codec.encode(&msg, &mut encoded);
@@ -159,6 +160,7 @@ pub fn encode_message(
             port: sender.port(),
         },
         body,
+        client: false,
     };
     let mut out = Vec::new();
     codec.encode(&msg, &mut out);

@@ -60,6 +60,7 @@ pub struct Config {
     pub(crate) ipv6_prefix_len: usize,
     pub(crate) max_lookup_peers_per_ip: usize,
     pub(crate) max_lookup_peers_per_subnet: usize,
+    pub(crate) client_mode: bool,
 }
 
 impl Default for Config {
@@ -104,6 +105,7 @@ impl Default for Config {
             ipv6_prefix_len: 48,
             max_lookup_peers_per_ip: 2,
             max_lookup_peers_per_subnet: 5,
+            client_mode: false,
         }
     }
 }
@@ -311,6 +313,13 @@ getters! {
     /// Most candidates one IPv4 /24 or one IPv6 prefix of `ipv6_prefix_len` bits may hold
     /// among a lookup's peers (default 5).
     max_lookup_peers_per_subnet: usize,
+    /// Client mode (default false): the node queries and stores through the network but
+    /// never enters anyone's routing table. Its messages carry the `ro` field, and kad nodes
+    /// never add a sender that sets it; it answers pings and lookups but stores nothing
+    /// for others (their `set` and `set_cached` go unanswered). Python nodes ignore the
+    /// field and add it as any sender (docs/PROTOCOL.md). For one-shot tools and nodes
+    /// behind NAT or on batteries.
+    client_mode: bool,
 }
 
 impl Config {
@@ -509,6 +518,7 @@ impl From<Config> for ConfigBuilder {
             ipv6_prefix_len,
             max_lookup_peers_per_ip,
             max_lookup_peers_per_subnet,
+            client_mode,
         } = config;
         Config::builder()
             .codec(codec)
@@ -547,6 +557,7 @@ impl From<Config> for ConfigBuilder {
             .ipv6_prefix_len(ipv6_prefix_len)
             .max_lookup_peers_per_ip(max_lookup_peers_per_ip)
             .max_lookup_peers_per_subnet(max_lookup_peers_per_subnet)
+            .client_mode(client_mode)
     }
 }
 

@@ -48,6 +48,83 @@ pub enum Event {
         /// How much work it took.
         stats: QueryStats,
     },
+    /// A user command started a query (only while [`crate::Node::watch`] is on, as every
+    /// event below).
+    QueryStarted {
+        /// The id the command returned.
+        id: QueryId,
+    },
+    /// A peer joined the routing table: it answered a request of ours from its address.
+    PeerAdded {
+        /// The new entry.
+        peer: Peer,
+    },
+    /// A peer left the routing table after failing too often; the freshest replacement
+    /// that talked to us, if any, takes its place.
+    PeerEvicted {
+        /// The entry that left.
+        peer: Peer,
+    },
+    /// A stranger answered our verification ping from its address: its address is proven,
+    /// and requests held for it are served.
+    NodeVerified {
+        /// Who answered, and where.
+        peer: Peer,
+    },
+    /// A peer's `set` or `set_cached` stored a record we did not hold.
+    RecordStored {
+        /// The key.
+        key: String,
+        /// Who sent it.
+        from: SocketAddr,
+        /// A cached copy (`set_cached`), not a replica (`set`).
+        cached: bool,
+    },
+    /// A peer's `set` or `set_cached` renewed a record we already held.
+    RecordRefreshed {
+        /// The key.
+        key: String,
+        /// Who sent it.
+        from: SocketAddr,
+    },
+    /// Records reached their expiry and were removed.
+    RecordsExpired {
+        /// How many.
+        count: u64,
+    },
+    /// A peer's `set` or `set_cached` was refused: no `set_res` went back.
+    RecordRefused {
+        /// The key.
+        key: String,
+        /// Who sent it.
+        from: SocketAddr,
+        /// Why.
+        reason: RefuseReason,
+    },
+    /// The server wrote (or failed to write) a state snapshot ([`crate::server::Server`]
+    /// only; a bare node never saves).
+    StateSaved {
+        /// Whether the write succeeded.
+        ok: bool,
+    },
+}
+
+/// Why a store request was refused ([`Event::RecordRefused`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefuseReason {
+    /// Its key or value is over the configured limit.
+    TooLarge,
+    /// The [`crate::Validator`] refused the value (or to let it replace the one held).
+    Rejected,
+    /// The store is full, or the sender's IP has used its share of it.
+    StoreFull,
+    /// Its sender had not proven its address and there was no room to hold the request
+    /// until it did.
+    Unproven,
+    /// This node is a client ([`crate::Config::client_mode`]): it stores nothing for
+    /// others.
+    ClientMode,
 }
 
 /// The outcome of a command, by kind.
@@ -111,6 +188,9 @@ pub enum QueryError {
     /// Too many queries are running ([`crate::Config::max_active_queries`]).
     #[error("too many queries running")]
     TooManyQueries,
+    /// The query's deadline ([`crate::Node::set_deadline`]) passed before it finished.
+    #[error("the query's deadline passed")]
+    DeadlinePassed,
 }
 
 /// Work done by one query.
@@ -262,4 +342,11 @@ pub struct Stats {
     pub records_rejected: u64,
     /// Values a lookup received that the [`crate::Validator`] refused (the lookup went on).
     pub values_rejected: u64,
+    /// Queries ended by [`crate::Node::cancel`] (their late answers are ignored).
+    pub queries_cancelled: u64,
+    /// Queries ended by their deadline ([`crate::Node::set_deadline`]).
+    pub queries_past_deadline: u64,
+    /// Watch events ([`crate::Node::watch`]) dropped because too many were waiting to be
+    /// polled.
+    pub events_dropped: u64,
 }

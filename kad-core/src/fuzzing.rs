@@ -224,6 +224,7 @@ pub fn forged_reply(
             port: u.arbitrary()?,
         },
         body,
+        client: false,
     };
     let mut out = Vec::new();
     codec.encode(&msg, &mut out);
@@ -561,6 +562,7 @@ impl NodeHarness {
                     port: dst.port(),
                 },
                 body,
+                client: false,
             };
             let mut out = Vec::new();
             self.codec.encode(&msg, &mut out);
@@ -612,6 +614,7 @@ impl NodeHarness {
                 txn: req.txn,
                 sender,
                 body,
+                client: false,
             },
         )))
     }
@@ -636,7 +639,10 @@ impl NodeHarness {
             self.sent.push((t.dst, msg));
         }
         while let Some(event) = self.node.poll_event() {
-            let Event::QueryFinished { id, result, stats } = event;
+            // Watch events (off here) are not the harness's business.
+            let Event::QueryFinished { id, result, stats } = event else {
+                continue;
+            };
             let Some(i) = self.running.iter().position(|(q, _)| *q == id) else {
                 panic!("event for query {id}, which is not running: {result:?}");
             };
@@ -902,5 +908,6 @@ fn message(u: &mut Unstructured<'_>, own: NodeId) -> ArbResult<Message> {
         txn,
         sender,
         body: body(u, own)?,
+        client: false,
     })
 }

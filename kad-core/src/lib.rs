@@ -60,6 +60,51 @@
 //! }
 //! ```
 //!
+//! ## Cancelling queries, and deadlines
+//!
+//! [`Node::cancel`] ends a user's query at once: no [`Event::QueryFinished`] follows (the
+//! caller asked), its `max_active_queries` slot is free for the next command, and its
+//! requests still in flight are left to finish on their own: their answers still teach
+//! the routing table, but the query never hears of them. [`Node::set_deadline`] ends a
+//! query still running at a given instant with [`QueryError::DeadlinePassed`].
+//! [`Stats::queries_cancelled`] and [`Stats::queries_past_deadline`] count both. The
+//! server layer cancels the query of a caller who gave up
+//! ([`server::Server::cancel_abandoned_when`]: in kad-tokio and kad-smol, dropping the
+//! future of `get`, `set`, `find_node`, `find_value`, `bootstrap` or `ping`), so a per-call
+//! deadline in an adapter is the runtime's own timeout around the call
+//! (`tokio::time::timeout(d, server.get(key))`), and
+//! [`server::Server::handle_command_until`] gives one to a command.
+//!
+//! ## Watching a node: events
+//!
+//! Besides [`Event::QueryFinished`], a node can tell what it does: [`Node::watch`] turns
+//! on the watch events ([`Event::QueryStarted`], [`Event::PeerAdded`],
+//! [`Event::PeerEvicted`], [`Event::NodeVerified`], [`Event::RecordStored`],
+//! [`Event::RecordRefreshed`], [`Event::RecordRefused`] with its [`RefuseReason`],
+//! [`Event::RecordsExpired`]), given by [`Node::poll_event`] in the order they happened.
+//! They are off by default (a simulation of many nodes pays nothing for them); at most
+//! 4096 wait to be polled, more are dropped and counted in [`Stats::events_dropped`].
+//! The server layer fans them out ([`server::Server::subscribe`], plus
+//! [`Event::StateSaved`]): each subscriber has a bounded queue of its own, one that falls
+//! behind loses its oldest events and receives [`server::Notice::Missed`] with their
+//! number, and the node never waits for it. With the `stream` feature a
+//! [`server::Subscription`] is a `futures_core::Stream`; kad-tokio's and kad-smol's
+//! `KademliaServer::events()` hand one out.
+//!
+//! ## Client mode
+//!
+//! With [`Config::client_mode`] a node queries and stores through the network (`get`,
+//! `put`, `find_node`, ...) but never enters a routing table: its messages carry the field
+//! `ro` (`"ro":1`, BEP 43's name for read-only nodes), and a kad node never adds a sender
+//! that sets it, neither from its requests nor from its answers. A client answers pings
+//! and lookups but keeps nothing for others: `set` and `set_cached` go unanswered
+//! ([`RefuseReason::ClientMode`]). For one-shot tools, and nodes behind NAT or on
+//! batteries, which would leave dead entries behind them. Python nodes
+//! (kademlia-dynamic 1.1.1) read only the fields they know, so they ignore `ro` and add a
+//! client like any sender; it answers their pings while it runs, so it stays in their
+//! tables only while it is alive, and a `set` they send it fails as to a dead node
+//! (docs/PROTOCOL.md, "The `ro` field").
+//!
 //! ## The record store
 //!
 //! A node keeps its records in a [`RecordStore`]. [`MemoryStore`] is the default (in memory,
@@ -117,7 +162,7 @@ pub mod bench;
 pub use config::{Config, ConfigBuilder, ConfigError, MAX_DURATION};
 pub use event::{
     BootstrapOk, Event, FindValueOk, KeyError, Peer, PutError, PutOk, QueryError, QueryId,
-    QueryResult, QueryStats, Stats, Transmit,
+    QueryResult, QueryStats, RefuseReason, Stats, Transmit,
 };
 pub use id::{Distance, IdError, NodeId, ID_BITS, ID_BYTES};
 pub use node::{cache_ttl, Node};

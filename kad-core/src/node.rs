@@ -25,8 +25,11 @@ use crate::wire::{
 };
 use crate::{
     Config, Event, KeyError, NodeId, Peer, PutError, QueryError, QueryId, QueryResult, QueryStats,
-    Stats, Transmit, Value,
+    RefuseReason, Stats, Transmit, Value,
 };
+
+mod cancel;
+mod watch;
 
 /// The dynamic cache TTL of the reference:
 /// `max(min_cache_ttl, floor(key_expiry / (bit_length(own XOR target) + 1)))`, in whole
@@ -93,6 +96,10 @@ pub(crate) struct Core {
     /// Which values we store, serve and return.
     pub validator: Box<dyn Validator>,
     transmits: VecDeque<Transmit>,
+    /// What [`Node::poll_event`] gives: finished queries, and watch events when on.
+    events: VecDeque<Event>,
+    /// Whether watch events are queued ([`Node::watch`]).
+    watching: bool,
     pub stats: Stats,
     /// Requests from unproven senders waiting for them to answer a verification ping (a
     /// store, or a request whose reply is larger than the request allows), oldest first.
@@ -250,6 +257,7 @@ impl Core {
             txn,
             sender: self.sender.clone(),
             body,
+            client: self.config.client_mode,
         };
         let mut payload = Vec::with_capacity(256);
         self.config.codec.encode_padded(&msg, min_len, &mut payload);
@@ -440,9 +448,16 @@ impl Core {
     /// A store from an address that has not proven itself waits for it to (or is dropped,
     /// and counted, when there is no room to hold it).
     fn hold_store(&mut self, now: Instant, peer: Peer, request: Option<Message>, len: usize) {
-        let held = request.is_some_and(|r| self.hold(now, peer, r, len));
-        if !held {
+        let Some(request) = request else {
+            return self.stats.stores_unproven_dropped += 1;
+        };
+        let key = match &request.body {
+            Body::Set { key, .. } | Body::SetCached { key, .. } => key.clone(),
+            _ => String::new(),
+        };
+        if !self.hold(now, peer, request, len) {
             self.stats.stores_unproven_dropped += 1;
+            self.refused(peer.addr, &key, RefuseReason::Unproven);
         }
     }
 
@@ -527,9 +542,10 @@ impl Core {
             value,
             len,
         } = c;
-        if !self.store_replica(now, peer.addr, key, value) {
-            return;
+        if !self.store_replica(now, peer.addr, key.clone(), value) {
+            return self.refused(peer.addr, &key, RefuseReason::StoreFull);
         }
+        self.stored(peer.addr, &key, false, true);
         self.stats.updates_confirmed += 1;
         self.stats.requests_answered += 1;
         let ctx = Ctx {
@@ -654,8 +670,9 @@ impl Core {
         };
         if self.store.put(&c.key, record).is_err() {
             self.stats.requests_refused += 1;
-            return;
+            return self.refused(c.from, &c.key, RefuseReason::StoreFull);
         }
+        self.stored(c.from, &c.key, true, false);
         self.stats.cached_confirmed += 1;
     }
 
@@ -721,6 +738,7 @@ impl Core {
                 self.table.clear_ping(&old.id);
             }
             Heard::IpLimited => self.stats.peers_ip_limited += 1,
+            Heard::Added => self.note(|| Event::PeerAdded { peer }),
             _ => {}
         }
     }
@@ -745,6 +763,11 @@ impl Core {
     fn failed(&mut self, id: &NodeId, addr: &SocketAddr) {
         if self.table.on_failure(id, addr) {
             self.stats.peers_evicted += 1;
+            let peer = Peer {
+                id: *id,
+                addr: *addr,
+            };
+            self.note(|| Event::PeerEvicted { peer });
         }
     }
 
@@ -763,10 +786,23 @@ impl Core {
             addr: from,
         };
         let proven = proven || self.addr_proven(&peer, now);
-        self.claimed(now, peer);
+        // A client never joins the table, whatever it proves.
+        if !msg.client {
+            self.claimed(now, peer);
+        }
         // What an unproven sender's reply may wait on: its request.
         let request = (!proven && msg.body.may_need_proof()).then(|| msg.clone());
-        let Message { txn, sender, body } = msg;
+        let Message {
+            txn, sender, body, ..
+        } = msg;
+        if self.config.client_mode && matches!(body, Body::Set { .. } | Body::SetCached { .. }) {
+            // A client keeps nothing for others; no answer, as for any refused store.
+            self.stats.requests_refused += 1;
+            if let Body::Set { key, .. } | Body::SetCached { key, .. } = &body {
+                self.refused(from, key, RefuseReason::ClientMode);
+            }
+            return;
+        }
         let reply = match body {
             Body::Ping => Body::Pong,
             Body::FindNode { target } => Body::FindNodeRes {
@@ -775,10 +811,10 @@ impl Core {
             Body::Set { key, value } => {
                 // The cheap limits first, then the validator (a signature check).
                 if !self.accept_record(&key, &value) {
-                    return;
+                    return self.refused(from, &key, RefuseReason::TooLarge);
                 }
                 if !self.admit(now, &key, &value, Origin::Set) {
-                    return;
+                    return self.refused(from, &key, RefuseReason::Rejected);
                 }
                 if !proven {
                     return self.hold_store(now, peer, request, request_len);
@@ -799,18 +835,20 @@ impl Core {
                         },
                     );
                 }
-                if !self.store_replica(now, from, key, value) {
-                    return;
+                let held = self.held_before(now, &key);
+                if !self.store_replica(now, from, key.clone(), value) {
+                    return self.refused(from, &key, RefuseReason::StoreFull);
                 }
+                self.stored(from, &key, false, held);
                 Body::SetRes
             }
             Body::SetCached { key, value, .. } => {
                 // The cheap limits first, then the validator (a signature check).
                 if !self.accept_record(&key, &value) {
-                    return;
+                    return self.refused(from, &key, RefuseReason::TooLarge);
                 }
                 if !self.admit(now, &key, &value, Origin::SetCached) {
-                    return;
+                    return self.refused(from, &key, RefuseReason::Rejected);
                 }
                 if !proven {
                     return self.hold_store(now, peer, request, request_len);
@@ -967,7 +1005,6 @@ pub struct Node {
     core: Core,
     queries: BTreeMap<QueryId, Query>,
     next_query: u64,
-    events: VecDeque<Event>,
     /// Queries with news to act on.
     dirty: BTreeSet<QueryId>,
     /// Queries waiting for room in the request table or transmit queue.
@@ -975,6 +1012,8 @@ pub struct Node {
     next_refresh: Instant,
     republishing: usize,
     last_now: Instant,
+    /// User queries' deadlines ([`Node::set_deadline`]), soonest first.
+    deadlines: BTreeSet<(Instant, QueryId)>,
 }
 
 impl Node {
@@ -1017,6 +1056,8 @@ impl Node {
             store: Box::new(store),
             validator: default_validator(),
             transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            watching: false,
             stats: Stats::default(),
             held: BTreeMap::new(),
             verifying: BTreeMap::new(),
@@ -1048,11 +1089,11 @@ impl Node {
             core,
             queries: BTreeMap::new(),
             next_query: 1,
-            events: VecDeque::new(),
             dirty: BTreeSet::new(),
             starved: BTreeSet::new(),
             republishing: 0,
             last_now: now,
+            deadlines: BTreeSet::new(),
         }
     }
 
@@ -1206,7 +1247,9 @@ impl Node {
         // switched off a response from elsewhere proves nothing about either address, and
         // changes nothing in the table.)
         if pending.addr == from {
-            core.proven(now, peer);
+            if !msg.client {
+                core.proven(now, peer);
+            }
             // The table's entries and replacements carry their proof. The cache remembers
             // the others we had to verify (they asked us for something large, or to
             // store), not every address that ever answered a lookup of ours: that was most
@@ -1216,6 +1259,7 @@ impl Node {
             if wanted && !core.table.is_verified(&peer.id, &peer.addr) {
                 let allowance = core.allowance();
                 core.verified.insert(from, sender, now, allowance);
+                core.note(|| Event::NodeVerified { peer });
             }
             core.release(now, from, true);
         }
@@ -1278,9 +1322,14 @@ impl Node {
                 }
             }
         }
+        self.expire_deadlines(now);
         // After the expiries: a copy of a request that has run out of time is not sent.
         self.core.resend_due(now);
-        self.core.stats.records_expired += self.core.store.expire(now);
+        let expired = self.core.store.expire(now);
+        self.core.stats.records_expired += expired;
+        if expired > 0 {
+            self.core.note(|| Event::RecordsExpired { count: expired });
+        }
         if now >= self.next_refresh {
             self.next_refresh = later(now, self.core.config.bucket_refresh_interval);
             let interval = self.core.config.bucket_refresh_interval;
@@ -1307,18 +1356,12 @@ impl Node {
     fn start(&mut self, now: Instant, purpose: Purpose, id: QueryId, kind: Kind) -> QueryId {
         let q = Query::new(id, purpose, now, kind);
         if self.queries.len() >= self.core.config.max_active_queries {
-            let result = match q.kind {
-                Kind::Ping { .. } => QueryResult::Ping(Err(QueryError::TooManyQueries)),
-                Kind::Bootstrap(_) => QueryResult::Bootstrap(Err(QueryError::TooManyQueries)),
-                Kind::FindNode(_) => QueryResult::FindNode(Err(QueryError::TooManyQueries)),
-                Kind::FindValue { get: true, .. } => {
-                    QueryResult::Get(Err(QueryError::TooManyQueries))
-                }
-                Kind::FindValue { .. } => QueryResult::FindValue(Err(QueryError::TooManyQueries)),
-                Kind::Put(_) => QueryResult::Put(Err(QueryError::TooManyQueries)),
-            };
+            let result = cancel::failed(&q.kind, QueryError::TooManyQueries);
             self.finish(q, result, now);
             return id;
+        }
+        if purpose == Purpose::User {
+            self.core.note(|| Event::QueryStarted { id });
         }
         self.queries.insert(id, q);
         self.dirty.insert(id);
@@ -1495,6 +1538,7 @@ impl Node {
                 value: value.clone(),
                 target: NodeId::for_key(key),
             },
+            client: self.core.config.client_mode,
         };
         let mut buf = Vec::new();
         self.core.config.codec.encode(&probe, &mut buf);
@@ -1545,8 +1589,8 @@ impl Node {
     /// Output: the next event. Call until `None` after every input.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        let e = self.events.pop_front()?;
-        free_if_drained(&mut self.events);
+        let e = self.core.events.pop_front()?;
+        free_if_drained(&mut self.core.events);
         Some(e)
     }
 
@@ -1564,6 +1608,7 @@ impl Node {
             }
         };
         consider(self.core.rpc.next_deadline());
+        consider(self.next_query_deadline());
         consider(self.core.store.next_expiry());
         if self.republish_capacity() {
             consider(self.core.store.next_republish());
@@ -1647,8 +1692,9 @@ impl Node {
 
     fn finish(&mut self, q: Query, result: QueryResult, now: Instant) {
         self.starved.remove(&q.id);
+        self.forget_deadline(q.id);
         match q.purpose {
-            Purpose::User => self.events.push_back(Event::QueryFinished {
+            Purpose::User => self.core.events.push_back(Event::QueryFinished {
                 id: q.id,
                 result,
                 stats: q.stats(now),

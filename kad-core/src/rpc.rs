@@ -326,6 +326,27 @@ impl Rpc {
         Some((txn, p))
     }
 
+    /// Query `id` has ended early (cancelled, or past its deadline): its requests stay in
+    /// flight, owned by nobody (their answers still teach the routing table), and are not
+    /// sent again nor watched for stalls.
+    pub fn detach(&mut self, id: QueryId) {
+        let mine: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| matches!(p.owner, Owner::Query { id: q, .. } if q == id))
+            .map(|(txn, _)| *txn)
+            .collect();
+        for txn in mine {
+            self.forget_resend(txn);
+            if let Some(p) = self.pending.get_mut(&txn) {
+                p.owner = Owner::Detached;
+                if let Some(at) = p.stall.take() {
+                    self.stalls.remove(&(at, txn));
+                }
+            }
+        }
+    }
+
     /// Does query `id` have a request in flight?
     pub fn has_owner(&self, id: QueryId) -> bool {
         self.pending

@@ -38,13 +38,15 @@ enum Wake {
 
 impl Driver {
     pub(crate) fn new(
-        server: Server<Sender<Reply>>,
+        mut server: Server<Sender<Reply>>,
         socket: Async<UdpSocket>,
         commands: Receiver<Call>,
         stop: Receiver<()>,
         opened: Option<state::Opened>,
         udp: Udp,
     ) -> Driver {
+        // Callers whose futures were dropped: the server ends their queries.
+        server.cancel_abandoned_when(Sender::is_closed);
         let (state, lock) = opened.map(|o| ((o.path, None), o.lock)).unzip();
         Driver {
             server,

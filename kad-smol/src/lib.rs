@@ -68,7 +68,9 @@ mod server;
 /// Counters of one [`KademliaServer`]: the core's and the I/O layer's.
 pub use kad_core::server::ServerStats as Stats;
 pub use kad_core::server::DEFAULT_STATE_INTERVAL;
-pub use kad_core::server::{Error, StateError};
+pub use kad_core::server::EVENT_QUEUE;
+pub use kad_core::server::{Error, Notice, StateError, Subscription as Events};
+pub use kad_core::{Event, RefuseReason};
 pub use server::{Builder, KademliaServer, DEFAULT_LISTEN_ADDR};
 
 pub use kad_core::{

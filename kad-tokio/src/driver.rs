@@ -36,13 +36,15 @@ enum Wake {
 
 impl Driver {
     pub(crate) fn new(
-        server: Server<oneshot::Sender<Reply>>,
+        mut server: Server<oneshot::Sender<Reply>>,
         socket: UdpSocket,
         commands: mpsc::Receiver<Call>,
         stop: watch::Receiver<bool>,
         opened: Option<state::Opened>,
         udp: Udp,
     ) -> Driver {
+        // A caller that drops its future gives up: the server cancels its query.
+        server.cancel_abandoned_when(oneshot::Sender::is_closed);
         let (state, lock) = opened.map(|o| ((o.path, None), o.lock)).unzip();
         Driver {
             server,

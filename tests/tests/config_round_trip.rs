@@ -46,6 +46,7 @@ fn every_field_changed() -> Config {
         .ipv6_prefix_len(56)
         .max_lookup_peers_per_ip(3)
         .max_lookup_peers_per_subnet(7)
+        .client_mode(true)
         .build()
         .expect("a valid config");
     let d = Config::default();
@@ -87,6 +88,7 @@ fn every_field_changed() -> Config {
         config.ipv6_prefix_len() != d.ipv6_prefix_len(),
         config.max_lookup_peers_per_ip() != d.max_lookup_peers_per_ip(),
         config.max_lookup_peers_per_subnet() != d.max_lookup_peers_per_subnet(),
+        config.client_mode() != d.client_mode(),
     ];
     let unchanged: Vec<usize> = (0..changed.len()).filter(|&i| !changed[i]).collect();
     assert!(

@@ -658,6 +658,52 @@ async fn signed_records_cross(net: Mixed) {
     Mixed { py, kad }.stop().await;
 }
 
+/// A kad client (`client_mode`) among Python nodes: it joins, writes and reads, and the
+/// kad nodes of the network never take it into their tables (the Python nodes do: they
+/// ignore `ro`; see docs/PROTOCOL.md).
+async fn a_client_among_python_nodes(codec: Codec) {
+    let Some(Mixed { mut py, kad }) = python_network(codec).await else {
+        return;
+    };
+    let client = KademliaServer::builder()
+        .codec(codec)
+        .client_mode(true)
+        .listen("127.0.0.1:0")
+        .await
+        .expect("listen");
+    let via = [py.nodes[0].addr.to_string(), py.nodes[1].addr.to_string()];
+    assert!(client.bootstrap(&via).await.expect("a client joins") >= 1);
+    let v = Value::from("written by a client");
+    let put = client
+        .set("client-wrote", v.clone())
+        .await
+        .expect("client set");
+    assert!(put.replicas >= 1);
+    assert_eq!(py.get(3, "client-wrote"), Some(v));
+    let w = Value::from(&b"\x00 for the client"[..]);
+    py.put(5, "py-wrote-for-client", &w);
+    assert_eq!(client.get("py-wrote-for-client").await.unwrap(), Some(w));
+    for k in &kad {
+        let peers = k.peers().await.unwrap();
+        assert!(
+            peers.iter().all(|p| p.id != client.node_id()),
+            "a kad node added the client"
+        );
+    }
+    client.stop().await;
+    Mixed { py, kad }.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_a_client_among_python_nodes() {
+    a_client_among_python_nodes(Codec::Json).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bencode_a_client_among_python_nodes() {
+    a_client_among_python_nodes(Codec::Bencode).await;
+}
+
 #[test]
 fn python_reference_is_present_or_skipped() {
     // Fails under CI=true when the reference is missing; elsewhere says it skips.

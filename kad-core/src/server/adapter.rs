@@ -324,8 +324,28 @@ macro_rules! handle_methods {
                 &self,
             ) -> Result<$crate::server::ServerStats, $crate::server::Error> {
                 match self.call($crate::server::Command::Stats).await? {
-                    $crate::server::Reply::Stats(stats) => Ok(stats),
+                    $crate::server::Reply::Stats(stats) => Ok(*stats),
                     _ => Err($crate::server::Error::Unexpected("stats")),
+                }
+            }
+
+            /// A stream of what the node does (`Notice`s of `kad_core::Event`s: queries
+            /// started and finished with their stats, peers added and evicted, addresses
+            /// verified, records stored, refreshed, refused and expired, state saved), in
+            /// order, from now on, until the node stops. Each stream has a queue of
+            /// `EVENT_QUEUE` events; one that falls behind loses the oldest and gets
+            /// `Notice::Missed`, and never slows the node.
+            pub async fn events(
+                &self,
+            ) -> Result<$crate::server::Subscription, $crate::server::Error> {
+                match self
+                    .call($crate::server::Command::Subscribe(
+                        $crate::server::EVENT_QUEUE,
+                    ))
+                    .await?
+                {
+                    $crate::server::Reply::Subscribed(events) => Ok(events),
+                    _ => Err($crate::server::Error::Unexpected("events")),
                 }
             }
 
@@ -451,6 +471,9 @@ macro_rules! builder_methods {
                 max_lookup_peers_per_ip: usize,
                 /// Most lookup candidates per /24 or IPv6 prefix (default 5).
                 max_lookup_peers_per_subnet: usize,
+                /// A client: queries, never enters a routing table, stores nothing for others
+                /// (default false).
+                client_mode: bool,
         );
         impl $builder {
             /// Starts over from `config` (settings made after this call apply on top of it).

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use crate::{KeyError, NodeId, Peer, PutError, QueryResult, QueryStats, Value};
 
-use super::ServerStats;
+use super::{ServerStats, Subscription};
 
 /// A request from the user's handle, given to [`super::Server::handle_command`] with a
 /// token of the caller's choosing (a reply channel, an id...) that comes back with its
@@ -30,6 +30,9 @@ pub enum Command {
     Peers,
     /// Our own unexpired copy of a key, without asking the network.
     GetLocal(String),
+    /// A subscription to the node's events with a queue of this many
+    /// ([`super::Server::subscribe`]).
+    Subscribe(usize),
 }
 
 /// The answer to a [`Command`].
@@ -40,11 +43,13 @@ pub enum Reply {
     /// started.
     Query(Result<(QueryResult, QueryStats), CommandError>),
     /// The answer to [`Command::Stats`].
-    Stats(ServerStats),
+    Stats(Box<ServerStats>),
     /// The answer to [`Command::Peers`].
     Peers(Vec<Peer>),
     /// The answer to [`Command::GetLocal`].
     Local(Option<Value>),
+    /// The answer to [`Command::Subscribe`].
+    Subscribed(Subscription),
 }
 
 /// Why a network command was refused before anything was sent.

@@ -52,8 +52,10 @@
 //! ```
 
 mod adapter;
+mod cancel;
 mod command;
 mod error;
+mod events;
 mod stats;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -65,6 +67,7 @@ use crate::{Event, Node, QueryId, Snapshot, Transmit};
 pub use adapter::{usable_addrs, Settings};
 pub use command::{Command, CommandError, Reply};
 pub use error::{Error, StateError};
+pub use events::{Notice, Subscription, MAX_SUBSCRIBERS};
 pub use stats::ServerStats;
 
 /// Commands an adapter takes from its channel per pass: enough to batch, few enough to
@@ -85,6 +88,9 @@ pub const PAST_BUDGET_PER_ADDRESS: u16 = 8;
 /// How often an adapter's state file is written when its builder's `state_interval` is not
 /// set: every 60 seconds (and when the node stops).
 pub const DEFAULT_STATE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Events an adapter's `events()` stream holds before it loses the oldest.
+pub const EVENT_QUEUE: usize = 1024;
 
 /// How far ahead [`Server::poll_timeout`] looks when nothing is scheduled.
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
@@ -113,6 +119,10 @@ pub struct Server<T> {
     capped: bool,
     /// Whether `begin_pass` handled a timeout.
     timed_out: bool,
+    /// Tells a token whose caller gave up ([`Server::cancel_abandoned_when`]).
+    abandoned: Option<fn(&T) -> bool>,
+    /// Who watches the node's events ([`Server::subscribe`]).
+    subscribers: Vec<Subscription>,
 }
 
 /// When the next snapshot is due, and whether a write is in flight.
@@ -137,6 +147,8 @@ impl<T> Server<T> {
             capped: false,
             past_budget: BTreeMap::new(),
             timed_out: false,
+            abandoned: None,
+            subscribers: Vec::new(),
         }
     }
 
@@ -167,6 +179,7 @@ impl<T> Server<T> {
         if self.timed_out {
             self.node.handle_timeout(now);
         }
+        self.cancel_abandoned(now);
     }
 
     /// A snapshot to write, when one is due and the last write has finished (a write
@@ -203,6 +216,7 @@ impl<T> Server<T> {
         } else {
             self.stats.state_save_errors += 1;
         }
+        self.publish(&Event::StateSaved { ok });
     }
 
     /// The node's state now, for a last write when the adapter stops.
@@ -214,29 +228,37 @@ impl<T> Server<T> {
     /// from [`poll_reply`](Self::poll_reply): at once for `Stats`, `Peers`, `GetLocal`
     /// and a refused command, when the query finishes otherwise.
     pub fn handle_command(&mut self, now: Instant, token: T, cmd: Command) {
+        if self.node.active_queries() >= self.node.config().max_active_queries {
+            // A caller who gave up since the pass began may hold the slot this one needs.
+            self.cancel_abandoned(now);
+        }
+        self.start_command(now, token, cmd);
+    }
+
+    /// [`handle_command`](Self::handle_command); returns the query it started, if any.
+    fn start_command(&mut self, now: Instant, token: T, cmd: Command) -> Option<QueryId> {
         let node = &mut self.node;
         let started = match cmd {
             Command::Bootstrap(addrs) => Ok(node.bootstrap(now, &addrs)),
-            Command::Put(key, value) => node.put(now, &key, value).map_err(CommandError::from),
-            Command::Get(key) => node.get(now, &key).map_err(CommandError::from),
+            Command::Put(key, value) => node.put(now, &key, value).map_err(refused),
+            Command::Get(key) => node.get(now, &key).map_err(refused),
             Command::FindNode(target) => Ok(node.find_node(now, target)),
-            Command::FindValue(key) => node.find_value(now, &key).map_err(CommandError::from),
+            Command::FindValue(key) => node.find_value(now, &key).map_err(refused),
             Command::Ping(addr) => Ok(node.ping(now, addr)),
-            Command::Stats => {
-                let reply = Reply::Stats(self.stats());
-                return self.replies.push_back((token, reply));
-            }
-            Command::Peers => return self.replies.push_back((token, Reply::Peers(node.peers()))),
-            Command::GetLocal(key) => {
-                let value = node.get_local(now, &key);
-                return self.replies.push_back((token, Reply::Local(value)));
-            }
+            Command::Stats => Err(Reply::Stats(Box::new(self.stats()))),
+            Command::Peers => Err(Reply::Peers(node.peers())),
+            Command::GetLocal(key) => Err(Reply::Local(node.get_local(now, &key))),
+            Command::Subscribe(capacity) => Err(Reply::Subscribed(self.subscribe(capacity))),
         };
         match started {
             Ok(id) => {
                 self.waiting.insert(id, token);
+                Some(id)
             }
-            Err(e) => self.replies.push_back((token, Reply::Query(Err(e)))),
+            Err(reply) => {
+                self.replies.push_back((token, reply));
+                None
+            }
         }
     }
 
@@ -322,17 +344,16 @@ impl<T> Server<T> {
             if let Some(reply) = self.replies.pop_front() {
                 return Some(reply);
             }
-            // `Event` may grow: other events are not the server's.
-            #[allow(unreachable_patterns, clippy::single_match)]
-            match self.node.poll_event()? {
-                Event::QueryFinished { id, result, stats } => {
-                    self.stats.queries += 1;
-                    self.stats.query_requests += u64::from(stats.requests);
-                    if let Some(token) = self.waiting.remove(&id) {
-                        return Some((token, Reply::Query(Ok((result, stats)))));
-                    }
-                }
-                _ => {}
+            let event = self.node.poll_event()?;
+            self.publish(&event);
+            // The watch events are the subscribers' only.
+            let Event::QueryFinished { id, result, stats } = event else {
+                continue;
+            };
+            self.stats.queries += 1;
+            self.stats.query_requests += u64::from(stats.requests);
+            if let Some(token) = self.waiting.remove(&id) {
+                return Some((token, Reply::Query(Ok((result, stats)))));
             }
         }
     }
@@ -371,6 +392,7 @@ impl<T> Server<T> {
     pub fn stop(&mut self) {
         self.waiting.clear();
         self.replies.clear();
+        self.close_subscribers();
     }
 }
 
@@ -383,6 +405,11 @@ impl<T> std::fmt::Debug for Server<T> {
             .field("stats", &self.stats)
             .finish()
     }
+}
+
+/// The reply to a command refused before it started.
+fn refused(e: impl Into<CommandError>) -> Reply {
+    Reply::Query(Err(e.into()))
 }
 
 /// `now + d`, or an hour from now if that is past what `Instant` can hold.

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::{Config, NodeId, QueryResult};
+use crate::{Config, NodeId, Peer, QueryId, QueryResult};
 
 /// One real instant as a base: the servers only see offsets from it.
 #[allow(clippy::disallowed_methods)]
@@ -217,4 +217,66 @@ fn a_flood_spoofing_one_verified_address_gets_only_its_share_of_a_pass() {
     a.handle_datagram(now, addr(101), b"junk");
     a.handle_datagram(now, addr(2), b"junk");
     assert_eq!(a.stats().datagrams_dropped, after.datagrams_dropped);
+}
+
+/// Everything a subscription holds now.
+fn drain(sub: &Subscription) -> Vec<Notice> {
+    std::iter::from_fn(|| sub.try_next()).collect()
+}
+
+#[test]
+fn subscribers_see_events_in_order_and_a_slow_one_loses_only_the_oldest() {
+    let now = start();
+    let (mut a, mut b) = (
+        server(1, Config::default(), now),
+        server(2, Config::default(), now),
+    );
+    let fast = a.subscribe(1000);
+    let slow = a.subscribe(3);
+    a.begin_pass(now);
+    for token in 0..4 {
+        a.handle_command(now, token, Command::Ping(addr(2)));
+    }
+    for _ in 0..3 {
+        deliver(&mut a, addr(1), &mut b, now);
+        deliver(&mut b, addr(2), &mut a, now);
+    }
+    while a.poll_reply().is_some() {}
+    let seen: Vec<Event> = drain(&fast)
+        .into_iter()
+        .map(|n| match n {
+            Notice::Event(e) => e,
+            other => panic!("the fast subscriber missed events: {other:?}"),
+        })
+        .collect();
+    // In order: the four queries start, b joins the table, the four pings finish.
+    let started: Vec<QueryId> = (1..=4).map(QueryId).collect();
+    let finished: Vec<QueryId> = seen
+        .iter()
+        .filter_map(|e| match e {
+            Event::QueryFinished { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished, started);
+    let peer = Peer {
+        id: b.node().id(),
+        addr: addr(2),
+    };
+    let mut expected: Vec<Event> = started
+        .iter()
+        .map(|&id| Event::QueryStarted { id })
+        .collect();
+    expected.push(Event::PeerAdded { peer });
+    assert_eq!(seen.len(), 9, "{seen:#?}");
+    assert_eq!(seen[..5], expected[..], "{seen:#?}");
+    // The slow one kept the newest three, after word of the six it lost.
+    let mut slow_seen = drain(&slow);
+    assert_eq!(slow_seen.remove(0), Notice::Missed(6));
+    let newest: Vec<Notice> = seen[6..].iter().cloned().map(Notice::Event).collect();
+    assert_eq!(slow_seen, newest);
+    // A dropped subscription is forgotten; a stop closes the others.
+    drop(slow);
+    a.stop();
+    assert!(fast.is_closed());
 }

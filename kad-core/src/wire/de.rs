@@ -123,6 +123,8 @@ pub(super) enum Field {
     Ip,
     Port,
     B64,
+    /// `ro`: the sender is a client.
+    Client,
     Other,
 }
 
@@ -144,6 +146,7 @@ impl Field {
             b"node_id" => Field::NodeId,
             b"ip" => Field::Ip,
             b"port" => Field::Port,
+            b"ro" => Field::Client,
             n if n == B64_KEY.as_bytes() => Field::B64,
             _ => Field::Other,
         }
@@ -596,6 +599,9 @@ pub(super) struct BodyFields<'de> {
     pub size: Slot<u64>,
     pub has_key: Slot<bool>,
     pub peers: Slot<Vec<WirePeer>>,
+    /// The `ro` flag; a value of the wrong shape counts as absent (it is not ours to
+    /// fail a message on, and Python nodes ignore it).
+    pub client: Slot<bool>,
 }
 
 impl BodyFields<'_> {
@@ -699,6 +705,7 @@ impl<'de> Visitor<'de> for MessageVisitor {
                 Field::Size => body.size = Some(map.next_value_seed(UintField("size"))?),
                 Field::HasKey => body.has_key = Some(map.next_value_seed(FlagField("has_key"))?),
                 Field::Peers => body.peers = Some(map.next_value_seed(PeersField)?),
+                Field::Client => body.client = Some(map.next_value_seed(FlagField("ro"))?),
                 Field::NodeId | Field::Ip | Field::Port | Field::B64 | Field::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -720,9 +727,11 @@ pub(super) fn build_message(
     let build = body_builder(&kind).ok_or(DecodeError::UnknownType)?;
     let txn = required(txn, "id")?;
     let sender = required(sender, "sender")?;
+    let client = matches!(body.client, Some(Ok(true)));
     Ok(Message {
         txn,
         sender,
         body: build(body)?,
+        client,
     })
 }

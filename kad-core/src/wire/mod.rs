@@ -38,6 +38,9 @@ pub(crate) const PEER_BYTES_V6: usize = 120;
 pub(crate) const REPLY_ENVELOPE_BYTES: usize = 160;
 /// The name of the field that pads a request (see [`Codec::encode_padded`]).
 pub(crate) const PAD_KEY: &str = "pad";
+
+/// The name of the field that marks a client's message (see [`Message::client`]).
+pub(crate) const CLIENT_KEY: &str = "ro";
 /// Longest `sender.ip` string we accept.
 pub(crate) const MAX_IP_LEN: usize = 64;
 
@@ -312,6 +315,10 @@ pub(crate) struct Message {
     pub txn: TxnId,
     pub sender: Sender,
     pub body: Body,
+    /// The `ro` field (kad only, BEP 43's name): the sender is a client
+    /// (`Config::client_mode`), which no kad node adds to its routing table. Python nodes
+    /// ignore the field.
+    pub client: bool,
 }
 
 /// The message kinds (`docs/PROTOCOL.md`).

@@ -10,7 +10,9 @@ use std::io;
 use base64::Engine as _;
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
-use super::{Body, Codec, FindValueRes, Message, WirePeer, B64_KEY, BYTES_MARKER, PAD_KEY};
+use super::{
+    Body, Codec, FindValueRes, Message, WirePeer, B64_KEY, BYTES_MARKER, CLIENT_KEY, PAD_KEY,
+};
 use crate::{NodeId, Value};
 
 /// Appends the encoding of `msg` to `out`, with a `pad` field of `pad` spaces when `pad`
@@ -105,6 +107,9 @@ impl Serialize for Wire<'_> {
             Body::FindValueRes(FindValueRes::Value(v)) => {
                 map.serialize_entry("value", &value(v))?;
             }
+        }
+        if msg.client {
+            map.serialize_entry(CLIENT_KEY, &1u8)?;
         }
         if pad > 0 {
             map.serialize_entry(PAD_KEY, &" ".repeat(pad))?;

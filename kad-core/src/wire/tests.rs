@@ -33,6 +33,7 @@ fn msg(txn_id: &str, body: Body) -> Message {
         txn: txn(txn_id),
         sender: sender(),
         body,
+        client: false,
     }
 }
 
@@ -1014,8 +1015,12 @@ fn arb_body() -> impl Strategy<Value = Body> {
 }
 
 pub(super) fn arb_message() -> impl Strategy<Value = Message> {
-    (arb_txn(), arb_id(), "\\PC{0,16}", any::<u16>(), arb_body()).prop_map(
-        |(txn, id, ip, port, body)| Message {
+    (
+        (arb_txn(), arb_id(), "\\PC{0,16}", any::<u16>()),
+        arb_body(),
+        any::<bool>(),
+    )
+        .prop_map(|((txn, id, ip, port), body, client)| Message {
             txn,
             sender: Sender {
                 id,
@@ -1023,8 +1028,8 @@ pub(super) fn arb_message() -> impl Strategy<Value = Message> {
                 port,
             },
             body,
-        },
-    )
+            client,
+        })
 }
 
 proptest! {
@@ -1068,4 +1073,33 @@ proptest! {
             let _ = decode(codec, &bytes);
         }
     }
+}
+
+#[test]
+fn a_clients_messages_carry_ro_and_decode_with_it() {
+    let mut m = msg("0123456789abcdef", Body::Ping);
+    m.client = true;
+    let mut json = Vec::new();
+    Codec::Json.encode(&m, &mut json);
+    assert!(
+        json.ends_with(b"\"port\":8000},\"ro\":1}"),
+        "{}",
+        String::from_utf8_lossy(&json)
+    );
+    let mut bencode = Vec::new();
+    Codec::Bencode.encode(&m, &mut bencode);
+    let text = String::from_utf8_lossy(&bencode).into_owned();
+    assert!(
+        text.contains("2:id16:0123456789abcdef2:roi1e6:senderd"),
+        "{text}"
+    );
+    for (codec, bytes) in [(Codec::Json, &json), (Codec::Bencode, &bencode)] {
+        assert_eq!(codec.decode(bytes).as_ref(), Ok(&m), "{codec}");
+    }
+    // A value of another shape is no flag, and fails nothing.
+    let odd = br#"{"type":"ping","id":"0123456789abcdef","sender":{"node_id":"3f786850e387550fdab836ed7e6dc881de23001b","ip":"127.0.0.1","port":8000},"ro":"yes"}"#;
+    assert_eq!(
+        Codec::Json.decode(odd),
+        Ok(msg("0123456789abcdef", Body::Ping))
+    );
 }

@@ -13,8 +13,8 @@ use super::ascii::{
 use super::scan::{self, leading_number, short_number, Scanner};
 use crate::wire::de::{bytes_as_text, value_from_bytes, Field};
 use crate::wire::{
-    peer_addr, Body, DecodeError, FindValueRes, Message, WirePeer, BYTES_MARKER, PAD_KEY,
-    PEER_BYTES,
+    peer_addr, Body, DecodeError, FindValueRes, Message, WirePeer, BYTES_MARKER, CLIENT_KEY,
+    PAD_KEY, PEER_BYTES,
 };
 use crate::{NodeId, Value};
 
@@ -23,7 +23,7 @@ use crate::{NodeId, Value};
 pub(super) fn encode(msg: &Message, pad: usize, out: &mut Vec<u8>) {
     let body = &msg.body;
     out.push(b'd');
-    // Keys in byte order: has_key, id, key, pad, peers, sender, size, target, target_id,
+    // Keys in byte order: has_key, id, key, pad, peers, ro, sender, size, target, target_id,
     // type, value. Each message has a subset of them.
     if let Body::CheckStoreRes { has_key } = body {
         write_bytes(out, b"has_key");
@@ -48,6 +48,10 @@ pub(super) fn encode(msg: &Message, pad: usize, out: &mut Vec<u8>) {
     if let Body::FindNodeRes { peers } | Body::FindValueRes(FindValueRes::Peers(peers)) = body {
         write_bytes(out, b"peers");
         write_peers(out, peers);
+    }
+    if msg.client {
+        write_bytes(out, CLIENT_KEY.as_bytes());
+        write_int(out, 1);
     }
     write_bytes(out, b"sender");
     write_node(

@@ -16,8 +16,8 @@ use super::ascii::{
 use super::scan::{self, leading_number, short_number, Scanner};
 use crate::wire::de::{value_from_base64, Field};
 use crate::wire::{
-    peer_addr, Body, DecodeError, FindValueRes, Message, Sender, WirePeer, B64_KEY, PAD_KEY,
-    PEER_BYTES,
+    peer_addr, Body, DecodeError, FindValueRes, Message, Sender, WirePeer, B64_KEY, CLIENT_KEY,
+    PAD_KEY, PEER_BYTES,
 };
 use crate::{NodeId, Value};
 
@@ -74,6 +74,10 @@ pub(super) fn encode(msg: &Message, pad: usize, out: &mut Vec<u8>) {
             write_key(out, "value");
             write_value(out, value);
         }
+    }
+    if msg.client {
+        write_key(out, CLIENT_KEY);
+        out.push(b'1');
     }
     if pad > 0 {
         write_key(out, PAD_KEY);

@@ -86,6 +86,7 @@ pub(super) fn read_message<'de>(s: &mut impl Scanner<'de>) -> Option<Result<Mess
             Field::Size => body.size = Some(Ok(s.uint()?)),
             Field::HasKey => body.has_key = Some(Ok(s.flag()?)),
             Field::Peers => body.peers = Some(Ok(read_peers(s)?)),
+            Field::Client => body.client = Some(Ok(s.flag()?)),
             Field::NodeId | Field::Ip | Field::Port | Field::B64 | Field::Other => s.skip()?,
         }
     }

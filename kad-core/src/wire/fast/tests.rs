@@ -59,6 +59,7 @@ fn the_fast_writers_escape_as_serde_does() {
             value: crate::Value::Text(key.clone()),
             key,
         },
+        client: true,
     };
     for codec in [Codec::Json, Codec::Bencode] {
         let (fast, serde) = both_encodings(codec, &msg, 0);

@@ -256,6 +256,8 @@ async fn client(args: &ClientArgs) -> Result<KademliaServer, Error> {
     };
     let server = KademliaServer::builder()
         .codec(args.codec)
+        // A one-shot client: it must not leave a dead entry in every table it touched.
+        .client_mode(true)
         .query_timeout(timeout)
         .listen(bind)
         .await?;

@@ -156,6 +156,7 @@ config_file! {
     ipv6_prefix_len: usize,
     max_lookup_peers_per_ip: usize,
     max_lookup_peers_per_subnet: usize,
+    client_mode: bool,
 }
 
 impl ConfigFile {
