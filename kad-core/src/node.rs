@@ -1474,6 +1474,12 @@ impl Node {
             Query::owner(id, 0),
         )
         .with_final_burst();
+        // A majority get waits on no silent peer while others can be asked.
+        let lookup = if collect.is_majority() {
+            lookup.with_patience(Patience::SkipStalled)
+        } else {
+            lookup
+        };
         let kind = Kind::FindValue {
             lookup,
             get: true,

@@ -108,6 +108,10 @@ pub(crate) struct Collect {
     majority: Option<NodeId>,
 }
 
+/// Voters that settle a majority get early when no other value was offered (see
+/// `Collect::settled`).
+pub(crate) const SETTLED_VOTERS: usize = 3;
+
 /// Who a vote comes from: one IP (an IPv6 prefix) one vote; an address exempt from the
 /// per-IP limits votes alone; our own copy votes as us.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -139,6 +143,11 @@ impl Collect {
             holders: Vec::new(),
             majority: Some(target),
         }
+    }
+
+    /// Is this a plain key's majority get?
+    pub fn is_majority(&self) -> bool {
+        self.majority.is_some()
     }
 
     fn offer(&mut self, core: &mut Core, key: &str, holder: Peer, value: &Value) {
@@ -215,6 +224,31 @@ impl Collect {
             }
         }
         Some(best)
+    }
+
+    /// A majority get may end early: [`SETTLED_VOTERS`] voters (IPs) hold one value and
+    /// nobody, ourselves included, has offered another. Any disagreement and it asks the
+    /// k closest and counts.
+    fn settled(&self, core: &Core) -> bool {
+        if self.majority.is_none() {
+            return false;
+        }
+        let Some((_, first)) = self.holders.first() else {
+            return false;
+        };
+        if self.holders.iter().any(|(_, v)| v != first)
+            || self.best.as_ref().is_some_and(|own| own != first)
+        {
+            return false;
+        }
+        let mut voters = BTreeSet::new();
+        for (p, _) in &self.holders {
+            voters.insert(match core.ip_key(&p.addr) {
+                Some(ip) => Voter::Ip(ip),
+                None => Voter::Addr(p.addr),
+            });
+        }
+        voters.len() + usize::from(self.best.is_some()) >= SETTLED_VOTERS
     }
 
     /// The vote of [`Collect::majority`].
@@ -488,7 +522,11 @@ impl Query {
                 collect: Some(c),
                 key,
                 ..
-            } => match lookup.poll(core, now) {
+            } => match if c.settled(core) {
+                Progress::Finished
+            } else {
+                lookup.poll(core, now)
+            } {
                 Progress::Finished => {
                     let closest = lookup.closest_succeeded(core.config.k);
                     let best = c.finish(core, now, key, &closest);
