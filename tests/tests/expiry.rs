@@ -96,7 +96,7 @@ fn two_days(codec: Codec, seed: u64) {
     assert!(expired >= k as u64, "{expired} records expired");
 }
 
-/// Gets leave cached copies on the closest node they asked that lacked the value; each
+/// Lookups (`find_value`) leave cached copies on the closest node they asked that lacked the value; each
 /// lives exactly `cache_ttl(holder, key)`. In a small network the first node asked is
 /// usually a replica and nothing is cached, hence 400 nodes.
 fn cached_copies_expire(codec: Codec, seed: u64) {
@@ -121,8 +121,20 @@ fn cached_copies_expire(codec: Codec, seed: u64) {
             break;
         }
         let before = net.holders(key);
-        let (g, r) = get(&mut net, key);
-        assert_eq!(r, QueryResult::Get(Ok(Some(value.clone()))), "get by {g}");
+        // find_value, the reference's first-answer lookup, places the copy (a majority
+        // get does not); the holder keeps it once its closest peers confirm the value.
+        let candidates: Vec<usize> = net
+            .live()
+            .into_iter()
+            .filter(|i| !before.contains(i))
+            .collect();
+        let g = candidates[net.pick(candidates.len())];
+        let (r, _) = net.run_query(g, |n, now| n.find_value(now, key).unwrap());
+        let found = match r {
+            QueryResult::FindValue(Ok(ok)) => ok.value,
+            other => panic!("find_value by {g}: {other:?}"),
+        };
+        assert_eq!(found, Some(value.clone()), "find_value by {g}");
         // The copy is sent as the get finishes: see whether one lands.
         if !net.run_until(Duration::from_secs(1), |net| {
             net.holders(key).len() > before.len()

@@ -503,15 +503,11 @@ fn liars_among_the_replicas_are_outvoted() {
     }
 }
 
-/// A proven peer's `set_cached` of junk for a key another node published is not kept
-/// (the node's closest peers to the key, asked, hold another value), and our own `get`
-/// returns the published value. Before (b1542e1): the junk was kept and served to every
-/// lookup passing by; before that, our own get returned it.
-#[test]
-fn a_forged_cached_copy_is_neither_kept_nor_returned() {
-    let seed = 0x14_72;
+/// Node 1 puts `key` ("honest") in a 30-node network; then a proven peer of a node that
+/// does not hold it sends that node a `set_cached` of `value`. Returns the network and
+/// the node.
+fn offer_cached(seed: u64, key: &str, value: &str) -> (SimNet, usize) {
     let mut net = joined(30, &Config::default(), seed);
-    let key = "k72";
     let q = net.start(1, |n, now| n.put(now, key, "honest").unwrap());
     net.wait(1, q);
     let holders = net.holders(key);
@@ -522,12 +518,23 @@ fn a_forged_cached_copy_is_neither_kept_nor_returned() {
     let mut rng = local_rng(seed, 72);
     let fields = vec![
         ("key", W::S(key.into())),
-        ("value", W::S("junk".into())),
+        ("value", W::S(value.into())),
         ("target_id", W::S(forge::hex(&NodeId::for_key(key)))),
     ];
     let msg = request(&mut rng, "set_cached", &other.id, other.addr, fields);
     net.inject(Duration::ZERO, other.addr, net.addr(node), msg);
     net.run_for(Duration::from_secs(5));
+    (net, node)
+}
+
+/// A proven peer's `set_cached` of junk for a key another node published is not kept
+/// (the node's closest peers to the key, asked, hold another value), and our own `get`
+/// returns the published value. Before (b1542e1): the junk was kept and served to every
+/// lookup passing by; before that, our own get returned it.
+#[test]
+fn a_forged_cached_copy_is_neither_kept_nor_returned() {
+    let key = "k72";
+    let (mut net, node) = offer_cached(0x14_72, key, "junk");
     assert_eq!(
         net.node(node).get_local(net.now(), key),
         None,
@@ -546,25 +553,8 @@ fn a_forged_cached_copy_is_neither_kept_nor_returned() {
 /// cache placement nothing but three small requests.
 #[test]
 fn an_honest_cached_copy_is_kept() {
-    let seed = 0x14_76;
-    let mut net = joined(30, &Config::default(), seed);
     let key = "k76";
-    let q = net.start(1, |n, now| n.put(now, key, "honest").unwrap());
-    net.wait(1, q);
-    let holders = net.holders(key);
-    let node = (0..30)
-        .find(|i| !holders.contains(i))
-        .expect("a node that does not hold the key");
-    let other = net.node(node).peers()[0];
-    let mut rng = local_rng(seed, 76);
-    let fields = vec![
-        ("key", W::S(key.into())),
-        ("value", W::S("honest".into())),
-        ("target_id", W::S(forge::hex(&NodeId::for_key(key)))),
-    ];
-    let msg = request(&mut rng, "set_cached", &other.id, other.addr, fields);
-    net.inject(Duration::ZERO, other.addr, net.addr(node), msg);
-    net.run_for(Duration::from_secs(5));
+    let (net, node) = offer_cached(0x14_76, key, "honest");
     assert_eq!(
         net.node(node).get_local(net.now(), key),
         Some(Value::from("honest"))
