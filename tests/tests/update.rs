@@ -128,8 +128,8 @@ fn second_put_wins(codec: Codec, seed: u64) {
     );
 }
 
-/// Reads plant cached copies of the old value; after an update, every get sees the new
-/// value once those copies have lived out their cache TTL.
+/// Reads (`find_value`) plant cached copies of the old value; after an update, every get
+/// sees the new value once those copies have lived out their cache TTL.
 fn update_after_reads(codec: Codec, seed: u64, at_once: bool) {
     let mut net = network(codec, seed);
     let config = net.node(0).config().clone();
@@ -141,6 +141,13 @@ fn update_after_reads(codec: Codec, seed: u64, at_once: bool) {
     let replicas = net.holders(key);
     let everyone: Vec<usize> = (0..NODES).collect();
     assert!(stale(&mut net, &everyone, key, &old).is_empty());
+    // Majority gets place no cached copy; the reference's first-answer lookup does.
+    let jobs: Vec<_> = everyone
+        .iter()
+        .map(|&g| (g, move |n: &mut Node, now| n.find_value(now, key).unwrap()))
+        .collect();
+    net.run_batch(jobs, 25);
+    net.run_for(Duration::from_secs(2));
     let cached: Vec<usize> = net
         .holders(key)
         .into_iter()

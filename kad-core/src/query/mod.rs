@@ -109,8 +109,11 @@ pub(crate) struct Collect {
 }
 
 /// Voters that settle a majority get early when no other value was offered (see
-/// `Collect::settled`).
-pub(crate) const SETTLED_VOTERS: usize = 3;
+/// `Collect::settled`): a quarter of k, at least 3 (5 with the default k of 20). Fewer
+/// liars than that among the closest cannot end a get alone.
+fn settled_voters(k: usize) -> usize {
+    (k / 4).max(3)
+}
 
 /// Who a vote comes from: one IP (an IPv6 prefix) one vote; an address exempt from the
 /// per-IP limits votes alone; our own copy votes as us.
@@ -226,7 +229,7 @@ impl Collect {
         Some(best)
     }
 
-    /// A majority get may end early: [`SETTLED_VOTERS`] voters (IPs) hold one value and
+    /// A majority get may end early: [`settled_voters`] voters (IPs) hold one value and
     /// nobody, ourselves included, has offered another. Any disagreement and it asks the
     /// k closest and counts.
     fn settled(&self, core: &Core) -> bool {
@@ -248,7 +251,7 @@ impl Collect {
                 None => Voter::Addr(p.addr),
             });
         }
-        voters.len() + usize::from(self.best.is_some()) >= SETTLED_VOTERS
+        voters.len() + usize::from(self.best.is_some()) >= settled_voters(core.config.k)
     }
 
     /// The vote of [`Collect::majority`].
