@@ -145,6 +145,8 @@ pub(crate) struct Lookup {
     converged: bool,
     /// Whether this lookup ends with the burst (see [`Lookup::with_final_burst`]).
     burst: bool,
+    /// Requests it may have in flight at least (see [`Lookup::widen`]); alpha if less.
+    width: usize,
     /// How long it waits on an unanswered request.
     patience: Patience,
     owner: Owner,
@@ -164,6 +166,7 @@ impl Lookup {
             in_flight: 0,
             converged: false,
             burst: false,
+            width: 0,
             patience: Patience::Exhaustive,
             owner,
             requests: 0,
@@ -194,6 +197,13 @@ impl Lookup {
         self
     }
 
+    /// Lets `width` requests be in flight from now on (alpha if that is more): a majority
+    /// get that heard its first value asks the next closest at once, to gather its voters
+    /// in one more round trip.
+    pub fn widen(&mut self, width: usize) {
+        self.width = self.width.max(width);
+    }
+
     /// Sets how long the lookup waits on a request that is not answered (see
     /// [`Patience`]); background lookups keep the default, [`Patience::Exhaustive`].
     pub fn with_patience(mut self, patience: Patience) -> Lookup {
@@ -212,7 +222,7 @@ impl Lookup {
         let alpha = if self.burst && self.converged {
             k
         } else {
-            core.config.alpha
+            core.config.alpha.max(self.width)
         };
         let mut all_done = true;
         let mut starved = false;
@@ -559,6 +569,7 @@ mod tests {
             in_flight: 0,
             converged: false,
             burst: false,
+            width: 0,
             patience: Patience::Exhaustive,
             owner: Owner::Verify,
             requests: 0,

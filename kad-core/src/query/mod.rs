@@ -454,6 +454,9 @@ impl Query {
                                 addr: *from,
                             };
                             c.offer(core, key, holder, v);
+                            if c.is_majority() {
+                                lookup.widen(settled_voters(core.config.k) + 1);
+                            }
                         }
                         return;
                     }
