@@ -1426,12 +1426,13 @@ impl Node {
     /// Command: look `key` up on the network (the local store is not consulted). Finishes
     /// with [`QueryResult::FindValue`].
     pub fn find_value(&mut self, now: Instant, key: &str) -> Result<QueryId, KeyError> {
-        self.value_query(now, key, false)
+        self.value_query(now, key)
     }
 
-    /// Command: the value of `key`, as the k closest nodes that answer hold it: the lookup
-    /// does not stop at the first value but asks them all, and returns the value held by
-    /// the most of them, one vote an IP (our own replica, or our published record while we
+    /// Command: the value of `key`, as the k closest nodes that answer hold it. The lookup
+    /// does not stop at the first value: it ends early only once a quarter of k IPs (at
+    /// least 3) returned one value and nobody offered another; otherwise it asks the k
+    /// closest and returns the value held by the most of them, one vote an IP (our own replica, or our published record while we
     /// are among the k closest we know, one more; ties go to the value of the closest
     /// holder). A liar, a host with many ids or a forged copy cached on the way is outvoted
     /// by the replicas. For a key whose validator collects (signed records) the validator's
@@ -1492,7 +1493,8 @@ impl Node {
         Ok(id)
     }
 
-    fn value_query(&mut self, now: Instant, key: &str, get: bool) -> Result<QueryId, KeyError> {
+    /// The reference's lookup: it ends at the first value (see [`Node::find_value`]).
+    fn value_query(&mut self, now: Instant, key: &str) -> Result<QueryId, KeyError> {
         self.core.check_key(key)?;
         self.last_now = now;
         let id = self.next_id();
@@ -1506,7 +1508,7 @@ impl Node {
         .with_patience(Patience::SkipStalled);
         let kind = Kind::FindValue {
             lookup,
-            get,
+            get: false,
             key: key.to_owned(),
             found: None,
             collect: None,
