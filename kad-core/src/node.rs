@@ -10,7 +10,8 @@ use rand_chacha::ChaCha12Rng;
 
 use crate::idle::{free_if_drained, free_if_empty};
 use crate::query::{
-    Ask, Bootstrap, Collect, Kind, Lookup, Outcome, Patience, Poll, Purpose, Put, Query,
+    majority_width, Ask, Bootstrap, Collect, Kind, Lookup, Outcome, Patience, Poll, Purpose, Put,
+    Query,
 };
 use crate::record_store::RecordStore;
 use crate::routing::{Heard, IpLimits, Table};
@@ -1477,7 +1478,9 @@ impl Node {
         .with_final_burst();
         // A majority get waits on no silent peer while others can be asked.
         let lookup = if collect.is_majority() {
-            lookup.with_patience(Patience::SkipStalled)
+            lookup
+                .with_patience(Patience::SkipStalled)
+                .with_width(majority_width(self.core.config.k))
         } else {
             lookup
         };

@@ -106,15 +106,19 @@ impl Rpc {
         }
     }
 
-    /// The retransmission timeout, TCP's way (RFC 6298): the smoothed round trip plus four
-    /// mean deviations, at least [`MIN_RTO`], at most `max` (the `query_timeout`);
-    /// [`INITIAL_RTO`] (at most `max`) before the first answer. A request unanswered for
-    /// this long has probably gone to a dead peer: a lookup stops waiting on it (it stays
-    /// in flight until `max`, and a late answer still counts).
-    pub fn rto(&self, max: Duration) -> Duration {
+    /// When a request has stalled: the smoothed round trip plus two mean deviations (RFC
+    /// 6298's estimator; TCP's retransmission timeout adds four), at least [`MIN_RTO`], at
+    /// most `max` (the `query_timeout`); [`INITIAL_RTO`] (at most `max`) before the first
+    /// answer. A request unanswered for this long has probably gone to a dead or slow
+    /// peer: a user's lookup stops waiting on it (it stays in flight until `max`, and a
+    /// late answer still counts). Two deviations rather than four: a stall costs one more
+    /// request, not a retransmission, and where round trips differ from peer to peer a
+    /// slow peer should not hold a lookup's slot for four deviations (see BENCHMARKS.md,
+    /// issue 18).
+    pub fn stall_after(&self, max: Duration) -> Duration {
         let rto = match self.rtt {
             None => INITIAL_RTO,
-            Some(e) => Duration::from_micros(u64::from(e.srtt_us) + 4 * u64::from(e.rttvar_us))
+            Some(e) => Duration::from_micros(u64::from(e.srtt_us) + 2 * u64::from(e.rttvar_us))
                 .max(MIN_RTO),
         };
         rto.min(max)
@@ -425,9 +429,9 @@ mod tests {
         #[allow(clippy::disallowed_methods)] // an epoch for the test's own clock
         let t0 = Instant::now();
         let mut rpc = Rpc::new(16);
-        assert_eq!(rpc.rto(max), INITIAL_RTO);
+        assert_eq!(rpc.stall_after(max), INITIAL_RTO);
         assert_eq!(
-            rpc.rto(Duration::from_millis(300)),
+            rpc.stall_after(Duration::from_millis(300)),
             Duration::from_millis(300)
         );
         // Twenty answers after 80 ms each: SRTT 80 ms, the deviation decays towards 0.
@@ -437,7 +441,7 @@ mod tests {
             rpc.answered(txn, now + Duration::from_millis(80));
         }
         assert_eq!(rpc.srtt(), Some(Duration::from_millis(80)));
-        let rto = rpc.rto(max);
+        let rto = rpc.stall_after(max);
         assert!(
             rto > Duration::from_millis(80) && rto < Duration::from_millis(90),
             "{rto:?}"
@@ -453,7 +457,7 @@ mod tests {
         let mut fast = Rpc::new(4);
         fast.insert(1, pending(t0, max));
         fast.answered(1, t0 + Duration::from_micros(50));
-        assert_eq!(fast.rto(max), MIN_RTO);
+        assert_eq!(fast.stall_after(max), MIN_RTO);
     }
 
     #[test]

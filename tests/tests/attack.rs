@@ -18,6 +18,10 @@ use kad_tests::{Link, SimNet};
 const NODES: usize = 300;
 
 fn run(seed: u64, kind: AttackKind, signed: bool) -> (AttackOutcome, u64) {
+    run_with(NODES, seed, kind, signed)
+}
+
+fn run_with(nodes: usize, seed: u64, kind: AttackKind, signed: bool) -> (AttackOutcome, u64) {
     // A store small enough for the junk flood to fill at this scale (as kad-sim does).
     // The simulation's private 10.x addresses stand for public ones: the per-IP and
     // per-subnet limits apply to them as they would online.
@@ -26,9 +30,9 @@ fn run(seed: u64, kind: AttackKind, signed: bool) -> (AttackOutcome, u64) {
         .ip_limits_exempt_loopback(false)
         .build()
         .unwrap();
-    let mut net = SimNet::with_nodes(seed, Link::default(), NODES, &config);
+    let mut net = SimNet::with_nodes(seed, Link::default(), nodes, &config);
     let boot = net.bootstrap_all(50);
-    assert_eq!(boot.joined, NODES, "{boot:?}");
+    assert_eq!(boot.joined, nodes, "{boot:?}");
     let plan = AttackPlan {
         kind,
         attackers: 0.1,
@@ -102,6 +106,21 @@ fn every_attack_at_once_is_defeated() {
 /// The attacker's own ports `set` its value on every honest key. For plain keys that is
 /// an update by the reference's rule (the last writer wins); signed keys refuse it, and
 /// every get finds the owner's record.
+/// Liars (a tenth of the nodes, one IP each) answer every `find_value` with a forged
+/// value. A majority get asks ten peers at once from its first round, so in a network
+/// too large for full tables it meets liars far from the key before the replicas: only
+/// voters among the k closest candidates it knows may settle it early. Before (ten at
+/// once, every holder a voter): 1,000 nodes, seeds 2 and 4 gave 1 and 3 wrong values of
+/// 150 gets each.
+#[test]
+fn liars_met_on_the_way_do_not_settle_gets() {
+    let wrong: Vec<usize> = [2, 4]
+        .into_iter()
+        .map(|seed| run_with(1000, seed, AttackKind::Liars, false).0.wrong)
+        .collect();
+    assert_eq!(wrong, [0, 0], "wrong values per seed");
+}
+
 #[test]
 fn overwrites_of_signed_keys_fail() {
     let (o, _) = run(kad_tests::seed(0xa7_0003), AttackKind::Overwrite, true);

@@ -145,7 +145,7 @@ pub(crate) struct Lookup {
     converged: bool,
     /// Whether this lookup ends with the burst (see [`Lookup::with_final_burst`]).
     burst: bool,
-    /// Requests it may have in flight at least (see [`Lookup::widen`]); alpha if less.
+    /// Requests it may have in flight at least (see [`Lookup::with_width`]); alpha if less.
     width: usize,
     /// How long it waits on an unanswered request.
     patience: Patience,
@@ -197,11 +197,11 @@ impl Lookup {
         self
     }
 
-    /// Lets `width` requests be in flight from now on (alpha if that is more): a majority
-    /// get that heard its first value asks the next closest at once, to gather its voters
-    /// in one more round trip.
-    pub fn widen(&mut self, width: usize) {
+    /// Lets `width` requests be in flight (alpha if that is more): a majority get asks
+    /// as many at once as it wants voters, and more (see `query::majority_width`).
+    pub fn with_width(mut self, width: usize) -> Lookup {
         self.width = self.width.max(width);
+        self
     }
 
     /// Sets how long the lookup waits on a request that is not answered (see
@@ -229,7 +229,7 @@ impl Lookup {
         let skip_stalled = self.patience == Patience::SkipStalled;
         let stall_at = match self.patience {
             Patience::Exhaustive => None,
-            _ => now.checked_add(core.rpc.rto(core.config.query_timeout)),
+            _ => now.checked_add(core.rpc.stall_after(core.config.query_timeout)),
         };
         // Failed candidates left the list: the first k are the k closest non-failed ones
         // (not counting stalled ones when the lookup skips them).
@@ -523,6 +523,12 @@ impl Lookup {
             .take(count)
             .map(|c| c.peer)
             .collect()
+    }
+
+    /// Whether a peer at distance `d` from the target is among the `k` closest
+    /// candidates the lookup knows now (failed ones left the list).
+    pub fn within_closest(&self, d: &Distance, k: usize) -> bool {
+        self.candidates.find(d).unwrap_or_else(|at| at) < k
     }
 
     /// True when the lookup started with no candidate at all.
