@@ -13,7 +13,7 @@ use crate::query::{
     Ask, Bootstrap, Collect, Kind, Lookup, Outcome, Patience, Poll, Purpose, Put, Query,
 };
 use crate::record_store::RecordStore;
-use crate::routing::{Heard, IpLimits, Table};
+use crate::routing::{Failed, Heard, IpLimits, Table};
 use crate::rpc::{Owner, Pending, Rpc};
 use crate::snapshot::{self, RecordKind, Snapshot, SnapshotRecord};
 use crate::store::{self, Record, Store};
@@ -761,13 +761,17 @@ impl Core {
 
     /// A request to `id` at `addr` failed: only the entry at that address pays.
     fn failed(&mut self, id: &NodeId, addr: &SocketAddr) {
-        if self.table.on_failure(id, addr) {
-            self.stats.peers_evicted += 1;
-            let peer = Peer {
-                id: *id,
-                addr: *addr,
-            };
-            self.note(|| Event::PeerEvicted { peer });
+        let Failed::Evicted { replacement } = self.table.on_failure(id, addr) else {
+            return;
+        };
+        self.stats.peers_evicted += 1;
+        let old = Peer {
+            id: *id,
+            addr: *addr,
+        };
+        self.note(|| Event::PeerEvicted { peer: old });
+        if let Some(new) = replacement {
+            self.note(|| Event::PeerReplaced { old, new });
         }
     }
 
