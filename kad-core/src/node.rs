@@ -1795,7 +1795,26 @@ impl Node {
         seed: [u8; 32],
         now: Instant,
     ) -> (Node, usize) {
-        let mut node = Node::new(config, snapshot.id, seed, now);
+        let config: Arc<Config> = config.into();
+        let store = Store::new(
+            config.max_records,
+            config.max_store_bytes,
+            config.store_percent_per_ip,
+        );
+        Node::restore_with_store(config, snapshot, seed, now, store)
+    }
+
+    /// [`Node::restore`] onto another [`RecordStore`] (see [`Node::with_store`]): a record
+    /// the store already holds stays as the store has it (a store that keeps its records,
+    /// on disk, is at least as recent as the snapshot).
+    pub fn restore_with_store(
+        config: impl Into<Arc<Config>>,
+        snapshot: &Snapshot,
+        seed: [u8; 32],
+        now: Instant,
+        store: impl RecordStore + 'static,
+    ) -> (Node, usize) {
+        let mut node = Node::with_store(config, snapshot.id, seed, now, store);
         for p in &snapshot.peers {
             node.core.table.on_heard(now, *p, false);
         }
@@ -1812,6 +1831,9 @@ impl Node {
                 republish_at: r.republish_in.map(|d| snapshot::at(now, d)),
                 source: None,
             };
+            if node.core.store.get(now, &r.key).is_some() {
+                continue;
+            }
             let fits = node.core.check_key(&r.key).is_ok()
                 && r.value.byte_len() <= node.core.config.max_value_bytes;
             if !fits || node.core.store.put(&r.key, record).is_err() {

@@ -117,6 +117,62 @@ impl RecordStore for Store {
     }
 }
 
+/// A boxed store is a store: what a builder holds ([`crate::server::StoreSlot`]) can be
+/// handed to [`crate::Node::with_store`].
+impl<S: RecordStore + ?Sized> RecordStore for Box<S> {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+
+    fn is_empty(&self) -> bool {
+        (**self).is_empty()
+    }
+
+    fn get(&self, now: Instant, key: &str) -> Option<&Record> {
+        (**self).get(now, key)
+    }
+
+    fn put(&mut self, key: &str, record: Record) -> Result<(), Full> {
+        (**self).put(key, record)
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Record> {
+        (**self).remove(key)
+    }
+
+    fn expire(&mut self, now: Instant) -> u64 {
+        (**self).expire(now)
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = (&String, &Record)> + '_> {
+        (**self).iter()
+    }
+
+    fn next_expiry(&self) -> Option<Instant> {
+        (**self).next_expiry()
+    }
+
+    fn next_republish(&self) -> Option<Instant> {
+        (**self).next_republish()
+    }
+
+    fn take_due_republish(
+        &mut self,
+        now: Instant,
+        next: &dyn Fn(Kind) -> Instant,
+    ) -> Option<(String, Record)> {
+        (**self).take_due_republish(now, next)
+    }
+
+    fn renew(&mut self, key: &str, expires: Instant) {
+        (**self).renew(key, expires)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        (**self).check()
+    }
+}
+
 #[cfg(test)]
 // Tests need one real instant as a base; the code under test never reads the clock.
 #[allow(clippy::disallowed_methods)]

@@ -77,6 +77,10 @@ pub use kad_core::{
     QueryError, RecordKind, Snapshot, SnapshotError, SnapshotRecord, Value,
 };
 
+/// Record stores ([`Builder::record_store`]): the trait, the default in-memory store, and
+/// what they hold.
+pub use kad_core::{MemoryStore, Record, RecordSource, RecordStore, StoreFull};
+
 /// Signed mutable records (feature `signed`): see [`KademliaServer::put_signed`].
 #[cfg(feature = "signed")]
 pub use kad_core::{signed_key, Keypair, PublicKey, SignedError, SignedRecord, MAX_SALT_BYTES};
