@@ -59,7 +59,7 @@ impl StoreSlot {
 
 impl fmt::Debug for StoreSlot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let held = self.0.lock().map_or(false, |s| s.is_some());
+        let held = self.0.lock().is_ok_and(|s| s.is_some());
         f.debug_struct("StoreSlot").field("held", &held).finish()
     }
 }

@@ -34,7 +34,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run() -> Result<bool, Box<dyn std::error::Error>> {
+async fn run() -> Result<bool, store::DbError> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("records.redb");
     let open = || RedbStore::open(&path, LIMITS.0, LIMITS.1, LIMITS.2);

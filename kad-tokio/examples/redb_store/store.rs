@@ -21,10 +21,13 @@ use redb::{Database, ReadableTable, TableDefinition};
 
 /// One record on disk: kind, expiry and republish time (Unix ms), the source it counts
 /// against, whether the value is text, and the value's bytes.
-type Row = (u8, u64, Option<u64>, Option<[u8; 8]>, bool, &'static [u8]);
+type Row<'a> = (u8, u64, Option<u64>, Option<[u8; 8]>, bool, &'a [u8]);
 
 /// The records, by key.
-const RECORDS: TableDefinition<&str, Row> = TableDefinition::new("records");
+const RECORDS: TableDefinition<&str, Row<'static>> = TableDefinition::new("records");
+
+/// What opening or writing the database can fail with (redb has an error type per step).
+pub type DbError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A node's records in memory and in a redb database (see the [module docs](self)).
 pub struct RedbStore {
@@ -44,7 +47,7 @@ impl RedbStore {
         max_records: usize,
         max_bytes: usize,
         percent_per_source: usize,
-    ) -> Result<RedbStore, redb::Error> {
+    ) -> Result<RedbStore, DbError> {
         let db = Database::create(path)?;
         let mut store = RedbStore {
             db,
@@ -96,7 +99,7 @@ impl RedbStore {
             .unwrap_or_else(|| base + Duration::from_secs(100 * 365 * 86_400))
     }
 
-    fn row<'a>(&self, r: &'a Record) -> (u8, u64, Option<u64>, Option<[u8; 8]>, bool, &'a [u8]) {
+    fn row<'a>(&self, r: &'a Record) -> Row<'a> {
         let kind = match r.kind {
             RecordKind::Published => 0,
             RecordKind::Replica => 1,
@@ -117,7 +120,7 @@ impl RedbStore {
         )
     }
 
-    fn record(&self, row: (u8, u64, Option<u64>, Option<[u8; 8]>, bool, &[u8])) -> Record {
+    fn record(&self, row: Row<'_>) -> Record {
         let (kind, expires, republish, source, text, bytes) = row;
         let kind = match kind {
             0 => RecordKind::Published,
@@ -139,7 +142,7 @@ impl RedbStore {
 
     /// Writes `key`'s record to disk, or deletes it (`None`), in one transaction.
     fn write(&self, changes: &[(&str, Option<&Record>)]) {
-        let written = (|| -> Result<(), redb::Error> {
+        let written = (|| -> Result<(), DbError> {
             let txn = self.db.begin_write()?;
             {
                 let mut table = txn.open_table(RECORDS)?;
