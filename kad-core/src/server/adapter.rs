@@ -366,8 +366,8 @@ macro_rules! handle_methods {
             }
 
             /// A stream of what the node does (`Notice`s of `kad_core::Event`s: queries
-            /// started and finished with their stats, peers added and evicted, addresses
-            /// verified, records stored, refreshed, refused and expired, state saved), in
+            /// started and finished with their stats, peers added, evicted and replaced,
+            /// addresses verified, records stored, refreshed, refused and expired, state saved), in
             /// order, from now on, until the node stops. Each stream has a queue of
             /// `EVENT_QUEUE` events; one that falls behind loses the oldest and gets
             /// `Notice::Missed`, and never slows the node.
