@@ -77,15 +77,14 @@ impl RedbStore {
     /// `at` on the wall clock, in milliseconds since the Unix epoch.
     fn unix_ms(&self, at: Instant) -> u64 {
         let (base, wall) = self.clock;
-        let wall = match at.checked_duration_since(base) {
-            Some(ahead) => wall + ahead,
-            None => wall - base.saturating_duration_since(at),
+        let ms = |w: SystemTime| {
+            let since = w.duration_since(UNIX_EPOCH).unwrap_or_default();
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
         };
-        let ms = wall
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis();
-        u64::try_from(ms).unwrap_or(u64::MAX)
+        match at.checked_duration_since(base) {
+            Some(ahead) => wall.checked_add(ahead).map_or(u64::MAX, ms),
+            None => wall.checked_sub(base - at).map_or(0, ms),
+        }
     }
 
     /// The `Instant` of `ms` milliseconds since the Unix epoch (the past clamps to the
