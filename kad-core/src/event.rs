@@ -60,10 +60,21 @@ pub enum Event {
         peer: Peer,
     },
     /// A peer left the routing table after failing too often; the freshest replacement
-    /// that talked to us, if any, takes its place.
+    /// that talked to us, if any, takes its place (and [`Event::PeerReplaced`] follows).
     PeerEvicted {
         /// The entry that left.
         peer: Peer,
+    },
+    /// Right after [`Event::PeerEvicted`] of `old`: `new`, a proven peer that waited in the
+    /// bucket's replacement cache, took its place in the routing table. (libp2p-kad says
+    /// this with `RoutingUpdated { old_peer, .. }`.) A watcher that mirrors the table
+    /// removes `old` on the eviction and adds `new` here; no [`Event::PeerAdded`] is sent
+    /// for it.
+    PeerReplaced {
+        /// The entry that was evicted.
+        old: Peer,
+        /// The replacement now in the table.
+        new: Peer,
     },
     /// A stranger answered our verification ping from its address: its address is proven,
     /// and requests held for it are served.

@@ -79,9 +79,9 @@
 //!
 //! Besides [`Event::QueryFinished`], a node can tell what it does: [`Node::watch`] turns
 //! on the watch events ([`Event::QueryStarted`], [`Event::PeerAdded`],
-//! [`Event::PeerEvicted`], [`Event::NodeVerified`], [`Event::RecordStored`],
-//! [`Event::RecordRefreshed`], [`Event::RecordRefused`] with its [`RefuseReason`],
-//! [`Event::RecordsExpired`]), given by [`Node::poll_event`] in the order they happened.
+//! [`Event::PeerEvicted`], [`Event::PeerReplaced`], [`Event::NodeVerified`],
+//! [`Event::RecordStored`], [`Event::RecordRefreshed`], [`Event::RecordRefused`] with its
+//! [`RefuseReason`], [`Event::RecordsExpired`]), given by [`Node::poll_event`] in the order they happened.
 //! They are off by default (a simulation of many nodes pays nothing for them); at most
 //! 4096 wait to be polled, more are dropped and counted in [`Stats::events_dropped`].
 //! The server layer fans them out ([`server::Server::subscribe`], plus

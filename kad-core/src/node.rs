@@ -14,7 +14,7 @@ use crate::query::{
     Query,
 };
 use crate::record_store::RecordStore;
-use crate::routing::{Heard, IpLimits, Table};
+use crate::routing::{Failed, Heard, IpLimits, Table};
 use crate::rpc::{Owner, Pending, Rpc};
 use crate::snapshot::{self, RecordKind, Snapshot, SnapshotRecord};
 use crate::store::{self, Record, Store};
@@ -762,13 +762,17 @@ impl Core {
 
     /// A request to `id` at `addr` failed: only the entry at that address pays.
     fn failed(&mut self, id: &NodeId, addr: &SocketAddr) {
-        if self.table.on_failure(id, addr) {
-            self.stats.peers_evicted += 1;
-            let peer = Peer {
-                id: *id,
-                addr: *addr,
-            };
-            self.note(|| Event::PeerEvicted { peer });
+        let Failed::Evicted { replacement } = self.table.on_failure(id, addr) else {
+            return;
+        };
+        self.stats.peers_evicted += 1;
+        let old = Peer {
+            id: *id,
+            addr: *addr,
+        };
+        self.note(|| Event::PeerEvicted { peer: old });
+        if let Some(new) = replacement {
+            self.note(|| Event::PeerReplaced { old, new });
         }
     }
 
@@ -1794,7 +1798,26 @@ impl Node {
         seed: [u8; 32],
         now: Instant,
     ) -> (Node, usize) {
-        let mut node = Node::new(config, snapshot.id, seed, now);
+        let config: Arc<Config> = config.into();
+        let store = Store::new(
+            config.max_records,
+            config.max_store_bytes,
+            config.store_percent_per_ip,
+        );
+        Node::restore_with_store(config, snapshot, seed, now, store)
+    }
+
+    /// [`Node::restore`] onto another [`RecordStore`] (see [`Node::with_store`]): a record
+    /// the store already holds stays as the store has it (a store that keeps its records,
+    /// on disk, is at least as recent as the snapshot).
+    pub fn restore_with_store(
+        config: impl Into<Arc<Config>>,
+        snapshot: &Snapshot,
+        seed: [u8; 32],
+        now: Instant,
+        store: impl RecordStore + 'static,
+    ) -> (Node, usize) {
+        let mut node = Node::with_store(config, snapshot.id, seed, now, store);
         for p in &snapshot.peers {
             node.core.table.on_heard(now, *p, false);
         }
@@ -1811,6 +1834,9 @@ impl Node {
                 republish_at: r.republish_in.map(|d| snapshot::at(now, d)),
                 source: None,
             };
+            if node.core.store.get(now, &r.key).is_some() {
+                continue;
+            }
             let fits = node.core.check_key(&r.key).is_ok()
                 && r.value.byte_len() <= node.core.config.max_value_bytes;
             if !fits || node.core.store.put(&r.key, record).is_err() {

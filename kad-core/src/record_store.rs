@@ -117,6 +117,62 @@ impl RecordStore for Store {
     }
 }
 
+/// A boxed store is a store: what a builder holds ([`crate::server::StoreSlot`]) can be
+/// handed to [`crate::Node::with_store`].
+impl<S: RecordStore + ?Sized> RecordStore for Box<S> {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+
+    fn is_empty(&self) -> bool {
+        (**self).is_empty()
+    }
+
+    fn get(&self, now: Instant, key: &str) -> Option<&Record> {
+        (**self).get(now, key)
+    }
+
+    fn put(&mut self, key: &str, record: Record) -> Result<(), Full> {
+        (**self).put(key, record)
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Record> {
+        (**self).remove(key)
+    }
+
+    fn expire(&mut self, now: Instant) -> u64 {
+        (**self).expire(now)
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = (&String, &Record)> + '_> {
+        (**self).iter()
+    }
+
+    fn next_expiry(&self) -> Option<Instant> {
+        (**self).next_expiry()
+    }
+
+    fn next_republish(&self) -> Option<Instant> {
+        (**self).next_republish()
+    }
+
+    fn take_due_republish(
+        &mut self,
+        now: Instant,
+        next: &dyn Fn(Kind) -> Instant,
+    ) -> Option<(String, Record)> {
+        (**self).take_due_republish(now, next)
+    }
+
+    fn renew(&mut self, key: &str, expires: Instant) {
+        (**self).renew(key, expires)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        (**self).check()
+    }
+}
+
 #[cfg(test)]
 // Tests need one real instant as a base; the code under test never reads the clock.
 #[allow(clippy::disallowed_methods)]
@@ -124,7 +180,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::{Config, Event, MemoryStore, Node, NodeId, PutError, QueryResult, Value};
+    use crate::{
+        Config, Event, MemoryStore, Node, NodeId, PutError, QueryResult, Snapshot, SnapshotRecord,
+        Value,
+    };
 
     /// A store that refuses every record: proves the node writes through the trait.
     struct Refusing;
@@ -195,5 +254,39 @@ mod tests {
         assert_eq!(node.get_local(later, "k"), None);
         assert_eq!(node.record_count(), 0);
         node.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_snapshot_restored_onto_a_store_adds_only_what_the_store_lacks() {
+        let now = Instant::now();
+        let record = |v: &str| Record {
+            value: Value::from(v),
+            kind: Kind::Replica,
+            expires: now + Duration::from_secs(60),
+            republish_at: None,
+            source: None,
+        };
+        let mut store = MemoryStore::new(10, 1 << 20, 100);
+        store.put("k", record("newer")).unwrap();
+        let snapshot_record = |key: &str, v: &str| SnapshotRecord {
+            key: key.into(),
+            value: Value::from(v),
+            kind: Kind::Replica,
+            expires_in: Duration::from_secs(60),
+            republish_in: None,
+        };
+        let snapshot = Snapshot {
+            id: NodeId::for_key("n"),
+            peers: Vec::new(),
+            records: vec![
+                snapshot_record("k", "older"),
+                snapshot_record("j", "only here"),
+            ],
+        };
+        let (node, left_out) =
+            Node::restore_with_store(Config::default(), &snapshot, [1; 32], now, store);
+        assert_eq!((node.id(), left_out), (snapshot.id, 0));
+        assert_eq!(node.get_local(now, "k"), Some(Value::from("newer")));
+        assert_eq!(node.get_local(now, "j"), Some(Value::from("only here")));
     }
 }

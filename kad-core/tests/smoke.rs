@@ -18,6 +18,8 @@ struct Net {
     wire: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
     now: Instant,
     events: Vec<(usize, Event)>,
+    /// Nodes that receive nothing (their datagrams are lost).
+    dead: Vec<bool>,
 }
 
 fn addr(i: usize) -> SocketAddr {
@@ -46,6 +48,7 @@ impl Net {
             wire: VecDeque::new(),
             now,
             events: Vec::new(),
+            dead: vec![false; n],
         }
     }
 
@@ -84,7 +87,8 @@ impl Net {
             }
             if let Some((from, to, bytes)) = self.wire.pop_front() {
                 self.now += Duration::from_millis(1);
-                if let Some(j) = (0..self.nodes.len()).find(|&j| addr(j) == to) {
+                let dead = &self.dead;
+                if let Some(j) = (0..self.nodes.len()).find(|&j| addr(j) == to && !dead[j]) {
                     self.nodes[j].handle_datagram(self.now, from, &bytes);
                     self.flush(j);
                 }
@@ -113,7 +117,8 @@ impl Net {
             }
             if let Some((from, to, bytes)) = self.wire.pop_front() {
                 self.now += Duration::from_millis(1);
-                if let Some(j) = (0..self.nodes.len()).find(|&j| addr(j) == to) {
+                let dead = &self.dead;
+                if let Some(j) = (0..self.nodes.len()).find(|&j| addr(j) == to && !dead[j]) {
                     self.nodes[j].handle_datagram(self.now, from, &bytes);
                 }
                 continue;
@@ -188,6 +193,69 @@ fn forty_nodes_json() {
 #[test]
 fn forty_nodes_bencode() {
     network_roundtrip(Codec::Bencode);
+}
+
+/// A bucket entry that fails is evicted and the replacement waiting in the bucket's cache
+/// takes its place: the watcher hears both, `PeerEvicted` then `PeerReplaced`.
+#[test]
+fn an_evicted_entry_is_replaced_by_the_waiting_peer() {
+    let config = Config::builder()
+        .k(1)
+        .alpha(1)
+        .replacement_cache_size(1)
+        .failures_before_eviction(1)
+        .ping_oldest_after(Duration::ZERO)
+        .build()
+        .unwrap();
+    let mut net = Net::with_config(3, config.clone());
+    // b and c share a bucket far from a (their first bit differs from a's), which holds one.
+    let ids = [[0u8; 20], [0x80; 20], [0xc0; 20]].map(NodeId);
+    for (i, id) in ids.into_iter().enumerate() {
+        net.nodes[i] = Node::new(config.clone(), id, [i as u8; 32], net.now);
+        net.nodes[i].set_local_addr(addr(i));
+    }
+    net.nodes[0].watch(true);
+    let now = net.now;
+    let q = net.nodes[0].bootstrap(now, &[addr(1)]);
+    assert!(matches!(net.wait(0, q), QueryResult::Bootstrap(Ok(_))));
+    let [b, c] = [1, 2].map(|i| kad_core::Peer {
+        id: ids[i],
+        addr: addr(i),
+    });
+    assert_eq!(net.nodes[0].peers(), vec![b]);
+    // c answers a's ping: the bucket is full, c waits in the cache and a pings b, which
+    // is gone.
+    net.dead[1] = true;
+    let q = net.nodes[0].ping(now, addr(2));
+    assert!(matches!(net.wait(0, q), QueryResult::Ping(Ok(p)) if p == c));
+    let later = net.now + Duration::from_secs(60);
+    net.run_until(later);
+    for i in 0..3 {
+        net.flush(i);
+    }
+    assert_eq!(net.nodes[0].peers(), vec![c]);
+    let table: Vec<&Event> = net
+        .events
+        .iter()
+        .filter(|(n, e)| {
+            *n == 0
+                && matches!(
+                    e,
+                    Event::PeerAdded { .. }
+                        | Event::PeerEvicted { .. }
+                        | Event::PeerReplaced { .. }
+                )
+        })
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(
+        table,
+        [
+            &Event::PeerAdded { peer: b },
+            &Event::PeerEvicted { peer: b },
+            &Event::PeerReplaced { old: b, new: c },
+        ]
+    );
 }
 
 #[test]

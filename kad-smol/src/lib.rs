@@ -58,9 +58,36 @@
 //! write; a truncated or corrupted file is an [`Error::State`], never a silent fresh
 //! start.
 //!
-//! `examples/swarm.rs` runs a whole network in one process and prints a table of put and
-//! get success and latency: `cargo run --release -p kad-smol --example swarm -- --nodes
-//! 100 --keys 100`.
+//! ## Watching the node: events
+//!
+//! [`KademliaServer::events`] hands out a stream ([`Events`], a `futures_core::Stream` of
+//! [`Notice`]s; `smol::stream::StreamExt::next` reads it) of what the node does, in order:
+//! queries started and finished, peers added, evicted and replaced in the routing table,
+//! addresses verified, records stored, refreshed, refused and expired, state saved. Each
+//! stream has its own queue of [`EVENT_QUEUE`] events; one that falls behind loses the
+//! oldest and gets [`Notice::Missed`], and never slows the node. `examples/kv_service.rs`
+//! is a small service built on it: `cargo run -p kad-smol --example kv_service`.
+//!
+//! ## Cancelling a call
+//!
+//! Dropping a call's future cancels its query in the node and frees its slot among
+//! `max_active_queries`: a deadline is a race against a timer,
+//! `node.get(key).or(async { smol::Timer::after(d).await; Err(..) })`.
+//!
+//! ## Where records live
+//!
+//! A node keeps its records in a [`RecordStore`], by default a new [`MemoryStore`];
+//! [`Builder::record_store`] gives it another one, whose records are served at once (a
+//! store on disk keeps them across restarts without a state file: kad-tokio's
+//! `examples/redb_store` is one, and works the same here). The store runs on the node's
+//! task. Which values a node accepts is a [`kad_core::Validator`]'s call; the adapters use
+//! the default one (signed records checked with the `signed` feature).
+//!
+//! ## Client mode and counters
+//!
+//! [`Builder::client_mode`] makes a node that queries and writes without joining the
+//! network: no kad node adds it to its routing table, and it stores nothing for others.
+//! [`KademliaServer::stats`] returns the node's and the I/O layer's counters ([`Stats`]).
 
 mod driver;
 mod server;
@@ -77,6 +104,10 @@ pub use kad_core::{
     BootstrapOk, Codec, Config, ConfigError, KeyError, Node, NodeId, Peer, PutError, PutOk,
     QueryError, RecordKind, Snapshot, SnapshotError, SnapshotRecord, Value,
 };
+
+/// Record stores ([`Builder::record_store`]): the trait, the default in-memory store, and
+/// what they hold.
+pub use kad_core::{MemoryStore, Record, RecordSource, RecordStore, StoreFull};
 
 /// Signed mutable records (feature `signed`): see [`KademliaServer::put_signed`].
 #[cfg(feature = "signed")]

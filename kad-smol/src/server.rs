@@ -162,7 +162,7 @@ impl Builder {
             os_random::<20>()?,
             local_addr,
             Instant::now(),
-        );
+        )?;
         if left_out > 0 {
             tracing::warn!(
                 left_out,

@@ -56,8 +56,77 @@
 //! tokio's blocking pool. A killed node comes back with what it held at its last write; a
 //! truncated or corrupted file is an [`Error::State`], never a silent fresh start.
 //!
-//! With the `cli` feature the crate also builds the `kad` command: `kad node`, `kad put`,
-//! `kad get` and `kad swarm` (see its `--help`).
+//! ## Watching the node: events
+//!
+//! [`KademliaServer::events`] hands out a stream ([`Events`], a `futures_core::Stream` of
+//! [`Notice`]s) of what the node does, in order, from the moment of the call: queries
+//! started and finished (with their stats), peers added, evicted and replaced in the
+//! routing table, addresses verified, records stored, refreshed, refused (with a
+//! [`RefuseReason`]) and expired, state saved. Each stream has its own queue of
+//! [`EVENT_QUEUE`] events: one that falls behind loses the oldest and gets
+//! [`Notice::Missed`], and never slows the node. The stream ends when the node stops.
+//!
+//! ```no_run
+//! use kad_tokio::{Event, KademliaServer, Notice};
+//!
+//! # async fn demo(node: KademliaServer) -> Result<(), kad_tokio::Error> {
+//! let events = node.events().await?;
+//! while let Some(notice) = std::future::poll_fn(|cx| events.poll_next(cx)).await {
+//!     if let Notice::Event(Event::RecordStored { key, from, .. }) = notice {
+//!         println!("{from} stored {key}");
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Cancelling a call
+//!
+//! Dropping a call's future cancels its query in the node: the query stops sending
+//! requests and frees its slot among `max_active_queries`. So a deadline is a timeout
+//! around the call, `tokio::time::timeout(d, node.get(key))`, and a `select!` that takes
+//! another branch cancels the calls it drops. A query that the network ends first (every
+//! peer asked answered or timed out after `query_timeout`) returns as usual.
+//!
+//! ## Where records live: record stores and validators
+//!
+//! A node keeps its records in a [`RecordStore`]: by default a new [`MemoryStore`], sized
+//! by the builder's `max_records`, `max_store_bytes` and `store_percent_per_ip`.
+//! [`Builder::record_store`] gives the node another one, and records that store already
+//! holds are served at once. `examples/redb_store` keeps them on disk in a redb
+//! database, written through on every change: a node restarted on the same file keeps its
+//! records without a state file (`cargo run -p kad-tokio --example redb_store`). The store
+//! runs on the node's task, so a slow store slows the node. Which values a node accepts is
+//! a [`kad_core::Validator`]'s call; the adapters use the default one (every value, and
+//! signed records checked with the `signed` feature); another validator is set on a bare
+//! [`Node`] with [`Node::set_validator`].
+//!
+//! ## Client mode
+//!
+//! [`Builder::client_mode`] makes a node that queries the network (`get`, `set`,
+//! `find_node`...) without joining it: its messages say so, no kad node adds it to its
+//! routing table, and it stores nothing for others. A short-lived process (the `kad put`
+//! and `kad get` commands are clients) does not leave dead entries in every table it
+//! touched.
+//!
+//! ## Counters and metrics
+//!
+//! [`KademliaServer::stats`] returns the node's and the I/O layer's counters ([`Stats`]);
+//! the `metrics` feature exports them through the `metrics` crate.
+//!
+//! ## The `kad` command
+//!
+//! With the `cli` feature the crate also builds the `kad` command: `kad node` (a node,
+//! with `--state` and `--config FILE`), `kad put` and `kad get` (one-shot clients, `--json`
+//! for scripts; exit status 0 found or stored, 1 not, 2 anything else), `kad keygen` and
+//! signed puts, and `kad swarm` (a network of nodes in one process, with a table of success
+//! and latency). See its `--help` and the README.
+//!
+//! ## Examples
+//!
+//! `examples/two_nodes.rs` (a put and a get in 30 lines), `examples/redb_store` (records
+//! on disk), `examples/flood.rs` (a junk flood against one node, a bench); kad-smol's
+//! `examples/kv_service.rs` watches events. CI runs the first two and kv_service.
 
 #[doc(hidden)]
 pub mod bench;
@@ -76,6 +145,10 @@ pub use kad_core::{
     BootstrapOk, Codec, Config, ConfigError, KeyError, Node, NodeId, Peer, PutError, PutOk,
     QueryError, RecordKind, Snapshot, SnapshotError, SnapshotRecord, Value,
 };
+
+/// Record stores ([`Builder::record_store`]): the trait, the default in-memory store, and
+/// what they hold.
+pub use kad_core::{MemoryStore, Record, RecordSource, RecordStore, StoreFull};
 
 /// Signed mutable records (feature `signed`): see [`KademliaServer::put_signed`].
 #[cfg(feature = "signed")]

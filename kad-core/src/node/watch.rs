@@ -14,9 +14,9 @@ pub(crate) const WATCH_QUEUE: usize = 4096;
 impl Node {
     /// Turns the watch events on or off (off by default: a node nobody watches spends
     /// nothing on them). While on, [`Node::poll_event`] also gives what the node does:
-    /// queries started, peers added to and evicted from the table, addresses verified,
-    /// records stored, refreshed, refused (with the reason) and expired, in the order they
-    /// happened. At most 4096 wait to be polled; more are dropped and counted in
+    /// queries started, peers added to, evicted from and replaced in the table, addresses
+    /// verified, records stored, refreshed, refused (with the reason) and expired, in the
+    /// order they happened. At most 4096 wait to be polled; more are dropped and counted in
     /// [`crate::Stats::events_dropped`].
     pub fn watch(&mut self, on: bool) {
         self.core.watching = on;

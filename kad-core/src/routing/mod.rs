@@ -3,4 +3,4 @@
 mod bucket;
 mod table;
 
-pub(crate) use table::{Heard, IpLimits, Table};
+pub(crate) use table::{Failed, Heard, IpLimits, Table};

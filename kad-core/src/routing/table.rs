@@ -37,6 +37,19 @@ pub(crate) enum Heard {
     IpLimited,
 }
 
+/// What a failed request did to the routing table ([`Table::on_failure`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Failed {
+    /// The entry stays (or there was none at that address).
+    Kept,
+    /// The entry left the table; `replacement` is the replacement-cache entry that took
+    /// its place, if one did.
+    Evicted {
+        /// The peer promoted from the replacement cache.
+        replacement: Option<Peer>,
+    },
+}
+
 /// Caps on routing-table entries per IP address (per IPv6 prefix, /48 by default), against
 /// Sybil floods from one host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -388,9 +401,9 @@ impl Table {
 
     /// A request to `id` at `addr` failed (no answer, or another id answered). Only the
     /// entry or replacement that lives at `addr` pays: a ping to an address somebody
-    /// merely claimed for `id` says nothing about the `id` we know elsewhere. Returns true
-    /// if that evicted the peer.
-    pub fn on_failure(&mut self, id: &NodeId, addr: &SocketAddr) -> bool {
+    /// merely claimed for `id` says nothing about the `id` we know elsewhere. Says whether
+    /// that evicted the peer, and who took its place.
+    pub fn on_failure(&mut self, id: &NodeId, addr: &SocketAddr) -> Failed {
         let bi = self.index(id);
         let limit = self.failure_limit;
         let bucket = &mut self.buckets[bi];
@@ -400,10 +413,10 @@ impl Table {
             }
         }
         let Some(pos) = bucket.position(id) else {
-            return false;
+            return Failed::Kept;
         };
         if !bucket.entries[pos].is_at(addr, &self.v6) {
-            return false;
+            return Failed::Kept;
         }
         let entry = &mut bucket.entries[pos];
         entry.fail();
@@ -411,7 +424,7 @@ impl Table {
         // A peer that never answered us from its address may not even own it: one failure
         // is enough.
         if u32::from(entry.failures()) < limit && entry.verified() {
-            return false;
+            return Failed::Kept;
         }
         bucket.entries.remove(pos);
         self.len -= 1;
@@ -421,13 +434,15 @@ impl Table {
                 .entry_key(r, &self.v6)
                 .is_none_or(|key| self.ip_count(&key) < self.limits.per_table)
         });
-        if let Some(i) = pick {
+        let replacement = pick.map(|i| {
             let bucket = &mut self.buckets[bi];
             let r = bucket.replacements.remove(i);
+            let peer = r.peer(&self.v6);
             bucket.insert_by_age(r);
             self.len += 1;
-        }
-        true
+            peer
+        });
+        Failed::Evicted { replacement }
     }
 
     /// A ping to the entry ended (or could not be sent) without its answer being handled
@@ -774,13 +789,16 @@ mod tests {
         assert_eq!(t.on_heard(now, b, true), Heard::Waiting);
         // A failure at another address (a ping to whoever claimed a's id) is not a's.
         let elsewhere = SocketAddr::from(([127, 0, 0, 1], 9999));
-        assert!(!t.on_failure(&a.id, &elsewhere));
-        assert!(!t.on_failure(&a.id, &elsewhere));
-        assert!(!t.on_failure(&a.id, &a.addr));
+        assert_eq!(t.on_failure(&a.id, &elsewhere), Failed::Kept);
+        assert_eq!(t.on_failure(&a.id, &elsewhere), Failed::Kept);
+        assert_eq!(t.on_failure(&a.id, &a.addr), Failed::Kept);
         assert!(t.contains(&a.id));
-        assert!(t.on_failure(&a.id, &a.addr));
+        // b was the freshest replacement, and the table says so.
+        let replaced = Failed::Evicted {
+            replacement: Some(b),
+        };
+        assert_eq!(t.on_failure(&a.id, &a.addr), replaced);
         assert!(!t.contains(&a.id));
-        // b was the freshest replacement.
         assert!(t.contains(&b.id));
         t.check().unwrap();
     }
@@ -813,7 +831,10 @@ mod tests {
             assert_eq!(accepted, expect, "caps {per_bucket}/{per_table}");
             // Never verified: the first failure evicts it.
             let victim = t.peers().next().unwrap();
-            assert!(t.on_failure(&victim.id, &victim.addr));
+            assert!(matches!(
+                t.on_failure(&victim.id, &victim.addr),
+                Failed::Evicted { .. }
+            ));
             t.check().unwrap();
         }
         // Loopback is exempt when configured so.

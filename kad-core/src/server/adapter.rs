@@ -8,12 +8,14 @@
 //! touch no socket and hold no runtime: the expansion calls the adapter's own `call`,
 //! `resolve`, `local_addr` and `query_timeout`.
 
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use std::net::SocketAddr;
 
-use crate::{ConfigBuilder, Node, NodeId, Snapshot, MAX_DURATION};
+use crate::{ConfigBuilder, Node, NodeId, RecordStore, Snapshot, MAX_DURATION};
 
 use super::{Error, Server};
 
@@ -34,6 +36,32 @@ pub struct Settings {
     pub state_interval: Option<Duration>,
     /// `Some(false)`: one datagram per read.
     pub batch_io: Option<bool>,
+    /// Where the node keeps its records, instead of a new in-memory store.
+    pub record_store: Option<StoreSlot>,
+}
+
+/// A [`RecordStore`] given to a builder: the builder's clones share it, and the first node
+/// built from any of them takes it (a store holds one node's records).
+#[derive(Clone)]
+pub struct StoreSlot(Arc<Mutex<Option<Box<dyn RecordStore>>>>);
+
+impl StoreSlot {
+    /// A slot holding `store`.
+    pub fn new(store: impl RecordStore + 'static) -> StoreSlot {
+        StoreSlot(Arc::new(Mutex::new(Some(Box::new(store)))))
+    }
+
+    /// The store, unless a node took it already.
+    pub fn take(&self) -> Option<Box<dyn RecordStore>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+impl fmt::Debug for StoreSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let held = self.0.lock().is_ok_and(|s| s.is_some());
+        f.debug_struct("StoreSlot").field("held", &held).finish()
+    }
 }
 
 impl Settings {
@@ -56,8 +84,10 @@ impl Settings {
 
     /// The server of a node listening on `local_addr`: restored from `restored` (with how
     /// many of its records were beyond this node's limits and left out), or new with the
-    /// id given, else `random_id`; asking for a snapshot every
-    /// [`save_interval`](Self::save_interval) when there is a state file.
+    /// id given, else `random_id`; its records in the [`record_store`](Self::record_store)
+    /// if one was given (else in memory); asking for a snapshot every
+    /// [`save_interval`](Self::save_interval) when there is a state file. Fails with
+    /// [`Error::RecordStoreTaken`] when another node took the record store.
     pub fn server<T>(
         &self,
         config: crate::Config,
@@ -66,20 +96,26 @@ impl Settings {
         random_id: [u8; 20],
         local_addr: SocketAddr,
         now: Instant,
-    ) -> (Server<T>, usize) {
-        let (mut node, left_out) = match restored {
-            Some(snapshot) => Node::restore(config, snapshot, seed, now),
-            None => {
-                let id = self.id.unwrap_or(NodeId(random_id));
-                (Node::new(config, id, seed, now), 0)
+    ) -> Result<(Server<T>, usize), Error> {
+        let store = match &self.record_store {
+            Some(slot) => Some(slot.take().ok_or(Error::RecordStoreTaken)?),
+            None => None,
+        };
+        let id = self.id.unwrap_or(NodeId(random_id));
+        let (mut node, left_out) = match (restored, store) {
+            (Some(snapshot), Some(store)) => {
+                Node::restore_with_store(config, snapshot, seed, now, store)
             }
+            (Some(snapshot), None) => Node::restore(config, snapshot, seed, now),
+            (None, Some(store)) => (Node::with_store(config, id, seed, now, store), 0),
+            (None, None) => (Node::new(config, id, seed, now), 0),
         };
         node.set_local_addr(local_addr);
         let mut server = Server::new(node);
         if let Some(every) = self.save_interval() {
             server.save_every(now, every);
         }
-        (server, left_out)
+        Ok((server, left_out))
     }
 }
 
@@ -330,8 +366,8 @@ macro_rules! handle_methods {
             }
 
             /// A stream of what the node does (`Notice`s of `kad_core::Event`s: queries
-            /// started and finished with their stats, peers added and evicted, addresses
-            /// verified, records stored, refreshed, refused and expired, state saved), in
+            /// started and finished with their stats, peers added, evicted and replaced,
+            /// addresses verified, records stored, refreshed, refused and expired, state saved), in
             /// order, from now on, until the node stops. Each stream has a queue of
             /// `EVENT_QUEUE` events; one that falls behind loses the oldest and gets
             /// `Notice::Missed`, and never slows the node.
@@ -364,7 +400,7 @@ macro_rules! handle_methods {
 
 /// The setters of an adapter's `Builder`, over its `$settings` field of type
 /// [`Settings`]: every [`Config`](crate::Config) field, and `config`, `node_id`, `seed`,
-/// `state_file`, `state_interval`, `batch_io`, `build_config`; `$krate` names the adapter
+/// `state_file`, `record_store`, `state_interval`, `batch_io`, `build_config`; `$krate` names the adapter
 /// crate in the doc examples.
 #[doc(hidden)]
 #[macro_export]
@@ -531,6 +567,25 @@ macro_rules! builder_methods {
             /// ```
             pub fn state_file(mut self, path: impl Into<::std::path::PathBuf>) -> Self {
                 self.$settings.state_file = Some(path.into());
+                self
+            }
+
+            /// Keeps the node's records in `store` instead of a new in-memory
+            /// `kad_core::MemoryStore` (which this builder's `max_records`,
+            /// `max_store_bytes` and `store_percent_per_ip` size; another store keeps its
+            /// own limits). Records the store already holds count as held at once: a node
+            /// built on a store that keeps its records on disk serves them after a restart,
+            /// with no state file (`examples/redb_store` in kad-tokio is one, over redb).
+            /// With a [`state_file`](Self::state_file) too, the node's id and peers come
+            /// from the file, and of the file's records only those the store lacks are
+            /// added.
+            ///
+            /// The store's methods run on the node's task, between datagrams: a store that
+            /// blocks (a disk write) holds up the node while it does. The builder's clones
+            /// share the store; the first `listen` takes it, and another fails with
+            /// `Error::RecordStoreTaken`.
+            pub fn record_store(mut self, store: impl $crate::RecordStore + 'static) -> Self {
+                self.$settings.record_store = Some($crate::server::StoreSlot::new(store));
                 self
             }
 

@@ -83,6 +83,10 @@ pub enum Error {
     /// call ran.
     #[error("the server has stopped")]
     Stopped,
+    /// The record store given to the builder (`record_store`) went to a node built from
+    /// a clone of this builder: one store serves one node.
+    #[error("the builder's record store is already in use by another node")]
+    RecordStoreTaken,
     /// The node answered a command with the wrong kind of result: a bug in kad.
     #[error("internal error: unexpected result for {0}")]
     Unexpected(&'static str),
