@@ -138,6 +138,8 @@ mod id;
 mod idle;
 #[cfg(feature = "io")]
 pub mod io;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod node;
 mod query;
 mod record_store;
@@ -162,7 +164,7 @@ pub mod bench;
 pub use config::{Config, ConfigBuilder, ConfigError, MAX_DURATION};
 pub use event::{
     BootstrapOk, Event, FindValueOk, KeyError, Peer, PutError, PutOk, QueryError, QueryId,
-    QueryResult, QueryStats, RefuseReason, Stats, Transmit,
+    QueryResult, QueryStats, RefuseReason, RequestCounts, Stats, Transmit,
 };
 pub use id::{Distance, IdError, NodeId, ID_BITS, ID_BYTES};
 pub use node::{cache_ttl, Node};
