@@ -81,3 +81,7 @@ pub use kad_core::{
 /// Signed mutable records (feature `signed`): see [`KademliaServer::put_signed`].
 #[cfg(feature = "signed")]
 pub use kad_core::{signed_key, Keypair, PublicKey, SignedError, SignedRecord, MAX_SALT_BYTES};
+
+/// Prometheus metrics (feature `metrics`): see [`KademliaServer::metrics`].
+#[cfg(feature = "metrics")]
+pub use kad_core::metrics;
