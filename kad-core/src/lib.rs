@@ -91,6 +91,15 @@
 //! [`server::Subscription`] is a `futures_core::Stream`; kad-tokio's and kad-smol's
 //! `KademliaServer::events()` hand one out.
 //!
+//! ## Metrics (feature `metrics`)
+//!
+//! `kad_core::metrics` turns a [`server::Server`]'s counters ([`Stats`] and
+//! [`server::ServerStats`], read when scraped) and its histograms (round trips; each query
+//! kind's rounds and duration) into `kad_`-prefixed series in the Prometheus text format,
+//! with `prometheus-client`; `server::Command::Metrics` carries them to an adapter's
+//! handle. With the `tracing` feature (which `io` turns on) each user query runs in a
+//! `kad.query` span carrying its `id` and `kind`.
+//!
 //! ## Client mode
 //!
 //! With [`Config::client_mode`] a node queries and stores through the network (`get`,

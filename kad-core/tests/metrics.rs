@@ -195,6 +195,31 @@ fn metrics_are_kad_series_equal_to_stats() {
         );
     }
 
+    // The new counters count what happened: on a lossless network with no retransmission,
+    // each kind of request was received as often as it was sent, and every verification
+    // ping was answered.
+    let all: Vec<_> = net.servers.iter().map(|s| s.stats().core).collect();
+    let kinds = |f: fn(&kad_core::Stats) -> kad_core::RequestCounts| -> Vec<(&str, u64)> {
+        let mut sum = [0u64; 6];
+        for c in &all {
+            for (k, (_, n)) in f(c).by_name().iter().enumerate() {
+                sum[k] += n;
+            }
+        }
+        let names = kad_core::RequestCounts::default().by_name().map(|(n, _)| n);
+        names.into_iter().zip(sum).collect()
+    };
+    let sent = kinds(|c| c.requests_sent);
+    assert_eq!(sent, kinds(|c| c.requests_received));
+    for kind in ["ping", "find_node", "find_value", "set"] {
+        assert!(
+            sent.iter().any(|&(k, n)| k == kind && n > 0),
+            "{kind}: {sent:?}"
+        );
+    }
+    assert!(all.iter().map(|c| c.verifications_passed).sum::<u64>() > 0);
+    assert_eq!(all.iter().map(|c| c.verifications_failed).sum::<u64>(), 0);
+
     // The writer's and the reader's queries, in their histograms.
     let (series, _) = net.scrape(1);
     assert_eq!(

@@ -58,13 +58,13 @@
 //!
 //! ## Metrics
 //!
-//! With the `metrics` feature, [`KademliaServer::metrics`] returns the node's metrics in
-//! the Prometheus text exposition format ([`metrics::CONTENT_TYPE`]): `kad_`-prefixed
+//! With the `metrics` feature, `KademliaServer::metrics()` returns the node's metrics in
+//! the Prometheus text exposition format (`metrics::CONTENT_TYPE`): `kad_`-prefixed
 //! gauges (routing-table peers, records and store bytes, queries in flight), counters
 //! (datagrams, requests received and sent by kind, responses by outcome, timeouts,
 //! verification outcomes, held and shortened replies, drops by reason; the same numbers
 //! as [`KademliaServer::stats`]) and histograms (round trips, and each query kind's
-//! rounds and duration); the full list is in [`metrics`]. kad-core builds them with
+//! rounds and duration); the full list is in `kad_core::metrics`. kad-core builds them with
 //! `prometheus-client`; serving them is the application's (`kad node --metrics
 //! 127.0.0.1:9464` serves `GET /metrics`). Each user query also runs in a `tracing` span
 //! `kad.query` with its `id` and `kind`, closed with a debug event carrying its rounds,
