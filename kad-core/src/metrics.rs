@@ -16,6 +16,7 @@
 //! | `kad_routing_table_peers` | gauge | peers in the routing table |
 //! | `kad_records`, `kad_store_bytes` | gauge | records stored and their bytes (as `max_store_bytes` counts) |
 //! | `kad_queries_active` | gauge | queries in flight, the user's and the node's own |
+//! | `kad_requests_in_flight`, `kad_requests_held` | gauge | our requests awaiting answers; unproven senders' requests awaiting their verification |
 //! | `kad_datagrams_{received,sent}_total` | counter | datagrams in and out |
 //! | `kad_datagrams_dropped_total{reason}` | counter | `malformed`, `unknown_type`, `over_budget`, `send_queue_full`, `send_error` |
 //! | `kad_requests_{received,sent}_total{kind}` | counter | by wire request kind (`ping`, `find_node`, ...) |
@@ -99,6 +100,8 @@ pub(crate) fn rtt_histogram() -> Histogram {
 pub struct Scrape {
     stats: ServerStats,
     store_bytes: Option<usize>,
+    requests_in_flight: usize,
+    held_requests: usize,
     rtt: Histogram,
     queries: QueryHistograms,
 }
@@ -109,6 +112,8 @@ impl Scrape {
         Scrape {
             stats: server.stats(),
             store_bytes: server.node().store_bytes(),
+            requests_in_flight: server.node().requests_in_flight(),
+            held_requests: server.node().held_requests(),
             rtt: server.node().rtt_histogram().clone(),
             queries: server.query_histograms().clone(),
         }
@@ -154,6 +159,18 @@ impl Collector for Scrape {
             "queries_active",
             "Queries in flight, the user's and the node's own.",
             s.active_queries,
+        )?;
+        gauge(
+            &mut e,
+            "requests_in_flight",
+            "Requests sent and waiting for an answer.",
+            self.requests_in_flight,
+        )?;
+        gauge(
+            &mut e,
+            "requests_held",
+            "Requests of unproven senders held until they answer a verification ping.",
+            self.held_requests,
         )?;
 
         counter(

@@ -1199,6 +1199,17 @@ impl Node {
         self.core.rpc.awaits(&addr)
     }
 
+    /// Requests in flight, waiting for an answer (at most `max_pending_requests`).
+    pub fn requests_in_flight(&self) -> usize {
+        self.core.rpc.len()
+    }
+
+    /// Requests of unproven senders held until they answer a verification ping (at most
+    /// `max_held_replies`).
+    pub fn held_requests(&self) -> usize {
+        self.core.held.len()
+    }
+
     /// Number of queries running (user and maintenance).
     pub fn active_queries(&self) -> usize {
         self.queries.len()

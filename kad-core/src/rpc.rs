@@ -196,6 +196,11 @@ impl Rpc {
         Some(p)
     }
 
+    /// Requests in flight.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
     pub fn is_full(&self) -> bool {
         self.pending.len() >= self.max
     }

@@ -130,6 +130,8 @@ fn metrics_are_kad_series_equal_to_stats() {
             ("kad_routing_table_peers", stats.peers as u64),
             ("kad_records", stats.records as u64),
             ("kad_queries_active", stats.active_queries as u64),
+            ("kad_requests_in_flight", 0),
+            ("kad_requests_held", 0),
             ("kad_datagrams_received_total", c.datagrams_received),
             ("kad_datagrams_sent_total", c.datagrams_sent),
             (
@@ -219,6 +221,18 @@ fn metrics_are_kad_series_equal_to_stats() {
     }
     assert!(all.iter().map(|c| c.verifications_passed).sum::<u64>() > 0);
     assert_eq!(all.iter().map(|c| c.verifications_failed).sum::<u64>(), 0);
+
+    // The gauges are read at the scrape: a get just started has its requests in flight.
+    let now = net.now;
+    net.servers[3].handle_command(now, 8, Command::Get("greeting".into()));
+    let in_flight = net.servers[3].node().requests_in_flight();
+    assert!(in_flight > 0);
+    let text = net.servers[3].metrics().to_text();
+    assert!(
+        text.contains(&format!("\nkad_requests_in_flight {in_flight}\n")),
+        "{text}"
+    );
+    assert!(text.contains("\nkad_queries_active 1\n"), "{text}");
 
     // The writer's and the reader's queries, in their histograms.
     let (series, _) = net.scrape(1);
