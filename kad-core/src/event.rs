@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::wire::RequestKind;
 use crate::{NodeId, Value};
 
 /// Identifies one command (query) given to a [`crate::Node`]. Sequential, starting at 1.
@@ -360,4 +361,59 @@ pub struct Stats {
     /// Watch events ([`crate::Node::watch`]) dropped because too many were waiting to be
     /// polled.
     pub events_dropped: u64,
+    /// Requests received (decoded), by kind; answered or not.
+    pub requests_received: RequestCounts,
+    /// Requests sent (first copies; retransmissions are in `requests_retransmitted`), by
+    /// kind.
+    pub requests_sent: RequestCounts,
+    /// Verification pings answered from the address they went to: the sender is proven.
+    pub verifications_passed: u64,
+    /// Verification pings unanswered (or answered from elsewhere): what waited on them is
+    /// dropped.
+    pub verifications_failed: u64,
+}
+
+/// Requests by kind: one counter per request type of the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestCounts {
+    /// `ping`.
+    pub ping: u64,
+    /// `find_node`.
+    pub find_node: u64,
+    /// `find_value`.
+    pub find_value: u64,
+    /// `set` (store a replica).
+    pub set: u64,
+    /// `set_cached` (store a cached copy).
+    pub set_cached: u64,
+    /// `check_store`.
+    pub check_store: u64,
+}
+
+impl RequestCounts {
+    /// Each kind with its wire name, in a fixed order.
+    pub fn by_name(&self) -> [(&'static str, u64); 6] {
+        [
+            ("ping", self.ping),
+            ("find_node", self.find_node),
+            ("find_value", self.find_value),
+            ("set", self.set),
+            ("set_cached", self.set_cached),
+            ("check_store", self.check_store),
+        ]
+    }
+
+    /// Counts one request of `kind`.
+    pub(crate) fn count(&mut self, kind: RequestKind) {
+        let n = match kind {
+            RequestKind::Ping => &mut self.ping,
+            RequestKind::FindNode => &mut self.find_node,
+            RequestKind::FindValue => &mut self.find_value,
+            RequestKind::Set => &mut self.set,
+            RequestKind::SetCached => &mut self.set_cached,
+            RequestKind::CheckStore => &mut self.check_store,
+        };
+        *n += 1;
+    }
 }

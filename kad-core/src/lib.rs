@@ -91,6 +91,15 @@
 //! [`server::Subscription`] is a `futures_core::Stream`; kad-tokio's and kad-smol's
 //! `KademliaServer::events()` hand one out.
 //!
+//! ## Metrics (feature `metrics`)
+//!
+//! `kad_core::metrics` turns a [`server::Server`]'s counters ([`Stats`] and
+//! [`server::ServerStats`], read when scraped) and its histograms (round trips; each query
+//! kind's rounds and duration) into `kad_`-prefixed series in the Prometheus text format,
+//! with `prometheus-client`; `server::Command::Metrics` carries them to an adapter's
+//! handle. With the `tracing` feature (which `io` turns on) each user query runs in a
+//! `kad.query` span carrying its `id` and `kind`.
+//!
 //! ## Client mode
 //!
 //! With [`Config::client_mode`] a node queries and stores through the network (`get`,
@@ -138,6 +147,8 @@ mod id;
 mod idle;
 #[cfg(feature = "io")]
 pub mod io;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod node;
 mod query;
 mod record_store;
@@ -162,7 +173,7 @@ pub mod bench;
 pub use config::{Config, ConfigBuilder, ConfigError, MAX_DURATION};
 pub use event::{
     BootstrapOk, Event, FindValueOk, KeyError, Peer, PutError, PutOk, QueryError, QueryId,
-    QueryResult, QueryStats, RefuseReason, Stats, Transmit,
+    QueryResult, QueryStats, RefuseReason, RequestCounts, Stats, Transmit,
 };
 pub use id::{Distance, IdError, NodeId, ID_BITS, ID_BYTES};
 pub use node::{cache_ttl, Node};

@@ -205,6 +205,7 @@ impl Core {
             return None;
         }
         self.push(addr, payload);
+        self.stats.requests_sent.count(kind);
         self.rpc.insert(
             txn,
             Pending {
@@ -405,6 +406,8 @@ impl Core {
             if let Some((addr, txn)) = oldest {
                 self.rpc.remove(txn);
                 self.stats.verifications_dropped += 1;
+                // Counted as dropped, not as failed (`release` counts what it removes).
+                self.verifying.remove(&addr);
                 self.release(now, addr, false);
             }
         }
@@ -706,7 +709,13 @@ impl Core {
     /// `addr` answered a request of ours (`answered`), or its verification ping timed out
     /// or was given up: serve, or drop, every request held for it, in the order they came.
     fn release(&mut self, now: Instant, addr: SocketAddr, answered: bool) {
-        self.verifying.remove(&addr);
+        if self.verifying.remove(&addr).is_some() {
+            if answered {
+                self.stats.verifications_passed += 1;
+            } else {
+                self.stats.verifications_failed += 1;
+            }
+        }
         let holds: Vec<u64> = self
             .held
             .iter()
@@ -1162,6 +1171,17 @@ impl Node {
         self.core.store.len()
     }
 
+    /// Bytes the local store holds by its own measure (see [`RecordStore::bytes`]).
+    pub fn store_bytes(&self) -> Option<usize> {
+        self.core.store.bytes()
+    }
+
+    /// The round trips measured so far ([`crate::metrics`]).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn rtt_histogram(&self) -> &prometheus_client::metrics::histogram::Histogram {
+        self.core.rpc.rtt_histogram()
+    }
+
     /// The local unexpired value of `key`, without asking the network.
     pub fn get_local(&self, now: Instant, key: &str) -> Option<Value> {
         self.core.store.get(now, key).map(|r| r.value.clone())
@@ -1182,6 +1202,17 @@ impl Node {
     /// awaited answer costs a lookup a whole `query_timeout`.
     pub fn awaits_reply_from(&self, addr: SocketAddr) -> bool {
         self.core.rpc.awaits(&addr)
+    }
+
+    /// Requests in flight, waiting for an answer (at most `max_pending_requests`).
+    pub fn requests_in_flight(&self) -> usize {
+        self.core.rpc.len()
+    }
+
+    /// Requests of unproven senders held until they answer a verification ping (at most
+    /// `max_held_replies`).
+    pub fn held_requests(&self) -> usize {
+        self.core.held.len()
     }
 
     /// Number of queries running (user and maintenance).
@@ -1208,6 +1239,9 @@ impl Node {
             }
         };
         if msg.body.is_request() {
+            if let Some(kind) = msg.body.request_kind() {
+                self.core.stats.requests_received.count(kind);
+            }
             self.core.on_request(now, from, msg, bytes.len(), false);
         } else {
             self.on_response(now, from, msg);

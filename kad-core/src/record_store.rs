@@ -60,6 +60,13 @@ pub trait RecordStore: Send {
     /// republishes). Does nothing when there is no such record.
     fn renew(&mut self, key: &str, expires: Instant);
 
+    /// Bytes the records take by the store's own measure, if it keeps one
+    /// ([`crate::MemoryStore`] counts keys and values as `max_store_bytes` does); for the
+    /// `kad_store_bytes` metric.
+    fn bytes(&self) -> Option<usize> {
+        None
+    }
+
     /// Checks the store's own invariants (limits kept, indexes in step), for tests and
     /// simulations; an error names the broken one.
     fn check(&self) -> Result<(), String> {
@@ -74,6 +81,10 @@ impl RecordStore for Store {
 
     fn get(&self, now: Instant, key: &str) -> Option<&Record> {
         Store::get(self, now, key)
+    }
+
+    fn bytes(&self) -> Option<usize> {
+        Some(Store::bytes(self))
     }
 
     fn put(&mut self, key: &str, record: Record) -> Result<(), Full> {

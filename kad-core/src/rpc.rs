@@ -89,6 +89,9 @@ pub(crate) struct Rpc {
     stalls: BTreeSet<(Instant, u64)>,
     /// Round trips measured so far (`None` before the first answer).
     rtt: Option<RttEstimate>,
+    /// Every round-trip sample, for the `kad_rtt_seconds` metric.
+    #[cfg(feature = "metrics")]
+    rtt_histogram: prometheus_client::metrics::histogram::Histogram,
     max: usize,
 }
 
@@ -102,6 +105,8 @@ impl Rpc {
             by_addr: BTreeMap::new(),
             stalls: BTreeSet::new(),
             rtt: None,
+            #[cfg(feature = "metrics")]
+            rtt_histogram: crate::metrics::rtt_histogram(),
             max,
         }
     }
@@ -131,8 +136,16 @@ impl Rpc {
             .map(|e| Duration::from_micros(u64::from(e.srtt_us)))
     }
 
+    /// Every round-trip sample so far.
+    #[cfg(feature = "metrics")]
+    pub fn rtt_histogram(&self) -> &prometheus_client::metrics::histogram::Histogram {
+        &self.rtt_histogram
+    }
+
     /// Feeds one round-trip sample into the estimate (RFC 6298, gains 1/8 and 1/4).
     fn sample(&mut self, rtt: Duration) {
+        #[cfg(feature = "metrics")]
+        self.rtt_histogram.observe(rtt.as_secs_f64());
         let r = u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX);
         self.rtt = Some(match self.rtt {
             None => RttEstimate {
@@ -185,6 +198,11 @@ impl Rpc {
             self.sample(now.saturating_duration_since(p.sent));
         }
         Some(p)
+    }
+
+    /// Requests in flight.
+    pub fn len(&self) -> usize {
+        self.pending.len()
     }
 
     pub fn is_full(&self) -> bool {

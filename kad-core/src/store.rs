@@ -103,6 +103,12 @@ impl Store {
         self.records.is_empty()
     }
 
+    /// Bytes held, as `max_store_bytes` counts them (each key three times, plus 160 bytes
+    /// of bookkeeping a record).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// The record for `key` if it has not expired.
     pub fn get(&self, now: Instant, key: &str) -> Option<&Record> {
         self.records.get(key).filter(|r| now < r.expires)

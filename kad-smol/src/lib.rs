@@ -87,7 +87,10 @@
 //!
 //! [`Builder::client_mode`] makes a node that queries and writes without joining the
 //! network: no kad node adds it to its routing table, and it stores nothing for others.
-//! [`KademliaServer::stats`] returns the node's and the I/O layer's counters ([`Stats`]).
+//! [`KademliaServer::stats`] returns the node's and the I/O layer's counters ([`Stats`]);
+//! with the `metrics` feature, `KademliaServer::metrics()` returns the same numbers, and
+//! round-trip and query histograms, in the Prometheus text format (see kad-tokio's
+//! crate docs, "Metrics").
 
 mod driver;
 mod server;
@@ -112,3 +115,7 @@ pub use kad_core::{MemoryStore, Record, RecordSource, RecordStore, StoreFull};
 /// Signed mutable records (feature `signed`): see [`KademliaServer::put_signed`].
 #[cfg(feature = "signed")]
 pub use kad_core::{signed_key, Keypair, PublicKey, SignedError, SignedRecord, MAX_SALT_BYTES};
+
+/// Prometheus metrics (feature `metrics`): see [`KademliaServer::metrics`].
+#[cfg(feature = "metrics")]
+pub use kad_core::metrics;

@@ -109,10 +109,37 @@
 //! and `kad get` commands are clients) does not leave dead entries in every table it
 //! touched.
 //!
-//! ## Counters and metrics
+//! ## Counters
 //!
-//! [`KademliaServer::stats`] returns the node's and the I/O layer's counters ([`Stats`]);
-//! the `metrics` feature exports them through the `metrics` crate.
+//! [`KademliaServer::stats`] returns the node's and the I/O layer's counters ([`Stats`]).
+//!
+//! ## Metrics
+//!
+//! With the `metrics` feature, `KademliaServer::metrics()` returns the node's metrics in
+//! the Prometheus text exposition format (`metrics::CONTENT_TYPE`): `kad_`-prefixed
+//! gauges (routing-table peers, records and store bytes, queries in flight), counters
+//! (datagrams, requests received and sent by kind, responses by outcome, timeouts,
+//! verification outcomes, held and shortened replies, drops by reason; the same numbers
+//! as [`KademliaServer::stats`]) and histograms (round trips, and each query kind's
+//! rounds and duration); the full list is in `kad_core::metrics`. kad-core builds them with
+//! `prometheus-client`; serving them is the application's (`kad node --metrics
+//! 127.0.0.1:9464` serves `GET /metrics`). Each user query also runs in a `tracing` span
+//! `kad.query` with its `id` and `kind`, closed with a debug event carrying its rounds,
+//! requests, timeouts and duration (`RUST_LOG=kad_core=debug`).
+//!
+//! ```
+//! # #[cfg(feature = "metrics")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), kad_tokio::Error> {
+//! let node = kad_tokio::KademliaServer::builder().listen_default().await?;
+//! let text = node.metrics().await?;
+//! assert!(text.contains("kad_routing_table_peers 0"));
+//! # node.stop().await;
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "metrics"))]
+//! # fn main() {}
+//! ```
 //!
 //! ## The `kad` command
 //!
@@ -153,3 +180,7 @@ pub use kad_core::{MemoryStore, Record, RecordSource, RecordStore, StoreFull};
 /// Signed mutable records (feature `signed`): see [`KademliaServer::put_signed`].
 #[cfg(feature = "signed")]
 pub use kad_core::{signed_key, Keypair, PublicKey, SignedError, SignedRecord, MAX_SALT_BYTES};
+
+/// Prometheus metrics (feature `metrics`): see [`KademliaServer::metrics`].
+#[cfg(feature = "metrics")]
+pub use kad_core::metrics;

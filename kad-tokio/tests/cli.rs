@@ -607,3 +607,89 @@ fn help_has_exit_status_sections() {
     let text = ok(&kad(&["keygen", "--help"]));
     assert!(text.contains("64 hex"), "{text}");
 }
+
+/// `GET path` on `addr` over a plain TCP stream: the status line, and the body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to --metrics");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    assert!(
+        !status.contains("200")
+            || head
+                .to_ascii_lowercase()
+                .contains("text/plain; version=0.0.4"),
+        "{head}"
+    );
+    (status, body.to_owned())
+}
+
+/// The value of `field=N` in a log line.
+fn log_field(line: &str, field: &str) -> u64 {
+    let at = line
+        .find(&format!("{field}="))
+        .unwrap_or_else(|| panic!("{field} in {line}"));
+    let digits: String = line[at + field.len() + 1..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap()
+}
+
+#[test]
+fn node_serves_its_metrics_over_http() {
+    let (mut node, log) = node_with_log(&["--metrics", "127.0.0.1:0", "--status-interval", "0.2"]);
+    let line = wait_for_line(&log, "metrics at http://");
+    let url = line.split("http://").nth(1).unwrap().trim();
+    let addr = url
+        .strip_suffix("/metrics")
+        .expect("a /metrics url")
+        .to_owned();
+    let ready = wait_for_line(&log, "READY");
+    let node_addr: SocketAddr = ready.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // Three datagrams of garbage: received, and dropped as malformed.
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..3 {
+        socket.send_to(b"not a kad message", node_addr).unwrap();
+    }
+    // The node's own stats(), as its status line logs them, once all three arrived.
+    let status = wait_for_line(&log, "malformed=3");
+
+    let (code, body) = http_get(&addr, "/metrics");
+    assert!(code.starts_with("HTTP/1.1 200"), "{code}");
+    let series: std::collections::BTreeMap<&str, f64> = body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (name, value) = l.rsplit_once(' ').unwrap();
+            assert!(name.starts_with("kad_"), "{l}");
+            (name, value.parse().unwrap())
+        })
+        .collect();
+    assert!(series.len() > 50, "{body}");
+    let malformed = series[r#"kad_datagrams_dropped_total{reason="malformed"}"#];
+    assert_eq!(malformed, log_field(&status, "malformed") as f64, "{body}");
+    assert_eq!(malformed, 3.0);
+    assert_eq!(series["kad_datagrams_received_total"], 3.0);
+    assert_eq!(
+        series["kad_routing_table_peers"],
+        log_field(&status, "peers") as f64
+    );
+    assert_eq!(series["kad_records"], log_field(&status, "records") as f64);
+    assert!(series.contains_key("kad_rtt_seconds_count"));
+
+    let (code, _) = http_get(&addr, "/");
+    assert!(code.starts_with("HTTP/1.1 404"), "{code}");
+    signal(&node, "-TERM");
+    assert!(node.wait().unwrap().success());
+}

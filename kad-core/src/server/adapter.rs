@@ -141,7 +141,8 @@ pub fn usable_addrs(
 
 /// The public methods of an adapter's handle (`KademliaServer`) that know no runtime:
 /// `builder`, `node_id`, `local_addr`, and the async `bootstrap`, `set`, `get`,
-/// `find_value`, `find_node`, `ping`, `get_local`, `peers`, `stats`; and its `Debug`. The
+/// `find_value`, `find_node`, `ping`, `get_local`, `peers`, `stats` (and `metrics` with the
+/// adapter's `metrics` feature); and its `Debug`. The
 /// type must have a `shared` field with `id`, `local_addr` and `query_timeout`, and
 /// `async fn call(&self, Command) -> Result<Reply, Error>` and `async fn resolve(&self,
 /// &str) -> Result<Vec<SocketAddr>, Error>`.
@@ -362,6 +363,18 @@ macro_rules! handle_methods {
                 match self.call($crate::server::Command::Stats).await? {
                     $crate::server::Reply::Stats(stats) => Ok(*stats),
                     _ => Err($crate::server::Error::Unexpected("stats")),
+                }
+            }
+
+            /// The node's metrics, `kad_`-prefixed series in the Prometheus text exposition
+            /// format (`kad_core::metrics::CONTENT_TYPE`): the counters of
+            /// [`stats`](Self::stats) and histograms of round trips and of each query kind's
+            /// rounds and duration (the list is in `kad_core::metrics`).
+            #[cfg(feature = "metrics")]
+            pub async fn metrics(&self) -> Result<String, $crate::server::Error> {
+                match self.call($crate::server::Command::Metrics).await? {
+                    $crate::server::Reply::Metrics(text) => Ok(text),
+                    _ => Err($crate::server::Error::Unexpected("metrics")),
                 }
             }
 

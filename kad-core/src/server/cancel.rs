@@ -46,6 +46,8 @@ impl<T> Server<T> {
             .collect();
         for id in gone {
             self.waiting.remove(&id);
+            #[cfg(feature = "tracing")]
+            self.spans.remove(&id);
             // A query that finished already has its event queued: nothing to cancel, and
             // its reply goes nowhere.
             self.node.cancel(now, id);

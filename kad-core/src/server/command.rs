@@ -33,6 +33,9 @@ pub enum Command {
     /// A subscription to the node's events with a queue of this many
     /// ([`super::Server::subscribe`]).
     Subscribe(usize),
+    /// The `kad_` metrics in the Prometheus text format ([`crate::metrics`]).
+    #[cfg(feature = "metrics")]
+    Metrics,
 }
 
 /// The answer to a [`Command`].
@@ -50,6 +53,9 @@ pub enum Reply {
     Local(Option<Value>),
     /// The answer to [`Command::Subscribe`].
     Subscribed(Subscription),
+    /// The answer to [`Command::Metrics`]: the text exposition.
+    #[cfg(feature = "metrics")]
+    Metrics(String),
 }
 
 /// Why a network command was refused before anything was sent.

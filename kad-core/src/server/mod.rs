@@ -56,6 +56,8 @@ mod cancel;
 mod command;
 mod error;
 mod events;
+#[cfg(feature = "tracing")]
+mod spans;
 mod stats;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -123,6 +125,12 @@ pub struct Server<T> {
     abandoned: Option<fn(&T) -> bool>,
     /// Who watches the node's events ([`Server::subscribe`]).
     subscribers: Vec<Subscription>,
+    /// Rounds and durations of finished user queries.
+    #[cfg(feature = "metrics")]
+    query_histograms: crate::metrics::QueryHistograms,
+    /// The `kad.query` span of each user query running.
+    #[cfg(feature = "tracing")]
+    spans: BTreeMap<QueryId, tracing::Span>,
 }
 
 /// When the next snapshot is due, and whether a write is in flight.
@@ -149,6 +157,10 @@ impl<T> Server<T> {
             timed_out: false,
             abandoned: None,
             subscribers: Vec::new(),
+            #[cfg(feature = "metrics")]
+            query_histograms: Default::default(),
+            #[cfg(feature = "tracing")]
+            spans: BTreeMap::new(),
         }
     }
 
@@ -237,6 +249,8 @@ impl<T> Server<T> {
 
     /// [`handle_command`](Self::handle_command); returns the query it started, if any.
     fn start_command(&mut self, now: Instant, token: T, cmd: Command) -> Option<QueryId> {
+        #[cfg(feature = "tracing")]
+        let kind = spans::kind(&cmd);
         let node = &mut self.node;
         let started = match cmd {
             Command::Bootstrap(addrs) => Ok(node.bootstrap(now, &addrs)),
@@ -249,9 +263,13 @@ impl<T> Server<T> {
             Command::Peers => Err(Reply::Peers(node.peers())),
             Command::GetLocal(key) => Err(Reply::Local(node.get_local(now, &key))),
             Command::Subscribe(capacity) => Err(Reply::Subscribed(self.subscribe(capacity))),
+            #[cfg(feature = "metrics")]
+            Command::Metrics => Err(Reply::Metrics(self.metrics().to_text())),
         };
         match started {
             Ok(id) => {
+                #[cfg(feature = "tracing")]
+                self.open_span(id, kind);
                 self.waiting.insert(id, token);
                 Some(id)
             }
@@ -352,6 +370,10 @@ impl<T> Server<T> {
             };
             self.stats.queries += 1;
             self.stats.query_requests += u64::from(stats.requests);
+            #[cfg(feature = "metrics")]
+            self.query_histograms.observe(&result, &stats);
+            #[cfg(feature = "tracing")]
+            self.close_span(id, &stats);
             if let Some(token) = self.waiting.remove(&id) {
                 return Some((token, Reply::Query(Ok((result, stats)))));
             }
@@ -387,10 +409,25 @@ impl<T> Server<T> {
         }
     }
 
+    /// Everything the `kad_` metrics report, now ([`crate::metrics`]);
+    /// [`Command::Metrics`] replies with its text.
+    #[cfg(feature = "metrics")]
+    pub fn metrics(&self) -> crate::metrics::Scrape {
+        crate::metrics::Scrape::of(self)
+    }
+
+    /// Rounds and durations of the user queries finished so far.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn query_histograms(&self) -> &crate::metrics::QueryHistograms {
+        &self.query_histograms
+    }
+
     /// Stops: every caller still waiting loses its token (dropping a reply channel tells
     /// its caller the server stopped), and nothing is held any more.
     pub fn stop(&mut self) {
         self.waiting.clear();
+        #[cfg(feature = "tracing")]
+        self.spans.clear();
         self.replies.clear();
         self.close_subscribers();
     }

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! kad node [--listen IP:PORT] [--bootstrap HOST:PORT]... [--state FILE [--state-interval SECS]]
-//!          [--config FILE] [--print-config] [--codec json|bencode] [tuning flags]
+//!          [--config FILE] [--print-config] [--metrics IP:PORT] [--codec json|bencode]
+//!          [tuning flags]
 //! kad keygen --out FILE
 //! kad put [--codec C] --bootstrap HOST:PORT [--hex] [--json] [--query-timeout SECS] KEY VALUE
 //! kad put --sign FILE [--salt S] --seq N [--cas M] --bootstrap HOST:PORT [--hex] [--json] VALUE
@@ -16,6 +17,7 @@
 mod client;
 mod config_file;
 mod keys;
+mod metrics;
 mod node;
 mod swarm;
 

@@ -54,6 +54,11 @@ pub struct NodeArgs {
     /// Seconds between the status lines logged at info (peers, records, queries, drops).
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
     status_interval: Duration,
+    /// Serve the node's metrics (`kad_` series, Prometheus text format) over HTTP at
+    /// `http://IP:PORT/metrics`, e.g. `--metrics 127.0.0.1:9464` (port 0 picks a free one;
+    /// the address is logged).
+    #[arg(long, value_name = "IP:PORT")]
+    metrics: Option<std::net::SocketAddr>,
     #[command(flatten)]
     tuning: Tuning,
 }
@@ -167,11 +172,25 @@ pub async fn node(args: NodeArgs) -> ExitCode {
         tracing::info!(path = %path.display(), ?interval, "state file");
         builder = builder.state_file(path).state_interval(interval);
     }
+    // Bound before the node starts, so a busy port fails fast (exit 2).
+    let metrics = match args.metrics {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(e) => return fail(2, &format!("--metrics {addr}: {e}")),
+        },
+        None => None,
+    };
     let server = match builder.listen(args.listen.as_str()).await {
         Ok(s) => s,
         Err(e) => return fail(2, &e),
     };
     tracing::info!(addr = %server.local_addr(), id = %server.node_id(), "listening");
+    let metrics = metrics.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!("metrics at http://{addr}/metrics");
+        }
+        tokio::spawn(crate::metrics::serve(listener, server.clone()))
+    });
     let status = tokio::spawn(log_status(server.clone(), args.status_interval));
     if !args.bootstrap.is_empty() {
         let joined = tokio::select! {
@@ -179,12 +198,14 @@ pub async fn node(args: NodeArgs) -> ExitCode {
             _ = wait_for_signal() => {
                 tracing::info!("shutting down before the network answered");
                 status.abort();
+                metrics.iter().for_each(|m| m.abort());
                 server.stop().await;
                 return ExitCode::SUCCESS;
             }
         };
         if let Err(e) = joined {
             status.abort();
+            metrics.iter().for_each(|m| m.abort());
             server.stop().await;
             return fail(2, &e);
         }
@@ -194,6 +215,7 @@ pub async fn node(args: NodeArgs) -> ExitCode {
     wait_for_signal().await;
     tracing::info!("shutting down");
     status.abort();
+    metrics.iter().for_each(|m| m.abort());
     server.stop().await;
     ExitCode::SUCCESS
 }
