@@ -83,13 +83,30 @@ impl Settings {
     }
 }
 
-/// The addresses `addr` resolved to (`all`) that a socket bound to `local` can reach: those
-/// of its family; [`Error::NoUsableAddress`] when none is.
-pub fn usable_addrs(
+/// What a handle knows of its node without asking it.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct NodeInfo {
+    /// The node's id.
+    pub id: NodeId,
+    /// The address its socket is bound to.
+    pub local_addr: SocketAddr,
+    /// How long its queries wait for each response.
+    pub query_timeout: Duration,
+}
+
+/// The addresses `addr` resolved to (`resolved`, the resolver's answer) that a socket
+/// bound to `local` can reach: those of its family; [`Error::Resolve`] when the resolver
+/// failed, [`Error::NoUsableAddress`] when none is usable.
+pub fn usable_addrs<I: IntoIterator<Item = SocketAddr>>(
     addr: &str,
     local: SocketAddr,
-    all: impl IntoIterator<Item = SocketAddr>,
+    resolved: std::io::Result<I>,
 ) -> Result<Vec<SocketAddr>, Error> {
+    let all = resolved.map_err(|source| Error::Resolve {
+        addr: addr.to_owned(),
+        source,
+    })?;
     let usable: Vec<SocketAddr> = all
         .into_iter()
         .filter(|a| a.is_ipv4() == local.is_ipv4())
@@ -104,25 +121,35 @@ pub fn usable_addrs(
 }
 
 /// The public methods of an adapter's handle (`KademliaServer`) that know no runtime:
-/// `builder`, `node_id`, `local_addr`, and the async `bootstrap`, `set`, `get`,
+/// `builder`, `node_id`, `local_addr`, and the async `listen` (`$addrs`: the runtime's
+/// `ToSocketAddrs`), `bootstrap`, `set`, `get`,
 /// `find_value`, `find_node`, `ping`, `get_local`, `peers`, `stats`; and its `Debug`. The
-/// type must have a `shared` field with `id`, `local_addr` and `query_timeout`, and
+/// type must have a `shared` field with a `node` field of type [`NodeInfo`], and
 /// `async fn call(&self, Command) -> Result<Reply, Error>` and `async fn resolve(&self,
 /// &str) -> Result<Vec<SocketAddr>, Error>`.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! handle_methods {
-    ($handle:ty, $builder:ty) => {
+    ($handle:ty, $builder:ty, $addrs:path) => {
         impl ::std::fmt::Debug for $handle {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.debug_struct("KademliaServer")
-                    .field("id", &self.shared.id)
-                    .field("local_addr", &self.shared.local_addr)
+                    .field("id", &self.shared.node.id)
+                    .field("local_addr", &self.shared.node.local_addr)
                     .finish()
             }
         }
 
         impl $handle {
+            /// A node with the default settings listening on `addr`: shorthand for
+            /// `KademliaServer::builder().listen(addr)`.
+            pub async fn listen<A>(addr: A) -> Result<$handle, $crate::server::Error>
+            where
+                A: $addrs + ::std::fmt::Debug,
+            {
+                <$builder>::default().listen(addr).await
+            }
+
             /// A builder with the Python package's defaults (JSON, k 20, alpha 3, 2 s
             /// timeout...).
             pub fn builder() -> $builder {
@@ -131,16 +158,16 @@ macro_rules! handle_methods {
 
             /// This node's id.
             pub fn node_id(&self) -> $crate::NodeId {
-                self.shared.id
+                self.shared.node.id
             }
 
             /// The address the socket is bound to (with the port the OS chose).
             pub fn local_addr(&self) -> ::std::net::SocketAddr {
-                self.shared.local_addr
+                self.shared.node.local_addr
             }
 
             fn query_timeout(&self) -> ::std::time::Duration {
-                self.shared.query_timeout
+                self.shared.node.query_timeout
             }
 
             /// Joins a network: pings every address (`"host:port"`, names are resolved), then

@@ -64,7 +64,7 @@ use std::time::{Duration, Instant};
 
 use crate::{Event, Node, QueryId, Snapshot, Transmit};
 
-pub use adapter::{usable_addrs, Settings};
+pub use adapter::{usable_addrs, NodeInfo, Settings};
 pub use command::{Command, CommandError, Reply};
 pub use error::{Error, StateError};
 pub use events::{Notice, Subscription, MAX_SUBSCRIBERS};
