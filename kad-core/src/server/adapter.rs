@@ -419,89 +419,7 @@ macro_rules! builder_methods {
             $settings: $crate::server::Settings,
         }
 
-        $crate::builder_methods!(@config $builder, $settings,
-                /// Wire format, `Json` (default) or `Bencode`; Python's `serialization`. Every node
-                /// of a network must use the same.
-                codec: $crate::Codec,
-                /// Accept a response only from the address its request went to (default true).
-                verify_response_source: bool,
-                /// Bucket size and replication factor (default 20).
-                k: usize,
-                /// Requests in flight per lookup (default 3).
-                alpha: usize,
-                /// How long to wait for each response (default 2 s).
-                query_timeout: ::std::time::Duration,
-                /// Period of the stale-bucket refresh and expiry sweep (default 3600 s).
-                bucket_refresh_interval: ::std::time::Duration,
-                /// How long a stored value lives; Python's `key_expiry_seconds` (default 86410 s).
-                #[doc(alias = "key_expiry_seconds")]
-                key_expiry: ::std::time::Duration,
-                /// How often records held for others are re-replicated (default 3600 s).
-                non_publisher_restore_interval: ::std::time::Duration,
-                /// How often records we published are republished (default 86400 s).
-                original_publisher_republish_interval: ::std::time::Duration,
-                /// Shortest life of a cached copy; Python's `min_cache_ttl_seconds` (default 600 s).
-                #[doc(alias = "min_cache_ttl_seconds")]
-                min_cache_ttl: ::std::time::Duration,
-                /// Datagrams handed from the socket to the node per pass of the driver (default 64);
-                /// datagrams read past it in the same pass are dropped and counted in
-                /// [`Stats::datagrams_dropped`], as the Python package drops them when its dispatch
-                /// queue is full.
-                max_dispatch_tasks: usize,
-                /// Consecutive failures after which a peer leaves the routing table (default 3).
-                failures_before_eviction: u32,
-                /// Replacement-cache entries per bucket (default 8).
-                replacement_cache_size: usize,
-                /// Most records stored (default 100,000).
-                max_records: usize,
-                /// Most bytes of keys and values stored (default 256 MiB).
-                max_store_bytes: usize,
-                /// Longest key in bytes (default 1024).
-                max_key_bytes: usize,
-                /// Largest value in bytes (default 64,083; see `kad_core::Config::max_value_bytes`).
-                max_value_bytes: usize,
-                /// Largest datagram sent (default 65,507).
-                max_datagram_bytes: usize,
-                /// Most requests in flight (default 4096).
-                max_pending_requests: usize,
-                /// Most datagrams waiting to be sent (default 4096).
-                max_queued_transmits: usize,
-                /// Most queries running at once (default 1024).
-                max_active_queries: usize,
-                /// Most republish operations running at once (default 16).
-                max_concurrent_republish: usize,
-                /// Most routing-table entries one IP may hold in a bucket (default 2).
-                max_peers_per_ip_per_bucket: usize,
-                /// Most routing-table entries one IP may hold in the whole table (default 10).
-                max_peers_per_ip: usize,
-                /// Loopback addresses are exempt from the per-IP caps (default true).
-                ip_limits_exempt_loopback: bool,
-                /// A reply to an unverified sender is at most this many times its request (default 4).
-                unverified_reply_factor: usize,
-                /// Most large replies waiting for their senders' verification (default 256).
-                max_held_replies: usize,
-                /// Most addresses remembered as verified (default 8192).
-                max_verified_addresses: usize,
-                /// Pad lookup requests so a full answer fits the responder's budget (default true).
-                pad_requests: bool,
-                /// Age after which a full bucket pings its oldest entry for a newcomer (default 15 min).
-                ping_oldest_after: ::std::time::Duration,
-                /// Extra copies of an unanswered request within its timeout (default 2).
-                request_retries: usize,
-                /// Reply bytes a proven address may get beyond the factor, per minute (default 64 KiB).
-                reply_allowance: usize,
-                /// Percent of the store one source IP may fill (default 1).
-                store_percent_per_ip: usize,
-                /// Leading bits of an IPv6 address that count as one IP (default 48).
-                ipv6_prefix_len: usize,
-                /// Most lookup candidates per IP (default 2).
-                max_lookup_peers_per_ip: usize,
-                /// Most lookup candidates per /24 or IPv6 prefix (default 5).
-                max_lookup_peers_per_subnet: usize,
-                /// A client: queries, never enters a routing table, stores nothing for others
-                /// (default false).
-                client_mode: bool,
-        );
+        $crate::config_settings!(@call [$crate::builder_methods] { @config $builder, $settings, });
         impl $builder {
             /// Starts over from `config` (settings made after this call apply on top of it).
             pub fn config(mut self, config: $crate::Config) -> Self {
@@ -587,9 +505,9 @@ macro_rules! builder_methods {
             }
         }
     };
-    (@config $builder:ident, $settings:ident, $($(#[$m:meta])* $name:ident: $ty:ty),* $(,)?) => {
+    (@config $builder:ident, $settings:ident, $($(#[$m:meta])* $name:ident: $ty:ty $(as $alias:literal)?),* $(,)?) => {
         impl $builder {
-            $($(#[$m])* pub fn $name(mut self, v: $ty) -> Self {
+            $($(#[$m])* $(#[doc(alias = $alias)])? pub fn $name(mut self, v: $ty) -> Self {
                 self.$settings.config = self.$settings.config.$name(v);
                 self
             })*
