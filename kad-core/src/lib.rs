@@ -133,6 +133,7 @@
 //! library build does not compile the curve arithmetic it does not use.
 
 mod config;
+mod error;
 mod event;
 mod id;
 mod idle;
@@ -147,6 +148,7 @@ pub mod server;
 #[cfg(feature = "signed")]
 mod signed;
 mod snapshot;
+mod stats;
 mod store;
 mod validate;
 mod value;
@@ -160,9 +162,9 @@ pub mod fuzzing;
 pub mod bench;
 
 pub use config::{Config, ConfigBuilder, ConfigError, MAX_DURATION};
+pub use error::{KeyError, PutError, QueryError};
 pub use event::{
-    BootstrapOk, Event, FindValueOk, KeyError, Peer, PutError, PutOk, QueryError, QueryId,
-    QueryResult, QueryStats, RefuseReason, Stats, Transmit,
+    BootstrapOk, Event, FindValueOk, Peer, PutOk, QueryId, QueryResult, RefuseReason, Transmit,
 };
 pub use id::{Distance, IdError, NodeId, ID_BITS, ID_BYTES};
 pub use node::{cache_ttl, Node};
@@ -173,6 +175,7 @@ pub use signed::{
     MAX_SALT_BYTES,
 };
 pub use snapshot::{RecordKind, Snapshot, SnapshotError, SnapshotRecord};
+pub use stats::{QueryStats, Stats};
 pub use store::{Full as StoreFull, Record, Source as RecordSource, Store as MemoryStore};
 pub use validate::{AcceptAll, Origin, Validator, Verdict};
 pub use value::Value;
