@@ -162,165 +162,196 @@ pub enum ConfigError {
     },
 }
 
-macro_rules! getters {
-    ($($(#[$m:meta])* $name:ident: $ty:ty),* $(,)?) => {
-        impl Config {
-            $($(#[$m])* pub fn $name(&self) -> $ty { self.$name })*
-        }
-        impl ConfigBuilder {
-            $($(#[$m])* pub fn $name(mut self, v: $ty) -> Self { self.0.$name = v; self })*
+/// Every setting of [`Config`], written once: its doc, name, type and (`as "..."`) the
+/// Python package's name for it. `config_settings!(callback { prefix })` expands to
+/// `callback! { prefix <the list> }` (`config_settings!(@call [path::to::callback] { prefix
+/// })` for a macro named by its path), so that each place that names every
+/// setting (the getters and setters here, the adapters' builder setters, the CLI's config
+/// file) is generated from this list.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! config_settings {
+    ($callback:ident { $($prefix:tt)* }) => {
+        $crate::config_settings!(@call [$callback] { $($prefix)* });
+    };
+    (@call [$($callback:tt)*] { $($prefix:tt)* }) => {
+        $($callback)*! { $($prefix)*
+        /// Wire format (default JSON).
+        codec: $crate::Codec,
+        /// Accept a response only from the exact address its request went to (default true).
+        verify_response_source: bool,
+        /// Bucket size and replication factor (default 20).
+        k: usize,
+        /// Requests in flight per lookup (default 3).
+        alpha: usize,
+        /// How long to wait for a response (default 2 s).
+        query_timeout: ::std::time::Duration,
+        /// Stale-bucket refresh period (default 3600 s).
+        bucket_refresh_interval: ::std::time::Duration,
+        /// How long a stored value lives (default 86410 s).
+        key_expiry: ::std::time::Duration as "key_expiry_seconds",
+        /// How often a node re-replicates records it holds for others (default 3600 s).
+        non_publisher_restore_interval: ::std::time::Duration,
+        /// How often a node republishes records it published itself (default 86400 s).
+        original_publisher_republish_interval: ::std::time::Duration,
+        /// Shortest life of a cached copy (default 600 s).
+        min_cache_ttl: ::std::time::Duration as "min_cache_ttl_seconds",
+        /// The adapters' receive budget per pass (default 64, the number the Python package's
+        /// `max_dispatch_tasks` has, with another meaning). Each time the socket is readable,
+        /// an adapter reads up to four times this many datagrams; the first
+        /// `max_dispatch_tasks` go to the node whatever their source, and of the rest only
+        /// those from addresses the node has verified (or awaits an answer from); the others
+        /// are dropped and counted (`datagrams_dropped` in the adapter's stats). So under a
+        /// flood from strangers the peers we know still get through. The Python package
+        /// instead caps the handler tasks running at once and drops a datagram that arrives
+        /// while that many run; kad's node handles each datagram to its end before the next,
+        /// so there is nothing concurrent to cap. The node itself does not read this setting.
+        max_dispatch_tasks: usize,
+        /// Consecutive failed requests after which a peer leaves the routing table (default 3).
+        failures_before_eviction: u32,
+        /// Replacement-cache entries per bucket (default 8): peers heard from while their
+        /// bucket was full, newest kept, promoted when an entry is evicted. Only the freshest
+        /// is ever promoted, and traffic keeps refilling the cache, so depth buys little: 8
+        /// and 20 gave the same results with 60 % of a 2,000-node network replaced every two
+        /// hours, and 20 cost 2 KB a node more at 100,000 nodes (BENCHMARKS.md section 4).
+        replacement_cache_size: usize,
+        /// Most records the store holds (default 100,000).
+        max_records: usize,
+        /// Most bytes of keys and values the store holds (default 256 MiB).
+        max_store_bytes: usize,
+        /// Longest key in bytes (default 1024).
+        max_key_bytes: usize,
+        /// Largest value in bytes, ours or one a peer asks us to store (default 64,083: what
+        /// a 65,507-byte datagram carries beside a `max_key_bytes` key and the envelope of a
+        /// `set_cached`, the largest message that carries a value; a value that size fits,
+        /// with any allowed key, every message we pass it on in, unless its encoding grows it
+        /// as JSON's base64 and escapes do). The Python package has no limit but the
+        /// datagram: its `set` of a value up to about 65,370 bytes (with a short key) reaches
+        /// us. Up to 64,083 bytes we store it like any other; above (or above a smaller limit
+        /// configured here) the `set` is refused without a reply, counted in
+        /// `Stats::requests_refused`, and the Python sender, having no answer within its
+        /// timeout, drops us from its table. There is no "refused" message in the protocol,
+        /// and a `set_res` would claim a copy we do not hold.
+        max_value_bytes: usize,
+        /// Largest datagram we send (default 65,507, the IPv4 UDP maximum).
+        max_datagram_bytes: usize,
+        /// Most requests in flight at once (default 4096).
+        max_pending_requests: usize,
+        /// Most datagrams waiting in `poll_transmit` (default 4096).
+        max_queued_transmits: usize,
+        /// Most user and maintenance queries running at once (default 1024).
+        max_active_queries: usize,
+        /// Most republish operations running at once (default 16).
+        max_concurrent_republish: usize,
+        /// Most routing-table entries (and replacements) one IP may hold in a bucket (default 2;
+        /// an IPv6 /64 counts as one IP).
+        max_peers_per_ip_per_bucket: usize,
+        /// Most routing-table entries one IP may hold in the whole table (default 10).
+        max_peers_per_ip: usize,
+        /// Loopback addresses are exempt from the per-IP caps, so local swarms work (default true).
+        ip_limits_exempt_loopback: bool,
+        /// A reply to a sender that has not yet answered us from its address is at most this many
+        /// times the size of its request (default 4). A larger reply (a full peer list, a value)
+        /// waits until the sender answers a verification ping, which costs a first contact one
+        /// extra round trip and a forged source address nothing but one small ping. No
+        /// amplification.
+        unverified_reply_factor: usize,
+        /// Most requests (stores, or requests whose reply is too large to send at once) waiting
+        /// for their unproven senders to answer a verification ping, and most such pings in
+        /// flight (default 256; at most 8 of either per IP). When full, the oldest goes first.
+        max_held_replies: usize,
+        /// Most addresses remembered as verified (they answered a request of ours from that
+        /// address) beside the routing table's own entries (default 8192). A verification lasts
+        /// an hour.
+        max_verified_addresses: usize,
+        /// Pad `find_node` and `find_value` requests (with a `pad` field, which every
+        /// kademlia-dynamic node ignores) so that a full peer list fits the responder's
+        /// `unverified_reply_factor` budget at once (default true). A request grows from about
+        /// 200 to about 500 bytes; in return a first contact gets its answer in one round trip
+        /// instead of two (no verification ping). The amplification bound is unchanged: the
+        /// responder still never sends an unverified sender more than the factor times what it
+        /// received. Off: requests are as small as the reference's.
+        pad_requests: bool,
+        /// A full bucket pings its least-recently-seen entry (and evicts it if it stays silent)
+        /// before a newcomer can take its place only when that entry has been silent this long
+        /// (default 15 minutes, BitTorrent's "questionable" age). Fresher entries stay without
+        /// a ping, and the newcomer waits in the replacement cache. Zero pings the oldest every
+        /// time, as the Kademlia paper and the reference do; on a busy node that is a ping for
+        /// nearly every request from a stranger.
+        ping_oldest_after: ::std::time::Duration,
+        /// How many more times an unanswered request goes out, unchanged (same transaction
+        /// id), within its `query_timeout` (default 2, at most 8). The copies are spread
+        /// evenly: with 2 the request is sent again at a third and at two thirds of the way to
+        /// its deadline, with 1 halfway. An answer to any copy completes the request, and the
+        /// deadline does not move, so a lookup's time budget is the same; what changes is that
+        /// a lost datagram no longer costs a lookup its peer (or a joining node its bootstrap).
+        /// At 20% loss each way a round trip fails 36% of the time with 0 retries, 13% with 1
+        /// and 4.7% with 2. A peer that answers costs nothing extra; a dead one costs the
+        /// copies.
+        /// Zero sends each request once, as the reference does. A ping that verifies a
+        /// stranger's address is never repeated, so a forged source draws one ping and no more. Requests are idempotent on the
+        /// wire (a repeated `store` stores the same record), so a copy that crosses a late
+        /// answer costs one datagram and nothing else.
+        request_retries: usize,
+        /// Bytes a proven address may receive in replies beyond `unverified_reply_factor` times
+        /// its requests, per minute (a token bucket; default 64 KiB, one large value with its
+        /// envelope). A proof (an answer to our ping) shows that an address exists, not that it
+        /// asked: a forged request naming a DHT node as its source would otherwise turn us into
+        /// an amplifier aimed at that node. So whatever the address, replies to it are bounded
+        /// by the factor times what it sent us plus this allowance; a reply that does not fit
+        /// is shortened (a peer list) or not sent (a value).
+        reply_allowance: usize,
+        /// Share of `max_records` and of `max_store_bytes`, in percent, that the records
+        /// stored by one source IP may take (default 1; an IPv6 prefix of `ipv6_prefix_len`
+        /// bits counts as one IP, loopback is exempt when `ip_limits_exempt_loopback`). One
+        /// host flooding us with junk keys fills its share, not the store.
+        store_percent_per_ip: usize,
+        /// How many leading bits of an IPv6 address count as one IP for every per-IP limit
+        /// (routing-table caps, store quotas, lookup diversity; default 48: one site).
+        ipv6_prefix_len: usize,
+        /// Most candidates one IP may hold among a lookup's peers (default 2; loopback exempt
+        /// when `ip_limits_exempt_loopback`): one host with many ids cannot fill the k closest.
+        max_lookup_peers_per_ip: usize,
+        /// Most candidates one IPv4 /24 or one IPv6 prefix of `ipv6_prefix_len` bits may hold
+        /// among a lookup's peers (default 5).
+        max_lookup_peers_per_subnet: usize,
+        /// Client mode (default false): the node queries and stores through the network but
+        /// never enters anyone's routing table. Its messages carry the `ro` field, and kad nodes
+        /// never add a sender that sets it; it answers pings and lookups but stores nothing
+        /// for others (their `set` and `set_cached` go unanswered). Python nodes ignore the
+        /// field and add it as any sender (docs/PROTOCOL.md). For one-shot tools and nodes
+        /// behind NAT or on batteries.
+        client_mode: bool,
         }
     };
 }
 
-getters! {
-    /// Wire format (default JSON).
-    codec: Codec,
-    /// Accept a response only from the exact address its request went to (default true).
-    verify_response_source: bool,
-    /// Bucket size and replication factor (default 20).
-    k: usize,
-    /// Requests in flight per lookup (default 3).
-    alpha: usize,
-    /// How long to wait for a response (default 2 s).
-    query_timeout: Duration,
-    /// Stale-bucket refresh period (default 3600 s).
-    bucket_refresh_interval: Duration,
-    /// How long a stored value lives (default 86410 s).
-    key_expiry: Duration,
-    /// How often a node re-replicates records it holds for others (default 3600 s).
-    non_publisher_restore_interval: Duration,
-    /// How often a node republishes records it published itself (default 86400 s).
-    original_publisher_republish_interval: Duration,
-    /// Shortest life of a cached copy (default 600 s).
-    min_cache_ttl: Duration,
-    /// The adapters' receive budget per pass (default 64, the number the Python package's
-    /// `max_dispatch_tasks` has, with another meaning). Each time the socket is readable,
-    /// an adapter reads up to four times this many datagrams; the first
-    /// `max_dispatch_tasks` go to the node whatever their source, and of the rest only
-    /// those from addresses the node has verified (or awaits an answer from); the others
-    /// are dropped and counted (`datagrams_dropped` in the adapter's stats). So under a
-    /// flood from strangers the peers we know still get through. The Python package
-    /// instead caps the handler tasks running at once and drops a datagram that arrives
-    /// while that many run; kad's node handles each datagram to its end before the next,
-    /// so there is nothing concurrent to cap. The node itself does not read this setting.
-    max_dispatch_tasks: usize,
-    /// Consecutive failed requests after which a peer leaves the routing table (default 3).
-    failures_before_eviction: u32,
-    /// Replacement-cache entries per bucket (default 8): peers heard from while their
-    /// bucket was full, newest kept, promoted when an entry is evicted. Only the freshest
-    /// is ever promoted, and traffic keeps refilling the cache, so depth buys little: 8
-    /// and 20 gave the same results with 60 % of a 2,000-node network replaced every two
-    /// hours, and 20 cost 2 KB a node more at 100,000 nodes (BENCHMARKS.md section 4).
-    replacement_cache_size: usize,
-    /// Most records the store holds (default 100,000).
-    max_records: usize,
-    /// Most bytes of keys and values the store holds (default 256 MiB).
-    max_store_bytes: usize,
-    /// Longest key in bytes (default 1024).
-    max_key_bytes: usize,
-    /// Largest value in bytes, ours or one a peer asks us to store (default 64,083: what
-    /// a 65,507-byte datagram carries beside a `max_key_bytes` key and the envelope of a
-    /// `set_cached`, the largest message that carries a value; a value that size fits,
-    /// with any allowed key, every message we pass it on in, unless its encoding grows it
-    /// as JSON's base64 and escapes do). The Python package has no limit but the
-    /// datagram: its `set` of a value up to about 65,370 bytes (with a short key) reaches
-    /// us. Up to 64,083 bytes we store it like any other; above (or above a smaller limit
-    /// configured here) the `set` is refused without a reply, counted in
-    /// `Stats::requests_refused`, and the Python sender, having no answer within its
-    /// timeout, drops us from its table. There is no "refused" message in the protocol,
-    /// and a `set_res` would claim a copy we do not hold.
-    max_value_bytes: usize,
-    /// Largest datagram we send (default 65,507, the IPv4 UDP maximum).
-    max_datagram_bytes: usize,
-    /// Most requests in flight at once (default 4096).
-    max_pending_requests: usize,
-    /// Most datagrams waiting in `poll_transmit` (default 4096).
-    max_queued_transmits: usize,
-    /// Most user and maintenance queries running at once (default 1024).
-    max_active_queries: usize,
-    /// Most republish operations running at once (default 16).
-    max_concurrent_republish: usize,
-    /// Most routing-table entries (and replacements) one IP may hold in a bucket (default 2;
-    /// an IPv6 /64 counts as one IP).
-    max_peers_per_ip_per_bucket: usize,
-    /// Most routing-table entries one IP may hold in the whole table (default 10).
-    max_peers_per_ip: usize,
-    /// Loopback addresses are exempt from the per-IP caps, so local swarms work (default true).
-    ip_limits_exempt_loopback: bool,
-    /// A reply to a sender that has not yet answered us from its address is at most this many
-    /// times the size of its request (default 4). A larger reply (a full peer list, a value)
-    /// waits until the sender answers a verification ping, which costs a first contact one
-    /// extra round trip and a forged source address nothing but one small ping. No
-    /// amplification.
-    unverified_reply_factor: usize,
-    /// Most requests (stores, or requests whose reply is too large to send at once) waiting
-    /// for their unproven senders to answer a verification ping, and most such pings in
-    /// flight (default 256; at most 8 of either per IP). When full, the oldest goes first.
-    max_held_replies: usize,
-    /// Most addresses remembered as verified (they answered a request of ours from that
-    /// address) beside the routing table's own entries (default 8192). A verification lasts
-    /// an hour.
-    max_verified_addresses: usize,
-    /// Pad `find_node` and `find_value` requests (with a `pad` field, which every
-    /// kademlia-dynamic node ignores) so that a full peer list fits the responder's
-    /// `unverified_reply_factor` budget at once (default true). A request grows from about
-    /// 200 to about 500 bytes; in return a first contact gets its answer in one round trip
-    /// instead of two (no verification ping). The amplification bound is unchanged: the
-    /// responder still never sends an unverified sender more than the factor times what it
-    /// received. Off: requests are as small as the reference's.
-    pad_requests: bool,
-    /// A full bucket pings its least-recently-seen entry (and evicts it if it stays silent)
-    /// before a newcomer can take its place only when that entry has been silent this long
-    /// (default 15 minutes, BitTorrent's "questionable" age). Fresher entries stay without
-    /// a ping, and the newcomer waits in the replacement cache. Zero pings the oldest every
-    /// time, as the Kademlia paper and the reference do; on a busy node that is a ping for
-    /// nearly every request from a stranger.
-    ping_oldest_after: Duration,
-    /// How many more times an unanswered request goes out, unchanged (same transaction
-    /// id), within its `query_timeout` (default 2, at most 8). The copies are spread
-    /// evenly: with 2 the request is sent again at a third and at two thirds of the way to
-    /// its deadline, with 1 halfway. An answer to any copy completes the request, and the
-    /// deadline does not move, so a lookup's time budget is the same; what changes is that
-    /// a lost datagram no longer costs a lookup its peer (or a joining node its bootstrap).
-    /// At 20% loss each way a round trip fails 36% of the time with 0 retries, 13% with 1
-    /// and 4.7% with 2. A peer that answers costs nothing extra; a dead one costs the
-    /// copies.
-    /// Zero sends each request once, as the reference does. A ping that verifies a
-    /// stranger's address is never repeated, so a forged source draws one ping and no more. Requests are idempotent on the
-    /// wire (a repeated `store` stores the same record), so a copy that crosses a late
-    /// answer costs one datagram and nothing else.
-    request_retries: usize,
-    /// Bytes a proven address may receive in replies beyond `unverified_reply_factor` times
-    /// its requests, per minute (a token bucket; default 64 KiB, one large value with its
-    /// envelope). A proof (an answer to our ping) shows that an address exists, not that it
-    /// asked: a forged request naming a DHT node as its source would otherwise turn us into
-    /// an amplifier aimed at that node. So whatever the address, replies to it are bounded
-    /// by the factor times what it sent us plus this allowance; a reply that does not fit
-    /// is shortened (a peer list) or not sent (a value).
-    reply_allowance: usize,
-    /// Share of `max_records` and of `max_store_bytes`, in percent, that the records
-    /// stored by one source IP may take (default 1; an IPv6 prefix of `ipv6_prefix_len`
-    /// bits counts as one IP, loopback is exempt when `ip_limits_exempt_loopback`). One
-    /// host flooding us with junk keys fills its share, not the store.
-    store_percent_per_ip: usize,
-    /// How many leading bits of an IPv6 address count as one IP for every per-IP limit
-    /// (routing-table caps, store quotas, lookup diversity; default 48: one site).
-    ipv6_prefix_len: usize,
-    /// Most candidates one IP may hold among a lookup's peers (default 2; loopback exempt
-    /// when `ip_limits_exempt_loopback`): one host with many ids cannot fill the k closest.
-    max_lookup_peers_per_ip: usize,
-    /// Most candidates one IPv4 /24 or one IPv6 prefix of `ipv6_prefix_len` bits may hold
-    /// among a lookup's peers (default 5).
-    max_lookup_peers_per_subnet: usize,
-    /// Client mode (default false): the node queries and stores through the network but
-    /// never enters anyone's routing table. Its messages carry the `ro` field, and kad nodes
-    /// never add a sender that sets it; it answers pings and lookups but stores nothing
-    /// for others (their `set` and `set_cached` go unanswered). Python nodes ignore the
-    /// field and add it as any sender (docs/PROTOCOL.md). For one-shot tools and nodes
-    /// behind NAT or on batteries.
-    client_mode: bool,
+macro_rules! getters {
+    ($($(#[$m:meta])* $name:ident: $ty:ty $(as $alias:literal)?),* $(,)?) => {
+        impl Config {
+            $($(#[$m])* $(#[doc(alias = $alias)])? pub fn $name(&self) -> $ty { self.$name })*
+        }
+        impl ConfigBuilder {
+            $($(#[$m])* $(#[doc(alias = $alias)])? pub fn $name(mut self, v: $ty) -> Self { self.0.$name = v; self })*
+        }
+
+        /// A builder holding every setting of `config`: the one path from a [`Config`] back
+        /// to a builder (the adapters' `Builder::config` uses it), so later settings apply
+        /// on top.
+        ///
+        /// The conversion names every field (an exhaustive destructuring) and passes each
+        /// through its setter: a new field fails to compile here until it is in the list of
+        /// `config_settings!`.
+        impl From<Config> for ConfigBuilder {
+            fn from(config: Config) -> Self {
+                let Config { $($name),* } = config;
+                Config::builder()$(.$name($name))*
+            }
+        }
+    };
 }
+
+config_settings!(getters {});
 
 impl Config {
     /// A builder starting from the defaults.
@@ -471,93 +502,6 @@ impl ConfigBuilder {
     pub fn build(self) -> Result<Config, ConfigError> {
         self.0.validate()?;
         Ok(self.0)
-    }
-}
-
-/// A builder holding every setting of `config`: the one path from a [`Config`] back to a
-/// builder (the adapters' `Builder::config` uses it), so later settings apply on top.
-///
-/// The conversion names every field (an exhaustive destructuring) and passes each through
-/// its setter: a new field fails to compile here until it is given a setter and handled.
-impl From<Config> for ConfigBuilder {
-    fn from(config: Config) -> Self {
-        let Config {
-            codec,
-            verify_response_source,
-            k,
-            alpha,
-            query_timeout,
-            bucket_refresh_interval,
-            key_expiry,
-            non_publisher_restore_interval,
-            original_publisher_republish_interval,
-            min_cache_ttl,
-            max_dispatch_tasks,
-            failures_before_eviction,
-            replacement_cache_size,
-            max_records,
-            max_store_bytes,
-            max_key_bytes,
-            max_value_bytes,
-            max_datagram_bytes,
-            max_pending_requests,
-            max_queued_transmits,
-            max_active_queries,
-            max_concurrent_republish,
-            max_peers_per_ip_per_bucket,
-            max_peers_per_ip,
-            ip_limits_exempt_loopback,
-            unverified_reply_factor,
-            max_held_replies,
-            max_verified_addresses,
-            pad_requests,
-            ping_oldest_after,
-            request_retries,
-            reply_allowance,
-            store_percent_per_ip,
-            ipv6_prefix_len,
-            max_lookup_peers_per_ip,
-            max_lookup_peers_per_subnet,
-            client_mode,
-        } = config;
-        Config::builder()
-            .codec(codec)
-            .verify_response_source(verify_response_source)
-            .k(k)
-            .alpha(alpha)
-            .query_timeout(query_timeout)
-            .bucket_refresh_interval(bucket_refresh_interval)
-            .key_expiry(key_expiry)
-            .non_publisher_restore_interval(non_publisher_restore_interval)
-            .original_publisher_republish_interval(original_publisher_republish_interval)
-            .min_cache_ttl(min_cache_ttl)
-            .max_dispatch_tasks(max_dispatch_tasks)
-            .failures_before_eviction(failures_before_eviction)
-            .replacement_cache_size(replacement_cache_size)
-            .max_records(max_records)
-            .max_store_bytes(max_store_bytes)
-            .max_key_bytes(max_key_bytes)
-            .max_value_bytes(max_value_bytes)
-            .max_datagram_bytes(max_datagram_bytes)
-            .max_pending_requests(max_pending_requests)
-            .max_queued_transmits(max_queued_transmits)
-            .max_active_queries(max_active_queries)
-            .max_concurrent_republish(max_concurrent_republish)
-            .max_peers_per_ip_per_bucket(max_peers_per_ip_per_bucket)
-            .max_peers_per_ip(max_peers_per_ip)
-            .ip_limits_exempt_loopback(ip_limits_exempt_loopback)
-            .unverified_reply_factor(unverified_reply_factor)
-            .max_held_replies(max_held_replies)
-            .max_verified_addresses(max_verified_addresses)
-            .pad_requests(pad_requests)
-            .ping_oldest_after(ping_oldest_after)
-            .request_retries(request_retries)
-            .reply_allowance(reply_allowance)
-            .store_percent_per_ip(store_percent_per_ip)
-            .ipv6_prefix_len(ipv6_prefix_len)
-            .max_lookup_peers_per_ip(max_lookup_peers_per_ip)
-            .max_lookup_peers_per_subnet(max_lookup_peers_per_subnet)
-            .client_mode(client_mode)
     }
 }
 

@@ -142,6 +142,7 @@
 //! library build does not compile the curve arithmetic it does not use.
 
 mod config;
+mod error;
 mod event;
 mod id;
 mod idle;
@@ -158,6 +159,7 @@ pub mod server;
 #[cfg(feature = "signed")]
 mod signed;
 mod snapshot;
+mod stats;
 mod store;
 mod validate;
 mod value;
@@ -171,9 +173,9 @@ pub mod fuzzing;
 pub mod bench;
 
 pub use config::{Config, ConfigBuilder, ConfigError, MAX_DURATION};
+pub use error::{KeyError, PutError, QueryError};
 pub use event::{
-    BootstrapOk, Event, FindValueOk, KeyError, Peer, PutError, PutOk, QueryError, QueryId,
-    QueryResult, QueryStats, RefuseReason, RequestCounts, Stats, Transmit,
+    BootstrapOk, Event, FindValueOk, Peer, PutOk, QueryId, QueryResult, RefuseReason, Transmit,
 };
 pub use id::{Distance, IdError, NodeId, ID_BITS, ID_BYTES};
 pub use node::{cache_ttl, Node};
@@ -184,6 +186,7 @@ pub use signed::{
     MAX_SALT_BYTES,
 };
 pub use snapshot::{RecordKind, Snapshot, SnapshotError, SnapshotRecord};
+pub use stats::{QueryStats, RequestCounts, Stats};
 pub use store::{Full as StoreFull, Record, Source as RecordSource, Store as MemoryStore};
 pub use validate::{AcceptAll, Origin, Validator, Verdict};
 pub use value::Value;

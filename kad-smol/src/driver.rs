@@ -1,32 +1,25 @@
-//! The task that owns the [`Server`] and the socket: it reads, sends and waits; every
-//! decision (admission, budget, save schedule, held transmits) is the server's.
+//! The task that owns the [`Host`] (the server, its socket state and state file) and the
+//! socket: it reads, sends and waits; every decision (admission, budget, save schedule,
+//! held transmits) is the server's.
 
 use std::net::UdpSocket;
-use std::path::PathBuf;
 use std::time::Instant;
 
-use kad_core::server::{Command, Reply, Server, COMMANDS_PER_PASS};
+use kad_core::io::{Host, Next};
+use kad_core::server::{Command, Reply};
 use smol::channel::{Receiver, Sender, TryRecvError};
 use smol::future::FutureExt;
 use smol::{Async, Timer};
-
-use kad_core::io::state_file as state;
-use kad_core::io::udp::Udp;
 
 /// A command and the reply slot of its caller (a channel of capacity one).
 pub(crate) type Call = (Command, Sender<Reply>);
 
 pub(crate) struct Driver {
-    server: Server<Sender<Reply>>,
+    host: Host<Sender<Reply>>,
     socket: Async<UdpSocket>,
     commands: Receiver<Call>,
     /// Closed by `stop()` (or when the last handle goes).
     stop: Receiver<()>,
-    udp: Udp,
-    /// The state file's lock, released when the driver ends (after the last write).
-    _lock: Option<std::fs::File>,
-    /// The state file, and the result of the write running on the blocking pool.
-    state: Option<(PathBuf, Option<Receiver<bool>>)>,
 }
 
 /// Why a wait ended.
@@ -36,55 +29,34 @@ enum Wake {
     Stop,
 }
 
-impl Driver {
-    pub(crate) fn new(
-        mut server: Server<Sender<Reply>>,
-        socket: Async<UdpSocket>,
-        commands: Receiver<Call>,
-        stop: Receiver<()>,
-        opened: Option<state::Opened>,
-        udp: Udp,
-    ) -> Driver {
-        // Callers whose futures were dropped: the server ends their queries.
-        server.cancel_abandoned_when(Sender::is_closed);
-        let (state, lock) = opened.map(|o| ((o.path, None), o.lock)).unzip();
-        Driver {
-            server,
-            socket,
-            commands,
-            stop,
-            udp,
-            _lock: lock,
-            state,
-        }
+/// What the command channel holds, asked without waiting.
+fn next(commands: &Receiver<Call>) -> Next<Sender<Reply>> {
+    match commands.try_recv() {
+        Ok((cmd, reply_to)) => Next::Call(cmd, reply_to),
+        Err(TryRecvError::Empty) => Next::Empty,
+        Err(TryRecvError::Closed) => Next::Closed,
     }
+}
 
+impl Driver {
     /// Runs until [`crate::KademliaServer::stop`] or until every handle is dropped. The
     /// socket is closed when this returns.
     pub(crate) async fn run(mut self) {
         loop {
             // Time: a fresh `now` every turn; never trust that a timer fired on time.
-            let now = Instant::now();
-            self.server.begin_pass(now);
-            self.collect_save();
-            if let Some(snapshot) = self.server.poll_save(now) {
-                self.start_save(snapshot);
+            if let Some(save) = self.host.begin_pass(Instant::now()) {
+                // Detached: the write finishes even if the driver is gone.
+                smol::unblock(save).detach();
             }
-            let mut busy = false;
-            for _ in 0..COMMANDS_PER_PASS {
-                match self.commands.try_recv() {
-                    Ok(call) => self.on_command(call),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Closed) => return self.shutdown().await,
-                }
-                busy = true;
-            }
-            busy |= self.receive();
+            let commands = &self.commands;
+            let Some(took) = self.host.take_commands(Instant::now, || next(commands)) else {
+                return self.shutdown().await;
+            };
+            let busy = self.receive() || took;
             self.flush();
-            while let Some((reply_to, reply)) = self.server.poll_reply() {
-                // The caller may have given up; that is fine.
-                let _ = reply_to.try_send(reply);
-            }
+            // The caller may have given up; that is fine.
+            self.host
+                .send_replies(|reply_to, reply| drop(reply_to.try_send(reply)));
             if self.stop.is_closed() {
                 return self.shutdown().await;
             }
@@ -93,8 +65,7 @@ impl Driver {
                 smol::future::yield_now().await;
                 continue;
             }
-            let deadline = self.server.poll_timeout(Instant::now());
-            let blocked = self.server.is_send_blocked();
+            let (deadline, blocked) = self.host.poll_timeout(Instant::now());
             let wake = {
                 let socket = &self.socket;
                 let stop = async {
@@ -122,85 +93,54 @@ impl Driver {
                 };
                 stop.or(command).or(writable).or(readable).or(timer).await
             };
-            match wake {
-                Wake::Ready => {}
-                Wake::Command(call) => self.on_command(call),
-                Wake::Stop => return self.shutdown().await,
+            if let Wake::Command((cmd, reply_to)) = wake {
+                self.host.handle_command(Instant::now(), cmd, reply_to);
+            } else if let Wake::Stop = wake {
+                return self.shutdown().await;
             }
         }
-    }
-
-    fn on_command(&mut self, (cmd, reply_to): Call) {
-        if matches!(cmd, Command::Stats) {
-            self.collect_save();
-        }
-        self.server.handle_command(Instant::now(), reply_to, cmd);
     }
 
     /// Callers still waiting see [`crate::Error::Stopped`], queued commands are refused and
-    /// the state file is written a last time; the socket closes when `self` is dropped.
+    /// the state file is written a last time (on smol's blocking pool); the socket closes
+    /// when `self` is dropped.
     async fn shutdown(mut self) {
         self.commands.close();
         while self.commands.try_recv().is_ok() {}
-        self.server.stop();
-        if let Some((path, writing)) = self.state.take() {
-            // One writer at a time, so the last write is the newest state.
-            if let Some(writing) = writing {
-                self.server
-                    .save_finished(writing.recv().await.unwrap_or(false));
-            }
-            let snapshot = self.server.snapshot(Instant::now());
-            let ok = smol::unblock(move || state::write(&path, &snapshot)).await;
-            self.server.save_finished(ok);
+        if let Some(last) = self.host.stop(Instant::now()) {
+            let result = smol::unblock(last).await;
+            self.host.last_saved(Some(result));
         }
-        tracing::debug!(addr = %self.server.node().local_addr(), "kad node stopped");
-    }
-
-    /// Writes `snapshot` on smol's blocking pool; its result comes back through a channel.
-    fn start_save(&mut self, snapshot: kad_core::Snapshot) {
-        let Some((path, writing)) = &mut self.state else {
-            return;
-        };
-        let path = path.clone();
-        let (tx, rx) = smol::channel::bounded(1);
-        // Detached: the write finishes even if the driver is gone.
-        smol::unblock(move || {
-            let _ = tx.try_send(state::write(&path, &snapshot));
-        })
-        .detach();
-        *writing = Some(rx);
-    }
-
-    /// Reports the last state write to the server if it has finished.
-    fn collect_save(&mut self) {
-        let Some((_, Some(writing))) = &mut self.state else {
-            return;
-        };
-        let ok = match writing.try_recv() {
-            Ok(ok) => ok,
-            Err(TryRecvError::Empty) => return,
-            // The write panicked.
-            Err(TryRecvError::Closed) => false,
-        };
-        if let Some((_, writing)) = &mut self.state {
-            *writing = None;
-        }
-        self.server.save_finished(ok);
+        let addr = self.host.server().node().local_addr();
+        tracing::debug!(%addr, "kad node stopped");
     }
 
     /// Reads until the socket would block or the pass's budget is spent; returns whether
     /// it was spent. smol's `Async` keeps no readiness to clear: calls go straight to the
     /// non-blocking socket, and the next `readable()` asks the reactor afresh.
     fn receive(&mut self) -> bool {
-        self.udp
-            .receive(&mut self.server, self.socket.get_ref(), Instant::now, |f| {
-                f()
-            })
+        self.host
+            .receive(self.socket.get_ref(), Instant::now, |f| f())
     }
 
     /// Sends what the server has to send until the socket's buffer is full.
     fn flush(&mut self) {
-        self.udp
-            .flush(&mut self.server, self.socket.get_ref(), |f| f());
+        self.host.flush(self.socket.get_ref(), |f| f());
+    }
+
+    /// Callers whose futures were dropped: `host` was started with `Sender::is_closed`, so
+    /// the server ends their queries.
+    pub(crate) fn new(
+        host: Host<Sender<Reply>>,
+        socket: Async<UdpSocket>,
+        commands: Receiver<Call>,
+        stop: Receiver<()>,
+    ) -> Driver {
+        Driver {
+            host,
+            socket,
+            commands,
+            stop,
+        }
     }
 }

@@ -2,10 +2,9 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
-use kad_core::NodeId;
 use smol::channel::{bounded, Receiver, Sender};
 use smol::net::{resolve, AsyncToSocketAddrs};
 use smol::{Async, Task};
@@ -14,9 +13,8 @@ use kad_core::server::{Command, Reply};
 
 use crate::driver::{Call, Driver};
 use crate::Error;
-use kad_core::io::os_random;
-use kad_core::io::state_file as state;
-use kad_core::io::udp::{self, Udp};
+use kad_core::io;
+use kad_core::server::NodeInfo;
 
 /// Where [`Builder::listen_default`] binds: loopback only, any free port, as the Python
 /// package's `listen()` does by default.
@@ -39,9 +37,7 @@ pub struct KademliaServer {
 }
 
 struct Shared {
-    id: NodeId,
-    local_addr: SocketAddr,
-    query_timeout: Duration,
+    node: NodeInfo,
     /// Closed to stop the driver.
     stop: Sender<()>,
     /// The driver's task, taken by the first `stop()`; the others wait on `done`.
@@ -68,15 +64,6 @@ impl Drop for Shared {
 }
 
 impl KademliaServer {
-    /// A node with the default settings listening on `addr`: shorthand for
-    /// `KademliaServer::builder().listen(addr)`.
-    pub async fn listen<A>(addr: A) -> Result<KademliaServer, Error>
-    where
-        A: AsyncToSocketAddrs + fmt::Debug,
-    {
-        Builder::default().listen(addr).await
-    }
-
     /// Shuts the node down: calls still waiting fail with [`Error::Stopped`], the state
     /// file (if [`Builder::state_file`] was set) is written a last time, the socket is
     /// closed (its port can be bound again once this returns) and the node's task has
@@ -87,7 +74,7 @@ impl KademliaServer {
             .shared
             .task
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .take();
         match task {
             Some(task) => task.await,
@@ -110,16 +97,12 @@ impl KademliaServer {
 
     /// Resolves `addr`, keeping the addresses of our socket's family.
     async fn resolve(&self, addr: &str) -> Result<Vec<SocketAddr>, Error> {
-        let local = self.shared.local_addr;
-        let all = resolve(addr).await.map_err(|source| Error::Resolve {
-            addr: addr.to_owned(),
-            source,
-        })?;
-        kad_core::server::usable_addrs(addr, local, all)
+        let local = self.shared.node.local_addr;
+        kad_core::server::usable_addrs(addr, local, resolve(addr).await)
     }
 }
 
-kad_core::handle_methods!(KademliaServer, Builder);
+kad_core::handle_methods!(KademliaServer, Builder, AsyncToSocketAddrs);
 
 kad_core::builder_methods!(Builder, settings, kad_smol);
 
@@ -133,65 +116,45 @@ impl Builder {
         A: AsyncToSocketAddrs + fmt::Debug,
     {
         let config = self.build_config()?;
-        let opened = match self.settings.state_file.clone() {
-            Some(path) => {
-                let id = self.settings.id;
-                Some(smol::unblock(move || state::open(path, id)).await?)
-            }
+        let opened = io::open_state_file(&self.settings).map(|open| smol::unblock(|| open.run()));
+        let opened = match opened {
+            Some(opening) => Some(opening.await?),
             None => None,
         };
-        let restored = opened.as_ref().and_then(|o| o.restored.as_ref());
         let name = format!("{addr:?}").trim_matches('"').to_owned();
-        let (socket, udp) = bind(&name, addr, self.settings.batched()).await?;
-        let local_addr = socket
-            .get_ref()
-            .local_addr()
-            .map_err(|source| Error::Bind {
-                addr: name.clone(),
-                source,
-            })?;
-        let seed = match self.settings.seed {
-            Some(s) => s,
-            None => os_random::<32>()?,
+        let err = |source| Error::Bind {
+            addr: name.clone(),
+            source,
         };
-        let query_timeout = config.query_timeout();
-        let (server, left_out) = self.settings.server(
+        let resolved = resolve(addr).await.map_err(err)?;
+        let settings = &self.settings;
+        let started = io::listen(
+            settings,
             config,
-            restored,
-            seed,
-            os_random::<20>()?,
-            local_addr,
+            opened,
+            &name,
+            resolved,
             Instant::now(),
+            Sender::is_closed,
         )?;
-        if left_out > 0 {
-            tracing::warn!(
-                left_out,
-                "state file records beyond this node's limits left out"
-            );
-        }
-        let id = server.node().id();
-        if let Some(file) = opened.as_ref().filter(|o| o.restored.is_none()) {
-            let path = file.path.clone();
-            let snapshot = server.snapshot(Instant::now());
-            smol::unblock(move || state::create(&path, &snapshot)).await?;
+        let socket = Async::new(started.socket).map_err(err)?;
+        if let Some(first) = started.first_save {
+            smol::unblock(|| first.run()).await?;
         }
         let (commands, command_rx) = bounded(COMMAND_QUEUE);
         let (stop, stop_rx) = bounded(1);
         let (done_tx, done) = bounded::<()>(1);
-        let driver = Driver::new(server, socket, command_rx, stop_rx, opened, udp);
+        let driver = Driver::new(started.host, socket, command_rx, stop_rx);
         let task = smol::spawn(async move {
             driver.run().await;
             drop(done_tx);
         });
-        tracing::debug!(%local_addr, node_id = %id, "kad node listening");
         Ok(KademliaServer {
             commands,
             shared: Arc::new(Shared {
-                id,
-                local_addr,
-                query_timeout,
-                stop,
+                node: started.node,
                 task: Mutex::new(Some(task)),
+                stop,
                 done,
             }),
         })
@@ -201,20 +164,4 @@ impl Builder {
     pub async fn listen_default(self) -> Result<KademliaServer, Error> {
         self.listen(DEFAULT_LISTEN_ADDR).await
     }
-}
-
-/// Binds the first address `addr` resolves to, with a generous receive buffer, and sets
-/// it up for quinn-udp.
-async fn bind<A: AsyncToSocketAddrs>(
-    name: &str,
-    addr: A,
-    batched: bool,
-) -> Result<(Async<std::net::UdpSocket>, Udp), Error> {
-    let err = |source| Error::Bind {
-        addr: name.to_owned(),
-        source,
-    };
-    let addrs = resolve(addr).await.map_err(err)?;
-    let (socket, udp) = udp::bind_first(name, addrs, batched)?;
-    Ok((Async::new(socket).map_err(err)?, udp))
 }

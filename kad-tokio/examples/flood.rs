@@ -18,15 +18,22 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use kad_tokio::KademliaServer;
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// The flood bench's flags.
+#[derive(Parser, Debug)]
+#[command(name = "flood", about = "one kad node under a flood of junk")]
+struct Args {
+    /// How long the flood lasts, in seconds.
+    #[arg(long, default_value_t = 5)]
+    secs: u64,
+    /// Threads sending the flood.
+    #[arg(long, default_value_t = 2)]
+    senders: usize,
+    /// 1: batched socket calls (the default); 0: one system call per datagram.
+    #[arg(long = "batch-io", default_value_t = 1)]
+    batch_io: u64,
 }
 
 fn peak_rss_mb() -> f64 {
@@ -57,9 +64,8 @@ impl Junk {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let secs = arg("--secs", 5);
-    let senders = arg("--senders", 2) as usize;
-    let batch_io = arg("--batch-io", 1) != 0;
+    let args = Args::parse();
+    let (secs, senders, batch_io) = (args.secs, args.senders, args.batch_io != 0);
     let target = KademliaServer::builder()
         .batch_io(batch_io)
         .listen("127.0.0.1:0")

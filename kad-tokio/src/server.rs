@@ -2,10 +2,9 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
-use kad_core::NodeId;
 use tokio::net::{lookup_host, ToSocketAddrs, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -14,9 +13,8 @@ use kad_core::server::{Command, Reply};
 
 use crate::driver::{Call, Driver};
 use crate::{Error, StateError};
-use kad_core::io::os_random;
-use kad_core::io::state_file as state;
-use kad_core::io::udp::{self, Udp};
+use kad_core::io::{self, StateCall};
+use kad_core::server::NodeInfo;
 
 /// Where [`Builder::listen_default`] binds: loopback only, any free port, as the Python
 /// package's `listen()` does by default.
@@ -39,9 +37,7 @@ pub struct KademliaServer {
 }
 
 struct Shared {
-    id: NodeId,
-    local_addr: SocketAddr,
-    query_timeout: Duration,
+    node: NodeInfo,
     stop: watch::Sender<bool>,
     /// The driver's task, taken by the first `stop()`; the others wait on `done`.
     task: Mutex<Option<JoinHandle<()>>>,
@@ -49,15 +45,6 @@ struct Shared {
 }
 
 impl KademliaServer {
-    /// A node with the default settings listening on `addr`: shorthand for
-    /// `KademliaServer::builder().listen(addr)`.
-    pub async fn listen<A>(addr: A) -> Result<KademliaServer, Error>
-    where
-        A: ToSocketAddrs + fmt::Debug,
-    {
-        Builder::default().listen(addr).await
-    }
-
     /// Shuts the node down: calls still waiting fail with [`Error::Stopped`], the state
     /// file (if [`Builder::state_file`] was set) is written a last time, the socket is
     /// closed (its port can be bound again once this returns) and the node's task has
@@ -68,7 +55,7 @@ impl KademliaServer {
             .shared
             .task
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .take();
         match task {
             // A panic in the driver has already ended it; there is nothing more to do.
@@ -95,16 +82,12 @@ impl KademliaServer {
 
     /// Resolves `addr`, keeping the addresses of our socket's family.
     async fn resolve(&self, addr: &str) -> Result<Vec<SocketAddr>, Error> {
-        let local = self.shared.local_addr;
-        let all = lookup_host(addr).await.map_err(|source| Error::Resolve {
-            addr: addr.to_owned(),
-            source,
-        })?;
-        kad_core::server::usable_addrs(addr, local, all)
+        let all = lookup_host(addr).await;
+        kad_core::server::usable_addrs(addr, self.shared.node.local_addr, all)
     }
 }
 
-kad_core::handle_methods!(KademliaServer, Builder);
+kad_core::handle_methods!(KademliaServer, Builder, ToSocketAddrs);
 
 kad_core::builder_methods!(Builder, settings, kad_tokio);
 
@@ -117,64 +100,41 @@ impl Builder {
         A: ToSocketAddrs + fmt::Debug,
     {
         let config = self.build_config()?;
-        let opened = match self.settings.state_file.clone() {
-            Some(path) => {
-                let id = self.settings.id;
-                Some(blocking(&path.clone(), move || state::open(path, id)).await??)
-            }
+        let opened = match io::open_state_file(&self.settings) {
+            Some(open) => Some(blocking(open).await?),
             None => None,
         };
-        let restored = opened.as_ref().and_then(|o| o.restored.as_ref());
         let name = format!("{addr:?}").trim_matches('"').to_owned();
-        let (socket, udp) = bind(&name, addr, self.settings.batched()).await?;
-        let local_addr = socket.local_addr().map_err(|source| Error::Bind {
+        let bind_error = |source| Error::Bind {
             addr: name.clone(),
             source,
-        })?;
-        let seed = match self.settings.seed {
-            Some(s) => s,
-            None => os_random::<32>()?,
         };
-        let query_timeout = config.query_timeout();
-        let (server, left_out) = self.settings.server(
-            config,
-            restored,
-            seed,
-            os_random::<20>()?,
-            local_addr,
-            Instant::now(),
-        )?;
-        if left_out > 0 {
-            tracing::warn!(
-                left_out,
-                "state file records beyond this node's limits left out"
-            );
-        }
-        let id = server.node().id();
-        if let Some(file) = opened.as_ref().filter(|o| o.restored.is_none()) {
-            let path = file.path.clone();
-            let snapshot = server.snapshot(Instant::now());
-            blocking(&file.path, move || state::create(&path, &snapshot)).await??;
+        let addrs = lookup_host(addr).await.map_err(bind_error)?;
+        let abandoned = oneshot::Sender::is_closed;
+        let now = Instant::now();
+        let started = io::listen(&self.settings, config, opened, &name, addrs, now, abandoned)?;
+        let socket = UdpSocket::from_std(started.socket).map_err(bind_error)?;
+        if let Some(first) = started.first_save {
+            blocking(first).await?;
         }
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (stop, stop_rx) = watch::channel(false);
         let (done_tx, done) = watch::channel(());
-        let driver = Driver::new(server, socket, command_rx, stop_rx, opened, udp);
+        let driver = Driver::new(started.host, socket, command_rx, stop_rx);
         let task = tokio::spawn(async move {
             driver.run().await;
             drop(done_tx);
         });
-        tracing::debug!(%local_addr, node_id = %id, "kad node listening");
+        let task = Mutex::new(Some(task));
+        let shared = Shared {
+            node: started.node,
+            stop,
+            task,
+            done,
+        };
         Ok(KademliaServer {
             commands,
-            shared: Arc::new(Shared {
-                id,
-                local_addr,
-                query_timeout,
-                stop,
-                task: Mutex::new(Some(task)),
-                done,
-            }),
+            shared: Arc::new(shared),
         })
     }
 
@@ -184,33 +144,13 @@ impl Builder {
     }
 }
 
-/// Runs `f`, a call on the state file at `path`, on tokio's blocking pool; a panic in it
-/// becomes an error.
-async fn blocking<T, F>(path: &std::path::Path, f: F) -> Result<T, Error>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
+/// Runs `call` on tokio's blocking pool; a panic in it becomes an error.
+async fn blocking<T: Send + 'static>(call: StateCall<T>) -> Result<T, Error> {
+    let path = call.path.clone();
+    tokio::task::spawn_blocking(move || call.run())
         .await
         .map_err(|e| Error::State {
-            path: path.to_owned(),
+            path,
             source: StateError::Read(std::io::Error::other(format!("blocking task failed: {e}"))),
-        })
-}
-
-/// Binds the first address `addr` resolves to, with a generous receive buffer, and sets
-/// it up for quinn-udp.
-async fn bind<A: ToSocketAddrs>(
-    name: &str,
-    addr: A,
-    batched: bool,
-) -> Result<(UdpSocket, Udp), Error> {
-    let err = |source| Error::Bind {
-        addr: name.to_owned(),
-        source,
-    };
-    let addrs = lookup_host(addr).await.map_err(err)?;
-    let (socket, udp) = udp::bind_first(name, addrs, batched)?;
-    Ok((UdpSocket::from_std(socket).map_err(err)?, udp))
+        })?
 }

@@ -23,6 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde_json::Value as Json;
 
 /// The `kad` binary under test: this build's, or `KAD_TEST_BIN`.
@@ -76,19 +78,9 @@ impl Drop for NodeProcess {
 /// A 40-hex-digit id of our own, distinct per `n` (not random: ids of the kad nodes are,
 /// so a collision is as unlikely as any).
 fn test_id(n: u64) -> String {
-    let mut x = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut out = String::with_capacity(40);
-    while out.len() < 40 {
-        // splitmix64
-        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        out.push_str(&format!("{z:016x}"));
-    }
-    out.truncate(40);
-    out
+    let mut id = [0u8; 20];
+    ChaCha8Rng::seed_from_u64(n).fill_bytes(&mut id);
+    id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A JSON request datagram as the reference writes it: `type`, the body's fields, `id`

@@ -45,6 +45,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use clap::{Parser, ValueEnum};
 use kad_core::bench::{decode_message, encode_message};
 use kad_core::{Codec, NodeId};
 use rand_chacha::rand_core::SeedableRng;
@@ -60,9 +61,6 @@ const RECV_BUFFER: usize = 4 << 20;
 const TARGETS: usize = 256;
 /// The placeholder transaction id of a request template (16 hex digits, as kad's own).
 const TXN_PLACEHOLDER: &str = "0000000000000000";
-
-const USAGE: &str = "usage: loopback [--window W] [--seconds D] [--peers P] [--rounds R] \
-[--codec json|bencode|both] [--kind ping|find_node|both] [--batch on|off|both]";
 
 struct Args {
     window: usize,
@@ -90,75 +88,92 @@ impl Kind {
     }
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        window: 64,
-        seconds: 3.0,
-        peers: 30,
-        rounds: 1,
-        codecs: vec![Codec::Json, Codec::Bencode],
-        kinds: vec![Kind::Ping, Kind::FindNode],
-        batch: vec![false, true],
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--help" || flag == "-h" {
-            return Err(USAGE.into());
+/// The bench's flags, as given; [`Cli::args`] turns them into [`Args`].
+#[derive(Parser, Debug)]
+#[command(name = "loopback", about = "loopback service rate of one kad node")]
+struct Cli {
+    /// Requests kept in flight.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    window: u16,
+    /// Seconds measured per target, in (0, 3600].
+    #[arg(long, default_value_t = 3.0, value_parser = parse_seconds)]
+    seconds: f64,
+    /// Other nodes bootstrapped to each target.
+    #[arg(long, default_value_t = 30)]
+    peers: usize,
+    /// Measurements per target (the median is printed).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
+    /// Wire codec.
+    #[arg(long, value_enum, default_value_t = CodecArg::Both)]
+    codec: CodecArg,
+    /// Request kind.
+    #[arg(long, value_enum, default_value_t = KindArg::Both)]
+    kind: KindArg,
+    /// Socket mode: batched system calls (on), one datagram a call (off), or both.
+    #[arg(long, value_enum, default_value_t = BatchArg::Both)]
+    batch: BatchArg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CodecArg {
+    Json,
+    Bencode,
+    Both,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum KindArg {
+    Ping,
+    #[value(name = "find_node")]
+    FindNode,
+    Both,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum BatchArg {
+    On,
+    Off,
+    Both,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if secs > 0.0 && secs <= 3600.0 {
+        Ok(secs)
+    } else {
+        Err("must be in (0, 3600]".into())
+    }
+}
+
+impl Cli {
+    fn args(self) -> Args {
+        Args {
+            window: usize::from(self.window),
+            seconds: self.seconds,
+            peers: self.peers,
+            rounds: self.rounds as usize,
+            codecs: match self.codec {
+                CodecArg::Json => vec![Codec::Json],
+                CodecArg::Bencode => vec![Codec::Bencode],
+                CodecArg::Both => vec![Codec::Json, Codec::Bencode],
+            },
+            kinds: match self.kind {
+                KindArg::Ping => vec![Kind::Ping],
+                KindArg::FindNode => vec![Kind::FindNode],
+                KindArg::Both => vec![Kind::Ping, Kind::FindNode],
+            },
+            batch: match self.batch {
+                BatchArg::On => vec![true],
+                BatchArg::Off => vec![false],
+                BatchArg::Both => vec![false, true],
+            },
         }
-        let Some(value) = it.next() else {
-            return Err(format!("{flag} needs a value\n{USAGE}"));
-        };
-        let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}\n{USAGE}");
-        match flag.as_str() {
-            "--window" => a.window = value.parse().map_err(|e| bad(&e))?,
-            "--seconds" => a.seconds = value.parse().map_err(|e| bad(&e))?,
-            "--peers" => a.peers = value.parse().map_err(|e| bad(&e))?,
-            "--rounds" => a.rounds = value.parse().map_err(|e| bad(&e))?,
-            "--codec" => {
-                a.codecs = match value.as_str() {
-                    "both" => vec![Codec::Json, Codec::Bencode],
-                    one => vec![one.parse().map_err(|e: String| bad(&e))?],
-                }
-            }
-            "--kind" => {
-                a.kinds = match value.as_str() {
-                    "both" => vec![Kind::Ping, Kind::FindNode],
-                    "ping" => vec![Kind::Ping],
-                    "find_node" => vec![Kind::FindNode],
-                    _ => return Err(bad(&"expected ping, find_node or both")),
-                }
-            }
-            "--batch" => {
-                a.batch = match value.as_str() {
-                    "both" => vec![false, true],
-                    "on" => vec![true],
-                    "off" => vec![false],
-                    _ => return Err(bad(&"expected on, off or both")),
-                }
-            }
-            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
-        }
     }
-    if !(1..=0xffff).contains(&a.window) {
-        return Err(format!("--window must be in 1..=65535\n{USAGE}"));
-    }
-    if !(a.seconds > 0.0 && a.seconds <= 3600.0) {
-        return Err(format!("--seconds must be in (0, 3600]\n{USAGE}"));
-    }
-    if a.rounds == 0 {
-        return Err(format!("--rounds must be at least 1\n{USAGE}"));
-    }
-    Ok(a)
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = Cli::parse().args();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -11,11 +11,17 @@
 //!   waits for readiness itself.
 //! - [`state_file`]: the state file's lock, read and atomic write, blocking calls that an
 //!   adapter runs on its runtime's blocking pool.
+//! - [`host`]: what the adapter's task owns besides its socket and channels (the server,
+//!   the socket's state, the state file), started by [`listen`], and the steps of a pass
+//!   that need no runtime.
 //!
 //! No clock is read here: the receive loop takes the adapter's clock as an argument.
 
+pub mod host;
 pub mod state_file;
 pub mod udp;
+
+pub use host::{listen, open_state_file, Host, Listening, Next, StateCall};
 
 use crate::server::Error;
 

@@ -119,13 +119,30 @@ impl Settings {
     }
 }
 
-/// The addresses `addr` resolved to (`all`) that a socket bound to `local` can reach: those
-/// of its family; [`Error::NoUsableAddress`] when none is.
-pub fn usable_addrs(
+/// What a handle knows of its node without asking it.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct NodeInfo {
+    /// The node's id.
+    pub id: NodeId,
+    /// The address its socket is bound to.
+    pub local_addr: SocketAddr,
+    /// How long its queries wait for each response.
+    pub query_timeout: Duration,
+}
+
+/// The addresses `addr` resolved to (`resolved`, the resolver's answer) that a socket
+/// bound to `local` can reach: those of its family; [`Error::Resolve`] when the resolver
+/// failed, [`Error::NoUsableAddress`] when none is usable.
+pub fn usable_addrs<I: IntoIterator<Item = SocketAddr>>(
     addr: &str,
     local: SocketAddr,
-    all: impl IntoIterator<Item = SocketAddr>,
+    resolved: std::io::Result<I>,
 ) -> Result<Vec<SocketAddr>, Error> {
+    let all = resolved.map_err(|source| Error::Resolve {
+        addr: addr.to_owned(),
+        source,
+    })?;
     let usable: Vec<SocketAddr> = all
         .into_iter()
         .filter(|a| a.is_ipv4() == local.is_ipv4())
@@ -140,26 +157,36 @@ pub fn usable_addrs(
 }
 
 /// The public methods of an adapter's handle (`KademliaServer`) that know no runtime:
-/// `builder`, `node_id`, `local_addr`, and the async `bootstrap`, `set`, `get`,
-/// `find_value`, `find_node`, `ping`, `get_local`, `peers`, `stats` (and `metrics` with the
-/// adapter's `metrics` feature); and its `Debug`. The
-/// type must have a `shared` field with `id`, `local_addr` and `query_timeout`, and
+/// `builder`, `node_id`, `local_addr`, and the async `listen` (`$addrs`: the runtime's
+/// `ToSocketAddrs`), `bootstrap`, `set`, `get`, `find_value`, `find_node`, `ping`,
+/// `get_local`, `peers`, `stats` (and `metrics` with the adapter's `metrics` feature); and
+/// its `Debug`. The type must have a `shared` field with a `node` field of type
+/// [`NodeInfo`], and
 /// `async fn call(&self, Command) -> Result<Reply, Error>` and `async fn resolve(&self,
 /// &str) -> Result<Vec<SocketAddr>, Error>`.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! handle_methods {
-    ($handle:ty, $builder:ty) => {
+    ($handle:ty, $builder:ty, $addrs:path) => {
         impl ::std::fmt::Debug for $handle {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.debug_struct("KademliaServer")
-                    .field("id", &self.shared.id)
-                    .field("local_addr", &self.shared.local_addr)
+                    .field("id", &self.shared.node.id)
+                    .field("local_addr", &self.shared.node.local_addr)
                     .finish()
             }
         }
 
         impl $handle {
+            /// A node with the default settings listening on `addr`: shorthand for
+            /// `KademliaServer::builder().listen(addr)`.
+            pub async fn listen<A>(addr: A) -> Result<$handle, $crate::server::Error>
+            where
+                A: $addrs + ::std::fmt::Debug,
+            {
+                <$builder>::default().listen(addr).await
+            }
+
             /// A builder with the Python package's defaults (JSON, k 20, alpha 3, 2 s
             /// timeout...).
             pub fn builder() -> $builder {
@@ -168,16 +195,16 @@ macro_rules! handle_methods {
 
             /// This node's id.
             pub fn node_id(&self) -> $crate::NodeId {
-                self.shared.id
+                self.shared.node.id
             }
 
             /// The address the socket is bound to (with the port the OS chose).
             pub fn local_addr(&self) -> ::std::net::SocketAddr {
-                self.shared.local_addr
+                self.shared.node.local_addr
             }
 
             fn query_timeout(&self) -> ::std::time::Duration {
-                self.shared.query_timeout
+                self.shared.node.query_timeout
             }
 
             /// Joins a network: pings every address (`"host:port"`, names are resolved), then
@@ -441,89 +468,7 @@ macro_rules! builder_methods {
             $settings: $crate::server::Settings,
         }
 
-        $crate::builder_methods!(@config $builder, $settings,
-                /// Wire format, `Json` (default) or `Bencode`; Python's `serialization`. Every node
-                /// of a network must use the same.
-                codec: $crate::Codec,
-                /// Accept a response only from the address its request went to (default true).
-                verify_response_source: bool,
-                /// Bucket size and replication factor (default 20).
-                k: usize,
-                /// Requests in flight per lookup (default 3).
-                alpha: usize,
-                /// How long to wait for each response (default 2 s).
-                query_timeout: ::std::time::Duration,
-                /// Period of the stale-bucket refresh and expiry sweep (default 3600 s).
-                bucket_refresh_interval: ::std::time::Duration,
-                /// How long a stored value lives; Python's `key_expiry_seconds` (default 86410 s).
-                #[doc(alias = "key_expiry_seconds")]
-                key_expiry: ::std::time::Duration,
-                /// How often records held for others are re-replicated (default 3600 s).
-                non_publisher_restore_interval: ::std::time::Duration,
-                /// How often records we published are republished (default 86400 s).
-                original_publisher_republish_interval: ::std::time::Duration,
-                /// Shortest life of a cached copy; Python's `min_cache_ttl_seconds` (default 600 s).
-                #[doc(alias = "min_cache_ttl_seconds")]
-                min_cache_ttl: ::std::time::Duration,
-                /// Datagrams handed from the socket to the node per pass of the driver (default 64);
-                /// datagrams read past it in the same pass are dropped and counted in
-                /// [`Stats::datagrams_dropped`], as the Python package drops them when its dispatch
-                /// queue is full.
-                max_dispatch_tasks: usize,
-                /// Consecutive failures after which a peer leaves the routing table (default 3).
-                failures_before_eviction: u32,
-                /// Replacement-cache entries per bucket (default 8).
-                replacement_cache_size: usize,
-                /// Most records stored (default 100,000).
-                max_records: usize,
-                /// Most bytes of keys and values stored (default 256 MiB).
-                max_store_bytes: usize,
-                /// Longest key in bytes (default 1024).
-                max_key_bytes: usize,
-                /// Largest value in bytes (default 64,083; see `kad_core::Config::max_value_bytes`).
-                max_value_bytes: usize,
-                /// Largest datagram sent (default 65,507).
-                max_datagram_bytes: usize,
-                /// Most requests in flight (default 4096).
-                max_pending_requests: usize,
-                /// Most datagrams waiting to be sent (default 4096).
-                max_queued_transmits: usize,
-                /// Most queries running at once (default 1024).
-                max_active_queries: usize,
-                /// Most republish operations running at once (default 16).
-                max_concurrent_republish: usize,
-                /// Most routing-table entries one IP may hold in a bucket (default 2).
-                max_peers_per_ip_per_bucket: usize,
-                /// Most routing-table entries one IP may hold in the whole table (default 10).
-                max_peers_per_ip: usize,
-                /// Loopback addresses are exempt from the per-IP caps (default true).
-                ip_limits_exempt_loopback: bool,
-                /// A reply to an unverified sender is at most this many times its request (default 4).
-                unverified_reply_factor: usize,
-                /// Most large replies waiting for their senders' verification (default 256).
-                max_held_replies: usize,
-                /// Most addresses remembered as verified (default 8192).
-                max_verified_addresses: usize,
-                /// Pad lookup requests so a full answer fits the responder's budget (default true).
-                pad_requests: bool,
-                /// Age after which a full bucket pings its oldest entry for a newcomer (default 15 min).
-                ping_oldest_after: ::std::time::Duration,
-                /// Extra copies of an unanswered request within its timeout (default 2).
-                request_retries: usize,
-                /// Reply bytes a proven address may get beyond the factor, per minute (default 64 KiB).
-                reply_allowance: usize,
-                /// Percent of the store one source IP may fill (default 1).
-                store_percent_per_ip: usize,
-                /// Leading bits of an IPv6 address that count as one IP (default 48).
-                ipv6_prefix_len: usize,
-                /// Most lookup candidates per IP (default 2).
-                max_lookup_peers_per_ip: usize,
-                /// Most lookup candidates per /24 or IPv6 prefix (default 5).
-                max_lookup_peers_per_subnet: usize,
-                /// A client: queries, never enters a routing table, stores nothing for others
-                /// (default false).
-                client_mode: bool,
-        );
+        $crate::config_settings!(@call [$crate::builder_methods] { @config $builder, $settings, });
         impl $builder {
             /// Starts over from `config` (settings made after this call apply on top of it).
             pub fn config(mut self, config: $crate::Config) -> Self {
@@ -628,9 +573,9 @@ macro_rules! builder_methods {
             }
         }
     };
-    (@config $builder:ident, $settings:ident, $($(#[$m:meta])* $name:ident: $ty:ty),* $(,)?) => {
+    (@config $builder:ident, $settings:ident, $($(#[$m:meta])* $name:ident: $ty:ty $(as $alias:literal)?),* $(,)?) => {
         impl $builder {
-            $($(#[$m])* pub fn $name(mut self, v: $ty) -> Self {
+            $($(#[$m])* $(#[doc(alias = $alias)])? pub fn $name(mut self, v: $ty) -> Self {
                 self.$settings.config = self.$settings.config.$name(v);
                 self
             })*

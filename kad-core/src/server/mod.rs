@@ -66,7 +66,7 @@ use std::time::{Duration, Instant};
 
 use crate::{Event, Node, QueryId, Snapshot, Transmit};
 
-pub use adapter::{usable_addrs, Settings, StoreSlot};
+pub use adapter::{usable_addrs, NodeInfo, Settings, StoreSlot};
 pub use command::{Command, CommandError, Reply};
 pub use error::{Error, StateError};
 pub use events::{Notice, Subscription, MAX_SUBSCRIBERS};

@@ -11,10 +11,10 @@
 //! max_records = 50000
 //! ```
 //!
-//! One list below names every setting once; the struct, the way a file is applied to a
-//! builder and the way a config is printed (`--print-config`) all come from it, and a test
-//! checks that the list names exactly the fields of `Config`: a new field fails it until
-//! it is added here.
+//! The settings come from kad-core's one list (`kad_core::config_settings!`, beside
+//! `Config`): the struct, the way a file is applied to a builder and the way a config is
+//! printed (`--print-config`) are all generated from it, and a test checks that the list
+//! names exactly the fields of `Config`.
 
 use std::time::Duration;
 
@@ -81,13 +81,14 @@ impl Setting for Codec {
 }
 
 macro_rules! config_file {
-    ($($(#[$m:meta])* $name:ident: $ty:ty),* $(,)?) => {
+    ($($(#[$m:meta])* $name:ident: $ty:ty $(as $alias:literal)?),* $(,)?) => {
         /// The settings of a `--config` file; `None` keeps the default.
         #[derive(Debug, Default, Deserialize, Serialize)]
         #[serde(deny_unknown_fields)]
         pub struct ConfigFile {
             $(
                 $(#[$m])*
+                $(#[serde(alias = $alias)])?
                 #[serde(default, skip_serializing_if = "Option::is_none")]
                 $name: Option<<$ty as Setting>::Raw>,
             )*
@@ -117,47 +118,7 @@ macro_rules! config_file {
     };
 }
 
-config_file! {
-    codec: Codec,
-    verify_response_source: bool,
-    k: usize,
-    alpha: usize,
-    query_timeout: Duration,
-    bucket_refresh_interval: Duration,
-    #[serde(alias = "key_expiry_seconds")]
-    key_expiry: Duration,
-    non_publisher_restore_interval: Duration,
-    original_publisher_republish_interval: Duration,
-    #[serde(alias = "min_cache_ttl_seconds")]
-    min_cache_ttl: Duration,
-    max_dispatch_tasks: usize,
-    failures_before_eviction: u32,
-    replacement_cache_size: usize,
-    max_records: usize,
-    max_store_bytes: usize,
-    max_key_bytes: usize,
-    max_value_bytes: usize,
-    max_datagram_bytes: usize,
-    max_pending_requests: usize,
-    max_queued_transmits: usize,
-    max_active_queries: usize,
-    max_concurrent_republish: usize,
-    max_peers_per_ip_per_bucket: usize,
-    max_peers_per_ip: usize,
-    ip_limits_exempt_loopback: bool,
-    unverified_reply_factor: usize,
-    max_held_replies: usize,
-    max_verified_addresses: usize,
-    pad_requests: bool,
-    ping_oldest_after: Duration,
-    request_retries: usize,
-    reply_allowance: usize,
-    store_percent_per_ip: usize,
-    ipv6_prefix_len: usize,
-    max_lookup_peers_per_ip: usize,
-    max_lookup_peers_per_subnet: usize,
-    client_mode: bool,
-}
+kad_core::config_settings!(config_file {});
 
 impl ConfigFile {
     /// Reads and parses FILE.
@@ -199,7 +160,7 @@ mod tests {
         assert_eq!(
             ours,
             config_fields(),
-            "add the new Config field to config_file!"
+            "add the new Config field to kad_core::config_settings!"
         );
     }
 

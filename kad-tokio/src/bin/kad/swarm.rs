@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use kad_tokio::{Codec, KademliaServer, Value};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use tokio::sync::Semaphore;
 
 /// Bootstraps in flight at once.
@@ -53,7 +55,7 @@ pub async fn run(args: SwarmArgs) -> ExitCode {
 async fn swarm(args: SwarmArgs) -> Result<bool, kad_tokio::Error> {
     let n = args.nodes.max(2);
     let m = args.keys;
-    let mut rng = SplitMix(seed());
+    let mut rng = ChaCha8Rng::seed_from_u64(seed());
     eprintln!(
         "swarm: starting {n} nodes on 127.0.0.1 ({} codec)",
         args.codec
@@ -81,7 +83,7 @@ async fn swarm(args: SwarmArgs) -> Result<bool, kad_tokio::Error> {
             let node = nodes[i].clone();
             let via = vec![
                 nodes[0].local_addr().to_string(),
-                nodes[rng.below(joined)].local_addr().to_string(),
+                nodes[below(&mut rng, joined)].local_addr().to_string(),
             ];
             tasks.push(tokio::spawn(async move { node.bootstrap(&via).await }));
         }
@@ -109,8 +111,8 @@ async fn swarm(args: SwarmArgs) -> Result<bool, kad_tokio::Error> {
     // Puts: each key from a random node.
     let keys: Vec<(String, Value, usize)> = (0..m)
         .map(|i| {
-            let value = Value::from(format!("value {i} · {:016x}", rng.next()));
-            (format!("swarm-key-{i}"), value, rng.below(n))
+            let value = Value::from(format!("value {i} · {:016x}", rng.next_u64()));
+            (format!("swarm-key-{i}"), value, below(&mut rng, n))
         })
         .collect();
     let before = requests(&nodes).await?;
@@ -141,7 +143,7 @@ async fn swarm(args: SwarmArgs) -> Result<bool, kad_tokio::Error> {
         "get",
         concurrency,
         keys.iter().map(|(k, v, from)| {
-            let other = (from + 1 + rng.below(n - 1)) % n;
+            let other = (from + 1 + below(&mut rng, n - 1)) % n;
             let node = nodes[other].clone();
             let (k, v) = (k.clone(), v.clone());
             async move {
@@ -352,19 +354,7 @@ fn seed() -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// A tiny PRNG for picking nodes (SplitMix64).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
+/// A number in `0..n` (0 when `n` is 0), for picking nodes.
+fn below(rng: &mut ChaCha8Rng, n: usize) -> usize {
+    (rng.next_u64() % n.max(1) as u64) as usize
 }

@@ -1,0 +1,91 @@
+//! Maintenance: queries with news act, republishes start, finished queries report.
+
+use super::*;
+
+impl Node {
+    pub(super) fn republish_capacity(&self) -> bool {
+        self.republishing < self.core.config.max_concurrent_republish
+            && self.queries.len() < self.core.config.max_active_queries
+    }
+
+    /// Lets every query with news act, starts due republishes, until nothing changes.
+    pub(super) fn run(&mut self, now: Instant) {
+        loop {
+            if self.core.can_send() && !self.starved.is_empty() {
+                self.dirty.append(&mut self.starved);
+            }
+            while let Some(id) = self.dirty.pop_first() {
+                let Some(q) = self.queries.get_mut(&id) else {
+                    continue;
+                };
+                match q.poll(&mut self.core, now) {
+                    Poll::Pending { starved } => {
+                        if starved {
+                            self.starved.insert(id);
+                        }
+                    }
+                    Poll::Done(result) => {
+                        if let Some(q) = self.queries.remove(&id) {
+                            free_if_empty(&mut self.queries);
+                            self.finish(q, result, now);
+                        }
+                    }
+                }
+            }
+            if !self.start_due_republish(now) {
+                break;
+            }
+        }
+        free_if_empty(&mut self.dirty);
+        free_if_empty(&mut self.starved);
+    }
+
+    pub(super) fn start_due_republish(&mut self, now: Instant) -> bool {
+        let mut started = false;
+        while self.republish_capacity() {
+            let publisher = self.core.config.original_publisher_republish_interval;
+            let restore = self.core.config.non_publisher_restore_interval;
+            let Some((key, record)) =
+                self.core
+                    .store
+                    .take_due_republish(now, &|kind: store::Kind| match kind {
+                        store::Kind::Published => later(now, publisher),
+                        _ => later(now, restore),
+                    })
+            else {
+                break;
+            };
+            if record.kind == store::Kind::Published {
+                // A publisher's republish renews its own copy too, as the reference's set().
+                self.core
+                    .store
+                    .renew(&key, later(now, self.core.config.key_expiry));
+            }
+            let id = self.next_id();
+            // The publisher's daily republish is a full `set`, as in the reference: it
+            // renews every replica's expiry. (A `check_store` first would find them all
+            // still holding the record, ten seconds before it expires everywhere.)
+            // Others restore only where the record is missing.
+            let check_first = record.kind != store::Kind::Published;
+            let put = Put::new(&self.core, id, key, record.value, check_first);
+            self.start(now, Purpose::Republish, id, Kind::Put(put));
+            self.republishing += 1;
+            started = true;
+        }
+        started
+    }
+
+    pub(super) fn finish(&mut self, q: Query, result: QueryResult, now: Instant) {
+        self.starved.remove(&q.id);
+        self.forget_deadline(q.id);
+        match q.purpose {
+            Purpose::User => self.core.events.push_back(Event::QueryFinished {
+                id: q.id,
+                result,
+                stats: q.stats(now),
+            }),
+            Purpose::Republish => self.republishing = self.republishing.saturating_sub(1),
+            Purpose::Refresh => {}
+        }
+    }
+}

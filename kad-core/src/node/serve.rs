@@ -1,0 +1,149 @@
+//! Serving requests: the answer to each request kind.
+
+use super::*;
+
+impl Core {
+    /// Serves a request. `proven`: its sender's address is known to be its own (the
+    /// request waited for a verification ping that it answered).
+    pub(super) fn on_request(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        msg: Message,
+        request_len: usize,
+        proven: bool,
+    ) {
+        let peer = Peer {
+            id: msg.sender.id,
+            addr: from,
+        };
+        let proven = proven || self.addr_proven(&peer, now);
+        // A client never joins the table, whatever it proves.
+        if !msg.client {
+            self.claimed(now, peer);
+        }
+        // What an unproven sender's reply may wait on: its request.
+        let request = (!proven && msg.body.may_need_proof()).then(|| msg.clone());
+        let Message {
+            txn, sender, body, ..
+        } = msg;
+        if self.config.client_mode && matches!(body, Body::Set { .. } | Body::SetCached { .. }) {
+            // A client keeps nothing for others; no answer, as for any refused store.
+            self.stats.requests_refused += 1;
+            if let Body::Set { key, .. } | Body::SetCached { key, .. } = &body {
+                self.refused(from, key, RefuseReason::ClientMode);
+            }
+            return;
+        }
+        let reply = match body {
+            Body::Ping => Body::Pong,
+            Body::FindNode { target } => Body::FindNodeRes {
+                peers: self.closest_wire(&target, Some(&sender.id)),
+            },
+            Body::Set { key, value } => {
+                // The cheap limits first, then the validator (a signature check).
+                if !self.accept_record(&key, &value) {
+                    return self.refused(from, &key, RefuseReason::TooLarge);
+                }
+                if !self.admit(now, &key, &value, Origin::Set) {
+                    return self.refused(from, &key, RefuseReason::Rejected);
+                }
+                if !proven {
+                    return self.hold_store(now, peer, request, request_len);
+                }
+                let changes = self
+                    .store
+                    .get(now, &key)
+                    .is_some_and(|r| r.kind != store::Kind::Cached && r.value != value);
+                if changes {
+                    return self.confirm(
+                        now,
+                        Confirm {
+                            peer,
+                            txn,
+                            key,
+                            value,
+                            len: request_len,
+                        },
+                    );
+                }
+                let held = self.held_before(now, &key);
+                if !self.store_replica(now, from, key.clone(), value) {
+                    return self.refused(from, &key, RefuseReason::StoreFull);
+                }
+                self.stored(from, &key, false, held);
+                Body::SetRes
+            }
+            Body::SetCached { key, value, .. } => {
+                // The cheap limits first, then the validator (a signature check).
+                if !self.accept_record(&key, &value) {
+                    return self.refused(from, &key, RefuseReason::TooLarge);
+                }
+                if !self.admit(now, &key, &value, Origin::SetCached) {
+                    return self.refused(from, &key, RefuseReason::Rejected);
+                }
+                if !proven {
+                    return self.hold_store(now, peer, request, request_len);
+                }
+                // A cached copy never replaces a replica or our own record, and is
+                // kept only once our closest peers to the key confirm it.
+                if !self.holds_better(now, &key) {
+                    self.check_cached(now, from, &sender.id, key, value);
+                }
+                Body::SetCachedRes
+            }
+            Body::CheckStore { key, .. } => {
+                let has_key = self.store.get(now, &key).is_some();
+                // A proven peer is restoring this key: our own restore can wait an
+                // interval, so k holders do not all re-replicate the same record every
+                // hour. A stranger's claim postpones nothing.
+                if has_key && proven {
+                    self.postpone_restore(now, &key);
+                }
+                Body::CheckStoreRes { has_key }
+            }
+            Body::FindValue { key } => match self.store.get(now, &key) {
+                Some(r) if self.serves(now, &key, r) => {
+                    Body::FindValueRes(FindValueRes::Value(r.value.clone()))
+                }
+                _ => Body::FindValueRes(FindValueRes::Peers(
+                    self.closest_wire(&NodeId::for_key(&key), Some(&sender.id)),
+                )),
+            },
+            _ => return,
+        };
+        self.stats.requests_answered += 1;
+        let ctx = Ctx {
+            peer,
+            len: request_len,
+            proven,
+            request,
+        };
+        self.reply(now, ctx, txn, reply);
+    }
+
+    /// The peers we tell others about: proven entries only.
+    pub(super) fn closest_wire(&self, target: &NodeId, exclude: Option<&NodeId>) -> Vec<WirePeer> {
+        self.table
+            .closest_verified(target, self.config.k, exclude)
+            .into_iter()
+            .map(|p| WirePeer {
+                id: p.id,
+                addr: p.addr,
+            })
+            .collect()
+    }
+
+    pub(super) fn check_key(&self, key: &str) -> Result<(), KeyError> {
+        if key.len() > self.config.max_key_bytes {
+            return Err(KeyError::TooLong {
+                len: key.len(),
+                max: self.config.max_key_bytes,
+            });
+        }
+        if key.as_bytes().starts_with(BYTES_MARKER) {
+            return Err(KeyError::Reserved);
+        }
+        Ok(())
+    }
+}
