@@ -322,6 +322,13 @@ impl Lookup {
         true
     }
 
+    /// Whether a request past its stall is still waiting for its answer or its timeout.
+    pub fn has_stalled(&self) -> bool {
+        self.candidates
+            .values()
+            .any(|c| matches!(c.state, State::Stalled(_)))
+    }
+
     /// Records the answer of candidate `d`: succeeded if the responder is who we asked for.
     fn settle(&mut self, d: Distance, responder: NodeId) -> Option<Candidate> {
         let cand = self.candidates.get_mut(&d)?;

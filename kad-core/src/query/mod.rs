@@ -542,7 +542,14 @@ impl Query {
             } => match if c.settled(core, lookup) {
                 Progress::Finished
             } else {
-                lookup.poll(core, now)
+                match lookup.poll(core, now) {
+                    // Nobody offered a value yet and some peers are only slow, not gone:
+                    // their answers (or timeouts) are all that is left to wait for.
+                    Progress::Finished if c.holders.is_empty() && lookup.has_stalled() => {
+                        Progress::Waiting
+                    }
+                    p => p,
+                }
             } {
                 Progress::Finished => {
                     let closest = lookup.closest_succeeded(core.config.k);
