@@ -14,6 +14,7 @@ fn every_field_changed() -> Config {
         .verify_response_source(false)
         .k(12)
         .alpha(4)
+        .get_parallelism(12)
         .query_timeout(Duration::from_millis(1500))
         .bucket_refresh_interval(Duration::from_secs(1800))
         .key_expiry(Duration::from_secs(7200))
@@ -56,6 +57,7 @@ fn every_field_changed() -> Config {
         config.verify_response_source() != d.verify_response_source(),
         config.k() != d.k(),
         config.alpha() != d.alpha(),
+        config.get_parallelism() != d.get_parallelism(),
         config.query_timeout() != d.query_timeout(),
         config.bucket_refresh_interval() != d.bucket_refresh_interval(),
         config.key_expiry() != d.key_expiry(),

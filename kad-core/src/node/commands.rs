@@ -148,7 +148,7 @@ impl Node {
         let lookup = if collect.is_majority() {
             lookup
                 .with_patience(Patience::SkipStalled)
-                .with_width(majority_width(self.core.config.k))
+                .with_width(self.core.config.get_parallelism)
         } else {
             lookup
         };

@@ -17,8 +17,7 @@ use rand_chacha::ChaCha12Rng;
 
 use crate::idle::{free_if_drained, free_if_empty};
 use crate::query::{
-    majority_width, Ask, Bootstrap, Collect, Kind, Lookup, Outcome, Patience, Poll, Purpose, Put,
-    Query,
+    Ask, Bootstrap, Collect, Kind, Lookup, Outcome, Patience, Poll, Purpose, Put, Query,
 };
 use crate::record_store::RecordStore;
 use crate::routing::{Failed, Heard, IpLimits, Table};

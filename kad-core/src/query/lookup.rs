@@ -198,7 +198,7 @@ impl Lookup {
     }
 
     /// Lets `width` requests be in flight (alpha if that is more): a majority get asks
-    /// as many at once as it wants voters, and more (see `query::majority_width`).
+    /// more at once than it wants voters (`Config::get_parallelism`).
     pub fn with_width(mut self, width: usize) -> Lookup {
         self.width = self.width.max(width);
         self

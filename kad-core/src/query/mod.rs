@@ -115,15 +115,6 @@ fn settled_voters(k: usize) -> usize {
     (k / 4).max(3)
 }
 
-/// Requests a majority get keeps in flight (alpha if more): twice the voters that settle
-/// it, so that it settles on the fastest half of the closest holders it asks instead of
-/// waiting for the slowest of them, and a dead or slow peer costs it no round trip.
-/// (Measured at 10,000 nodes with 80 ms lognormal round trips: median 196 ms instead of
-/// 269 ms with alpha, for 28 requests a get instead of 16.)
-pub(crate) fn majority_width(k: usize) -> usize {
-    2 * settled_voters(k)
-}
-
 /// Who a vote comes from: one IP (an IPv6 prefix) one vote; an address exempt from the
 /// per-IP limits votes alone; our own copy votes as us.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

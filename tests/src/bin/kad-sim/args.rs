@@ -66,6 +66,9 @@ pub struct Cli {
     /// Overrides kad-core's `request_retries`.
     #[arg(long)]
     pub request_retries: Option<usize>,
+    /// Overrides kad-core's `get_parallelism`.
+    #[arg(long)]
+    pub get_parallelism: Option<usize>,
     /// Overrides kad-core's `replacement_cache_size`.
     #[arg(long)]
     pub replacement_cache: Option<usize>,
@@ -145,6 +148,8 @@ pub struct Args {
     pub reply_factor: Option<usize>,
     /// Overrides kad-core's `request_retries`.
     pub retries: Option<usize>,
+    /// Overrides kad-core's `get_parallelism`.
+    pub get_parallelism: Option<usize>,
     /// Overrides kad-core's `replacement_cache_size`.
     pub replacement_cache: Option<usize>,
     /// Invariant checks after every step.
@@ -267,6 +272,7 @@ impl Cli {
             concurrency: self.concurrency.unwrap_or(50),
             reply_factor: self.unverified_reply_factor,
             retries: self.request_retries,
+            get_parallelism: self.get_parallelism,
             replacement_cache: self.replacement_cache,
             check: self.check.unwrap_or(false),
             keys,
