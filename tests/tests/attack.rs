@@ -107,12 +107,11 @@ fn every_attack_at_once_is_defeated() {
 /// an update by the reference's rule (the last writer wins); signed keys refuse it, and
 /// every get finds the owner's record.
 /// Liars (a tenth of the nodes, one IP each) answer every `find_value` with a forged
-/// value. A majority get asks eight peers at once (`get_parallelism`) from its first
-/// round, so in a network
-/// too large for full tables it meets liars far from the key before the replicas: only
-/// voters among the k closest candidates it knows may settle it early. Before (ten at
-/// once, every holder a voter): 1,000 nodes, seeds 2 and 4 gave 1 and 3 wrong values of
-/// 150 gets each.
+/// value. A get asks several peers at once from its first round (`get_parallelism`), so
+/// in a network too large for full tables it meets liars far from the key before the
+/// replicas: only voters among the k closest candidates it knows may settle it early.
+/// Before (ten at once, every holder a voter): 1,000 nodes, seeds 2 and 4 gave 1 and 3
+/// wrong values of 150 gets each.
 #[test]
 fn liars_met_on_the_way_do_not_settle_gets() {
     let wrong: Vec<usize> = [2, 4]
