@@ -125,6 +125,21 @@ impl Node {
         self.collect_query(now, key, collect)
     }
 
+    /// A new query id and its `find_value` lookup of `key`, from the closest peers we
+    /// know.
+    fn value_lookup(&mut self, now: Instant, key: &str) -> Result<(QueryId, Lookup), KeyError> {
+        self.core.check_key(key)?;
+        self.last_now = now;
+        let id = self.next_id();
+        let lookup = Lookup::new(
+            &self.core,
+            NodeId::for_key(key),
+            Ask::FindValue(key.to_owned()),
+            Query::owner(id, 0),
+        );
+        Ok((id, lookup))
+    }
+
     /// A get that asks the k closest for their values and returns the one the validator
     /// prefers; our own copy (`local`) competes with theirs.
     pub(super) fn collect_query(
@@ -133,17 +148,7 @@ impl Node {
         key: &str,
         collect: Collect,
     ) -> Result<QueryId, KeyError> {
-        self.core.check_key(key)?;
-        self.last_now = now;
-        let id = self.next_id();
-        let target = NodeId::for_key(key);
-        let lookup = Lookup::new(
-            &self.core,
-            target,
-            Ask::FindValue(key.to_owned()),
-            Query::owner(id, 0),
-        )
-        .with_final_burst();
+        let (id, lookup) = self.value_lookup(now, key)?;
         // A majority get waits on no silent peer while others can be asked.
         let lookup = if collect.is_majority() {
             lookup
@@ -166,17 +171,8 @@ impl Node {
 
     /// The reference's lookup: it ends at the first value (see [`Node::find_value`]).
     pub(super) fn value_query(&mut self, now: Instant, key: &str) -> Result<QueryId, KeyError> {
-        self.core.check_key(key)?;
-        self.last_now = now;
-        let id = self.next_id();
-        let target = NodeId::for_key(key);
-        let lookup = Lookup::new(
-            &self.core,
-            target,
-            Ask::FindValue(key.to_owned()),
-            Query::owner(id, 0),
-        )
-        .with_patience(Patience::SkipStalled);
+        let (id, lookup) = self.value_lookup(now, key)?;
+        let lookup = lookup.with_patience(Patience::SkipStalled);
         let kind = Kind::FindValue {
             lookup,
             get: false,

@@ -215,11 +215,7 @@ impl Node {
     /// share their settings instead of holding a copy each (272 bytes a node).
     pub fn new(config: impl Into<Arc<Config>>, id: NodeId, seed: [u8; 32], now: Instant) -> Node {
         let config: Arc<Config> = config.into();
-        let store = Store::new(
-            config.max_records,
-            config.max_store_bytes,
-            config.store_percent_per_ip,
-        );
+        let store = default_store(&config);
         Node::with_store(config, id, seed, now, store)
     }
 
@@ -493,4 +489,13 @@ fn default_validator() -> Box<dyn Validator> {
     return Box::new(crate::SignedRecords::new(crate::AcceptAll));
     #[cfg(not(feature = "signed"))]
     return Box::new(crate::AcceptAll);
+}
+
+/// The in-memory store a node gets when it is given none, sized by `config`.
+pub(super) fn default_store(config: &Config) -> Store {
+    Store::new(
+        config.max_records,
+        config.max_store_bytes,
+        config.store_percent_per_ip,
+    )
 }

@@ -41,11 +41,7 @@ impl Node {
         now: Instant,
     ) -> (Node, usize) {
         let config: Arc<Config> = config.into();
-        let store = Store::new(
-            config.max_records,
-            config.max_store_bytes,
-            config.store_percent_per_ip,
-        );
+        let store = super::default_store(&config);
         Node::restore_with_store(config, snapshot, seed, now, store)
     }
 
