@@ -160,27 +160,6 @@ pub mod bench;
 mod driver;
 mod server;
 
-/// Counters of one [`KademliaServer`]: the core's and the I/O layer's.
-pub use kad_core::server::ServerStats as Stats;
-pub use kad_core::server::DEFAULT_STATE_INTERVAL;
-pub use kad_core::server::EVENT_QUEUE;
-pub use kad_core::server::{Error, Notice, StateError, Subscription as Events};
-pub use kad_core::{Event, RefuseReason};
 pub use server::{Builder, KademliaServer, DEFAULT_LISTEN_ADDR};
 
-pub use kad_core::{
-    BootstrapOk, Codec, Config, ConfigError, KeyError, Node, NodeId, Peer, PutError, PutOk,
-    QueryError, RecordKind, Snapshot, SnapshotError, SnapshotRecord, Value,
-};
-
-/// Record stores ([`Builder::record_store`]): the trait, the default in-memory store, and
-/// what they hold.
-pub use kad_core::{MemoryStore, Record, RecordSource, RecordStore, StoreFull};
-
-/// Signed mutable records (feature `signed`): see [`KademliaServer::put_signed`].
-#[cfg(feature = "signed")]
-pub use kad_core::{signed_key, Keypair, PublicKey, SignedError, SignedRecord, MAX_SALT_BYTES};
-
-/// Prometheus metrics (feature `metrics`): see [`KademliaServer::metrics`].
-#[cfg(feature = "metrics")]
-pub use kad_core::metrics;
+kad_core::adapter_reexports!();

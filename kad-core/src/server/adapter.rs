@@ -438,6 +438,43 @@ macro_rules! handle_methods {
     };
 }
 
+/// The public re-exports an adapter crate makes from kad-core, written once for both:
+/// the counters, errors and events of the server layer, the node's types, record stores,
+/// and (with the adapter's `signed` and `metrics` features) signed records and metrics.
+/// Called at an adapter's crate root, where `Builder` and `KademliaServer` name its own
+/// types (the doc links point at them).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! adapter_reexports {
+    () => {
+        /// Counters of one [`KademliaServer`]: the core's and the I/O layer's.
+        pub use $crate::server::ServerStats as Stats;
+        pub use $crate::server::DEFAULT_STATE_INTERVAL;
+        pub use $crate::server::EVENT_QUEUE;
+        pub use $crate::server::{Error, Notice, StateError, Subscription as Events};
+        pub use $crate::{Event, RefuseReason};
+
+        pub use $crate::{
+            BootstrapOk, Codec, Config, ConfigError, KeyError, Node, NodeId, Peer, PutError, PutOk,
+            QueryError, RecordKind, Snapshot, SnapshotError, SnapshotRecord, Value,
+        };
+
+        /// Record stores ([`Builder::record_store`]): the trait, the default in-memory
+        /// store, and what they hold.
+        pub use $crate::{MemoryStore, Record, RecordSource, RecordStore, StoreFull};
+
+        /// Signed mutable records (feature `signed`): see [`KademliaServer::put_signed`].
+        #[cfg(feature = "signed")]
+        pub use $crate::{
+            signed_key, Keypair, PublicKey, SignedError, SignedRecord, MAX_SALT_BYTES,
+        };
+
+        /// Prometheus metrics (feature `metrics`): see [`KademliaServer::metrics`].
+        #[cfg(feature = "metrics")]
+        pub use $crate::metrics;
+    };
+}
+
 /// The setters of an adapter's `Builder`, over its `$settings` field of type
 /// [`Settings`]: every [`Config`](crate::Config) field, and `config`, `node_id`, `seed`,
 /// `state_file`, `record_store`, `state_interval`, `batch_io`, `build_config`; `$krate` names the adapter
