@@ -547,15 +547,30 @@ fn node_with_log(args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
 
 /// Waits for a line containing `what`; panics with the lines seen if the node ends first.
 fn wait_for_line(rx: &std::sync::mpsc::Receiver<String>, what: &str) -> String {
+    wait_for_lines(rx, &[what]).remove(0)
+}
+
+/// The first line containing each of `what`, in whatever order they come (stdout and
+/// stderr are read by two threads, so their lines interleave in no fixed order).
+fn wait_for_lines(rx: &std::sync::mpsc::Receiver<String>, what: &[&str]) -> Vec<String> {
+    let mut found: Vec<Option<String>> = vec![None; what.len()];
     let mut seen = Vec::new();
-    // Generous: this bounds a broken run, it measures nothing.
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(120)) {
-        if line.contains(what) {
-            return line;
+    // Generous: this bounds a broken run, it measures nothing. A deadline for the whole
+    // wait, not per line: a node logging its status every 0.2 s never goes quiet.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while found.iter().any(Option::is_none) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            panic!("no line with {what:?}; the node said:\n{}", seen.join("\n"));
+        };
+        for (slot, w) in found.iter_mut().zip(what) {
+            if slot.is_none() && line.contains(w) {
+                *slot = Some(line.clone());
+            }
         }
         seen.push(line);
     }
-    panic!("no line with {what:?}; the node said:\n{}", seen.join("\n"));
+    found.into_iter().flatten().collect()
 }
 
 #[test]
@@ -649,13 +664,14 @@ fn log_field(line: &str, field: &str) -> u64 {
 #[test]
 fn node_serves_its_metrics_over_http() {
     let (mut node, log) = node_with_log(&["--metrics", "127.0.0.1:0", "--status-interval", "0.2"]);
-    let line = wait_for_line(&log, "metrics at http://");
+    // The metrics line (stderr) and READY (stdout) come in either order.
+    let lines = wait_for_lines(&log, &["metrics at http://", "READY"]);
+    let (line, ready) = (&lines[0], &lines[1]);
     let url = line.split("http://").nth(1).unwrap().trim();
     let addr = url
         .strip_suffix("/metrics")
         .expect("a /metrics url")
         .to_owned();
-    let ready = wait_for_line(&log, "READY");
     let node_addr: SocketAddr = ready.split_whitespace().nth(1).unwrap().parse().unwrap();
     // Three datagrams of garbage: received, and dropped as malformed.
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
