@@ -179,6 +179,10 @@ impl<S: RecordStore + ?Sized> RecordStore for Box<S> {
         (**self).renew(key, expires)
     }
 
+    fn bytes(&self) -> Option<usize> {
+        (**self).bytes()
+    }
+
     fn check(&self) -> Result<(), String> {
         (**self).check()
     }
