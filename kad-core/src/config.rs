@@ -61,6 +61,7 @@ pub struct Config {
     pub(crate) ipv6_prefix_len: usize,
     pub(crate) max_lookup_peers_per_ip: usize,
     pub(crate) max_lookup_peers_per_subnet: usize,
+    pub(crate) max_ids_per_ip: usize,
     pub(crate) client_mode: bool,
 }
 
@@ -107,6 +108,7 @@ impl Default for Config {
             ipv6_prefix_len: 48,
             max_lookup_peers_per_ip: 2,
             max_lookup_peers_per_subnet: 5,
+            max_ids_per_ip: 2,
             client_mode: false,
         }
     }
@@ -324,6 +326,16 @@ macro_rules! config_settings {
         /// Most candidates one IPv4 /24 or one IPv6 prefix of `ipv6_prefix_len` bits may hold
         /// among a lookup's peers (default 5).
         max_lookup_peers_per_subnet: usize,
+        /// Most distinct node ids one IP (an IPv6 prefix of `ipv6_prefix_len` bits) may prove
+        /// to us within an hour (default 2, at most 7, 0 for no limit; addresses outside the
+        /// public internet are exempt when `ip_limits_exempt_loopback`, as for lookups). A host
+        /// runs one node, or a few behind a NAT; one that answers for more ids is placing them
+        /// where it likes (next to a key, to swallow its stores and outvote its replicas). Such
+        /// a crowded IP loses all standing: its entries leave the routing table, lookups
+        /// neither ask nor count it, and its stores are refused. Only answers to our own
+        /// requests count, so no one can crowd an IP they do not answer from. The IPs
+        /// remembered are bounded by `max_verified_addresses`.
+        max_ids_per_ip: usize,
         /// Client mode (default false): the node queries and stores through the network but
         /// never enters anyone's routing table. Its messages carry the `ro` field, and kad nodes
         /// never add a sender that sets it; it answers pings and lookups but stores nothing
@@ -465,6 +477,7 @@ impl Config {
             1,
             usize::MAX,
         )?;
+        range("max_ids_per_ip", self.max_ids_per_ip, 0, 7)?;
         for (name, got) in [
             ("query_timeout", self.query_timeout),
             ("bucket_refresh_interval", self.bucket_refresh_interval),

@@ -136,6 +136,9 @@ pub enum RefuseReason {
     /// This node is a client ([`crate::Config::client_mode`]): it stores nothing for
     /// others.
     ClientMode,
+    /// The sender's IP proved more node ids than one host runs
+    /// ([`crate::Config::max_ids_per_ip`]).
+    Crowded,
 }
 
 /// The outcome of a command, by kind.

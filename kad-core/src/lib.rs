@@ -142,6 +142,7 @@
 //! library build does not compile the curve arithmetic it does not use.
 
 mod config;
+mod crowd;
 mod error;
 mod event;
 mod id;

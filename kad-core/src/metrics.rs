@@ -302,6 +302,18 @@ impl Collector for Scrape {
         )?;
         counter(
             &mut e,
+            "ips_crowded",
+            "IPs that proved more node ids than max_ids_per_ip.",
+            c.ips_crowded,
+        )?;
+        counter(
+            &mut e,
+            "answers_from_crowded",
+            "Answers to lookups from crowded IPs, counted as no answer.",
+            c.answers_from_crowded,
+        )?;
+        counter(
+            &mut e,
             "stores_unproven_dropped",
             "Stores from unproven senders dropped for want of room.",
             c.stores_unproven_dropped,

@@ -114,6 +114,11 @@ pub struct Stats {
     /// Verification pings unanswered (or answered from elsewhere): what waited on them is
     /// dropped.
     pub verifications_failed: u64,
+    /// IPs found crowded: they proved more distinct ids than `Config::max_ids_per_ip`
+    /// (their entries left the routing table).
+    pub ips_crowded: u64,
+    /// Answers to our lookups from crowded IPs, counted as no answer.
+    pub answers_from_crowded: u64,
 }
 
 /// Requests by kind: one counter per request type of the wire.

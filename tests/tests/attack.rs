@@ -91,9 +91,11 @@ fn every_attack_at_once_poisons_no_table() {
 
 /// Honest gets find the honest value at least 99 % of the time (a5f1351: 0.0; b1542e1,
 /// whose gets took the first value they heard and whose replicas took any proven
-/// address's `set`: 0.153; now 0.44).
+/// address's `set`: 0.153; e61d51b, whose nodes took every proven id of an attacker IP
+/// for a node of its own: 0.44). Each attacker IP answers for many ids (its node, 4
+/// flood ports, Sybils next to the keys); an honest node that sees one IP prove more
+/// than `max_ids_per_ip` of them stops counting that IP at all.
 #[test]
-#[ignore = "issue 14's attack_success_frac target is not met for all at once: each attacker             IP holds several proven ids (its node, 4 flood ports, Sybils), so about a third of             the ids near a key are its and a key's honest replicas are outvoted; eclipse,             store, liars alone reach 1.0, 0.996, 1.0 at 2000 nodes. Run with --ignored"]
 fn every_attack_at_once_is_defeated() {
     let o = attack_all();
     assert!(

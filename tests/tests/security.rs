@@ -664,12 +664,15 @@ fn one_liar_host_gets_at_most_two_ids_into_a_lookup() {
 /// 20 hosts in one IPv6 /48, each in its own /64 with its own id, each proving its
 /// address: at most `max_peers_per_ip` (10) enter the table. The per-bucket cap is set to
 /// k, so that the table-wide cap is the one that binds (with the default per-bucket cap of
-/// 2, the /48 gets 2 entries in a small network's one deep bucket). Before: the caps keyed
-/// on the /64 and more than 10 entered.
+/// 2, the /48 gets 2 entries in a small network's one deep bucket), and the limit on ids per
+/// IP is off (by default the /48 would be crowded at its third id and have none: see
+/// `a_host_proving_many_ids_loses_its_standing`). Before: the caps keyed on the /64 and
+/// more than 10 entered.
 #[test]
 fn an_ipv6_48_counts_as_one_ip_in_the_table() {
     let seed = 0x14_75;
     let config = Config::builder()
+        .max_ids_per_ip(0)
         .max_peers_per_ip_per_bucket(20)
         .build()
         .unwrap();
@@ -717,4 +720,94 @@ fn an_ipv6_48_counts_as_one_ip_in_the_table() {
         in_48.len(),
         config.max_peers_per_ip()
     );
+}
+
+/// One host (one IP) proves three ids to a node, each answering the node's verification
+/// ping from its own port: a host runs one node, or two behind a NAT, and this one is
+/// placing ids where it likes. The node drops the IP's entries, takes none of its ids in
+/// later, asks and counts none of them in its lookups, and refuses its stores. Before:
+/// the IP held two entries (the per-bucket cap), two of its ids sat in every lookup's
+/// result close to them, and its `set` was stored.
+#[test]
+fn a_host_proving_many_ids_loses_its_standing() {
+    let seed = 0x14_76;
+    let mut net = joined(20, &Config::default(), seed);
+    let node = 0;
+    let n_addr = net.addr(node);
+    let mut rng = local_rng(seed, 76);
+    let target = NodeId::random(&mut rng);
+    let host = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10));
+    let ids: Vec<(NodeId, SocketAddr)> = (0..8u16)
+        .map(|i| {
+            let id = id_at_level(&target, 90 + usize::from(i), &mut rng);
+            (id, SocketAddr::new(host, 6000 + i))
+        })
+        .collect();
+    let script = ids.clone();
+    net.intercept(host, move |_, from, to, payload| {
+        let Some(&(id, _)) = script.iter().find(|(_, a)| *a == to) else {
+            return Intercept::Answer(vec![]);
+        };
+        let (kind, fields) = match wire::message_type(payload) {
+            Some("ping") => return pong(&id, to, from, payload),
+            Some("set") => ("set_res", vec![]),
+            Some("find_node") | Some("find_value") => {
+                let peers = script.iter().map(|(i, a)| forge::peer(i, *a)).collect();
+                ("find_node_res", vec![("peers", W::L(peers))])
+            }
+            _ => return Intercept::Answer(vec![]),
+        };
+        let reply = forge::message(CODEC, kind, &txn_of(payload), (&id, to), fields);
+        Intercept::Answer(vec![(to, from, reply)])
+    });
+    let from_host = |net: &SimNet| {
+        net.node(node)
+            .peers()
+            .iter()
+            .filter(|p| p.addr.ip() == host)
+            .count()
+    };
+    // Two ids: a NAT with two nodes, welcome.
+    for &(id, addr) in &ids[..2] {
+        let msg = request(&mut rng, "ping", &id, addr, vec![]);
+        net.inject(Duration::ZERO, addr, n_addr, msg);
+    }
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(from_host(&net), 2, "the first two ids are two honest nodes");
+    assert_eq!(net.node(node).stats().ips_crowded, 0);
+    // The third proves the IP is one host with many ids.
+    let (id, addr) = ids[2];
+    let msg = request(&mut rng, "ping", &id, addr, vec![]);
+    net.inject(Duration::ZERO, addr, n_addr, msg);
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(
+        from_host(&net),
+        0,
+        "entries of an IP that proved 3 ids ({} IPs crowded)",
+        net.node(node).stats().ips_crowded
+    );
+    for &(id, addr) in &ids[3..] {
+        let msg = request(&mut rng, "ping", &id, addr, vec![]);
+        net.inject(Duration::ZERO, addr, n_addr, msg);
+    }
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(from_host(&net), 0, "a crowded IP's ids joined the table again");
+    // Lookups neither ask it nor count it, even when an honest peer names its ids.
+    let q = net.start(node, |n, now| n.find_node(now, target));
+    let QueryResult::FindNode(Ok(peers)) = net.wait(node, q).result else {
+        panic!("find_node failed");
+    };
+    assert!(!peers.is_empty());
+    assert!(
+        peers.iter().all(|p| p.addr.ip() != host),
+        "the crowded host's ids in a lookup's result: {peers:?}"
+    );
+    // Its stores are refused.
+    let (id, addr) = ids[0];
+    let fields = vec![("key", W::S("crowded".into())), ("value", W::S("x".into()))];
+    let msg = request(&mut rng, "set", &id, addr, fields);
+    net.inject(Duration::ZERO, addr, n_addr, msg);
+    net.run_for(Duration::from_secs(5));
+    let now = net.now();
+    assert_eq!(net.node(node).get_local(now, "crowded"), None);
 }

@@ -84,6 +84,14 @@ impl Node {
             core.release(now, from, true);
         }
         match pending.owner {
+            // An answer from a crowded IP (see `crate::crowd`) counts as no answer.
+            Owner::Query { id, tag } if core.crowded(&from) => {
+                core.stats.answers_from_crowded += 1;
+                if let Some(q) = self.queries.get_mut(&id) {
+                    q.on_outcome(core, now, tag, Outcome::Failure { txn });
+                    self.dirty.insert(id);
+                }
+            }
             Owner::Query { id, tag } => {
                 if let Some(q) = self.queries.get_mut(&id) {
                     let body = &msg.body;
@@ -115,6 +123,7 @@ impl Node {
     /// early or repeated calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = now;
+        self.core.crowds.advance(now);
         while let Some((txn, p)) = self.core.rpc.pop_expired(now) {
             self.core.stats.request_timeouts += 1;
             if let Some(id) = p.expected {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
+use crate::crowd::Crowds;
 use crate::idle::{free_if_drained, free_if_empty};
 use crate::query::{
     Ask, Bootstrap, Collect, Kind, Lookup, Outcome, Patience, Poll, Purpose, Put, Query,
@@ -93,6 +94,17 @@ fn is_global(addr: &SocketAddr) -> bool {
     }
 }
 
+/// The secret key of a node's id fingerprints ([`Crowds`]), from its seed without drawing
+/// from its random stream (which would change every simulation's trace).
+fn crowd_key(seed: &[u8; 32]) -> [u8; 20] {
+    use sha1::{Digest, Sha1};
+    Sha1::new()
+        .chain_update(b"kad crowd key")
+        .chain_update(seed)
+        .finalize()
+        .into()
+}
+
 /// `now + d` without ever panicking (durations are capped by [`Config::validate`]).
 pub(crate) fn later(now: Instant, d: Duration) -> Instant {
     now.checked_add(d).unwrap_or(now)
@@ -134,6 +146,8 @@ pub(crate) struct Core {
     verified: Verified,
     /// How per-IP limits count addresses (the table's caps, store quotas, holds).
     ip_limits: IpLimits,
+    /// IPs that proved more ids than a host runs (see [`crate::crowd`]).
+    crowds: Crowds,
 }
 
 /// A request from an address that has not proven itself, kept until it answers our
@@ -251,6 +265,11 @@ impl Node {
             confirming: BTreeMap::new(),
             cache_checks: BTreeMap::new(),
             verified: Verified::new(config.max_verified_addresses),
+            crowds: Crowds::new(
+                config.max_verified_addresses,
+                config.max_ids_per_ip,
+                crowd_key(&seed),
+            ),
             ip_limits: IpLimits {
                 per_bucket: config.max_peers_per_ip_per_bucket,
                 per_table: config.max_peers_per_ip,
@@ -443,6 +462,7 @@ impl Node {
             return Err("too many held replies".into());
         }
         self.core.verified.check()?;
+        self.core.crowds.check()?;
         for h in self.core.held.values() {
             if !self.core.verifying.contains_key(&h.addr) {
                 return Err("a held request with no verification ping in flight".into());

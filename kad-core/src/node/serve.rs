@@ -51,6 +51,9 @@ impl Core {
                 if !proven {
                     return self.hold_store(now, peer, request, request_len);
                 }
+                if self.crowded(&from) {
+                    return self.refused(from, &key, RefuseReason::Crowded);
+                }
                 let changes = self
                     .store
                     .get(now, &key)
@@ -84,6 +87,9 @@ impl Core {
                 }
                 if !proven {
                     return self.hold_store(now, peer, request, request_len);
+                }
+                if self.crowded(&from) {
+                    return self.refused(from, &key, RefuseReason::Crowded);
                 }
                 // A cached copy never replaces a replica or our own record, and is
                 // kept only once our closest peers to the key confirm it.

@@ -24,6 +24,12 @@ impl Core {
         Some((ip, net))
     }
 
+    /// Has the IP of `addr` proved more ids than one host runs (see [`crate::crowd`])?
+    pub(crate) fn crowded(&self, addr: &SocketAddr) -> bool {
+        self.diversity_keys(addr)
+            .is_some_and(|(ip, _)| self.crowds.is_crowded(&ip))
+    }
+
     /// The per-IP key of `addr` for the limits on unproven senders (`None`: exempt).
     pub(crate) fn ip_key(&self, addr: &SocketAddr) -> Option<[u8; 8]> {
         self.ip_limits.key(addr)
@@ -131,6 +137,18 @@ impl Core {
     /// address and that id. Offer it to the routing table; check the oldest entry of a
     /// full bucket, or the old address of an id heard from a new one.
     pub(super) fn proven(&mut self, now: Instant, peer: Peer) {
+        if let Some((ip, _)) = self.diversity_keys(&peer.addr) {
+            if self.crowds.prove(ip, &peer.id, now) {
+                self.stats.ips_crowded += 1;
+                for gone in self.table.remove_ip(&ip) {
+                    self.stats.peers_evicted += 1;
+                    self.note(|| Event::PeerEvicted { peer: gone });
+                }
+            }
+            if self.crowds.is_crowded(&ip) {
+                return;
+            }
+        }
         match self.table.on_heard(now, peer, true) {
             Heard::PingOldest(old) | Heard::Moved(old)
                 if self
@@ -150,7 +168,10 @@ impl Core {
     /// other that the table would take is asked to prove it (one ping, which its answer
     /// turns into a table entry).
     pub(super) fn claimed(&mut self, now: Instant, peer: Peer) {
-        if peer.id == self.id || self.table.is_verified(&peer.id, &peer.addr) {
+        if peer.id == self.id
+            || self.table.is_verified(&peer.id, &peer.addr)
+            || self.crowded(&peer.addr)
+        {
             return;
         }
         if self.verified.id_of(&peer.addr, now) == Some(peer.id) {

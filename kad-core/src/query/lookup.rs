@@ -395,7 +395,12 @@ impl Lookup {
 
     fn offer(&mut self, core: &Core, id: NodeId, addr: SocketAddr, hops: u32) {
         let d = id.distance(&self.target);
-        if id == core.id || !usable(&addr) || addr == core.local_addr || self.failed.contains(&d) {
+        if id == core.id
+            || !usable(&addr)
+            || addr == core.local_addr
+            || self.failed.contains(&d)
+            || core.crowded(&addr)
+        {
             return;
         }
         if !self.diverse(core, d, &addr) {

@@ -445,6 +445,27 @@ impl Table {
         Failed::Evicted { replacement }
     }
 
+    /// Removes every entry and replacement at the IP counted under `key` (see
+    /// [`IpLimits::key`]); returns the entries removed. Their buckets keep the room for
+    /// the next proven newcomers.
+    pub fn remove_ip(&mut self, key: &[u8; 8]) -> Vec<Peer> {
+        let (limits, v6) = (self.limits, &self.v6);
+        let mut gone = Vec::new();
+        for b in &mut self.buckets {
+            b.entries.retain(|e| {
+                let keep = limits.entry_key(e, v6).as_ref() != Some(key);
+                if !keep {
+                    gone.push(e.peer(v6));
+                }
+                keep
+            });
+            b.replacements
+                .retain(|e| limits.entry_key(e, v6).as_ref() != Some(key));
+        }
+        self.len -= gone.len();
+        gone
+    }
+
     /// A ping to the entry ended (or could not be sent) without its answer being handled
     /// elsewhere.
     pub fn clear_ping(&mut self, id: &NodeId) {
