@@ -67,6 +67,7 @@ impl Node {
         // switched off a response from elsewhere proves nothing about either address, and
         // changes nothing in the table.)
         if pending.addr == from {
+            core.count_id(now, peer);
             if !msg.client {
                 core.proven(now, peer);
             }

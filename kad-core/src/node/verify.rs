@@ -24,6 +24,22 @@ impl Core {
         Some((ip, net))
     }
 
+    /// `peer` answered a request of ours from the address it went to (client or not: a
+    /// flag cannot hide an id): counts its id at its IP, and when that crowds the IP (see
+    /// [`crate::crowd`]), its entries leave the table.
+    pub(super) fn count_id(&mut self, now: Instant, peer: Peer) {
+        let Some((ip, _)) = self.diversity_keys(&peer.addr) else {
+            return;
+        };
+        if self.crowds.prove(ip, &peer.id, now) {
+            self.stats.ips_crowded += 1;
+            for gone in self.table.remove_ip(&ip) {
+                self.stats.peers_evicted += 1;
+                self.note(|| Event::PeerEvicted { peer: gone });
+            }
+        }
+    }
+
     /// Has the IP of `addr` proved more ids than one host runs (see [`crate::crowd`])?
     pub(crate) fn crowded(&self, addr: &SocketAddr) -> bool {
         self.diversity_keys(addr)
@@ -137,17 +153,8 @@ impl Core {
     /// address and that id. Offer it to the routing table; check the oldest entry of a
     /// full bucket, or the old address of an id heard from a new one.
     pub(super) fn proven(&mut self, now: Instant, peer: Peer) {
-        if let Some((ip, _)) = self.diversity_keys(&peer.addr) {
-            if self.crowds.prove(ip, &peer.id, now) {
-                self.stats.ips_crowded += 1;
-                for gone in self.table.remove_ip(&ip) {
-                    self.stats.peers_evicted += 1;
-                    self.note(|| Event::PeerEvicted { peer: gone });
-                }
-            }
-            if self.crowds.is_crowded(&ip) {
-                return;
-            }
+        if self.crowded(&peer.addr) {
+            return;
         }
         match self.table.on_heard(now, peer, true) {
             Heard::PingOldest(old) | Heard::Moved(old)
