@@ -14,6 +14,7 @@
 //! too: addresses change hands), or sooner when the young generation turns over.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sha1::{Digest, Sha1};
@@ -26,20 +27,28 @@ pub(crate) const CROWD_FOR: Duration = Duration::from_secs(3600);
 /// Distinct ids remembered per IP: one more than any allowed `max_ids_per_ip` needs.
 const TRACKED: usize = 8;
 
-/// The ids proven at one IP.
+/// The ids proven at one IP: keyed fingerprints ([`Crowds::fingerprint`]) of each
+/// (address, id) pair seen, one pair an address and one an id.
 #[derive(Clone, Copy, Debug)]
 struct Ids {
-    /// A keyed fingerprint of each distinct id seen ([`Crowds::fingerprint`]).
-    seen: [u64; TRACKED],
+    seen: [(u64, u64); TRACKED],
     count: u8,
     at: Instant,
 }
 
 impl Ids {
-    fn add(&mut self, f: u64) {
+    fn add(&mut self, addr: u64, id: u64) {
         let n = usize::from(self.count);
-        if n < TRACKED && !self.seen[..n].contains(&f) {
-            self.seen[n] = f;
+        for pair in &mut self.seen[..n] {
+            // A new id at a known address is a restart there (a script that makes a new
+            // node each run); a known id at a new address is the same node moved.
+            if pair.0 == addr || pair.1 == id {
+                *pair = (addr, id);
+                return;
+            }
+        }
+        if n < TRACKED {
+            self.seen[n] = (addr, id);
             self.count += 1;
         }
     }
@@ -74,10 +83,10 @@ impl Crowds {
         }
     }
 
-    fn fingerprint(&self, id: &NodeId) -> u64 {
+    fn fingerprint(&self, bytes: &[u8]) -> u64 {
         let digest = Sha1::new()
             .chain_update(self.key)
-            .chain_update(id.0)
+            .chain_update(bytes)
             .finalize();
         let mut b = [0u8; 8];
         b.copy_from_slice(&digest[..8]);
@@ -98,9 +107,9 @@ impl Crowds {
             .filter(|ids| now.saturating_duration_since(ids.at) < CROWD_FOR)
     }
 
-    /// `id` answered us from `ip` at `now`. Returns true if that made the IP crowded
-    /// (it was not before).
-    pub fn prove(&mut self, ip: [u8; 8], id: &NodeId, now: Instant) -> bool {
+    /// `id` answered us from `addr`, counted under `ip`, at `now`. Returns true if that
+    /// made the IP crowded (it was not before).
+    pub fn prove(&mut self, ip: [u8; 8], addr: &SocketAddr, id: &NodeId, now: Instant) -> bool {
         self.advance(now);
         if self.allowed == 0 {
             return false;
@@ -108,11 +117,20 @@ impl Crowds {
         let before = self.get(&ip, now).copied();
         let was = before.is_some_and(|ids| usize::from(ids.count) > self.allowed);
         let mut ids = before.unwrap_or(Ids {
-            seen: [0; TRACKED],
+            seen: [(0, 0); TRACKED],
             count: 0,
             at: now,
         });
-        ids.add(self.fingerprint(id));
+        let a = match addr {
+            SocketAddr::V4(a) => self.fingerprint(&a.port().to_be_bytes()),
+            SocketAddr::V6(a) => {
+                let mut b = [0u8; 18];
+                b[..16].copy_from_slice(&a.ip().octets());
+                b[16..].copy_from_slice(&a.port().to_be_bytes());
+                self.fingerprint(&b)
+            }
+        };
+        ids.add(a, self.fingerprint(&id.0));
         ids.at = now;
         if self.young.len() >= self.half && !self.young.contains_key(&ip) {
             self.old = std::mem::take(&mut self.young);
@@ -126,9 +144,9 @@ impl Crowds {
     pub fn is_crowded(&self, ip: &[u8; 8]) -> bool {
         self.allowed > 0
             && self.clock.is_some_and(|now| {
-            self.get(ip, now)
-                .is_some_and(|ids| usize::from(ids.count) > self.allowed)
-        })
+                self.get(ip, now)
+                    .is_some_and(|ids| usize::from(ids.count) > self.allowed)
+            })
     }
 
     pub fn check(&self) -> Result<(), String> {
@@ -156,16 +174,34 @@ mod tests {
 
     const IP: [u8; 8] = [4, 10, 0, 0, 1, 0, 0, 0];
 
+    fn at(port: u16) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 1], port))
+    }
+
     #[test]
     fn a_third_id_crowds_an_ip_and_it_expires() {
         let t0 = Instant::now();
         let mut c = Crowds::new(64, 2, [7; 20]);
-        assert!(!c.prove(IP, &id(1), t0));
-        assert!(!c.prove(IP, &id(1), t0), "the same id again is one id");
-        assert!(!c.prove(IP, &id(2), t0));
+        assert!(!c.prove(IP, &at(1), &id(1), t0));
+        assert!(
+            !c.prove(IP, &at(1), &id(1), t0),
+            "the same id again is one id"
+        );
+        assert!(
+            !c.prove(IP, &at(9), &id(1), t0),
+            "the same id moved is one id"
+        );
+        assert!(!c.prove(IP, &at(2), &id(2), t0));
         assert!(!c.is_crowded(&IP), "two ids: a NAT, allowed");
-        assert!(c.prove(IP, &id(3), t0), "the third one crowds it");
-        assert!(!c.prove(IP, &id(4), t0), "already crowded");
+        for restart in 10..20 {
+            assert!(
+                !c.prove(IP, &at(2), &id(restart), t0),
+                "restarts at one address"
+            );
+        }
+        assert!(!c.is_crowded(&IP));
+        assert!(c.prove(IP, &at(3), &id(3), t0), "the third one crowds it");
+        assert!(!c.prove(IP, &at(4), &id(4), t0), "already crowded");
         assert!(c.is_crowded(&IP));
         assert!(!c.is_crowded(&[4, 10, 0, 0, 2, 0, 0, 0]));
         c.advance(t0 + CROWD_FOR / 2);
@@ -180,7 +216,7 @@ mod tests {
         let t0 = Instant::now();
         let mut c = Crowds::new(64, 0, [7; 20]);
         for i in 0..20 {
-            assert!(!c.prove(IP, &id(i), t0));
+            assert!(!c.prove(IP, &at(u16::from(i)), &id(i), t0));
         }
         assert!(!c.is_crowded(&IP));
         assert!(c.young.is_empty(), "nothing remembered when off");
@@ -191,7 +227,7 @@ mod tests {
         let t0 = Instant::now();
         let mut c = Crowds::new(4, 1, [7; 20]);
         for i in 0..100u8 {
-            c.prove([4, 10, 0, 0, i, 0, 0, 0], &id(i), t0);
+            c.prove([4, 10, 0, 0, i, 0, 0, 0], &at(1), &id(i), t0);
             c.check().unwrap();
             assert!(c.young.len() + c.old.len() <= 4);
         }

@@ -723,8 +723,8 @@ fn an_ipv6_48_counts_as_one_ip_in_the_table() {
 }
 
 /// One host (one IP) proves three ids to a node, each answering the node's verification
-/// ping from its own port (the third one flagged as a client's): a host runs one node, or
-/// two behind a NAT, and this one is placing ids where it likes. The node drops the IP's entries, takes none of its ids in
+/// ping from its own port: a host runs one node, or two behind a NAT, and this one is
+/// placing ids where it likes. The node drops the IP's entries, takes none of its ids in
 /// later, asks and counts none of them in its lookups, and refuses its stores. Before:
 /// the IP held two entries (the per-bucket cap), two of its ids sat in every lookup's
 /// result close to them, and its `set` was stored.
@@ -749,9 +749,6 @@ fn a_host_proving_many_ids_loses_its_standing() {
             return Intercept::Answer(vec![]);
         };
         let (kind, fields) = match wire::message_type(payload) {
-            // After its first two ids the host answers as a client (`ro`), as if that flag
-            // could keep its ids from being counted.
-            Some("ping") if to.port() >= 6002 => ("pong", vec![("ro", W::I(1))]),
             Some("ping") => return pong(&id, to, from, payload),
             Some("set") => ("set_res", vec![]),
             Some("find_node") | Some("find_value") => {
@@ -794,7 +791,11 @@ fn a_host_proving_many_ids_loses_its_standing() {
         net.inject(Duration::ZERO, addr, n_addr, msg);
     }
     net.run_for(Duration::from_secs(5));
-    assert_eq!(from_host(&net), 0, "a crowded IP's ids joined the table again");
+    assert_eq!(
+        from_host(&net),
+        0,
+        "a crowded IP's ids joined the table again"
+    );
     // Lookups neither ask it nor count it, even when an honest peer names its ids.
     let q = net.start(node, |n, now| n.find_node(now, target));
     let QueryResult::FindNode(Ok(peers)) = net.wait(node, q).result else {
@@ -813,4 +814,67 @@ fn a_host_proving_many_ids_loses_its_standing() {
     net.run_for(Duration::from_secs(5));
     let now = net.now();
     assert_eq!(net.node(node).get_local(now, "crowded"), None);
+}
+
+/// A peer in the table answers a lookup flagged as a client's (`ro`), as a Sybil would to
+/// keep its ids out of the count of ids per IP (clients are not counted: one-shot tools
+/// make a new id each run). The lookup takes no answer from a client: the peer is not in
+/// its result, and the peers it names are never asked. Before: it was, and they were.
+#[test]
+fn a_lookup_takes_no_answer_flagged_as_a_clients() {
+    let seed = 0x14_77;
+    let mut net = joined(20, &Config::default(), seed);
+    let node = 0;
+    let n_addr = net.addr(node);
+    let mut rng = local_rng(seed, 77);
+    let target = NodeId::random(&mut rng);
+    let host = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 11));
+    let (id, addr) = (
+        id_at_level(&target, 100, &mut rng),
+        SocketAddr::new(host, 6000),
+    );
+    let fake = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 12)), 6000);
+    let fake_id = id_at_level(&target, 120, &mut rng);
+    let asked_fake = Arc::new(Mutex::new(false));
+    let flag = Arc::clone(&asked_fake);
+    net.intercept(fake.ip(), move |_, _, _, _| {
+        *flag.lock().unwrap() = true;
+        Intercept::Answer(vec![])
+    });
+    net.intercept(host, move |_, from, to, payload| {
+        let reply = match wire::message_type(payload) {
+            Some("ping") => return pong(&id, to, from, payload),
+            Some("find_node") => forge::message(
+                CODEC,
+                "find_node_res",
+                &txn_of(payload),
+                (&id, to),
+                vec![
+                    ("peers", W::L(vec![forge::peer(&fake_id, fake)])),
+                    ("ro", W::I(1)),
+                ],
+            ),
+            _ => return Intercept::Answer(vec![]),
+        };
+        Intercept::Answer(vec![(to, from, reply)])
+    });
+    let msg = request(&mut rng, "ping", &id, addr, vec![]);
+    net.inject(Duration::ZERO, addr, n_addr, msg);
+    net.run_for(Duration::from_secs(5));
+    assert!(
+        in_table(&net, node, &id),
+        "the peer did not get into the table"
+    );
+    let q = net.start(node, |n, now| n.find_node(now, target));
+    let QueryResult::FindNode(Ok(peers)) = net.wait(node, q).result else {
+        panic!("find_node failed");
+    };
+    assert!(
+        peers.iter().all(|p| p.id != id && p.id != fake_id),
+        "a client's answer counted: {peers:?}"
+    );
+    assert!(
+        !*asked_fake.lock().unwrap(),
+        "the peer a client named was asked"
+    );
 }

@@ -67,8 +67,8 @@ impl Node {
         // switched off a response from elsewhere proves nothing about either address, and
         // changes nothing in the table.)
         if pending.addr == from {
-            core.count_id(now, peer);
             if !msg.client {
+                core.count_id(now, peer);
                 core.proven(now, peer);
             }
             // The table's entries and replacements carry their proof. The cache remembers
@@ -85,9 +85,13 @@ impl Node {
             core.release(now, from, true);
         }
         match pending.owner {
-            // An answer from a crowded IP (see `crate::crowd`) counts as no answer.
-            Owner::Query { id, tag } if core.crowded(&from) => {
-                core.stats.answers_from_crowded += 1;
+            // An answer from a crowded IP (see `crate::crowd`), or from a client (it is
+            // in nobody's table; the flag would keep a Sybil out of the count), counts as
+            // no answer.
+            Owner::Query { id, tag } if msg.client || core.crowded(&from) => {
+                if !msg.client {
+                    core.stats.answers_from_crowded += 1;
+                }
                 if let Some(q) = self.queries.get_mut(&id) {
                     q.on_outcome(core, now, tag, Outcome::Failure { txn });
                     self.dirty.insert(id);

@@ -24,14 +24,15 @@ impl Core {
         Some((ip, net))
     }
 
-    /// `peer` answered a request of ours from the address it went to (client or not: a
-    /// flag cannot hide an id): counts its id at its IP, and when that crowds the IP (see
-    /// [`crate::crowd`]), its entries leave the table.
+    /// `peer`, not a client, answered a request of ours from the address it went to:
+    /// counts its id at its IP, and when that crowds the IP (see [`crate::crowd`]), its
+    /// entries leave the table. (Clients are not counted: one-shot tools make a new id
+    /// each run. Lookups take no answer from a client, so the flag hides no Sybil.)
     pub(super) fn count_id(&mut self, now: Instant, peer: Peer) {
         let Some((ip, _)) = self.diversity_keys(&peer.addr) else {
             return;
         };
-        if self.crowds.prove(ip, &peer.id, now) {
+        if self.crowds.prove(ip, &peer.addr, &peer.id, now) {
             self.stats.ips_crowded += 1;
             for gone in self.table.remove_ip(&ip) {
                 self.stats.peers_evicted += 1;
