@@ -12,6 +12,7 @@ fn every_key_put_by_one_kad_process_is_got_by_another() {
         kad: env!("CARGO_BIN_EXE_kad").into(),
         nodes: 5,
         keys: 3,
+        dead: 0,
         seed: 7,
         logs: None,
         client_args: Vec::new(),

@@ -2,7 +2,8 @@
 //! `--keys` keys each put by a one-shot `kad put` through a random node and got by a
 //! `kad get` through another, each process timed from spawn to exit. Prints one line,
 //! `cli_scenario nodes=30 keys=30 found=30/30 put_mean_ms=.. get_mean_ms=.. cmd_mean_ms=..
-//! cmd_max_ms=.. stored=.. floor_ms=.. join_ms=..` (`floor_ms`: a `kad --version` spawn),
+//! cmd_max_ms=.. stored=.. floor_ms=.. join_ms=.. dead=..` (`floor_ms`: a `kad --version`
+//! spawn; `--dead N` kills N nodes after they joined, leaving dead entries in the tables),
 //! and exits 0 only when every key was found.
 //!
 //! ```sh
@@ -26,6 +27,10 @@ struct Args {
     /// Keys to put, then get.
     #[arg(long, default_value_t = 30)]
     keys: usize,
+    /// Nodes to kill (SIGKILL) once all have joined, before the first put: dead entries
+    /// in the others' tables. Commands go through live nodes only.
+    #[arg(long, default_value_t = 0)]
+    dead: usize,
     /// Seed of the choice of bootstrap peers and of the node each command goes through.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -74,6 +79,7 @@ fn main() -> ExitCode {
         kad,
         nodes: args.nodes,
         keys: args.keys,
+        dead: args.dead,
         seed: args.seed,
         logs: args.logs,
         client_args: args.client_args,

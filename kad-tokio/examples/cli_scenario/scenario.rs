@@ -31,6 +31,9 @@ pub struct Options {
     pub nodes: usize,
     /// Keys to put and then get.
     pub keys: usize,
+    /// Nodes killed (SIGKILL) once all have joined, before the first put: they stay in
+    /// the others' tables as dead entries. Commands go through the live ones only.
+    pub dead: usize,
     /// Chooses the bootstrap peers, and the node each put and get goes through.
     pub seed: u64,
     /// Each node's stderr goes to `DIR/node-<i>.log` (else it is discarded).
@@ -46,6 +49,8 @@ pub struct Summary {
     pub nodes: usize,
     /// Keys put.
     pub keys: usize,
+    /// Nodes killed after joining.
+    pub dead: usize,
     /// Keys whose `kad get` printed the value that was put.
     pub found: usize,
     /// Puts that exited 0.
@@ -71,7 +76,7 @@ impl fmt::Display for Summary {
         write!(
             f,
             "cli_scenario nodes={} keys={} found={}/{} put_mean_ms={:.1} get_mean_ms={:.1} \
-             cmd_mean_ms={:.1} cmd_max_ms={:.1} stored={}/{} floor_ms={:.1} join_ms={:.0}",
+             cmd_mean_ms={:.1} cmd_max_ms={:.1} stored={}/{} floor_ms={:.1} join_ms={:.0} dead={}",
             self.nodes,
             self.keys,
             self.found,
@@ -84,14 +89,15 @@ impl fmt::Display for Summary {
             self.keys,
             ms(self.floor),
             ms(self.join),
+            self.dead,
         )
     }
 }
 
 /// Runs the scenario. Every child is killed before this returns, also on error or panic.
 pub fn run(opts: &Options) -> Result<Summary, String> {
-    if opts.nodes == 0 {
-        return Err("--nodes must be at least 1".into());
+    if opts.dead >= opts.nodes {
+        return Err("--dead must leave at least one node alive".into());
     }
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let floor = floor(&opts.kad)?;
@@ -117,13 +123,25 @@ pub fn run(opts: &Options) -> Result<Summary, String> {
         nodes.start(&opts.kad, &args, stderr)?;
     }
     let join = started.elapsed();
+    // Killed at random; the commands then pick among the live ones.
+    let mut live: Vec<usize> = (0..opts.nodes).collect();
+    for _ in 0..opts.dead {
+        let i = live.remove(pick(&mut rng, live.len(), None));
+        nodes.kill(i);
+    }
 
     let pairs: Vec<(String, String)> = (0..opts.keys)
-        .map(|i| (format!("key-{}-{i}", opts.seed), format!("value-{}-{i}", opts.seed)))
+        .map(|i| {
+            (
+                format!("key-{}-{i}", opts.seed),
+                format!("value-{}-{i}", opts.seed),
+            )
+        })
         .collect();
     let mut summary = Summary {
         nodes: opts.nodes,
         keys: opts.keys,
+        dead: opts.dead,
         found: 0,
         stored: 0,
         puts: Vec::new(),
@@ -134,7 +152,7 @@ pub fn run(opts: &Options) -> Result<Summary, String> {
     };
     let mut put_via = Vec::new();
     for (key, value) in &pairs {
-        let via = pick(&mut rng, opts.nodes, None);
+        let via = live[pick(&mut rng, live.len(), None)];
         put_via.push(via);
         let mut args = vec!["put", "--bootstrap", &nodes.addrs[via]];
         args.extend(opts.client_args.iter().map(String::as_str));
@@ -149,7 +167,8 @@ pub fn run(opts: &Options) -> Result<Summary, String> {
     }
     for ((key, value), &put) in pairs.iter().zip(&put_via) {
         // Another node than the one the put went through, when there is one.
-        let via = pick(&mut rng, opts.nodes, (opts.nodes > 1).then_some(put));
+        let put = live.iter().position(|&i| i == put).expect("a live node");
+        let via = live[pick(&mut rng, live.len(), (live.len() > 1).then_some(put))];
         let mut args = vec!["get", "--bootstrap", &nodes.addrs[via]];
         args.extend(opts.client_args.iter().map(String::as_str));
         args.push(key.as_str());
@@ -240,6 +259,15 @@ impl Nodes {
             }
             _ => Err(format!("node {index}: expected READY, got {line:?}")),
         }
+    }
+}
+
+impl Nodes {
+    /// Kills node `i` (SIGKILL: it says goodbye to nobody).
+    fn kill(&mut self, i: usize) {
+        let (child, _) = &mut self.children[i];
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
