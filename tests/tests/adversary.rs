@@ -573,15 +573,37 @@ fn sybil_caps_hold(config: Config, seed: u64, binds: bool) {
     assert_eq!(ok, gets);
 }
 
+/// The caps are measured with the limit on ids per IP off: by default the attacker's IP,
+/// proving more than `max_ids_per_ip` ids, is crowded out of every table
+/// (`sybil_flood_from_one_ip_is_crowded_out`); the caps are the line behind it.
+fn caps_only() -> kad_core::ConfigBuilder {
+    Config::builder().max_ids_per_ip(0)
+}
+
+/// With the defaults, the one IP that proves dozens of ids holds no entry in any victim's
+/// table after either wave, and gets still work.
+#[test]
+fn sybil_flood_from_one_ip_is_crowded_out() {
+    let config = Config::builder().build().unwrap();
+    let attacker = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9));
+    let (first, second, ok, gets) =
+        sybil_flood(config, kad_tests::seed(0xad_0018), attacker, SYBIL_NODES);
+    for (label, wave) in [("wave 1", &first), ("wave 2", &second)] {
+        let (max_total, _) = describe(label, wave, 0);
+        assert_eq!(max_total, 0, "{label}: a crowded IP kept entries");
+    }
+    assert_eq!(ok, gets);
+}
+
 #[test]
 fn sybil_flood_from_one_ip_json() {
-    let config = Config::builder().codec(Codec::Json).build().unwrap();
+    let config = caps_only().codec(Codec::Json).build().unwrap();
     sybil_caps_hold(config, kad_tests::seed(0xad_0011), false);
 }
 
 #[test]
 fn sybil_flood_from_one_ip_bencode() {
-    let config = Config::builder().codec(Codec::Bencode).build().unwrap();
+    let config = caps_only().codec(Codec::Bencode).build().unwrap();
     sybil_caps_hold(config, kad_tests::seed(0xad_0012), false);
 }
 
@@ -589,7 +611,7 @@ fn sybil_flood_from_one_ip_bencode() {
 /// here), so that the table cap is what stops the flood.
 #[test]
 fn sybil_flood_table_cap_binds() {
-    let config = Config::builder().max_peers_per_ip(3).build().unwrap();
+    let config = caps_only().max_peers_per_ip(3).build().unwrap();
     sybil_caps_hold(config, kad_tests::seed(0xad_0015), true);
 }
 
@@ -598,7 +620,7 @@ fn sybil_flood_table_cap_binds() {
 #[test]
 fn sybil_flood_without_caps_lands() {
     let seed = kad_tests::seed(0xad_0013);
-    let config = Config::builder()
+    let config = caps_only()
         .max_peers_per_ip_per_bucket(1000)
         .max_peers_per_ip(1000)
         .build()
@@ -642,7 +664,7 @@ fn sybil_through_replacements(codec: Codec, seed: u64, spoof_first: bool) -> (us
     // Every newcomer at the full bucket pings its oldest entry (the paper's rule), so the
     // dead honest entries are found and replaced within the scenario's few seconds rather
     // than once they have been silent for the default quarter of an hour.
-    let config = Config::builder()
+    let config = caps_only()
         .codec(codec)
         .ping_oldest_after(Duration::ZERO)
         .build()

@@ -52,6 +52,7 @@ impl Core {
                     return self.hold_store(now, peer, request, request_len);
                 }
                 if self.crowded(&from) {
+                    self.stats.requests_refused += 1;
                     return self.refused(from, &key, RefuseReason::Crowded);
                 }
                 let changes = self
@@ -89,6 +90,7 @@ impl Core {
                     return self.hold_store(now, peer, request, request_len);
                 }
                 if self.crowded(&from) {
+                    self.stats.requests_refused += 1;
                     return self.refused(from, &key, RefuseReason::Crowded);
                 }
                 // A cached copy never replaces a replica or our own record, and is
