@@ -562,6 +562,82 @@ fn an_honest_cached_copy_is_kept() {
     assert_eq!(net.node(node).stats().cached_confirmed, 1);
 }
 
+/// Two liars (one id each, on their own IPs, ids next to the key) join a node's table, so
+/// that of its three closest proven peers to the key two hold a forged value and one the
+/// published one; then a proven peer offers the forged value with `set_cached`. Two of
+/// three agree, but one holds another value: the copy is not kept. Before: a majority of
+/// the three was enough, and the forged copy was kept (and served).
+#[test]
+fn a_cached_copy_with_a_dissenting_holder_is_not_kept() {
+    let seed = 0x14_78;
+    let key = "k78";
+    let mut net = joined(30, &Config::default(), seed);
+    let q = net.start(1, |n, now| n.put(now, key, "honest").unwrap());
+    net.wait(1, q);
+    let holders = net.holders(key);
+    let node = (0..30)
+        .find(|i| !holders.contains(i))
+        .expect("a node that does not hold the key");
+    let n_addr = net.addr(node);
+    let target = NodeId::for_key(key);
+    let mut rng = local_rng(seed, 78);
+    for i in 0..2u8 {
+        let ip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 20 + i));
+        let (id, addr) = (
+            id_at_level(&target, 100 + usize::from(i), &mut rng),
+            SocketAddr::new(ip, 6000),
+        );
+        net.intercept(ip, move |_, from, to, payload| {
+            let reply = match wire::message_type(payload) {
+                Some("ping") => return pong(&id, to, from, payload),
+                Some("find_value") => forge::message(
+                    CODEC,
+                    "find_value_res",
+                    &txn_of(payload),
+                    (&id, to),
+                    vec![("value", W::S("junk".into()))],
+                ),
+                _ => return Intercept::Answer(vec![]),
+            };
+            Intercept::Answer(vec![(to, from, reply)])
+        });
+        let msg = request(&mut rng, "ping", &id, addr, vec![]);
+        net.inject(Duration::ZERO, addr, n_addr, msg);
+    }
+    net.run_for(Duration::from_secs(5));
+    let closest = net.node(node).closest_peers(&target, 3);
+    let liars = closest
+        .iter()
+        .filter(|p| matches!(p.addr.ip(), IpAddr::V4(ip) if ip.octets()[..3] == [203, 0, 113]))
+        .count();
+    assert_eq!(liars, 2, "the liars are not among the closest: {closest:?}");
+    assert!(
+        closest
+            .iter()
+            .any(|p| net.index_of(p.addr).is_some_and(|i| holders.contains(&i))),
+        "no honest holder among the three closest: the test shows nothing"
+    );
+    let other = net
+        .node(node)
+        .peers()
+        .into_iter()
+        .find(|p| net.index_of(p.addr).is_some())
+        .expect("an honest peer");
+    let fields = vec![
+        ("key", W::S(key.into())),
+        ("value", W::S("junk".into())),
+        ("target_id", W::S(forge::hex(&target))),
+    ];
+    let msg = request(&mut rng, "set_cached", &other.id, other.addr, fields);
+    net.inject(Duration::ZERO, other.addr, n_addr, msg);
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(
+        net.node(node).get_local(net.now(), key),
+        None,
+        "the forged copy two liars vouched for was kept"
+    );
+}
+
 /// A `check_store` forged from an address that never answers does not postpone our
 /// restore of the key (the snapshot's `republish_in` does not grow). Before: reset to an
 /// hour.

@@ -175,9 +175,11 @@ struct CacheCheck {
     from: SocketAddr,
     /// The `find_value`s still in flight.
     asked: Vec<u64>,
-    /// Peers asked, and those whose answer carried the same value.
+    /// Peers asked, those whose answer carried the same value, and those whose answer
+    /// carried another.
     polled: usize,
     agree: usize,
+    dissent: usize,
 }
 
 /// Peers asked whether they hold a value offered by `set_cached`.

@@ -193,6 +193,7 @@ impl Core {
                 asked,
                 polled,
                 agree: 0,
+                dissent: 0,
             },
         );
     }
@@ -211,8 +212,10 @@ impl Core {
             return;
         };
         c.asked.retain(|t| *t != txn);
-        if matches!(answer, Some(Body::FindValueRes(FindValueRes::Value(v))) if *v == c.value) {
-            c.agree += 1;
+        match answer {
+            Some(Body::FindValueRes(FindValueRes::Value(v))) if *v == c.value => c.agree += 1,
+            Some(Body::FindValueRes(FindValueRes::Value(_))) => c.dissent += 1,
+            _ => {}
         }
         if !c.asked.is_empty() {
             return;
@@ -221,7 +224,9 @@ impl Core {
             return;
         };
         free_if_empty(&mut self.cache_checks);
-        if 2 * c.agree <= c.polled || self.holds_better(now, &c.key) {
+        // Most must hold it and none another: a copy two liars next to the key vouch for
+        // while a replica holds another value is not kept.
+        if 2 * c.agree <= c.polled || c.dissent > 0 || self.holds_better(now, &c.key) {
             self.stats.cached_unconfirmed += 1;
             return;
         }
