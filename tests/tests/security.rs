@@ -673,6 +673,44 @@ fn a_spoofed_check_store_does_not_postpone_our_restore() {
     );
 }
 
+/// A host at `ip` with `n` ids next to `target`, one a port from 5000 up: each answers a
+/// ping with a pong, a `set` with `set_res`, and a lookup with the host's other ids (all
+/// closer to `target` than any honest node).
+fn many_ids_host(
+    net: &mut SimNet,
+    ip: IpAddr,
+    n: u16,
+    target: &NodeId,
+    rng: &mut ChaCha12Rng,
+) -> Vec<(NodeId, SocketAddr)> {
+    let ids: Vec<(NodeId, SocketAddr)> = (0..n)
+        .map(|i| {
+            let id = id_at_level(target, 90 + usize::from(i), rng);
+            (id, SocketAddr::new(ip, 5000 + i))
+        })
+        .collect();
+    let script = ids.clone();
+    net.intercept(ip, move |_, from, to, payload| {
+        let Some(&(id, _)) = script.iter().find(|(_, a)| *a == to) else {
+            return Intercept::Answer(vec![]);
+        };
+        let peers = || {
+            let all = script[1..].iter().map(|(id, a)| forge::peer(id, *a));
+            vec![("peers", W::L(all.collect()))]
+        };
+        let (kind, fields) = match wire::message_type(payload) {
+            Some("ping") => return pong(&id, to, from, payload),
+            Some("set") => ("set_res", vec![]),
+            Some("find_node") => ("find_node_res", peers()),
+            Some("find_value") => ("find_value_res", peers()),
+            _ => return Intercept::Answer(vec![]),
+        };
+        let reply = forge::message(CODEC, kind, &txn_of(payload), (&id, to), fields);
+        Intercept::Answer(vec![(to, from, reply)])
+    });
+    ids
+}
+
 /// One host (one IP, 21 ports, an id at each) is in the node's table; asked for a target,
 /// it answers with 20 of its ids, all closer to the target than any honest node. The
 /// lookup's result holds at most 2 of its ids. Before: the liar filled it.
@@ -685,36 +723,7 @@ fn one_liar_host_gets_at_most_two_ids_into_a_lookup() {
     let mut rng = local_rng(seed, 74);
     let target = NodeId::random(&mut rng);
     let liar = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9));
-    let ids: Vec<(NodeId, SocketAddr)> = (0..21u16)
-        .map(|i| {
-            let id = id_at_level(&target, 90 + usize::from(i), &mut rng);
-            (id, SocketAddr::new(liar, 5000 + i))
-        })
-        .collect();
-    let script = ids.clone();
-    net.intercept(liar, move |_, from, to, payload| {
-        let Some(&(id, _)) = script.iter().find(|(_, a)| *a == to) else {
-            return Intercept::Answer(vec![]);
-        };
-        let kind = match wire::message_type(payload) {
-            Some("ping") => return pong(&id, to, from, payload),
-            Some("find_node") => "find_node_res",
-            Some("find_value") => "find_value_res",
-            _ => return Intercept::Answer(vec![]),
-        };
-        let peers = script[1..]
-            .iter()
-            .map(|(id, addr)| forge::peer(id, *addr))
-            .collect();
-        let reply = forge::message(
-            CODEC,
-            kind,
-            &txn_of(payload),
-            (&id, to),
-            vec![("peers", W::L(peers))],
-        );
-        Intercept::Answer(vec![(to, from, reply)])
-    });
+    let ids = many_ids_host(&mut net, liar, 21, &target, &mut rng);
     let (first, first_addr) = ids[0];
     let msg = request(&mut rng, "ping", &first, first_addr, vec![]);
     net.inject(Duration::ZERO, first_addr, n_addr, msg);
@@ -813,29 +822,7 @@ fn a_host_proving_many_ids_loses_its_standing() {
     let mut rng = local_rng(seed, 76);
     let target = NodeId::random(&mut rng);
     let host = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10));
-    let ids: Vec<(NodeId, SocketAddr)> = (0..8u16)
-        .map(|i| {
-            let id = id_at_level(&target, 90 + usize::from(i), &mut rng);
-            (id, SocketAddr::new(host, 6000 + i))
-        })
-        .collect();
-    let script = ids.clone();
-    net.intercept(host, move |_, from, to, payload| {
-        let Some(&(id, _)) = script.iter().find(|(_, a)| *a == to) else {
-            return Intercept::Answer(vec![]);
-        };
-        let (kind, fields) = match wire::message_type(payload) {
-            Some("ping") => return pong(&id, to, from, payload),
-            Some("set") => ("set_res", vec![]),
-            Some("find_node") | Some("find_value") => {
-                let peers = script.iter().map(|(i, a)| forge::peer(i, *a)).collect();
-                ("find_node_res", vec![("peers", W::L(peers))])
-            }
-            _ => return Intercept::Answer(vec![]),
-        };
-        let reply = forge::message(CODEC, kind, &txn_of(payload), (&id, to), fields);
-        Intercept::Answer(vec![(to, from, reply)])
-    });
+    let ids = many_ids_host(&mut net, host, 8, &target, &mut rng);
     let from_host = |net: &SimNet| {
         net.node(node)
             .peers()
