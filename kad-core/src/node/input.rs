@@ -87,17 +87,13 @@ impl Node {
             Owner::Query { id, tag } => {
                 if let Some(q) = self.queries.get_mut(&id) {
                     let body = &msg.body;
-                    q.on_outcome(
-                        core,
-                        now,
-                        tag,
-                        Outcome::Response {
-                            txn,
-                            from,
-                            sender,
-                            body,
-                        },
-                    );
+                    let outcome = Outcome::Response {
+                        txn,
+                        from,
+                        sender,
+                        body,
+                    };
+                    core.with_env(|env| q.on_outcome(env, now, tag, outcome));
                     self.dirty.insert(id);
                 }
             }
@@ -123,7 +119,9 @@ impl Node {
             match p.owner {
                 Owner::Query { id, tag } => {
                     if let Some(q) = self.queries.get_mut(&id) {
-                        q.on_outcome(&mut self.core, now, tag, Outcome::Failure { txn });
+                        let outcome = Outcome::Failure { txn };
+                        self.core
+                            .with_env(|env| q.on_outcome(env, now, tag, outcome));
                         self.dirty.insert(id);
                     }
                 }
@@ -137,7 +135,9 @@ impl Node {
         while let Some((txn, owner)) = self.core.rpc.pop_stalled(now) {
             if let Owner::Query { id, tag } = owner {
                 if let Some(q) = self.queries.get_mut(&id) {
-                    q.on_outcome(&mut self.core, now, tag, Outcome::Stalled { txn });
+                    let outcome = Outcome::Stalled { txn };
+                    self.core
+                        .with_env(|env| q.on_outcome(env, now, tag, outcome));
                     self.dirty.insert(id);
                 }
             }

@@ -71,28 +71,6 @@ pub fn cache_ttl(
     Duration::from_secs(u64::try_from(secs).unwrap_or(u64::MAX)).max(min_ttl)
 }
 
-/// Is `addr` globally routable, as far as the diversity caps care: not loopback, private
-/// (RFC 1918), shared (RFC 6598), link-local, or IPv6 unique-local.
-fn is_global(addr: &SocketAddr) -> bool {
-    let v4 = |ip: Ipv4Addr| {
-        let [a, b, ..] = ip.octets();
-        !(ip.is_loopback()
-            || ip.is_private()
-            || ip.is_link_local()
-            || (a == 100 && (64..128).contains(&b)))
-    };
-    match addr {
-        SocketAddr::V4(a) => v4(*a.ip()),
-        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
-            Some(ip) => v4(ip),
-            None => {
-                let first = a.ip().segments()[0];
-                !(a.ip().is_loopback() || first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfe80)
-            }
-        },
-    }
-}
-
 /// `now + d` without ever panicking (durations are capped by [`Config::validate`]).
 pub(crate) fn later(now: Instant, d: Duration) -> Instant {
     now.checked_add(d).unwrap_or(now)

@@ -5,25 +5,6 @@
 use super::*;
 
 impl Core {
-    /// The keys a lookup's diversity caps count `addr` under: its IP (an IPv6 prefix),
-    /// and its /24 (the same prefix for IPv6). `None` when exempt: with
-    /// `ip_limits_exempt_loopback` (the default), every address that is not globally
-    /// routable (loopback, private, shared, link-local, unique-local) is, so a LAN or
-    /// container network of many nodes in one /24 looks its peers up as before, while a
-    /// host on the internet cannot fill a lookup with its ids.
-    pub fn diversity_keys(&self, addr: &SocketAddr) -> Option<([u8; 8], [u8; 8])> {
-        if self.ip_limits.exempt_loopback && !is_global(addr) {
-            return None;
-        }
-        let ip = self.ip_limits.key(addr)?;
-        let mut net = ip;
-        if net[0] == 4 {
-            net[0] = 24;
-            net[4] = 0;
-        }
-        Some((ip, net))
-    }
-
     /// The per-IP key of `addr` for the limits on unproven senders (`None`: exempt).
     pub(crate) fn ip_key(&self, addr: &SocketAddr) -> Option<[u8; 8]> {
         self.ip_limits.key(addr)
