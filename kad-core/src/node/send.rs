@@ -155,8 +155,7 @@ fn push(
     dst: SocketAddr,
     payload: Vec<u8>,
 ) {
-    if transmits.len() >= config.max_queued_transmits || payload.len() > config.max_datagram_bytes
-    {
+    if transmits.len() >= config.max_queued_transmits || payload.len() > config.max_datagram_bytes {
         stats.transmits_dropped += 1;
         return;
     }
@@ -251,6 +250,12 @@ impl Core {
     }
 
     pub(super) fn push(&mut self, dst: SocketAddr, payload: Vec<u8>) {
-        push(&mut self.transmits, &mut self.stats, &self.config, dst, payload);
+        push(
+            &mut self.transmits,
+            &mut self.stats,
+            &self.config,
+            dst,
+            payload,
+        );
     }
 }

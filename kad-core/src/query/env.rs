@@ -52,16 +52,21 @@ pub(crate) trait Outbox {
 
 /// What a query may read and touch of its node while it runs.
 pub(crate) struct Env<'a> {
+    /// The node's settings.
     pub config: &'a Config,
+    /// Our own id.
     pub id: NodeId,
     /// The address written in our messages (never a lookup candidate).
     pub local_addr: SocketAddr,
+    /// The routing table, read only: lookups start from it.
     pub table: &'a Table,
+    /// Our records (a collecting get keeps the value it prefers).
     pub store: &'a mut dyn RecordStore,
     /// Which values we store, serve and return.
     pub validator: &'a mut dyn Validator,
     /// The node's RNG (random refresh targets; transaction ids through the outbox).
     pub rng: &'a mut ChaCha12Rng,
+    /// The node's counters.
     pub stats: &'a mut Stats,
     /// How addresses are counted per IP (votes, lookup diversity).
     pub ip_limits: IpLimits,

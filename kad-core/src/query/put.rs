@@ -98,7 +98,13 @@ impl Put {
         }
     }
 
-    pub fn poll(&mut self, core: &mut Env<'_>, now: Instant, id: QueryId, requests: &mut u32) -> Poll {
+    pub fn poll(
+        &mut self,
+        core: &mut Env<'_>,
+        now: Instant,
+        id: QueryId,
+        requests: &mut u32,
+    ) -> Poll {
         if self.targets.is_none() {
             let l = &mut self.lookup;
             match l.poll(core, now) {
