@@ -4,7 +4,7 @@
 //! has a file of its own: `input` (datagrams and timeouts), `serve` (answering
 //! requests), `budget` (reply sizes and allowances), `verify` (proof of an address,
 //! held requests), `records` (stores from others, cached copies), `send` (our
-//! requests), `commands` (the user's queries), `maintenance` (queries acting,
+//! requests, and the outbox queries hand theirs to), `commands` (the user's queries), `maintenance` (queries acting,
 //! republish), `persist` (snapshot and restore), `cancel` and `watch`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -76,7 +76,8 @@ pub(crate) fn later(now: Instant, d: Duration) -> Instant {
     now.checked_add(d).unwrap_or(now)
 }
 
-/// The state shared by every query: what a query may touch while it runs.
+/// The node's state below its queries. A query never holds it: `Core::with_env` lends it
+/// the parts it reads ([`crate::query::Env`]) and takes the requests it hands out.
 pub(crate) struct Core {
     /// Shared, never changed: a simulation of many nodes with one config holds it once.
     pub config: Arc<Config>,

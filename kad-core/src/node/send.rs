@@ -1,5 +1,6 @@
-//! Sending requests: transaction ids, padding, copies of an unanswered request, the
-//! transmit queue.
+//! Sending requests: the node's side of a query's [`Outbox`] (queries hand out what they
+//! want sent; here it gets a transaction id, bytes, a place in the request table), padding,
+//! copies of an unanswered request, the transmit queue.
 
 use super::*;
 use crate::query::{Env, Outbox, Request};
