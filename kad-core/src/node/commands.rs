@@ -39,7 +39,9 @@ impl Node {
         target: NodeId,
     ) -> QueryId {
         let id = self.next_id();
-        let mut lookup = Lookup::new(&self.core, target, Ask::FindNode, Query::owner(id, 0));
+        let mut lookup = self
+            .core
+            .with_env(|env| Lookup::new(env, target, Ask::FindNode, Query::owner(id, 0)));
         if purpose == Purpose::User {
             // Exact: it ends once each of the k closest has answered or failed.
             lookup = lookup.with_final_burst().with_patience(Patience::FreeSlots);
@@ -131,12 +133,14 @@ impl Node {
         self.core.check_key(key)?;
         self.last_now = now;
         let id = self.next_id();
-        let lookup = Lookup::new(
-            &self.core,
-            NodeId::for_key(key),
-            Ask::FindValue(key.to_owned()),
-            Query::owner(id, 0),
-        );
+        let lookup = self.core.with_env(|env| {
+            Lookup::new(
+                env,
+                NodeId::for_key(key),
+                Ask::FindValue(key.to_owned()),
+                Query::owner(id, 0),
+            )
+        });
         Ok((id, lookup))
     }
 
@@ -244,7 +248,9 @@ impl Node {
             .put(key, record)
             .map_err(|_| PutError::StoreFull)?;
         let id = self.next_id();
-        let put = Put::new(&self.core, id, key.to_owned(), value, false);
+        let put = self
+            .core
+            .with_env(|env| Put::new(env, id, key.to_owned(), value, false));
         let id = self.start(now, Purpose::User, id, Kind::Put(put));
         self.run(now);
         Ok(id)

@@ -93,24 +93,20 @@ impl Node {
                     core.stats.answers_from_crowded += 1;
                 }
                 if let Some(q) = self.queries.get_mut(&id) {
-                    q.on_outcome(core, now, tag, Outcome::Failure { txn });
+                    core.with_env(|env| q.on_outcome(env, now, tag, Outcome::Failure { txn }));
                     self.dirty.insert(id);
                 }
             }
             Owner::Query { id, tag } => {
                 if let Some(q) = self.queries.get_mut(&id) {
                     let body = &msg.body;
-                    q.on_outcome(
-                        core,
-                        now,
-                        tag,
-                        Outcome::Response {
-                            txn,
-                            from,
-                            sender,
-                            body,
-                        },
-                    );
+                    let outcome = Outcome::Response {
+                        txn,
+                        from,
+                        sender,
+                        body,
+                    };
+                    core.with_env(|env| q.on_outcome(env, now, tag, outcome));
                     self.dirty.insert(id);
                 }
             }
@@ -137,7 +133,9 @@ impl Node {
             match p.owner {
                 Owner::Query { id, tag } => {
                     if let Some(q) = self.queries.get_mut(&id) {
-                        q.on_outcome(&mut self.core, now, tag, Outcome::Failure { txn });
+                        let outcome = Outcome::Failure { txn };
+                        self.core
+                            .with_env(|env| q.on_outcome(env, now, tag, outcome));
                         self.dirty.insert(id);
                     }
                 }
@@ -151,7 +149,9 @@ impl Node {
         while let Some((txn, owner)) = self.core.rpc.pop_stalled(now) {
             if let Owner::Query { id, tag } = owner {
                 if let Some(q) = self.queries.get_mut(&id) {
-                    q.on_outcome(&mut self.core, now, tag, Outcome::Stalled { txn });
+                    let outcome = Outcome::Stalled { txn };
+                    self.core
+                        .with_env(|env| q.on_outcome(env, now, tag, outcome));
                     self.dirty.insert(id);
                 }
             }

@@ -18,7 +18,7 @@ impl Node {
                 let Some(q) = self.queries.get_mut(&id) else {
                     continue;
                 };
-                match q.poll(&mut self.core, now) {
+                match self.core.with_env(|env| q.poll(env, now)) {
                     Poll::Pending { starved } => {
                         if starved {
                             self.starved.insert(id);
@@ -67,7 +67,9 @@ impl Node {
             // still holding the record, ten seconds before it expires everywhere.)
             // Others restore only where the record is missing.
             let check_first = record.kind != store::Kind::Published;
-            let put = Put::new(&self.core, id, key, record.value, check_first);
+            let put = self
+                .core
+                .with_env(|env| Put::new(env, id, key, record.value, check_first));
             self.start(now, Purpose::Republish, id, Kind::Put(put));
             self.republishing += 1;
             started = true;

@@ -4,7 +4,7 @@
 //! has a file of its own: `input` (datagrams and timeouts), `serve` (answering
 //! requests), `budget` (reply sizes and allowances), `verify` (proof of an address,
 //! held requests), `records` (stores from others, cached copies), `send` (our
-//! requests), `commands` (the user's queries), `maintenance` (queries acting,
+//! requests, and the outbox queries hand theirs to), `commands` (the user's queries), `maintenance` (queries acting,
 //! republish), `persist` (snapshot and restore), `cancel` and `watch`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -72,28 +72,6 @@ pub fn cache_ttl(
     Duration::from_secs(u64::try_from(secs).unwrap_or(u64::MAX)).max(min_ttl)
 }
 
-/// Is `addr` globally routable, as far as the diversity caps care: not loopback, private
-/// (RFC 1918), shared (RFC 6598), link-local, or IPv6 unique-local.
-fn is_global(addr: &SocketAddr) -> bool {
-    let v4 = |ip: Ipv4Addr| {
-        let [a, b, ..] = ip.octets();
-        !(ip.is_loopback()
-            || ip.is_private()
-            || ip.is_link_local()
-            || (a == 100 && (64..128).contains(&b)))
-    };
-    match addr {
-        SocketAddr::V4(a) => v4(*a.ip()),
-        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
-            Some(ip) => v4(ip),
-            None => {
-                let first = a.ip().segments()[0];
-                !(a.ip().is_loopback() || first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfe80)
-            }
-        },
-    }
-}
-
 /// The secret key of a node's id fingerprints ([`Crowds`]), from its seed without drawing
 /// from its random stream (which would change every simulation's trace).
 fn crowd_key(seed: &[u8; 32]) -> [u8; 20] {
@@ -110,7 +88,8 @@ pub(crate) fn later(now: Instant, d: Duration) -> Instant {
     now.checked_add(d).unwrap_or(now)
 }
 
-/// The state shared by every query: what a query may touch while it runs.
+/// The node's state below its queries. A query never holds it: `Core::with_env` lends it
+/// the parts it reads ([`crate::query::Env`]) and takes the requests it hands out.
 pub(crate) struct Core {
     /// Shared, never changed: a simulation of many nodes with one config holds it once.
     pub config: Arc<Config>,

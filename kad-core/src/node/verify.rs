@@ -5,31 +5,12 @@
 use super::*;
 
 impl Core {
-    /// The keys a lookup's diversity caps count `addr` under: its IP (an IPv6 prefix),
-    /// and its /24 (the same prefix for IPv6). `None` when exempt: with
-    /// `ip_limits_exempt_loopback` (the default), every address that is not globally
-    /// routable (loopback, private, shared, link-local, unique-local) is, so a LAN or
-    /// container network of many nodes in one /24 looks its peers up as before, while a
-    /// host on the internet cannot fill a lookup with its ids.
-    pub fn diversity_keys(&self, addr: &SocketAddr) -> Option<([u8; 8], [u8; 8])> {
-        if self.ip_limits.exempt_loopback && !is_global(addr) {
-            return None;
-        }
-        let ip = self.ip_limits.key(addr)?;
-        let mut net = ip;
-        if net[0] == 4 {
-            net[0] = 24;
-            net[4] = 0;
-        }
-        Some((ip, net))
-    }
-
     /// `peer`, not a client, answered a request of ours from the address it went to:
     /// counts its id at its IP, and when that crowds the IP (see [`crate::crowd`]), its
     /// entries leave the table. (Clients are not counted: one-shot tools make a new id
     /// each run. Lookups take no answer from a client, so the flag hides no Sybil.)
     pub(super) fn count_id(&mut self, now: Instant, peer: Peer) {
-        let Some((ip, _)) = self.diversity_keys(&peer.addr) else {
+        let Some((ip, _)) = self.ip_limits.diversity_keys(&peer.addr) else {
             return;
         };
         if self.crowds.prove(ip, &peer.addr, &peer.id, now) {
@@ -43,7 +24,8 @@ impl Core {
 
     /// Has the IP of `addr` proved more ids than one host runs (see [`crate::crowd`])?
     pub(crate) fn crowded(&self, addr: &SocketAddr) -> bool {
-        self.diversity_keys(addr)
+        self.ip_limits
+            .diversity_keys(addr)
             .is_some_and(|(ip, _)| self.crowds.is_crowded(&ip))
     }
 

@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::{Env, Request};
 use crate::id::Distance;
-use crate::node::Core;
 use crate::rpc::Owner;
 use crate::wire::{Body, WirePeer};
 use crate::{NodeId, Peer};
@@ -157,7 +157,7 @@ pub(crate) struct Lookup {
 }
 
 impl Lookup {
-    pub fn new(core: &Core, target: NodeId, ask: Ask, owner: Owner) -> Lookup {
+    pub fn new(core: &Env<'_>, target: NodeId, ask: Ask, owner: Owner) -> Lookup {
         let mut l = Lookup {
             target,
             ask,
@@ -217,7 +217,7 @@ impl Lookup {
 
     /// Sends requests while fewer than alpha are in flight, among the k closest
     /// non-failed candidates.
-    pub fn poll(&mut self, core: &mut Core, now: Instant) -> Progress {
+    pub fn poll(&mut self, core: &mut Env<'_>, now: Instant) -> Progress {
         let k = core.config.k;
         let alpha = if self.burst && self.converged {
             k
@@ -227,10 +227,8 @@ impl Lookup {
         let mut all_done = true;
         let mut starved = false;
         let skip_stalled = self.patience == Patience::SkipStalled;
-        let stall_at = match self.patience {
-            Patience::Exhaustive => None,
-            _ => now.checked_add(core.rpc.stall_after(core.config.query_timeout)),
-        };
+        // Past the retransmission timeout a request stops holding its alpha slot.
+        let watch_stall = self.patience != Patience::Exhaustive;
         // Failed candidates left the list: the first k are the k closest non-failed ones
         // (not counting stalled ones when the lookup skips them).
         let mut counted = 0;
@@ -256,20 +254,18 @@ impl Lookup {
                             },
                             Ask::FindValue(key) => Body::FindValue { key: key.clone() },
                         };
-                        match core.send_request(
-                            now,
-                            cand.peer.addr,
-                            Some(cand.peer.id),
+                        let req = Request {
+                            addr: cand.peer.addr,
+                            expected: Some(cand.peer.id),
                             body,
-                            self.owner,
-                        ) {
+                            owner: self.owner,
+                            watch_stall,
+                        };
+                        match core.send(now, req) {
                             Some(txn) => {
                                 cand.state = State::InFlight(txn);
                                 self.in_flight += 1;
                                 self.requests += 1;
-                                if let Some(at) = stall_at {
-                                    core.rpc.watch_stall(txn, at);
-                                }
                             }
                             None => starved = true,
                         }
@@ -347,7 +343,7 @@ impl Lookup {
     /// Returns false if `txn` is not one of this lookup's requests.
     pub fn on_response(
         &mut self,
-        core: &Core,
+        core: &Env<'_>,
         txn: u64,
         responder: NodeId,
         peers: &[WirePeer],
@@ -393,7 +389,7 @@ impl Lookup {
         }
     }
 
-    fn offer(&mut self, core: &Core, id: NodeId, addr: SocketAddr, hops: u32) {
+    fn offer(&mut self, core: &Env<'_>, id: NodeId, addr: SocketAddr, hops: u32) {
         let d = id.distance(&self.target);
         if id == core.id
             || !usable(&addr)
@@ -421,7 +417,7 @@ impl Lookup {
     /// one host or one network with many ids cannot fill the k closest. When its IP or
     /// subnet is at its cap, a closer newcomer takes the place of the farthest untried
     /// candidate there; otherwise it is refused.
-    fn diverse(&mut self, core: &Core, d: Distance, addr: &SocketAddr) -> bool {
+    fn diverse(&mut self, core: &Env<'_>, d: Distance, addr: &SocketAddr) -> bool {
         let Some((ip, net)) = core.diversity_keys(addr) else {
             return true;
         };

@@ -1,5 +1,6 @@
 //! Queries: what a command does between its start and its [`crate::Event::QueryFinished`].
 
+mod env;
 pub(crate) mod lookup;
 mod put;
 
@@ -7,10 +8,10 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+pub(crate) use env::{Env, Outbox, Request};
 pub(crate) use lookup::{Ask, Lookup, Patience, Progress};
 pub(crate) use put::Put;
 
-use crate::node::Core;
 use crate::rpc::Owner;
 use crate::validate::{Origin, Verdict};
 use crate::wire::{Body, FindValueRes, WirePeer};
@@ -153,7 +154,7 @@ impl Collect {
         self.majority.is_some()
     }
 
-    fn offer(&mut self, core: &mut Core, key: &str, holder: Peer, value: &Value) {
+    fn offer(&mut self, core: &mut Env<'_>, key: &str, holder: Peer, value: &Value) {
         if let Some(target) = self.majority {
             if core.validator.validate(key, value, Origin::Lookup) == Verdict::Reject {
                 core.stats.values_rejected += 1;
@@ -193,7 +194,7 @@ impl Collect {
     /// holder of another one (and keeps it ourselves if we hold the key).
     fn finish(
         &mut self,
-        core: &mut Core,
+        core: &mut Env<'_>,
         now: Instant,
         key: &str,
         closest: &[Peer],
@@ -234,7 +235,7 @@ impl Collect {
     /// offered another. Any disagreement and it asks the k closest and counts. (A holder
     /// met on the way, far from the key, votes only while nobody closer is known: liars
     /// answering the lookup's first, wide round cannot settle it.)
-    fn settled(&self, core: &Core, lookup: &Lookup) -> bool {
+    fn settled(&self, core: &Env<'_>, lookup: &Lookup) -> bool {
         let Some(target) = self.majority else {
             return false;
         };
@@ -260,7 +261,7 @@ impl Collect {
     }
 
     /// The vote of [`Collect::majority`].
-    fn elect(&mut self, core: &Core, target: NodeId, closest: &[Peer]) -> Option<Value> {
+    fn elect(&mut self, core: &Env<'_>, target: NodeId, closest: &[Peer]) -> Option<Value> {
         let holders = std::mem::take(&mut self.holders);
         let among: Vec<&(Peer, Value)> = holders
             .iter()
@@ -334,7 +335,7 @@ impl Bootstrap {
 }
 
 /// Routes a response or failure into a lookup.
-fn lookup_outcome(lookup: &mut Lookup, core: &Core, outcome: &Outcome<'_>) {
+fn lookup_outcome(lookup: &mut Lookup, core: &Env<'_>, outcome: &Outcome<'_>) {
     match outcome {
         Outcome::Response {
             txn, sender, body, ..
@@ -373,7 +374,7 @@ impl Query {
     }
 
     /// A request this query sent has an outcome.
-    pub fn on_outcome(&mut self, core: &mut Core, now: Instant, tag: u32, outcome: Outcome<'_>) {
+    pub fn on_outcome(&mut self, core: &mut Env<'_>, now: Instant, tag: u32, outcome: Outcome<'_>) {
         let id = self.id;
         if let Outcome::Stalled { txn } = outcome {
             // Only lookups watch for stalls; they lose nothing but the wait.
@@ -497,7 +498,7 @@ impl Query {
     }
 
     /// Sends what can be sent; says whether the query is done.
-    pub fn poll(&mut self, core: &mut Core, now: Instant) -> Poll {
+    pub fn poll(&mut self, core: &mut Env<'_>, now: Instant) -> Poll {
         let id = self.id;
         match &mut self.kind {
             Kind::Ping { addr, txn, result } => {
@@ -665,7 +666,7 @@ fn lookup_peers(l: &Lookup, k: usize) -> Result<Vec<Peer>, QueryError> {
 
 fn poll_bootstrap(
     b: &mut Bootstrap,
-    core: &mut Core,
+    core: &mut Env<'_>,
     now: Instant,
     id: QueryId,
     requests: &mut u32,

@@ -8,8 +8,7 @@
 
 use std::time::Instant;
 
-use super::{Ask, Lookup, Outcome, Patience, Poll, Progress, Query};
-use crate::node::Core;
+use super::{Ask, Env, Lookup, Outcome, Patience, Poll, Progress, Query};
 use crate::wire::Body;
 use crate::{NodeId, Peer, PutOk, QueryError, QueryId, QueryResult, Value};
 
@@ -34,7 +33,7 @@ pub(crate) struct Put {
 }
 
 impl Put {
-    pub fn new(core: &Core, id: QueryId, key: String, value: Value, check_first: bool) -> Put {
+    pub fn new(core: &Env<'_>, id: QueryId, key: String, value: Value, check_first: bool) -> Put {
         let target = NodeId::for_key(&key);
         Put {
             key,
@@ -62,7 +61,7 @@ impl Put {
 
     pub fn on_outcome(
         &mut self,
-        core: &mut Core,
+        core: &mut Env<'_>,
         tag: u32,
         outcome: Outcome<'_>,
         responses: &mut u32,
@@ -99,7 +98,13 @@ impl Put {
         }
     }
 
-    pub fn poll(&mut self, core: &mut Core, now: Instant, id: QueryId, requests: &mut u32) -> Poll {
+    pub fn poll(
+        &mut self,
+        core: &mut Env<'_>,
+        now: Instant,
+        id: QueryId,
+        requests: &mut u32,
+    ) -> Poll {
         if self.targets.is_none() {
             let l = &mut self.lookup;
             match l.poll(core, now) {

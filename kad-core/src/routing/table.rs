@@ -6,7 +6,7 @@
 //! our id, but a lookup is an index computation instead of a scan.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand_core::RngCore;
@@ -50,6 +50,28 @@ pub(crate) enum Failed {
     },
 }
 
+/// Is `addr` globally routable, as far as the diversity caps care: not loopback, private
+/// (RFC 1918), shared (RFC 6598), link-local, or IPv6 unique-local.
+fn is_global(addr: &SocketAddr) -> bool {
+    let v4 = |ip: Ipv4Addr| {
+        let [a, b, ..] = ip.octets();
+        !(ip.is_loopback()
+            || ip.is_private()
+            || ip.is_link_local()
+            || (a == 100 && (64..128).contains(&b)))
+    };
+    match addr {
+        SocketAddr::V4(a) => v4(*a.ip()),
+        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+            Some(ip) => v4(ip),
+            None => {
+                let first = a.ip().segments()[0];
+                !(a.ip().is_loopback() || first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfe80)
+            }
+        },
+    }
+}
+
 /// Caps on routing-table entries per IP address (per IPv6 prefix, /48 by default), against
 /// Sybil floods from one host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +91,25 @@ impl IpLimits {
         exempt_loopback: true,
         v6_prefix_bits: 64,
     };
+
+    /// The keys a lookup's diversity caps count `addr` under: its IP (an IPv6 prefix),
+    /// and its /24 (the same prefix for IPv6). `None` when exempt: with
+    /// `ip_limits_exempt_loopback` (the default), every address that is not globally
+    /// routable (loopback, private, shared, link-local, unique-local) is, so a LAN or
+    /// container network of many nodes in one /24 looks its peers up as before, while a
+    /// host on the internet cannot fill a lookup with its ids.
+    pub fn diversity_keys(&self, addr: &SocketAddr) -> Option<([u8; 8], [u8; 8])> {
+        if self.exempt_loopback && !is_global(addr) {
+            return None;
+        }
+        let ip = self.key(addr)?;
+        let mut net = ip;
+        if net[0] == 4 {
+            net[0] = 24;
+            net[4] = 0;
+        }
+        Some((ip, net))
+    }
 
     /// The key an address is counted under, or `None` when it is exempt.
     pub fn key(&self, addr: &SocketAddr) -> Option<[u8; 8]> {
@@ -686,7 +727,7 @@ mod tests {
             port in proptest::prelude::any::<u16>(),
             exempt in proptest::prelude::any::<bool>(),
         ) {
-            use std::net::{Ipv4Addr, SocketAddrV6};
+            use std::net::SocketAddrV6;
             let limits = IpLimits { exempt_loopback: exempt, ..IpLimits::NONE };
             let mut loop4 = v4;
             loop4[0] = 127;
