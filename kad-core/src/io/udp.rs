@@ -557,6 +557,54 @@ mod tests {
         }
     }
 
+    /// Batched and one-a-call sockets exchange large datagrams (30 KB, far beyond a
+    /// typical one) both ways through `flush` and `recv`, over IPv4 and IPv6 on one thread,
+    /// whose send headers serve both families. (Moved here from both adapters'
+    /// `batch_io.rs`; their IPv6 smoke tests stay in `sockets.rs`.)
+    #[test]
+    fn batched_and_unbatched_sockets_agree_over_ipv4_and_ipv6() {
+        for host in ["127.0.0.1:0", "[::1]:0", "127.0.0.1:0"] {
+            let Ok(first) = bind(host.parse().expect("an address")) else {
+                eprintln!("{host} skipped: no such loopback here");
+                continue;
+            };
+            let second = socket(host);
+            let mut ends = [
+                (Udp::new(&first, true).expect("state"), first),
+                (Udp::new(&second, false).expect("state"), second),
+            ];
+            for (from, to) in [(0, 1), (1, 0)] {
+                let src = ends[from].1.local_addr().expect("addr");
+                let dst = ends[to].1.local_addr().expect("addr");
+                let large: Vec<u8> = (0..30_000u32).map(|i| (i as u8) ^ from as u8).collect();
+                let sent = [large, b"small".to_vec()];
+                let mut server = server_with(
+                    sent.iter()
+                        .map(|p| Transmit {
+                            dst,
+                            payload: p.clone(),
+                        })
+                        .collect(),
+                );
+                let (udp, sock) = &mut ends[from];
+                udp.flush(&mut server, sock, |f| f());
+                assert_eq!(server.stats().send_errors, 0);
+                let (udp, sock) = &mut ends[to];
+                let mut got = Vec::new();
+                while got.len() < sent.len() {
+                    match udp.recv(sock, 32, |f| f()) {
+                        Ok(n) => got.extend(udp.datagrams(n).map(|(a, d)| (a, d.to_vec()))),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                        Err(e) => panic!("recv: {e}"),
+                    }
+                }
+                let want: Vec<(SocketAddr, Vec<u8>)> =
+                    sent.iter().map(|p| (src, p.clone())).collect();
+                assert_eq!(got, want, "{host}, {from} to {to}");
+            }
+        }
+    }
+
     /// A GRO train is split at its stride into the datagrams the peer sent.
     #[test]
     fn a_read_is_split_at_its_stride() {
