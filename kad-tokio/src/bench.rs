@@ -2,6 +2,7 @@
 //! from inside the crate.
 
 use std::io;
+use std::net::SocketAddr;
 
 use kad_core::io::udp::Udp;
 use tokio::io::Interest;
@@ -9,8 +10,8 @@ use tokio::net::UdpSocket;
 
 /// Sends every datagram back to where it came from, until an error other than
 /// `WouldBlock` on waiting: the loopback bench's echo server, reading and sending with the
-/// node's own socket calls (quinn-udp: batched reads when `batched`, one datagram a send),
-/// so that the bench's "physical limit" has the same advantage as the node.
+/// node's own socket calls (quinn-udp's batched reads and `sendmmsg` on Linux when
+/// `batched`), so that the bench's "physical limit" has the same advantage as the node.
 pub async fn echo(socket: UdpSocket, batched: bool) -> io::Result<()> {
     let std = socket.into_std()?;
     let udp = Udp::new(&std, batched)?;
@@ -26,14 +27,14 @@ async fn echo_with(socket: UdpSocket, mut udp: Udp) -> io::Result<()> {
         let Ok(got) = udp.recv(&socket, slots, |f| socket.try_io(Interest::READABLE, f)) else {
             continue;
         };
-        for (dst, bytes) in udp.datagrams(got) {
-            loop {
-                match udp.send(&socket, dst, bytes, |f| {
-                    socket.try_io(Interest::WRITABLE, f)
-                }) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.writable().await?,
-                    _ => break,
-                }
+        let replies: Vec<(SocketAddr, &[u8])> = udp.datagrams(got).collect();
+        let mut rest = &replies[..];
+        while !rest.is_empty() {
+            let queued = rest.iter().copied();
+            match udp.send_batch(&socket, queued, |f| socket.try_io(Interest::WRITABLE, f)) {
+                Ok(sent) => rest = &rest[sent.min(rest.len())..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.writable().await?,
+                Err(_) => rest = &rest[1..],
             }
         }
     }

@@ -1,13 +1,12 @@
-//! The state file (`Builder::state_file`): a round trip through `stop()` and `listen`,
-//! periodic writes, and the clear errors for a corrupt, truncated or foreign file. The
-//! killed-process test of the `kad` command is in `persistence.rs`.
+//! The state file (`Builder::state_file`) on tokio, smoke tests: a round trip through
+//! `stop()` and `listen`, and a second node refused on a file in use. The file's
+//! behaviour (periodic writes, locking, the errors for a corrupt, truncated, foreign or
+//! unwritable file) is tested once for both adapters in kad-core (`io::state_file`,
+//! `io::host`); the killed-process test of the `kad` command is in `persistence.rs`.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use kad_tokio::{
-    Error, KademliaServer, NodeId, RecordKind, Snapshot, SnapshotError, StateError, Value,
-};
+use kad_tokio::{Error, KademliaServer, RecordKind, Snapshot, StateError, Value};
 
 /// An empty directory for one test under cargo's scratch directory.
 fn test_dir(name: &str) -> PathBuf {
@@ -78,148 +77,6 @@ async fn stop_and_listen_restores_id_peers_and_records() {
         "restored node {id} on {addr}: 2 records, {} peer",
         peers.len()
     );
-}
-
-/// A fresh node writes its file at once, then every interval, without being stopped.
-#[tokio::test]
-async fn state_is_written_at_start_and_every_interval() {
-    let dir = test_dir("interval");
-    let path = dir.join("node.state");
-    let node = KademliaServer::builder()
-        .state_file(&path)
-        .state_interval(Duration::from_millis(50))
-        .listen("127.0.0.1:0")
-        .await
-        .unwrap();
-    assert_eq!(read_snapshot(&path).id, node.node_id());
-    let other = KademliaServer::listen("127.0.0.1:0").await.unwrap();
-    other
-        .bootstrap(&[node.local_addr().to_string()])
-        .await
-        .unwrap();
-    other.set("k", "v").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let file = read_snapshot(&path);
-    assert_eq!(kind_of(&file, "k"), Some(RecordKind::Replica));
-    assert_eq!(file.peers.len(), 1);
-    let stats = node.stats().await.unwrap();
-    assert!(stats.state_saves >= 2, "{stats:?}");
-    assert_eq!(stats.state_save_errors, 0);
-    println!(
-        "{} periodic writes in 300 ms at a 50 ms interval",
-        stats.state_saves
-    );
-    node.stop().await;
-    other.stop().await;
-    // Between writes (and after the last) only the file itself and its lock are left.
-    let mut left: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    left.sort();
-    assert_eq!(left, ["node.state", "node.state.lock"]);
-}
-
-/// `listen` on a bad file fails with `Error::State` naming the file and the reason, and
-/// leaves the file as it was: a node never silently starts afresh over its old state.
-#[tokio::test]
-async fn corrupt_or_truncated_state_file_is_a_clear_error() {
-    let dir = test_dir("corrupt");
-    let good = dir.join("good.state");
-    let node = KademliaServer::builder()
-        .state_file(&good)
-        .listen("127.0.0.1:0")
-        .await
-        .unwrap();
-    node.stop().await;
-    let bytes = std::fs::read(&good).unwrap();
-
-    let mut flipped = bytes.clone();
-    let last = flipped.len() - 5;
-    flipped[last] ^= 0x20;
-    let cases: [(&str, Vec<u8>, SnapshotError); 4] = [
-        (
-            "truncated",
-            bytes[..bytes.len() - 7].to_vec(),
-            SnapshotError::Checksum,
-        ),
-        ("corrupt", flipped, SnapshotError::Checksum),
-        ("empty", Vec::new(), SnapshotError::BadMagic),
-        ("foreign", b"{\"id\": 1}".to_vec(), SnapshotError::BadMagic),
-    ];
-    for (name, contents, reason) in cases {
-        let path = dir.join(format!("{name}.state"));
-        std::fs::write(&path, &contents).unwrap();
-        let err = KademliaServer::builder()
-            .state_file(&path)
-            .listen("127.0.0.1:0")
-            .await
-            .expect_err(name);
-        let message = err.to_string();
-        match err {
-            Error::State {
-                path: p,
-                source: StateError::Invalid(r),
-            } => {
-                assert_eq!(p, path);
-                assert_eq!(r, reason, "{name}");
-            }
-            other => panic!("{name}: {other:?}"),
-        }
-        assert!(message.contains(&*path.to_string_lossy()), "{message}");
-        assert_eq!(std::fs::read(&path).unwrap(), contents, "{name} untouched");
-        println!("{name}: {message}");
-    }
-}
-
-/// Another node's file, and a path that cannot be written, are refused too.
-#[tokio::test]
-async fn foreign_id_and_unwritable_path_are_errors() {
-    let dir = test_dir("foreign");
-    let path = dir.join("node.state");
-    let node = KademliaServer::builder()
-        .state_file(&path)
-        .listen("127.0.0.1:0")
-        .await
-        .unwrap();
-    let id = node.node_id();
-    node.stop().await;
-    let given = NodeId::for_key("someone else");
-    let err = KademliaServer::builder()
-        .state_file(&path)
-        .node_id(given)
-        .listen("127.0.0.1:0")
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            Error::State { source: StateError::WrongNodeId { file, given: g }, .. }
-                if *file == id && *g == given
-        ),
-        "{err:?}"
-    );
-    println!("{err}");
-    // The same id is fine.
-    let same = KademliaServer::builder()
-        .state_file(&path)
-        .node_id(id)
-        .listen("127.0.0.1:0")
-        .await
-        .unwrap();
-    same.stop().await;
-
-    let nowhere = dir.join("no such directory").join("node.state");
-    let err = KademliaServer::builder()
-        .state_file(&nowhere)
-        .listen("127.0.0.1:0")
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, Error::State { path, source: StateError::Write(_) } if *path == nowhere),
-        "{err:?}"
-    );
-    println!("{err}");
 }
 
 /// Two nodes never share a state file: while one runs, a second `listen` on the same file

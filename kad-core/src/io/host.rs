@@ -318,3 +318,75 @@ impl<T> Host<T> {
         self.server.save_finished(ok);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A fresh node writes its file before `listen` returns, then whenever the server says
+    /// a snapshot is due, and a last time on `stop`, which releases the lock; between
+    /// writes only the file and its lock are in the directory. (Moved here from both
+    /// adapters' `state.rs`, where it slept through real intervals.)
+    #[test]
+    fn the_state_file_is_written_at_start_every_interval_and_at_stop() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.state");
+        let settings = Settings {
+            state_file: Some(path.clone()),
+            state_interval: Some(Duration::from_millis(50)),
+            ..Settings::default()
+        };
+        let opened = open_state_file(&settings).expect("a state file").run();
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        let addr = "127.0.0.1:0".parse().expect("an address");
+        let mut listening = listen::<u32>(
+            &settings,
+            Config::default(),
+            Some(opened.expect("open")),
+            "127.0.0.1:0",
+            [addr],
+            now,
+            |_| false,
+        )
+        .expect("listen");
+        listening
+            .first_save
+            .take()
+            .expect("a fresh node")
+            .run()
+            .expect("first write");
+        let id = listening.node.id;
+        let read = || state_file::load(&path).expect("load").expect("a file").id;
+        assert_eq!(read(), id);
+        let host = &mut listening.host;
+        assert!(host.begin_pass(now).is_none(), "not due yet");
+        for i in 1..=2 {
+            let save = host
+                .begin_pass(now + Duration::from_millis(50 * i))
+                .expect("due");
+            save();
+        }
+        let last = host
+            .stop(now + Duration::from_millis(120))
+            .expect("a last write");
+        assert!(matches!(
+            state_file::lock(&path),
+            Err(crate::server::StateError::Locked { .. })
+        ));
+        let result = last();
+        host.last_saved(Some(result));
+        let stats = host.server().stats();
+        assert_eq!((stats.state_saves, stats.state_save_errors), (3, 0));
+        assert_eq!(read(), id);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["node.state", "node.state.lock"]);
+        drop(state_file::lock(&path).expect("released by the last write"));
+    }
+}

@@ -4,8 +4,9 @@
 //! Nothing here is used by [`Node`](crate::Node) or the [`Server`](crate::server::Server),
 //! which stay sans-IO; this module is where their bytes meet the operating system:
 //!
-//! - [`udp`]: binding the socket, and its calls, batched with quinn-udp (`recvmmsg`, and
-//!   GRO on Linux), with the loops that read into and send from a [`Server`](crate::server::Server).
+//! - [`udp`]: binding the socket, and its calls, batched on Linux (quinn-udp's `recvmmsg`
+//!   and GRO; nix's `sendmmsg` to many destinations), with the loops that read into and
+//!   send from a [`Server`](crate::server::Server).
 //!   An adapter only says how its runtime makes one non-blocking call (tokio's `try_io`
 //!   clears its cached readiness on `WouldBlock`; smol calls the socket directly) and
 //!   waits for readiness itself.

@@ -135,3 +135,143 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     name.push(suffix);
     PathBuf::from(name)
 }
+
+/// The state file's behaviour, tested once here for both adapters (each adapter keeps one
+/// smoke test: a node stopped and listened again from its file).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, Node, SnapshotError};
+
+    fn snapshot(key: &str) -> Snapshot {
+        #[allow(clippy::disallowed_methods)]
+        let now = std::time::Instant::now();
+        Node::new(Config::default(), NodeId::for_key(key), [3; 32], now).snapshot(now)
+    }
+
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// What is saved is what is opened again; each write replaces the file whole and
+    /// leaves no temporary file behind.
+    #[test]
+    fn a_saved_snapshot_opens_again_and_no_temporary_file_is_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.state");
+        let fresh = open(path.clone(), None).expect("a missing file is a fresh node");
+        assert!(fresh.restored.is_none());
+        let (first, second) = (snapshot("first"), snapshot("second"));
+        create(&path, &first).expect("create");
+        assert!(write(&path, &second));
+        assert_eq!(files_in(dir.path()), ["node.state", "node.state.lock"]);
+        drop(fresh);
+        let back = open(path, Some(second.id)).expect("open");
+        assert_eq!(back.restored, Some(second));
+    }
+
+    /// A bad file is a clear error naming the file and the reason, and is left as it
+    /// was: a node never silently starts afresh over its old state.
+    #[test]
+    fn a_corrupt_truncated_or_foreign_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bytes = snapshot("good").to_bytes();
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 5;
+        flipped[last] ^= 0x20;
+        let cases: [(&str, Vec<u8>, SnapshotError); 4] = [
+            (
+                "truncated",
+                bytes[..bytes.len() - 7].to_vec(),
+                SnapshotError::Checksum,
+            ),
+            ("corrupt", flipped, SnapshotError::Checksum),
+            ("empty", Vec::new(), SnapshotError::BadMagic),
+            ("foreign", b"{\"id\": 1}".to_vec(), SnapshotError::BadMagic),
+        ];
+        for (name, contents, reason) in cases {
+            let path = dir.path().join(format!("{name}.state"));
+            fs::write(&path, &contents).expect("write");
+            let err = open(path.clone(), None).expect_err(name);
+            let message = err.to_string();
+            match err {
+                Error::State {
+                    path: p,
+                    source: StateError::Invalid(r),
+                } => {
+                    assert_eq!(p, path);
+                    assert_eq!(r, reason, "{name}");
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+            assert!(message.contains(&*path.to_string_lossy()), "{message}");
+            assert_eq!(fs::read(&path).expect("read"), contents, "{name} untouched");
+        }
+    }
+
+    /// Another node's file is refused (its own id is fine), and so is a path that cannot
+    /// be written.
+    #[test]
+    fn another_nodes_file_and_an_unwritable_path_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.state");
+        let mine = snapshot("mine");
+        create(&path, &mine).expect("create");
+        let given = NodeId::for_key("someone else");
+        let err = open(path.clone(), Some(given)).expect_err("another id");
+        assert!(
+            matches!(
+                &err,
+                Error::State { source: StateError::WrongNodeId { file, given: g }, .. }
+                    if *file == mine.id && *g == given
+            ),
+            "{err:?}"
+        );
+        drop(open(path, Some(mine.id)).expect("the same id"));
+
+        let nowhere = dir.path().join("no such directory").join("node.state");
+        let err = open(nowhere.clone(), None).expect_err("no directory");
+        assert!(
+            matches!(&err, Error::State { path, source: StateError::Write(_) } if *path == nowhere),
+            "{err:?}"
+        );
+        let err = create(&nowhere, &mine).expect_err("no directory");
+        assert!(
+            matches!(
+                &err,
+                Error::State {
+                    source: StateError::Write(_),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(!write(&nowhere, &mine));
+    }
+
+    /// Two nodes never share a state file: while one holds it, a second open fails with
+    /// `Locked`; once the first lets go, the file is free again.
+    #[test]
+    fn a_state_file_in_use_is_locked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.state");
+        let first = open(path.clone(), None).expect("first");
+        let err = open(path.clone(), None).expect_err("a second node on the same file");
+        assert!(
+            matches!(&err, Error::State { path: p, source: StateError::Locked { lock } }
+                if *p == path && *lock == dir.path().join("node.state.lock")),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("another node is using it"),
+            "{err}"
+        );
+        drop(first);
+        drop(open(path, None).expect("free again"));
+    }
+}

@@ -594,8 +594,8 @@ macro_rules! builder_methods {
 
             /// Whether the node's socket reads up to `quinn_udp::BATCH_SIZE` datagrams (32 on
             /// Linux) per system call (`recvmmsg`, through quinn-udp) or one. Default true; where
-            /// quinn-udp cannot batch, a read is one datagram either way. Sends go one datagram a
-            /// call in both modes (quinn-udp batches only segments to one destination). The node
+            /// quinn-udp cannot batch, a read is one datagram either way. Sends likewise: up to 32
+            /// datagrams, to as many destinations, per `sendmmsg` (Linux), or one. The node
             /// behaves the same either way (each datagram reaches the core with its source and the
             /// time it was read); batching spends less CPU per datagram under load. Turning it off
             /// is for comparisons and as a way out should a kernel misbehave.
