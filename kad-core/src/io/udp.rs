@@ -108,6 +108,7 @@ impl Udp {
     pub fn new(socket: &std::net::UdpSocket, batched: bool) -> io::Result<Udp> {
         let state = UdpSocketState::new(socket.into())?;
         allow_fragments(socket, socket.local_addr()?.is_ipv6())?;
+        no_ancillary_data(socket, socket.local_addr()?.is_ipv6());
         let slots = if batched { BATCH_SIZE } else { 1 };
         let send_slots = if batched && mmsg::AVAILABLE {
             BATCH_SIZE
@@ -296,6 +297,24 @@ fn allow_fragments<S: AsFd>(socket: &S, v6: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Asks the kernel for no ancillary data with each datagram received: quinn-udp turns on
+/// the destination address (`IP_PKTINFO`) and the ECN bits (`IP_RECVTOS`), which kad uses
+/// neither of, and whose control messages cost every read (Linux; best effort: a socket
+/// that keeps them works the same, a little slower).
+#[cfg(target_os = "linux")]
+fn no_ancillary_data<S: AsFd>(socket: &S, v6: bool) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let _ = setsockopt(socket, sockopt::IpRecvTos, &false);
+    let _ = setsockopt(socket, sockopt::Ipv4PacketInfo, &false);
+    if v6 {
+        let _ = setsockopt(socket, sockopt::Ipv6RecvTClass, &false);
+        let _ = setsockopt(socket, sockopt::Ipv6RecvPacketInfo, &false);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn no_ancillary_data<S: AsFd>(_socket: &S, _v6: bool) {}
+
 #[cfg(not(target_os = "linux"))]
 fn allow_fragments<S: AsFd>(_socket: &S, _v6: bool) -> io::Result<()> {
     Ok(())
@@ -312,6 +331,20 @@ mod tests {
     /// quinn-udp sets `IP_PMTUDISC_PROBE`, which refuses a datagram larger than the link's
     /// MTU (a 20-peer JSON reply over Ethernet); `Udp::new` must undo it.
     #[cfg(target_os = "linux")]
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn no_ancillary_data_is_asked_for() {
+        use nix::sys::socket::{getsockopt, sockopt};
+        let v4 = socket("127.0.0.1:0");
+        let _udp = Udp::new(&v4, true).expect("quinn-udp state");
+        assert!(!getsockopt(&v4, sockopt::Ipv4PacketInfo).expect("IP_PKTINFO"));
+        assert!(!getsockopt(&v4, sockopt::IpRecvTos).expect("IP_RECVTOS"));
+        let v6 = socket("[::1]:0");
+        let _udp = Udp::new(&v6, true).expect("quinn-udp state");
+        assert!(!getsockopt(&v6, sockopt::Ipv6RecvPacketInfo).expect("IPV6_RECVPKTINFO"));
+        assert!(!getsockopt(&v6, sockopt::Ipv6RecvTClass).expect("IPV6_RECVTCLASS"));
+    }
+
     #[test]
     fn fragmentation_is_allowed_again() {
         use rustix::net::sockopt;
