@@ -27,8 +27,9 @@ pub(crate) const CROWD_FOR: Duration = Duration::from_secs(3600);
 /// Distinct ids remembered per IP: one more than any allowed `max_ids_per_ip` needs.
 const TRACKED: usize = 8;
 
-/// The ids proven at one IP: keyed fingerprints ([`Crowds::fingerprint`]) of each
-/// (address, id) pair seen, one pair an address and one an id.
+/// The ids proven at one IP: each (address, id) pair seen, one pair an address and one an
+/// id. An id is its keyed fingerprint ([`Crowds::fingerprint`]); an address is its port
+/// (IPv4) or its keyed fingerprint (an IPv6 prefix holds many addresses).
 #[derive(Clone, Copy, Debug)]
 struct Ids {
     seen: [(u64, u64); TRACKED],
@@ -121,16 +122,22 @@ impl Crowds {
             count: 0,
             at: now,
         });
-        let a = match addr {
-            SocketAddr::V4(a) => self.fingerprint(&a.port().to_be_bytes()),
-            SocketAddr::V6(a) => {
-                let mut b = [0u8; 18];
-                b[..16].copy_from_slice(&a.ip().octets());
-                b[16..].copy_from_slice(&a.port().to_be_bytes());
-                self.fingerprint(&b)
-            }
-        };
-        ids.add(a, self.fingerprint(&id.0));
+        // A crowded IP stays so while it keeps proving ids: no need to tell them apart.
+        if !was {
+            let a = match addr {
+                // The IP is the key: the port tells its addresses apart.
+                SocketAddr::V4(a) => u64::from(a.port()),
+                // Many addresses share a prefix: they are hashed, so that no two the
+                // host chooses can pass for one.
+                SocketAddr::V6(a) => {
+                    let mut b = [0u8; 18];
+                    b[..16].copy_from_slice(&a.ip().octets());
+                    b[16..].copy_from_slice(&a.port().to_be_bytes());
+                    self.fingerprint(&b)
+                }
+            };
+            ids.add(a, self.fingerprint(&id.0));
+        }
         ids.at = now;
         if self.young.len() >= self.half && !self.young.contains_key(&ip) {
             self.old = std::mem::take(&mut self.young);

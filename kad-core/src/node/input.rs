@@ -85,26 +85,24 @@ impl Node {
             core.release(now, from, true);
         }
         match pending.owner {
-            // An answer from a crowded IP (see `crate::crowd`), or from a client (it is
-            // in nobody's table; the flag would keep a Sybil out of the count), counts as
-            // no answer.
-            Owner::Query { id, tag } if msg.client || core.crowded(&from) => {
-                if !msg.client {
+            Owner::Query { id, tag } => {
+                // An answer from a crowded IP (see `crate::crowd`), or from a client (it
+                // is in nobody's table; the flag would keep a Sybil out of the count),
+                // counts as no answer.
+                let crowded = !msg.client && core.crowded(&from);
+                if crowded {
                     core.stats.answers_from_crowded += 1;
                 }
                 if let Some(q) = self.queries.get_mut(&id) {
-                    core.with_env(|env| q.on_outcome(env, now, tag, Outcome::Failure { txn }));
-                    self.dirty.insert(id);
-                }
-            }
-            Owner::Query { id, tag } => {
-                if let Some(q) = self.queries.get_mut(&id) {
-                    let body = &msg.body;
-                    let outcome = Outcome::Response {
-                        txn,
-                        from,
-                        sender,
-                        body,
+                    let outcome = if msg.client || crowded {
+                        Outcome::Failure { txn }
+                    } else {
+                        Outcome::Response {
+                            txn,
+                            from,
+                            sender,
+                            body: &msg.body,
+                        }
                     };
                     core.with_env(|env| q.on_outcome(env, now, tag, outcome));
                     self.dirty.insert(id);

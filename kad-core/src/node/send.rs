@@ -221,14 +221,7 @@ impl Core {
         body: Body,
         owner: Owner,
     ) -> Option<u64> {
-        let req = Request {
-            addr,
-            expected,
-            body,
-            owner,
-            watch_stall: false,
-        };
-        self.with_env(|env| env.send(now, req))
+        self.with_env(|env| env.send_request(now, addr, expected, body, owner))
     }
 
     fn pen(&self) -> Pen<'_> {

@@ -109,12 +109,6 @@ impl Env<'_> {
         self.ip_limits.key(addr)
     }
 
-    /// Has the IP of `addr` proved more ids than one host runs (see [`crate::crowd`])?
-    pub fn crowded(&self, addr: &SocketAddr) -> bool {
-        self.diversity_keys(addr)
-            .is_some_and(|(ip, _)| self.crowds.is_crowded(&ip))
-    }
-
     /// The keys a lookup's diversity caps count `addr` under (see
     /// [`IpLimits::diversity_keys`]).
     pub fn diversity_keys(&self, addr: &SocketAddr) -> Option<([u8; 8], [u8; 8])> {

@@ -391,12 +391,7 @@ impl Lookup {
 
     fn offer(&mut self, core: &Env<'_>, id: NodeId, addr: SocketAddr, hops: u32) {
         let d = id.distance(&self.target);
-        if id == core.id
-            || !usable(&addr)
-            || addr == core.local_addr
-            || self.failed.contains(&d)
-            || core.crowded(&addr)
-        {
+        if id == core.id || !usable(&addr) || addr == core.local_addr || self.failed.contains(&d) {
             return;
         }
         if !self.diverse(core, d, &addr) {
@@ -416,11 +411,15 @@ impl Lookup {
     /// caps (`Config::max_lookup_peers_per_ip`, `max_lookup_peers_per_subnet`), so that
     /// one host or one network with many ids cannot fill the k closest. When its IP or
     /// subnet is at its cap, a closer newcomer takes the place of the farthest untried
-    /// candidate there; otherwise it is refused.
+    /// candidate there; otherwise it is refused. A crowded IP (see [`crate::crowd`]) has
+    /// no room at all.
     fn diverse(&mut self, core: &Env<'_>, d: Distance, addr: &SocketAddr) -> bool {
         let Some((ip, net)) = core.diversity_keys(addr) else {
             return true;
         };
+        if core.crowds.is_crowded(&ip) {
+            return false;
+        }
         let caps = [
             (ip, core.config.max_lookup_peers_per_ip, true),
             (net, core.config.max_lookup_peers_per_subnet, false),
