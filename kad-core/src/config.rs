@@ -62,6 +62,7 @@ pub struct Config {
     pub(crate) max_lookup_peers_per_ip: usize,
     pub(crate) max_lookup_peers_per_subnet: usize,
     pub(crate) max_ids_per_ip: usize,
+    pub(crate) bootstrap_fill: usize,
     pub(crate) client_mode: bool,
 }
 
@@ -109,6 +110,7 @@ impl Default for Config {
             max_lookup_peers_per_ip: 2,
             max_lookup_peers_per_subnet: 5,
             max_ids_per_ip: 2,
+            bootstrap_fill: 10,
             client_mode: false,
         }
     }
@@ -336,6 +338,15 @@ macro_rules! config_settings {
         /// requests count, so no one can crowd an IP they do not answer from. The IPs
         /// remembered are bounded by `max_verified_addresses`.
         max_ids_per_ip: usize,
+        /// Entries the bootstrap's bucket refresh aims for in each bucket farther than our
+        /// closest neighbours (default 10, half of the default k; more than k counts as k; 0
+        /// refreshes no bucket and joins by the self lookup alone, as mainline does). Each
+        /// entry a refresh lookup adds costs one request, since only an answer proves a peer.
+        /// The rest of a bucket fills at no extra cost, from the strangers who query us and
+        /// answer the ping we send before answering them. At 30,000 simulated nodes, 10
+        /// instead of k halves the bootstrap's requests (227 to 120 a node) and lowers the
+        /// lookup rounds (2.96 to 2.78), with tables 18 % smaller at the end of the run.
+        bootstrap_fill: usize,
         /// Client mode (default false): the node queries and stores through the network but
         /// never enters anyone's routing table. Its messages carry the `ro` field, and kad nodes
         /// never add a sender that sets it; it answers pings and lookups but stores nothing

@@ -47,6 +47,8 @@ fn every_field_changed() -> Config {
         .ipv6_prefix_len(56)
         .max_lookup_peers_per_ip(3)
         .max_lookup_peers_per_subnet(7)
+        .max_ids_per_ip(5)
+        .bootstrap_fill(16)
         .client_mode(true)
         .build()
         .expect("a valid config");
@@ -90,6 +92,8 @@ fn every_field_changed() -> Config {
         config.ipv6_prefix_len() != d.ipv6_prefix_len(),
         config.max_lookup_peers_per_ip() != d.max_lookup_peers_per_ip(),
         config.max_lookup_peers_per_subnet() != d.max_lookup_peers_per_subnet(),
+        config.max_ids_per_ip() != d.max_ids_per_ip(),
+        config.bootstrap_fill() != d.bootstrap_fill(),
         config.client_mode() != d.client_mode(),
     ];
     let unchanged: Vec<usize> = (0..changed.len()).filter(|&i| !changed[i]).collect();

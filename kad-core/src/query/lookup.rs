@@ -288,6 +288,84 @@ impl Lookup {
         }
     }
 
+    /// Polls a lookup that only fills a bucket of our table (bootstrap's bucket refresh):
+    /// each answer from a peer we do not know yet is one more entry, an answer from one
+    /// already there only names others. So it asks the closest candidates not in the
+    /// table, at most `room` at a time (the entries the bucket still lacks) and alpha at
+    /// most, and asks a known peer only when nothing else is left to ask and nothing is
+    /// in flight, one at a time. Finished when nothing is in flight and nobody among the
+    /// k closest is left to ask; the caller also ends it once the bucket has its fill.
+    pub fn poll_fill(&mut self, core: &mut Env<'_>, now: Instant, room: usize) -> Progress {
+        let k = core.config.k;
+        let limit = core.config.alpha.max(1).min(room.max(1));
+        let mut unknown = Vec::new();
+        let mut known = None;
+        let mut waiting = false;
+        for (d, cand) in self.candidates.iter().take(k) {
+            match cand.state {
+                State::NotContacted if core.table.contains(&cand.peer.id) => {
+                    known = known.or(Some(*d));
+                }
+                State::NotContacted => unknown.push(*d),
+                State::InFlight(_) | State::Stalled(_) => waiting = true,
+                State::Succeeded => {}
+            }
+        }
+        let mut picks = unknown;
+        if picks.is_empty() && self.in_flight == 0 {
+            picks.extend(known);
+        }
+        let mut starved = false;
+        for d in picks {
+            if self.in_flight >= limit {
+                break;
+            }
+            if !self.send_to(core, now, &d) {
+                starved = true;
+                break;
+            }
+        }
+        if starved {
+            Progress::Starved
+        } else if waiting || self.in_flight > 0 {
+            Progress::Waiting
+        } else {
+            Progress::Finished
+        }
+    }
+
+    /// Sends this lookup's request to candidate `d`; false when the request table or the
+    /// transmit queue is full.
+    fn send_to(&mut self, core: &mut Env<'_>, now: Instant, d: &Distance) -> bool {
+        let watch_stall = self.patience != Patience::Exhaustive;
+        let body = match &self.ask {
+            Ask::FindNode => Body::FindNode {
+                target: self.target,
+            },
+            Ask::FindValue(key) => Body::FindValue { key: key.clone() },
+        };
+        let owner = self.owner;
+        let Some(cand) = self.candidates.get_mut(d) else {
+            return false;
+        };
+        let req = Request {
+            addr: cand.peer.addr,
+            expected: Some(cand.peer.id),
+            body,
+            owner,
+            watch_stall,
+        };
+        match core.send(now, req) {
+            Some(txn) => {
+                cand.state = State::InFlight(txn);
+                self.in_flight += 1;
+                self.requests += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Takes the candidate that `txn` went to out of flight (stalled or not); returns its
     /// key.
     fn land(&mut self, txn: u64) -> Option<Distance> {
@@ -637,5 +715,101 @@ mod tests {
         // 50 and 30 (untried) go first, farthest first; 10 and 20 are the 2 closest
         // answered; 40 and 60 are in flight: the list stays above max.
         assert_eq!(kept(&l), vec![10, 20, 40, 60]);
+    }
+
+    /// An outbox that records where requests went and numbers them.
+    #[derive(Default)]
+    struct Sent(Vec<SocketAddr>);
+
+    impl super::super::env::Outbox for Sent {
+        fn send(
+            &mut self,
+            _now: Instant,
+            req: Request,
+            _rng: &mut rand_chacha::ChaCha12Rng,
+            _stats: &mut crate::Stats,
+        ) -> Option<u64> {
+            self.0.push(req.addr);
+            Some(self.0.len() as u64)
+        }
+    }
+
+    #[test]
+    fn a_fill_lookup_asks_strangers_first_and_no_more_than_the_bucket_lacks() {
+        use rand_core::SeedableRng;
+        let now = Instant::now();
+        let config = crate::Config::default();
+        let own = NodeId([0xff; 20]);
+        let mut table = crate::routing::Table::new(own, config.k, 8, 5, now);
+        // Candidates 1 to 4 are in our table already; 5 to 9 are strangers named to us.
+        let states: Vec<(u8, State)> = (1..10).map(|d| (d, State::NotContacted)).collect();
+        let mut l = lookup_with(&states);
+        for c in l.candidates.values().filter(|c| c.peer.id.0[0] <= 4) {
+            table.on_heard(now, c.peer, true);
+        }
+        let mut store = crate::store::Store::new(100, 1 << 20, 100);
+        let mut validator = crate::validate::AcceptAll;
+        let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(1);
+        let mut stats = crate::Stats::default();
+        let crowds = crate::crowd::Crowds::new(16, 2, [0; 20]);
+        let mut sent = Sent::default();
+        let addr = |d: u8| SocketAddr::from((Ipv4Addr::new(10, 0, 0, d), 4000));
+        let mut env = Env {
+            config: &config,
+            id: own,
+            local_addr: addr(200),
+            table: &table,
+            store: &mut store,
+            validator: &mut validator,
+            rng: &mut rng,
+            stats: &mut stats,
+            ip_limits: crate::routing::IpLimits::NONE,
+            crowds: &crowds,
+            out: &mut sent,
+        };
+        // The bucket lacks two entries: two requests, to the closest strangers.
+        assert_eq!(l.poll_fill(&mut env, now, 2), Progress::Waiting);
+        assert_eq!(l.requests as usize, 2);
+        // Both answer (naming nobody); it lacks one more: one request, to the next stranger.
+        for txn in 1..=2 {
+            let id = l
+                .candidates
+                .values()
+                .find(|c| c.state == State::InFlight(txn))
+                .map(|c| c.peer.id)
+                .unwrap();
+            assert!(l.on_response(&env, txn, id, &[]));
+        }
+        assert_eq!(l.poll_fill(&mut env, now, 1), Progress::Waiting);
+        assert_eq!(l.requests as usize, 3);
+        let id = l
+            .candidates
+            .values()
+            .find(|c| c.state == State::InFlight(3))
+            .map(|c| c.peer.id)
+            .unwrap();
+        assert!(l.on_response(&env, 3, id, &[]));
+        // The rest: strangers 8 and 9 (alpha at a time), then the known ones one by one.
+        assert_eq!(l.poll_fill(&mut env, now, 20), Progress::Waiting);
+        assert_eq!(l.requests as usize, 5);
+        for txn in 4..=5 {
+            let id = l
+                .candidates
+                .values()
+                .find(|c| c.state == State::InFlight(txn))
+                .map(|c| c.peer.id)
+                .unwrap();
+            assert!(l.on_response(&env, txn, id, &[]));
+        }
+        // No stranger left: one known peer at a time, the closest first.
+        assert_eq!(l.poll_fill(&mut env, now, 20), Progress::Waiting);
+        assert_eq!(l.poll_fill(&mut env, now, 20), Progress::Waiting);
+        assert_eq!(l.requests, 6);
+        drop(env);
+        assert_eq!(
+            sent.0,
+            vec![addr(5), addr(6), addr(7), addr(8), addr(9), addr(1)]
+        );
+        l.check().unwrap();
     }
 }

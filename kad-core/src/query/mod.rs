@@ -743,14 +743,17 @@ fn poll_bootstrap(
         let mut done = true;
         let mut starved = false;
         for l in ls.iter_mut() {
-            // A bucket that is full already (the self lookup, an earlier refresh or
-            // other nodes' requests filled it) needs no more of its lookup: it would
-            // only meet peers the bucket has no room for. Its requests in flight still
-            // count when answered; the lookup sends no more.
-            if core.table.bucket_full_for(l.target()) {
-                continue;
-            }
-            match l.poll(core, now) {
+            // A bucket that holds its fill already (the self lookup, an earlier refresh or
+            // other nodes' requests filled it) needs no more of its lookup. Its requests in
+            // flight still count when answered; the lookup sends no more. The last bucket,
+            // which covers our own id, splits instead of filling: its lookup runs to the end.
+            let fill = core.config.bootstrap_fill.min(core.config.k);
+            let p = match core.table.bucket_len_for(l.target()) {
+                None => l.poll(core, now),
+                Some(n) if n >= fill => continue,
+                Some(n) => l.poll_fill(core, now, fill - n),
+            };
+            match p {
                 Progress::Finished => {}
                 Progress::Waiting => done = false,
                 Progress::Starved => {

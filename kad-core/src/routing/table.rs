@@ -304,11 +304,11 @@ impl Table {
         self.buckets.len()
     }
 
-    /// Is the bucket that `id` falls in full (k entries), with no room for another peer
-    /// there? The last bucket, which covers our own id, is never full: it splits.
-    pub fn bucket_full_for(&self, id: &NodeId) -> bool {
+    /// How many entries the bucket that `id` falls in holds; `None` for the last bucket,
+    /// which covers our own id and splits instead of filling.
+    pub fn bucket_len_for(&self, id: &NodeId) -> Option<usize> {
         let i = self.index(id);
-        i + 1 < self.buckets.len() && self.buckets[i].entries.len() >= self.k
+        (i + 1 < self.buckets.len()).then(|| self.buckets[i].entries.len())
     }
 
     fn index(&self, id: &NodeId) -> usize {
@@ -517,7 +517,6 @@ impl Table {
     }
 
     /// Is `id` in the table (not counting replacements)?
-    #[cfg(test)]
     pub fn contains(&self, id: &NodeId) -> bool {
         self.buckets[self.index(id)].position(id).is_some()
     }
