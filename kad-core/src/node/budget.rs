@@ -4,12 +4,6 @@
 use super::*;
 
 impl Core {
-    /// Has the sender at `peer.addr` proven that address: it answered a request of ours
-    /// from it (as a table entry or replacement with that id, or lately as anyone)?
-    pub(super) fn addr_proven(&self, peer: &Peer, now: Instant) -> bool {
-        self.table.is_verified(&peer.id, &peer.addr) || self.verified.contains(&peer.addr, now)
-    }
-
     /// Answers a request. Whatever the sender, a reply is at most `unverified_reply_factor`
     /// times its request, plus, for an address that proved itself by answering one of our
     /// requests from it, what is left of its `reply_allowance`. A larger reply to an
@@ -26,10 +20,12 @@ impl Core {
             request,
         } = ctx;
         let budget = len.saturating_mul(self.config.unverified_reply_factor);
-        let payload = self.encode(txn, body.clone());
+        let (payload, body) = self.encode(txn, body);
         if payload.len() <= budget {
             return self.push(peer.addr, payload);
         }
+        // Looked up only now if it was left open: most replies fit their budget.
+        let proven = proven.unwrap_or_else(|| self.verified.contains(&peer.addr, now));
         if proven {
             if self.spend_allowance(now, &peer, payload.len()) {
                 return self.push(peer.addr, payload);
@@ -43,14 +39,8 @@ impl Core {
         // No room to hold it, or no allowance left: a peer list goes out shortened, a
         // value not at all.
         match body {
-            Body::FindNodeRes { peers } => {
-                let payload = self.shorten(txn, peers, budget, |peers| Body::FindNodeRes { peers });
-                self.push(peer.addr, payload);
-            }
-            Body::FindValueRes(FindValueRes::Peers(peers)) => {
-                let payload = self.shorten(txn, peers, budget, |p| {
-                    Body::FindValueRes(FindValueRes::Peers(p))
-                });
+            Body::FindNodeRes { .. } | Body::FindValueRes(FindValueRes::Peers(_)) => {
+                let payload = self.shorten(txn, body, budget, payload.len());
                 self.push(peer.addr, payload);
             }
             Body::FindValueRes(FindValueRes::Value(_)) => self.stats.replies_held_dropped += 1,
@@ -76,24 +66,40 @@ impl Core {
         u32::try_from(self.config.reply_allowance).unwrap_or(u32::MAX)
     }
 
-    /// Encodes a peer-list reply with as many peers as fit `budget` bytes.
+    /// Encodes a peer-list reply (`body`, whose encoding with all its peers is `full`
+    /// bytes long) with as many peers as fit `budget` bytes: as many as the average entry
+    /// says, then one fewer until it fits. The peer list is moved, never copied, and the
+    /// full reply, already encoded once, is not encoded again.
     pub(super) fn shorten(
         &mut self,
         txn: TxnId,
-        mut peers: Vec<WirePeer>,
+        mut body: Body,
         budget: usize,
-        make: impl Fn(Vec<WirePeer>) -> Body,
+        full: usize,
     ) -> Vec<u8> {
         self.stats.replies_shortened += 1;
-        let full = self.encode(txn, make(peers.clone())).len();
-        let base = self.encode(txn, make(Vec::new())).len();
+        let mut peers = peers_of(&mut body).map(std::mem::take).unwrap_or_default();
+        let (empty, mut body) = self.encode(txn, body);
+        let base = empty.len();
         let per_peer = (full - base).div_ceil(peers.len().max(1)).max(1);
         peers.truncate(budget.saturating_sub(base) / per_peer);
+        if let Some(list) = peers_of(&mut body) {
+            *list = peers;
+        }
         loop {
-            let payload = self.encode(txn, make(peers.clone()));
-            if payload.len() <= budget || peers.pop().is_none() {
+            let (payload, next) = self.encode(txn, body);
+            body = next;
+            if payload.len() <= budget || peers_of(&mut body).and_then(Vec::pop).is_none() {
                 return payload;
             }
         }
+    }
+}
+
+/// The peer list of a `find_node_res` or a `find_value_res` without the value.
+fn peers_of(body: &mut Body) -> Option<&mut Vec<WirePeer>> {
+    match body {
+        Body::FindNodeRes { peers } | Body::FindValueRes(FindValueRes::Peers(peers)) => Some(peers),
+        _ => None,
     }
 }

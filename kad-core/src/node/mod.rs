@@ -179,8 +179,9 @@ struct Ctx {
     peer: Peer,
     /// Its size in bytes.
     len: usize,
-    /// Its source address has proven itself.
-    proven: bool,
+    /// Its source address has proven itself; `None`: not known yet, because only the
+    /// verified cache could tell, and it is asked only if the reply needs it.
+    proven: Option<bool>,
     /// The request itself, kept for an unproven sender whose reply may have to wait.
     request: Option<Message>,
 }

@@ -122,7 +122,7 @@ impl Core {
         let ctx = Ctx {
             peer,
             len,
-            proven: true,
+            proven: Some(true),
             request: None,
         };
         self.reply(now, ctx, txn, Body::SetRes);

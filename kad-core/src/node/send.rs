@@ -118,15 +118,23 @@ impl Pen<'_> {
 
     /// Encodes a message at least `min_len` bytes long (see [`Codec::encode_padded`]).
     fn encode_padded(&self, txn: TxnId, body: Body, min_len: usize) -> Vec<u8> {
+        self.encode_keeping(txn, body, min_len).0
+    }
+
+    /// [`Pen::encode_padded`], and the body back: a reply that may have to be shortened
+    /// is encoded without a copy of its peer list.
+    fn encode_keeping(&self, txn: TxnId, body: Body, min_len: usize) -> (Vec<u8>, Body) {
+        // Room for the whole datagram at once: a peer list grown from a small buffer cost
+        // a `realloc` and a copy of what was written before it.
+        let mut payload = Vec::with_capacity(room_for(&body).max(min_len));
         let msg = Message {
             txn,
             sender: self.sender.clone(),
             body,
             client: self.config.client_mode,
         };
-        let mut payload = Vec::with_capacity(256);
         self.config.codec.encode_padded(&msg, min_len, &mut payload);
-        payload
+        (payload, msg.body)
     }
 
     /// How long a padded lookup request is: a k-peer answer, estimated generously, divided
@@ -140,6 +148,22 @@ impl Pen<'_> {
         };
         let reply = REPLY_ENVELOPE_BYTES + self.config.k * per_peer;
         reply.div_ceil(self.config.unverified_reply_factor.max(1))
+    }
+}
+
+/// Bytes to reserve for a message with `body`: its envelope, and room for its peer list
+/// or value (a JSON bytes value grows by a third in base64), generously.
+fn room_for(body: &Body) -> usize {
+    256 + match body {
+        Body::FindNodeRes { peers } | Body::FindValueRes(FindValueRes::Peers(peers)) => {
+            peers.len() * PEER_BYTES
+        }
+        Body::Set { key, value } | Body::SetCached { key, value, .. } => {
+            key.len() + value.byte_len() * 4 / 3
+        }
+        Body::FindValueRes(FindValueRes::Value(value)) => value.byte_len() * 4 / 3,
+        Body::CheckStore { key, .. } | Body::FindValue { key } => key.len(),
+        _ => 0,
     }
 }
 
@@ -241,8 +265,9 @@ impl Core {
         }
     }
 
-    pub(super) fn encode(&self, txn: TxnId, body: Body) -> Vec<u8> {
-        self.pen().encode_padded(txn, body, 0)
+    /// Encodes a message of ours with `body`, and gives the body back.
+    pub(super) fn encode(&self, txn: TxnId, body: Body) -> (Vec<u8>, Body) {
+        self.pen().encode_keeping(txn, body, 0)
     }
 
     pub(super) fn push(&mut self, dst: SocketAddr, payload: Vec<u8>) {

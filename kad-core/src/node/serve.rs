@@ -17,9 +17,20 @@ impl Core {
             id: msg.sender.id,
             addr: from,
         };
-        let proven = proven || self.addr_proven(&peer, now);
+        // Looked up once, before the claim can change the table, for both.
+        let in_table = self.table.is_verified(&peer.id, &peer.addr);
+        // A ping's answer needs no proof (a pong fits its budget); the verified cache is
+        // asked only if it does not.
+        let proof = if proven || in_table {
+            Some(true)
+        } else if matches!(msg.body, Body::Ping) {
+            None
+        } else {
+            Some(self.verified.contains(&peer.addr, now))
+        };
+        let proven = proof == Some(true);
         // A client never joins the table, whatever it proves.
-        if !msg.client {
+        if !msg.client && !in_table {
             self.claimed(now, peer);
         }
         // What an unproven sender's reply may wait on: its request.
@@ -124,7 +135,7 @@ impl Core {
         let ctx = Ctx {
             peer,
             len: request_len,
-            proven,
+            proven: proof,
             request,
         };
         self.reply(now, ctx, txn, reply);

@@ -224,6 +224,25 @@ impl TxnId {
         })
     }
 
+    /// An id of 1 to [`MAX_TXN_LEN`] bytes that the caller has checked are UTF-8 (as
+    /// [`TxnId::from_str`], without a `str` in between).
+    pub(crate) fn from_utf8_bytes(bytes: &[u8]) -> Option<TxnId> {
+        if bytes.is_empty() || bytes.len() > MAX_TXN_LEN {
+            return None;
+        }
+        let mut buf = [0u8; MAX_TXN_LEN];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        Some(TxnId {
+            len: bytes.len() as u8,
+            buf,
+        })
+    }
+
+    /// The id's UTF-8, without checking it again as [`TxnId::as_str`] must.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+
     /// The id as text.
     pub(crate) fn as_str(&self) -> &str {
         // Built only from &str or ASCII hex, so always valid UTF-8.

@@ -10,7 +10,7 @@ use super::ascii::{
     id_from_hex, id_from_hex_array, ip_text_len, ipv4_of_len, parse_ip, write_decimal, Cursor,
     IpText, DECIMAL_SLACK,
 };
-use super::scan::{self, leading_number, short_number, Scanner};
+use super::scan::{self, is_utf8, leading_number, short_number, Scanner};
 use crate::wire::de::{bytes_as_text, value_from_bytes, Field};
 use crate::wire::{
     peer_addr, Body, DecodeError, FindValueRes, Message, WirePeer, BYTES_MARKER, CLIENT_KEY,
@@ -30,7 +30,7 @@ pub(super) fn encode(msg: &Message, pad: usize, out: &mut Vec<u8>) {
         write_int(out, u64::from(*has_key));
     }
     write_bytes(out, b"id");
-    write_bytes(out, msg.txn.as_str().as_bytes());
+    write_bytes(out, msg.txn.as_bytes());
     if let Body::Set { key, .. }
     | Body::SetCached { key, .. }
     | Body::CheckStore { key, .. }
@@ -247,6 +247,16 @@ impl<'de> Scanner<'de> for BencodeScanner<'de> {
 
     fn text(&mut self, name: &'static str) -> Option<Result<&'de str, DecodeError>> {
         Some(bytes_as_text(self.bytes()?).ok_or(DecodeError::Invalid(name)))
+    }
+
+    fn utf8(&mut self, name: &'static str) -> Option<Result<&'de [u8], DecodeError>> {
+        // As `bytes_as_text` decides, without making a `str`.
+        let bytes = self.bytes()?;
+        Some(if !bytes.starts_with(BYTES_MARKER) && is_utf8(bytes) {
+            Ok(bytes)
+        } else {
+            Err(DecodeError::Invalid(name))
+        })
     }
 
     fn id(&mut self) -> Option<NodeId> {

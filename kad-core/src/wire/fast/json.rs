@@ -13,7 +13,7 @@ use super::ascii::{
     id_from_hex, id_from_hex_array, leading_ipv4, parse_ip, write_decimal, Cursor, IpText,
     DECIMAL_SLACK,
 };
-use super::scan::{self, leading_number, short_number, Scanner};
+use super::scan::{self, is_utf8, leading_number, short_number, Scanner};
 use crate::wire::de::{value_from_base64, Field};
 use crate::wire::{
     peer_addr, Body, DecodeError, FindValueRes, Message, Sender, WirePeer, B64_KEY, CLIENT_KEY,
@@ -29,7 +29,7 @@ pub(super) fn encode(msg: &Message, pad: usize, out: &mut Vec<u8>) {
     out.extend_from_slice(msg.body.type_name().as_bytes());
     out.push(b'"');
     write_key(out, "id");
-    write_str(out, msg.txn.as_str());
+    write_str(out, msg.txn.as_bytes());
     write_key(out, "sender");
     write_sender(out, &msg.sender);
     match &msg.body {
@@ -412,6 +412,11 @@ impl<'de> Scanner<'de> for JsonScanner<'de> {
 
     fn text(&mut self, _name: &'static str) -> Option<Result<&'de str, DecodeError>> {
         std::str::from_utf8(self.plain_str()?).ok().map(Ok)
+    }
+
+    fn utf8(&mut self, _name: &'static str) -> Option<Result<&'de [u8], DecodeError>> {
+        let bytes = self.plain_str()?;
+        is_utf8(bytes).then_some(Ok(bytes))
     }
 
     fn id(&mut self) -> Option<NodeId> {

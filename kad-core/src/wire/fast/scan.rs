@@ -16,9 +16,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use crate::wire::de::{
-    build_message, txn_from_text, BodyFields, Field, PeerFields, Slot, SENDER_NAMES,
-};
+use crate::wire::de::{build_message, BodyFields, Field, PeerFields, Slot, SENDER_NAMES};
 use crate::wire::{
     peer_addr, DecodeError, Message, Sender, TxnId, WirePeer, MAX_PEERS_PER_MESSAGE,
 };
@@ -43,6 +41,9 @@ pub(super) trait Scanner<'de> {
     fn more(&mut self) -> Option<bool>;
     /// A text field, as [`crate::wire::de`]'s `TextField` reads it.
     fn text(&mut self, name: &'static str) -> Option<Result<&'de str, DecodeError>>;
+    /// [`Scanner::text`] as the bytes of the text, checked to be UTF-8 but not made a
+    /// `str` (which costs the check again).
+    fn utf8(&mut self, name: &'static str) -> Option<Result<&'de [u8], DecodeError>>;
     /// A valid 40-hex-digit id (an invalid one gives up).
     fn id(&mut self) -> Option<NodeId>;
     /// The ip of a `peers` entry, parsed: `Some(None)` when it is text but not an IP
@@ -76,8 +77,13 @@ pub(super) fn read_message<'de>(s: &mut impl Scanner<'de>) -> Option<Result<Mess
     let mut body = BodyFields::default();
     while let Some(field) = s.key()? {
         match field {
-            Field::Type => kind = Some(s.text("type")?.map(Cow::Borrowed)),
-            Field::Id => txn = Some(txn_from_text(s.text("id")?.map(Cow::Borrowed))),
+            Field::Type => kind = Some(s.utf8("type")?.map(|t| Cow::Borrowed(type_name(t)))),
+            Field::Id => {
+                txn = Some(
+                    s.utf8("id")?
+                        .and_then(|t| TxnId::from_utf8_bytes(t).ok_or(DecodeError::Invalid("id"))),
+                );
+            }
             Field::Sender => sender = Some(read_sender(s)?.into_sender()),
             Field::Target => body.target = Some(Ok(s.id()?)),
             Field::TargetId => body.target_id = Some(Ok(s.id()?)),
@@ -92,6 +98,33 @@ pub(super) fn read_message<'de>(s: &mut impl Scanner<'de>) -> Option<Result<Mess
     }
     s.finish()?;
     Some(build_message(kind, txn, sender, body))
+}
+
+/// The name of a message type as `build_message` knows it, or `""` (which it knows as no
+/// type) for any other text: an unknown type is decided alike either way.
+fn type_name(text: &[u8]) -> &'static str {
+    match text {
+        b"ping" => "ping",
+        b"pong" => "pong",
+        b"find_node" => "find_node",
+        b"find_node_res" => "find_node_res",
+        b"set" => "set",
+        b"set_res" => "set_res",
+        b"set_cached" => "set_cached",
+        b"set_cached_res" => "set_cached_res",
+        b"check_store" => "check_store",
+        b"check_store_res" => "check_store_res",
+        b"find_value" => "find_value",
+        b"find_value_res" => "find_value_res",
+        _ => "",
+    }
+}
+
+/// Whether `bytes` are UTF-8: ASCII (the text of every field we read this way, usually)
+/// is checked a word at a time, anything else by `str::from_utf8`.
+#[inline]
+pub(super) fn is_utf8(bytes: &[u8]) -> bool {
+    bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()
 }
 
 /// Reads the `sender` map.
