@@ -563,17 +563,16 @@ impl Table {
         // among the `count` returned.
         let mut found: Vec<(Distance, &Entry)> = Vec::with_capacity(count + self.k);
         let v = verified_only;
-        collect(&self.buckets[b..=b], target, exclude, v, &mut found);
+        collect(&self.buckets[b..=b], target, exclude, v, count, &mut found);
         if b < last && found.len() < count {
-            collect(&self.buckets[b + 1..], target, exclude, v, &mut found);
+            collect(&self.buckets[b + 1..], target, exclude, v, count, &mut found);
         }
         for i in (0..b).rev() {
             if found.len() >= count {
                 break;
             }
-            collect(&self.buckets[i..=i], target, exclude, v, &mut found);
+            collect(&self.buckets[i..=i], target, exclude, v, count, &mut found);
         }
-        found.truncate(count);
         found.into_iter().map(|(_, e)| e.peer(&self.v6)).collect()
     }
 
@@ -672,12 +671,19 @@ impl Table {
 }
 
 /// Appends the entries of `buckets` (but `exclude`) to `found` with their distances to
-/// `target`, the appended run sorted closest first: one group of [`Table::closest`].
+/// `target`, the appended run sorted closest first and cut so that `found` holds at most
+/// `count`: one group of [`Table::closest`].
+///
+/// Only the run's closest entries that fit are sorted: the group after the target's
+/// bucket is often half the table, of which a reply wants k. Ids in a table are unique,
+/// so are their distances to the target, and the cut keeps exactly the entries (in
+/// exactly the order) a full sort would.
 fn collect<'a>(
     buckets: &'a [Bucket],
     target: &NodeId,
     exclude: Option<&NodeId>,
     verified_only: bool,
+    count: usize,
     found: &mut Vec<(Distance, &'a Entry)>,
 ) {
     let start = found.len();
@@ -685,6 +691,16 @@ fn collect<'a>(
         if Some(&e.id) != exclude && (e.verified() || !verified_only) {
             found.push((e.id.distance(target), e));
         }
+    }
+    let want = count.saturating_sub(start);
+    let run = &mut found[start..];
+    if want == 0 {
+        found.truncate(start);
+        return;
+    }
+    if run.len() > want {
+        run.select_nth_unstable_by_key(want - 1, |(d, _)| *d);
+        found.truncate(start + want);
     }
     found[start..].sort_unstable_by_key(|(d, _)| *d);
 }
