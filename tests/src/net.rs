@@ -131,11 +131,12 @@ pub struct SimNet {
     /// Scenario choices ([`SimNet::pick`], bootstrap contacts).
     user_rng: ChaCha12Rng,
     nodes: Vec<Slot>,
-    /// Datagrams in flight: (delivery time, send sequence number, slot in `parked`),
-    /// earliest first; the sequence number breaks ties in send order. A heap of small
-    /// keys, the datagrams parked beside it: a map of whole datagrams moved a hundred
-    /// bytes for each one at every insert and removal.
-    queue: BinaryHeap<Reverse<(Instant, u64, u32)>>,
+    /// Datagrams in flight, earliest first, each as one number (see [`queue_key`]): its
+    /// delivery time, its send sequence number (ties go in send order) and its slot in
+    /// `parked`. A heap of 16-byte keys, the datagrams parked beside it: a map of whole
+    /// datagrams moved a hundred bytes for each one at every insert and removal, and a
+    /// heap of thousands of keys is walked down at every delivery.
+    queue: BinaryHeap<Reverse<u128>>,
     /// The datagrams of `queue`, by slot; `None` in a free slot.
     parked: Vec<Option<Datagram>>,
     /// Free slots of `parked`.
@@ -351,10 +352,11 @@ impl SimNet {
 
     /// Datagrams in flight: (delivery time, source, destination, payload), earliest first.
     pub fn in_flight(&self) -> impl Iterator<Item = (Instant, SocketAddr, SocketAddr, &[u8])> {
-        let mut keys: Vec<(Instant, u64, u32)> = self.queue.iter().map(|k| k.0).collect();
+        let mut keys: Vec<u128> = self.queue.iter().map(|k| k.0).collect();
         keys.sort_unstable();
-        keys.into_iter().filter_map(|(t, _, slot)| {
-            let d = self.parked[slot as usize].as_ref()?;
+        keys.into_iter().filter_map(|key| {
+            let (t, slot) = self.unkey(key);
+            let d = self.parked[slot].as_ref()?;
             Some((t, d.src, d.dst, d.payload.as_slice()))
         })
     }
@@ -512,7 +514,7 @@ impl SimNet {
 
     /// When the next step would happen: the earliest delivery or node deadline.
     pub fn next_time(&self) -> Option<Instant> {
-        let d = self.queue.peek().map(|k| k.0 .0);
+        let d = self.queue.peek().map(|k| self.unkey(k.0).0);
         let t = self.deadlines.first().map(|(t, _)| *t);
         match (d, t) {
             (Some(d), Some(t)) => Some(d.min(t)),
@@ -523,7 +525,7 @@ impl SimNet {
     /// Moves the clock to the earliest pending delivery or node deadline and handles it
     /// (deliveries first on a tie). Returns false when nothing at all is pending.
     pub fn step(&mut self) -> bool {
-        let next_dgram = self.queue.peek().map(|k| k.0 .0);
+        let next_dgram = self.queue.peek().map(|k| self.unkey(k.0).0);
         let next_timer = self.deadlines.first().copied();
         match (next_dgram, next_timer) {
             (None, None) => false,
@@ -745,13 +747,13 @@ impl SimNet {
     // ---- internals ----
 
     fn deliver(&mut self) {
-        let Some(Reverse((at, seq, slot))) = self.queue.pop() else {
+        let Some(Reverse(key)) = self.queue.pop() else {
             return;
         };
-        let d = self.parked[slot as usize]
-            .take()
-            .expect("a queued datagram is parked");
-        self.free.push(slot);
+        let (at, slot) = self.unkey(key);
+        let seq = queue_seq(key);
+        let d = self.parked[slot].take().expect("a queued datagram is parked");
+        self.free.push(slot as u32);
         self.stats.steps += 1;
         self.now = self.now.max(at);
         let dst = self.index_of(d.dst);
@@ -929,7 +931,14 @@ impl SimNet {
                 u32::try_from(self.parked.len() - 1).expect("too many datagrams in flight")
             }
         };
-        self.queue.push(Reverse((at, seq, slot)));
+        let since = at.saturating_duration_since(self.epoch);
+        self.queue.push(Reverse(queue_key(since, seq, slot)));
+    }
+
+    /// The delivery time and the slot in `parked` of a [`queue_key`].
+    fn unkey(&self, key: u128) -> (Instant, usize) {
+        let at = self.epoch + Duration::from_nanos((key >> 64) as u64);
+        (at, (key as u32 & SLOT_MASK) as usize)
     }
 
     /// Panics with the seed and the time.
@@ -952,6 +961,26 @@ impl Drop for SimNet {
             );
         }
     }
+}
+
+/// Bits of a [`queue_key`] that hold the slot in `SimNet::parked`: 16 million datagrams
+/// in flight at once.
+const SLOT_BITS: u32 = 24;
+const SLOT_MASK: u32 = (1 << SLOT_BITS) - 1;
+
+/// A datagram in flight as one number that orders as (delivery time, sequence number):
+/// nanoseconds of virtual time in the top 64 bits (584 years), the send sequence number
+/// in the next 40 (a million million datagrams), the slot in the low 24.
+fn queue_key(since: Duration, seq: u64, slot: u32) -> u128 {
+    let nanos = u64::try_from(since.as_nanos()).expect("virtual time beyond 584 years");
+    assert!(seq < 1 << 40, "more than 2^40 datagrams sent");
+    assert!(slot <= SLOT_MASK, "more than 2^24 datagrams in flight");
+    (u128::from(nanos) << 64) | (u128::from(seq) << SLOT_BITS) | u128::from(slot)
+}
+
+/// The send sequence number of a [`queue_key`].
+fn queue_seq(key: u128) -> u64 {
+    (key as u64) >> SLOT_BITS
 }
 
 /// A uniform float in `[0, 1)`.
