@@ -584,6 +584,14 @@ impl Table {
     /// those share more than any peer of bucket `b - 1`, `b - 2`, ... (which share exactly
     /// that index). If `b` is the last bucket, its peers come first, then `b - 1`, ... So
     /// each group only needs sorting within itself.
+    ///
+    /// The buckets after `b` are ordered among themselves too, so that they are visited
+    /// one at a time (a reply needs one or two of them, not half the table): bucket `j`'s
+    /// peers agree with our id on bits `0..j` and differ at bit `j`, while every deeper
+    /// peer agrees with it there too. So where the target differs from our id at bit
+    /// `j`, all of bucket `j` is closer to the target than every deeper peer, and farther
+    /// where it agrees: the buckets where it differs come first, shallowest first, then
+    /// the last bucket, then the buckets where it agrees, deepest first.
     pub fn closest(&self, target: &NodeId, count: usize, exclude: Option<&NodeId>) -> Vec<Peer> {
         self.closest_where(target, count, exclude, false)
     }
@@ -618,7 +626,18 @@ impl Table {
         let v = verified_only;
         collect(&self.buckets[b..=b], target, exclude, v, count, &mut found);
         if b < last && found.len() < count {
-            collect(&self.buckets[b + 1..], target, exclude, v, count, &mut found);
+            let apart = self.own.distance(target);
+            let differs = |j: &usize| apart.0[j / 8] & (0x80 >> (j % 8)) != 0;
+            let order = (b + 1..last)
+                .filter(differs)
+                .chain(std::iter::once(last))
+                .chain((b + 1..last).rev().filter(|j| !differs(j)));
+            for j in order {
+                if found.len() >= count {
+                    break;
+                }
+                collect(&self.buckets[j..=j], target, exclude, v, count, &mut found);
+            }
         }
         for i in (0..b).rev() {
             if found.len() >= count {
