@@ -90,15 +90,21 @@ pub struct BootstrapReport {
 struct Slot {
     node: Node,
     addr: SocketAddr,
-    dead: bool,
     /// Taken out for good ([`SimNet::remove`]): dead, and `node` is a blank stand-in.
     removed: bool,
     /// The send sequence number of the last datagram delivered here.
     last_seq: u64,
-    /// Nodes reach each other only within the same group (0 unless partitioned).
-    group: u32,
     /// The deadline this node has in `SimNet::deadlines`, if any.
     deadline: Option<Instant>,
+}
+
+/// Whether a node can be reached, apart from its [`Slot`]: every delivery checks it for
+/// the source too, and a node's slot (its whole state) is far bigger than a cache line.
+#[derive(Clone, Copy, Default)]
+struct Reach {
+    dead: bool,
+    /// Nodes reach each other only within the same group (0 unless partitioned).
+    group: u32,
 }
 
 struct Datagram {
@@ -131,6 +137,8 @@ pub struct SimNet {
     /// Scenario choices ([`SimNet::pick`], bootstrap contacts).
     user_rng: ChaCha12Rng,
     nodes: Vec<Slot>,
+    /// What [`SimNet::deliver`] checks of source and destination, by node index.
+    reach: Vec<Reach>,
     /// Datagrams in flight, earliest first, each as one number (see [`queue_key`]): its
     /// delivery time, its send sequence number (ties go in send order) and its slot in
     /// `parked`. A heap of 16-byte keys, the datagrams parked beside it: a map of whole
@@ -177,6 +185,7 @@ impl SimNet {
             node_rng: stream(2),
             user_rng: stream(3),
             nodes: Vec::new(),
+            reach: Vec::new(),
             queue: BinaryHeap::new(),
             parked: Vec::new(),
             free: Vec::new(),
@@ -198,6 +207,7 @@ impl SimNet {
         let mut net = SimNet::new(seed, link);
         // Exactly n slots: a doubled Vec of 100,000 nodes would carry 50 MB of spare room.
         net.nodes.reserve_exact(n);
+        net.reach.reserve_exact(n);
         // One config for all: each node holds a pointer to it, not a copy.
         let config = Arc::new(config.clone());
         for _ in 0..n {
@@ -235,12 +245,11 @@ impl SimNet {
         self.nodes.push(Slot {
             node,
             addr,
-            dead: false,
             removed: false,
             last_seq: 0,
-            group: 0,
             deadline: None,
         });
+        self.reach.push(Reach::default());
         self.after_touch(i);
         i
     }
@@ -304,13 +313,13 @@ impl SimNet {
 
     /// Is node `i` dead?
     pub fn is_dead(&self, i: usize) -> bool {
-        self.nodes[i].dead
+        self.reach[i].dead
     }
 
     /// Indices of the live nodes.
     pub fn live(&self) -> Vec<usize> {
         (0..self.nodes.len())
-            .filter(|&i| !self.nodes[i].dead)
+            .filter(|&i| !self.reach[i].dead)
             .collect()
     }
 
@@ -318,7 +327,7 @@ impl SimNet {
     pub fn holders(&self, key: &str) -> Vec<usize> {
         (0..self.nodes.len())
             .filter(|&i| {
-                !self.nodes[i].dead && self.nodes[i].node.get_local(self.now, key).is_some()
+                !self.reach[i].dead && self.nodes[i].node.get_local(self.now, key).is_some()
             })
             .collect()
     }
@@ -328,10 +337,11 @@ impl SimNet {
     pub fn dead_table_entries(&self) -> (usize, usize) {
         let mut dead = 0;
         let mut total = 0;
-        for s in self.nodes.iter().filter(|s| !s.dead) {
+        let live = self.nodes.iter().zip(&self.reach).filter(|(_, r)| !r.dead);
+        for (s, _) in live {
             for p in s.node.peers() {
                 total += 1;
-                if self.index_of(p.addr).is_some_and(|j| self.nodes[j].dead) {
+                if self.index_of(p.addr).is_some_and(|j| self.reach[j].dead) {
                     dead += 1;
                 }
             }
@@ -405,7 +415,7 @@ impl SimNet {
             dead || !self.nodes[i].removed,
             "node {i} was removed: it cannot come back"
         );
-        self.nodes[i].dead = dead;
+        self.reach[i].dead = dead;
         self.refresh_deadline(i);
     }
 
@@ -433,15 +443,15 @@ impl SimNet {
         self.heal();
         for (g, members) in groups.iter().enumerate() {
             for &i in members {
-                self.nodes[i].group = g as u32 + 1;
+                self.reach[i].group = g as u32 + 1;
             }
         }
     }
 
     /// Removes every partition.
     pub fn heal(&mut self) {
-        for s in &mut self.nodes {
-            s.group = 0;
+        for r in &mut self.reach {
+            r.group = 0;
         }
     }
 
@@ -476,7 +486,7 @@ impl SimNet {
     /// Gives node `i` a command (`|node, now| node.get(now, key).unwrap()`); returns its id.
     pub fn start(&mut self, i: usize, f: impl FnOnce(&mut Node, Instant) -> QueryId) -> QueryId {
         assert!(
-            !self.nodes[i].dead,
+            !self.reach[i].dead,
             "node {i} is dead: it cannot run a command"
         );
         self.with_node(i, f)
@@ -761,16 +771,16 @@ impl SimNet {
             self.stats.undeliverable += 1;
             return;
         }
-        if dst.is_some_and(|j| self.nodes[j].dead) {
+        if dst.is_some_and(|j| self.reach[j].dead) {
             self.stats.dropped_dead += 1;
             return;
         }
         if let Some(src) = self.index_of(d.src) {
-            if self.nodes[src].dead {
+            if self.reach[src].dead {
                 self.stats.dropped_dead += 1;
                 return;
             }
-            if dst.is_some_and(|j| self.nodes[src].group != self.nodes[j].group) {
+            if dst.is_some_and(|j| self.reach[src].group != self.reach[j].group) {
                 self.stats.dropped_partition += 1;
                 return;
             }
@@ -865,7 +875,7 @@ impl SimNet {
 
     fn refresh_deadline(&mut self, i: usize) {
         let slot = &mut self.nodes[i];
-        let new = if slot.dead {
+        let new = if self.reach[i].dead {
             None
         } else {
             slot.node.poll_timeout()
