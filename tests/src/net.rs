@@ -762,7 +762,9 @@ impl SimNet {
         };
         let (at, slot) = self.unkey(key);
         let seq = queue_seq(key);
-        let d = self.parked[slot].take().expect("a queued datagram is parked");
+        let d = self.parked[slot]
+            .take()
+            .expect("a queued datagram is parked");
         self.free.push(slot as u32);
         self.stats.steps += 1;
         self.now = self.now.max(at);
