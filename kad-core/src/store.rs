@@ -232,16 +232,18 @@ impl Store {
         now: Instant,
         next: impl Fn(Kind) -> Instant,
     ) -> Option<(String, Record)> {
-        let (at, key) = self.republish.first().cloned()?;
+        // Look before taking: this runs after every datagram a node handles, and a
+        // clone of the key allocated each time.
+        let &(at, _) = self.republish.first()?;
         if at > now {
             return None;
         }
-        self.republish.pop_first();
+        let (_, key) = self.republish.pop_first()?;
         let record = self.records.get_mut(&key)?;
         let again = next(record.kind);
         record.republish_at = Some(again);
         self.republish.insert((again, key.clone()));
-        Some((key.clone(), record.clone()))
+        Some((key, record.clone()))
     }
 
     /// Moves a record's expiry (a publisher renews its own record when it republishes).

@@ -1,6 +1,7 @@
 //! `SimNet`: many [`Node`]s, one virtual clock, one seeded queue of datagrams.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,15 +90,21 @@ pub struct BootstrapReport {
 struct Slot {
     node: Node,
     addr: SocketAddr,
-    dead: bool,
     /// Taken out for good ([`SimNet::remove`]): dead, and `node` is a blank stand-in.
     removed: bool,
     /// The send sequence number of the last datagram delivered here.
     last_seq: u64,
-    /// Nodes reach each other only within the same group (0 unless partitioned).
-    group: u32,
     /// The deadline this node has in `SimNet::deadlines`, if any.
     deadline: Option<Instant>,
+}
+
+/// Whether a node can be reached, apart from its [`Slot`]: every delivery checks it for
+/// the source too, and a node's slot (its whole state) is far bigger than a cache line.
+#[derive(Clone, Copy, Default)]
+struct Reach {
+    dead: bool,
+    /// Nodes reach each other only within the same group (0 unless partitioned).
+    group: u32,
 }
 
 struct Datagram {
@@ -130,8 +137,18 @@ pub struct SimNet {
     /// Scenario choices ([`SimNet::pick`], bootstrap contacts).
     user_rng: ChaCha12Rng,
     nodes: Vec<Slot>,
-    by_addr: HashMap<SocketAddr, usize>,
-    queue: BTreeMap<(Instant, u64), Datagram>,
+    /// What [`SimNet::deliver`] checks of source and destination, by node index.
+    reach: Vec<Reach>,
+    /// Datagrams in flight, earliest first, each as one number (see [`queue_key`]): its
+    /// delivery time, its send sequence number (ties go in send order) and its slot in
+    /// `parked`. A heap of 16-byte keys, the datagrams parked beside it: a map of whole
+    /// datagrams moved a hundred bytes for each one at every insert and removal, and a
+    /// heap of thousands of keys is walked down at every delivery.
+    queue: BinaryHeap<Reverse<u128>>,
+    /// The datagrams of `queue`, by slot; `None` in a free slot.
+    parked: Vec<Option<Datagram>>,
+    /// Free slots of `parked`.
+    free: Vec<u32>,
     next_seq: u64,
     deadlines: BTreeSet<(Instant, usize)>,
     finished: HashMap<(usize, QueryId), Finished>,
@@ -168,8 +185,10 @@ impl SimNet {
             node_rng: stream(2),
             user_rng: stream(3),
             nodes: Vec::new(),
-            by_addr: HashMap::new(),
-            queue: BTreeMap::new(),
+            reach: Vec::new(),
+            queue: BinaryHeap::new(),
+            parked: Vec::new(),
+            free: Vec::new(),
             next_seq: 0,
             deadlines: BTreeSet::new(),
             finished: HashMap::new(),
@@ -188,7 +207,7 @@ impl SimNet {
         let mut net = SimNet::new(seed, link);
         // Exactly n slots: a doubled Vec of 100,000 nodes would carry 50 MB of spare room.
         net.nodes.reserve_exact(n);
-        net.by_addr.reserve(n);
+        net.reach.reserve_exact(n);
         // One config for all: each node holds a pointer to it, not a copy.
         let config = Arc::new(config.clone());
         for _ in 0..n {
@@ -226,13 +245,11 @@ impl SimNet {
         self.nodes.push(Slot {
             node,
             addr,
-            dead: false,
             removed: false,
             last_seq: 0,
-            group: 0,
             deadline: None,
         });
-        self.by_addr.insert(addr, i);
+        self.reach.push(Reach::default());
         self.after_touch(i);
         i
     }
@@ -279,20 +296,30 @@ impl SimNet {
         self.nodes[i].addr
     }
 
-    /// The node at `addr`, if any.
+    /// The node at `addr`, if any: [`SimNet::addr_of`] undone, with no map to look in
+    /// (a hashed map of a million addresses missed the cache twice a datagram).
     pub fn index_of(&self, addr: SocketAddr) -> Option<usize> {
-        self.by_addr.get(&addr).copied()
+        let SocketAddr::V4(v4) = addr else {
+            return None;
+        };
+        let [ten, a, b, c] = v4.ip().octets();
+        if ten != 10 {
+            return None;
+        }
+        let n = u32::from_be_bytes([0, c.wrapping_sub(1), b, a]);
+        let i = usize::try_from(n.checked_sub(1)?).ok()?;
+        (i < self.nodes.len() && addr.port() == 4000 + (i % 61) as u16).then_some(i)
     }
 
     /// Is node `i` dead?
     pub fn is_dead(&self, i: usize) -> bool {
-        self.nodes[i].dead
+        self.reach[i].dead
     }
 
     /// Indices of the live nodes.
     pub fn live(&self) -> Vec<usize> {
         (0..self.nodes.len())
-            .filter(|&i| !self.nodes[i].dead)
+            .filter(|&i| !self.reach[i].dead)
             .collect()
     }
 
@@ -300,7 +327,7 @@ impl SimNet {
     pub fn holders(&self, key: &str) -> Vec<usize> {
         (0..self.nodes.len())
             .filter(|&i| {
-                !self.nodes[i].dead && self.nodes[i].node.get_local(self.now, key).is_some()
+                !self.reach[i].dead && self.nodes[i].node.get_local(self.now, key).is_some()
             })
             .collect()
     }
@@ -310,10 +337,11 @@ impl SimNet {
     pub fn dead_table_entries(&self) -> (usize, usize) {
         let mut dead = 0;
         let mut total = 0;
-        for s in self.nodes.iter().filter(|s| !s.dead) {
+        let live = self.nodes.iter().zip(&self.reach).filter(|(_, r)| !r.dead);
+        for (s, _) in live {
             for p in s.node.peers() {
                 total += 1;
-                if self.index_of(p.addr).is_some_and(|j| self.nodes[j].dead) {
+                if self.index_of(p.addr).is_some_and(|j| self.reach[j].dead) {
                     dead += 1;
                 }
             }
@@ -334,9 +362,13 @@ impl SimNet {
 
     /// Datagrams in flight: (delivery time, source, destination, payload), earliest first.
     pub fn in_flight(&self) -> impl Iterator<Item = (Instant, SocketAddr, SocketAddr, &[u8])> {
-        self.queue
-            .iter()
-            .map(|((t, _), d)| (*t, d.src, d.dst, d.payload.as_slice()))
+        let mut keys: Vec<u128> = self.queue.iter().map(|k| k.0).collect();
+        keys.sort_unstable();
+        keys.into_iter().filter_map(|key| {
+            let (t, slot) = self.unkey(key);
+            let d = self.parked[slot].as_ref()?;
+            Some((t, d.src, d.dst, d.payload.as_slice()))
+        })
     }
 
     // ---- settings ----
@@ -383,7 +415,7 @@ impl SimNet {
             dead || !self.nodes[i].removed,
             "node {i} was removed: it cannot come back"
         );
-        self.nodes[i].dead = dead;
+        self.reach[i].dead = dead;
         self.refresh_deadline(i);
     }
 
@@ -411,15 +443,15 @@ impl SimNet {
         self.heal();
         for (g, members) in groups.iter().enumerate() {
             for &i in members {
-                self.nodes[i].group = g as u32 + 1;
+                self.reach[i].group = g as u32 + 1;
             }
         }
     }
 
     /// Removes every partition.
     pub fn heal(&mut self) {
-        for s in &mut self.nodes {
-            s.group = 0;
+        for r in &mut self.reach {
+            r.group = 0;
         }
     }
 
@@ -454,7 +486,7 @@ impl SimNet {
     /// Gives node `i` a command (`|node, now| node.get(now, key).unwrap()`); returns its id.
     pub fn start(&mut self, i: usize, f: impl FnOnce(&mut Node, Instant) -> QueryId) -> QueryId {
         assert!(
-            !self.nodes[i].dead,
+            !self.reach[i].dead,
             "node {i} is dead: it cannot run a command"
         );
         self.with_node(i, f)
@@ -492,7 +524,7 @@ impl SimNet {
 
     /// When the next step would happen: the earliest delivery or node deadline.
     pub fn next_time(&self) -> Option<Instant> {
-        let d = self.queue.first_key_value().map(|((t, _), _)| *t);
+        let d = self.queue.peek().map(|k| self.unkey(k.0).0);
         let t = self.deadlines.first().map(|(t, _)| *t);
         match (d, t) {
             (Some(d), Some(t)) => Some(d.min(t)),
@@ -503,7 +535,7 @@ impl SimNet {
     /// Moves the clock to the earliest pending delivery or node deadline and handles it
     /// (deliveries first on a tie). Returns false when nothing at all is pending.
     pub fn step(&mut self) -> bool {
-        let next_dgram = self.queue.first_key_value().map(|((t, _), _)| *t);
+        let next_dgram = self.queue.peek().map(|k| self.unkey(k.0).0);
         let next_timer = self.deadlines.first().copied();
         match (next_dgram, next_timer) {
             (None, None) => false,
@@ -725,26 +757,32 @@ impl SimNet {
     // ---- internals ----
 
     fn deliver(&mut self) {
-        let Some(((at, seq), d)) = self.queue.pop_first() else {
+        let Some(Reverse(key)) = self.queue.pop() else {
             return;
         };
+        let (at, slot) = self.unkey(key);
+        let seq = queue_seq(key);
+        let d = self.parked[slot]
+            .take()
+            .expect("a queued datagram is parked");
+        self.free.push(slot as u32);
         self.stats.steps += 1;
         self.now = self.now.max(at);
-        let dst = self.by_addr.get(&d.dst).copied();
+        let dst = self.index_of(d.dst);
         if dst.is_none() && !self.interceptors.contains_key(&d.dst.ip()) {
             self.stats.undeliverable += 1;
             return;
         }
-        if dst.is_some_and(|j| self.nodes[j].dead) {
+        if dst.is_some_and(|j| self.reach[j].dead) {
             self.stats.dropped_dead += 1;
             return;
         }
-        if let Some(&src) = self.by_addr.get(&d.src) {
-            if self.nodes[src].dead {
+        if let Some(src) = self.index_of(d.src) {
+            if self.reach[src].dead {
                 self.stats.dropped_dead += 1;
                 return;
             }
-            if dst.is_some_and(|j| self.nodes[src].group != self.nodes[j].group) {
+            if dst.is_some_and(|j| self.reach[src].group != self.reach[j].group) {
                 self.stats.dropped_partition += 1;
                 return;
             }
@@ -839,7 +877,7 @@ impl SimNet {
 
     fn refresh_deadline(&mut self, i: usize) {
         let slot = &mut self.nodes[i];
-        let new = if slot.dead {
+        let new = if self.reach[i].dead {
             None
         } else {
             slot.node.poll_timeout()
@@ -895,7 +933,24 @@ impl SimNet {
     fn enqueue(&mut self, at: Instant, d: Datagram) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.queue.insert((at, seq), d);
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.parked[slot as usize] = Some(d);
+                slot
+            }
+            None => {
+                self.parked.push(Some(d));
+                u32::try_from(self.parked.len() - 1).expect("too many datagrams in flight")
+            }
+        };
+        let since = at.saturating_duration_since(self.epoch);
+        self.queue.push(Reverse(queue_key(since, seq, slot)));
+    }
+
+    /// The delivery time and the slot in `parked` of a [`queue_key`].
+    fn unkey(&self, key: u128) -> (Instant, usize) {
+        let at = self.epoch + Duration::from_nanos((key >> 64) as u64);
+        (at, (key as u32 & SLOT_MASK) as usize)
     }
 
     /// Panics with the seed and the time.
@@ -918,6 +973,26 @@ impl Drop for SimNet {
             );
         }
     }
+}
+
+/// Bits of a [`queue_key`] that hold the slot in `SimNet::parked`: 16 million datagrams
+/// in flight at once.
+const SLOT_BITS: u32 = 24;
+const SLOT_MASK: u32 = (1 << SLOT_BITS) - 1;
+
+/// A datagram in flight as one number that orders as (delivery time, sequence number):
+/// nanoseconds of virtual time in the top 64 bits (584 years), the send sequence number
+/// in the next 40 (a million million datagrams), the slot in the low 24.
+fn queue_key(since: Duration, seq: u64, slot: u32) -> u128 {
+    let nanos = u64::try_from(since.as_nanos()).expect("virtual time beyond 584 years");
+    assert!(seq < 1 << 40, "more than 2^40 datagrams sent");
+    assert!(slot <= SLOT_MASK, "more than 2^24 datagrams in flight");
+    (u128::from(nanos) << 64) | (u128::from(seq) << SLOT_BITS) | u128::from(slot)
+}
+
+/// The send sequence number of a [`queue_key`].
+fn queue_seq(key: u128) -> u64 {
+    (key as u64) >> SLOT_BITS
 }
 
 /// A uniform float in `[0, 1)`.

@@ -169,3 +169,25 @@ fn a_removed_node_cannot_be_revived() {
     net.remove(1);
     net.set_dead(1, false);
 }
+
+#[test]
+fn every_node_is_found_at_its_address_and_no_other_address_names_one() {
+    let net = SimNet::with_nodes(1, Link::default(), 300, &Config::default());
+    for i in 0..net.len() {
+        let addr = net.addr(i);
+        assert_eq!(addr, SimNet::addr_of(i));
+        assert_eq!(net.index_of(addr), Some(i), "node {i} at {addr}");
+        let mut other_port = addr;
+        other_port.set_port(addr.port() + 1);
+        assert_eq!(net.index_of(other_port), None, "{other_port}");
+    }
+    for addr in [
+        SimNet::addr_of(net.len()),
+        SimNet::addr_of(100_000),
+        "10.0.0.0:4000".parse().unwrap(),
+        "11.1.0.1:4000".parse().unwrap(),
+        "[::1]:4000".parse().unwrap(),
+    ] {
+        assert_eq!(net.index_of(addr), None, "{addr}");
+    }
+}

@@ -158,6 +158,14 @@ impl IpLimits {
 /// Slots `V6Addrs` may hold before the first compaction.
 const V6_MIN_LIMIT: usize = 64;
 
+/// Counters of [`Table::ip_bins`].
+const IP_BINS: usize = 128;
+
+/// The counter of [`Table::ip_bins`] an IP key falls in.
+fn ip_bin(key: &[u8; 8]) -> usize {
+    (u64::from_le_bytes(*key).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 57) as usize
+}
+
 /// The routing table of one node.
 #[derive(Clone, Debug)]
 pub(crate) struct Table {
@@ -176,6 +184,12 @@ pub(crate) struct Table {
     ping_oldest_after: Duration,
     /// Entries' `seen` times count seconds from here.
     epoch: Instant,
+    /// Entries (not replacements) per counted IP key, hashed into [`IP_BINS`] counters:
+    /// each counter is at least the number of entries of every key that falls in it (a
+    /// full one, 255, stays full). Only when a key's counter reaches the per-table cap
+    /// does [`Table::ip_count`] scan the table; an honest newcomer's never does, and the
+    /// scan touched every entry of a cold table for each peer added (128 bytes a table).
+    ip_bins: [u8; IP_BINS],
 }
 
 impl Table {
@@ -198,6 +212,7 @@ impl Table {
             limits: IpLimits::NONE,
             ping_oldest_after: Duration::ZERO,
             epoch: now,
+            ip_bins: [0; IP_BINS],
         }
     }
 
@@ -223,6 +238,39 @@ impl Table {
 
     pub fn set_ip_limits(&mut self, limits: IpLimits) {
         self.limits = limits;
+        self.ip_bins = self.count_ip_bins();
+    }
+
+    /// [`Table::ip_bins`] counted afresh from the entries.
+    fn count_ip_bins(&self) -> [u8; IP_BINS] {
+        let mut bins = [0u8; IP_BINS];
+        for e in self.buckets.iter().flat_map(|b| &b.entries) {
+            if let Some(key) = self.limits.entry_key(e, &self.v6) {
+                let n = &mut bins[ip_bin(&key)];
+                *n = n.saturating_add(1);
+            }
+        }
+        bins
+    }
+
+    /// Counts entry `e` in (`add`) or out of [`Table::ip_bins`].
+    fn bin_entry(&mut self, e: &Entry, add: bool) {
+        let Some(key) = self.limits.entry_key(e, &self.v6) else {
+            return;
+        };
+        let n = &mut self.ip_bins[ip_bin(&key)];
+        if add {
+            *n = n.saturating_add(1);
+        } else if *n < u8::MAX {
+            *n -= 1;
+        }
+    }
+
+    /// Has the IP counted under `key` at least `per_table` entries? The counter answers
+    /// no for all but a crowded IP (or bin); the scan answers the rest.
+    fn ip_full(&self, key: &[u8; 8]) -> bool {
+        usize::from(self.ip_bins[ip_bin(key)]) >= self.limits.per_table
+            && self.ip_count(key) >= self.limits.per_table
     }
 
     /// Entries (not replacements) of the table at a counted address. A scan rather than a
@@ -241,7 +289,7 @@ impl Table {
         let Some(key) = self.limits.key(addr) else {
             return true;
         };
-        if as_entry && self.ip_count(&key) >= self.limits.per_table {
+        if as_entry && self.ip_full(&key) {
             return false;
         }
         let b = &self.buckets[bi];
@@ -361,6 +409,7 @@ impl Table {
                 if proven {
                     e.set_verified();
                 }
+                self.bin_entry(&e, true);
                 let bucket = &mut self.buckets[bi];
                 push_capped(&mut bucket.entries, e, k);
                 bucket.last_active = now;
@@ -467,19 +516,20 @@ impl Table {
         if u32::from(entry.failures()) < limit && entry.verified() {
             return Failed::Kept;
         }
-        bucket.entries.remove(pos);
+        let gone = bucket.entries.remove(pos);
+        self.bin_entry(&gone, false);
         self.len -= 1;
         // The freshest replacement talked to us most recently: the likeliest to be alive.
         let pick = self.buckets[bi].replacements.iter().rposition(|r| {
             self.limits
                 .entry_key(r, &self.v6)
-                .is_none_or(|key| self.ip_count(&key) < self.limits.per_table)
+                .is_none_or(|key| !self.ip_full(&key))
         });
         let replacement = pick.map(|i| {
-            let bucket = &mut self.buckets[bi];
-            let r = bucket.replacements.remove(i);
+            let r = self.buckets[bi].replacements.remove(i);
             let peer = r.peer(&self.v6);
-            bucket.insert_by_age(r);
+            self.bin_entry(&r, true);
+            self.buckets[bi].insert_by_age(r);
             self.len += 1;
             peer
         });
@@ -504,6 +554,9 @@ impl Table {
                 .retain(|e| limits.entry_key(e, v6).as_ref() != Some(key));
         }
         self.len -= gone.len();
+        if !gone.is_empty() {
+            self.ip_bins = self.count_ip_bins();
+        }
         gone
     }
 
@@ -530,6 +583,14 @@ impl Table {
     /// those share more than any peer of bucket `b - 1`, `b - 2`, ... (which share exactly
     /// that index). If `b` is the last bucket, its peers come first, then `b - 1`, ... So
     /// each group only needs sorting within itself.
+    ///
+    /// The buckets after `b` are ordered among themselves too, so that they are visited
+    /// one at a time (a reply needs one or two of them, not half the table): bucket `j`'s
+    /// peers agree with our id on bits `0..j` and differ at bit `j`, while every deeper
+    /// peer agrees with it there too. So where the target differs from our id at bit
+    /// `j`, all of bucket `j` is closer to the target than every deeper peer, and farther
+    /// where it agrees: the buckets where it differs come first, shallowest first, then
+    /// the last bucket, then the buckets where it agrees, deepest first.
     pub fn closest(&self, target: &NodeId, count: usize, exclude: Option<&NodeId>) -> Vec<Peer> {
         self.closest_where(target, count, exclude, false)
     }
@@ -562,17 +623,27 @@ impl Table {
         // among the `count` returned.
         let mut found: Vec<(Distance, &Entry)> = Vec::with_capacity(count + self.k);
         let v = verified_only;
-        collect(&self.buckets[b..=b], target, exclude, v, &mut found);
+        collect(&self.buckets[b..=b], target, exclude, v, count, &mut found);
         if b < last && found.len() < count {
-            collect(&self.buckets[b + 1..], target, exclude, v, &mut found);
+            let apart = self.own.distance(target);
+            let differs = |j: &usize| apart.0[j / 8] & (0x80 >> (j % 8)) != 0;
+            let order = (b + 1..last)
+                .filter(differs)
+                .chain(std::iter::once(last))
+                .chain((b + 1..last).rev().filter(|j| !differs(j)));
+            for j in order {
+                if found.len() >= count {
+                    break;
+                }
+                collect(&self.buckets[j..=j], target, exclude, v, count, &mut found);
+            }
         }
         for i in (0..b).rev() {
             if found.len() >= count {
                 break;
             }
-            collect(&self.buckets[i..=i], target, exclude, v, &mut found);
+            collect(&self.buckets[i..=i], target, exclude, v, count, &mut found);
         }
-        found.truncate(count);
         found.into_iter().map(|(_, e)| e.peer(&self.v6)).collect()
     }
 
@@ -666,17 +737,34 @@ impl Table {
         if per_ip.values().any(|&n| n > self.limits.per_table) {
             return Err("an IP holds more entries than max_peers_per_ip".into());
         }
+        let bins = self.count_ip_bins();
+        let short = (0..IP_BINS).find(|&i| {
+            self.ip_bins[i] < bins[i] || (self.ip_bins[i] > bins[i] && self.ip_bins[i] < u8::MAX)
+        });
+        if let Some(i) = short {
+            return Err(format!(
+                "IP counter {i} is {} for {} entries",
+                self.ip_bins[i], bins[i]
+            ));
+        }
         Ok(())
     }
 }
 
 /// Appends the entries of `buckets` (but `exclude`) to `found` with their distances to
-/// `target`, the appended run sorted closest first: one group of [`Table::closest`].
+/// `target`, the appended run sorted closest first and cut so that `found` holds at most
+/// `count`: one group of [`Table::closest`].
+///
+/// Only the run's closest entries that fit are sorted: the group after the target's
+/// bucket is often half the table, of which a reply wants k. Ids in a table are unique,
+/// so are their distances to the target, and the cut keeps exactly the entries (in
+/// exactly the order) a full sort would.
 fn collect<'a>(
     buckets: &'a [Bucket],
     target: &NodeId,
     exclude: Option<&NodeId>,
     verified_only: bool,
+    count: usize,
     found: &mut Vec<(Distance, &'a Entry)>,
 ) {
     let start = found.len();
@@ -684,6 +772,16 @@ fn collect<'a>(
         if Some(&e.id) != exclude && (e.verified() || !verified_only) {
             found.push((e.id.distance(target), e));
         }
+    }
+    let want = count.saturating_sub(start);
+    let run = &mut found[start..];
+    if want == 0 {
+        found.truncate(start);
+        return;
+    }
+    if run.len() > want {
+        run.select_nth_unstable_by_key(want - 1, |(d, _)| *d);
+        found.truncate(start + want);
     }
     found[start..].sort_unstable_by_key(|(d, _)| *d);
 }
