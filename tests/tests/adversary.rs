@@ -664,9 +664,12 @@ fn sybil_through_replacements(codec: Codec, seed: u64, spoof_first: bool) -> (us
     // Every newcomer at the full bucket pings its oldest entry (the paper's rule), so the
     // dead honest entries are found and replaced within the scenario's few seconds rather
     // than once they have been silent for the default quarter of an hour.
+    // Bootstrap fills every bucket to k (the default stops at half): the scenario needs
+    // the victim's bucket 0 full.
     let config = caps_only()
         .codec(codec)
         .ping_oldest_after(Duration::ZERO)
+        .bootstrap_fill(20)
         .build()
         .unwrap();
     let (k, per_bucket) = (config.k(), config.max_peers_per_ip_per_bucket());
