@@ -696,11 +696,13 @@ async fn a_client_among_python_nodes(codec: Codec) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_a_client_among_python_nodes() {
+    let _one_at_a_time = SERIAL.lock().await;
     a_client_among_python_nodes(Codec::Json).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bencode_a_client_among_python_nodes() {
+    let _one_at_a_time = SERIAL.lock().await;
     a_client_among_python_nodes(Codec::Bencode).await;
 }
 
@@ -725,6 +727,12 @@ fn python_reference_is_present_or_skipped() {
     }
 }
 
+/// One interop network at a time. The tests of this binary run in parallel threads, and a
+/// port one test's node gave up can go to another test's node at once: the first test's
+/// nodes, still running, then reach a stranger's network, whose Python nodes take them
+/// into their tables and name them in answers (a peer "unknown" to that test).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 macro_rules! interop {
     ($($name:ident: $network:ident($codec:expr) => $check:ident;)*) => {
         $(
@@ -732,6 +740,7 @@ macro_rules! interop {
             async fn $name() {
                 // The Python driver is talked to with blocking calls from this thread;
                 // the kad nodes run on the runtime's workers.
+                let _one_at_a_time = SERIAL.lock().await;
                 let Some(net) = $network($codec).await else { return };
                 $check(net).await;
             }
