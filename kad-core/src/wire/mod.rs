@@ -226,6 +226,8 @@ impl TxnId {
 
     /// An id of 1 to [`MAX_TXN_LEN`] bytes that the caller has checked are UTF-8 (as
     /// [`TxnId::from_str`], without a `str` in between).
+    // Used by the fast path only (`--cfg kad_serde_wire` builds without it).
+    #[cfg_attr(kad_serde_wire, allow(dead_code))]
     pub(crate) fn from_utf8_bytes(bytes: &[u8]) -> Option<TxnId> {
         if bytes.is_empty() || bytes.len() > MAX_TXN_LEN {
             return None;
@@ -239,6 +241,8 @@ impl TxnId {
     }
 
     /// The id's UTF-8, without checking it again as [`TxnId::as_str`] must.
+    // Used by the fast path only (`--cfg kad_serde_wire` builds without it).
+    #[cfg_attr(kad_serde_wire, allow(dead_code))]
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.buf[..usize::from(self.len)]
     }
