@@ -248,19 +248,8 @@ impl Lookup {
                 State::NotContacted => {
                     all_done = false;
                     if self.in_flight < alpha && !starved {
-                        let body = match &self.ask {
-                            Ask::FindNode => Body::FindNode {
-                                target: self.target,
-                            },
-                            Ask::FindValue(key) => Body::FindValue { key: key.clone() },
-                        };
-                        let req = Request {
-                            addr: cand.peer.addr,
-                            expected: Some(cand.peer.id),
-                            body,
-                            owner: self.owner,
-                            watch_stall,
-                        };
+                        let req =
+                            request(&self.ask, self.target, self.owner, watch_stall, &cand.peer);
                         match core.send(now, req) {
                             Some(txn) => {
                                 cand.state = State::InFlight(txn);
@@ -338,23 +327,10 @@ impl Lookup {
     /// transmit queue is full.
     fn send_to(&mut self, core: &mut Env<'_>, now: Instant, d: &Distance) -> bool {
         let watch_stall = self.patience != Patience::Exhaustive;
-        let body = match &self.ask {
-            Ask::FindNode => Body::FindNode {
-                target: self.target,
-            },
-            Ask::FindValue(key) => Body::FindValue { key: key.clone() },
-        };
-        let owner = self.owner;
         let Some(cand) = self.candidates.get_mut(d) else {
             return false;
         };
-        let req = Request {
-            addr: cand.peer.addr,
-            expected: Some(cand.peer.id),
-            body,
-            owner,
-            watch_stall,
-        };
+        let req = request(&self.ask, self.target, self.owner, watch_stall, &cand.peer);
         match core.send(now, req) {
             Some(txn) => {
                 cand.state = State::InFlight(txn);
@@ -637,6 +613,21 @@ impl Lookup {
     }
 }
 
+/// The request a lookup sends `peer`: `find_node` or `find_value` for `target`.
+fn request(ask: &Ask, target: NodeId, owner: Owner, watch_stall: bool, peer: &Peer) -> Request {
+    let body = match ask {
+        Ask::FindNode => Body::FindNode { target },
+        Ask::FindValue(key) => Body::FindValue { key: key.clone() },
+    };
+    Request {
+        addr: peer.addr,
+        expected: Some(peer.id),
+        body,
+        owner,
+        watch_stall,
+    }
+}
+
 /// Addresses a lookup may contact: not unspecified, not multicast or broadcast, port not 0.
 pub(crate) fn usable(addr: &SocketAddr) -> bool {
     let ip = addr.ip();
@@ -772,35 +763,27 @@ mod tests {
         assert_eq!(l.poll_fill(&mut env, now, 2), Progress::Waiting);
         assert_eq!(l.requests as usize, 2);
         // Both answer (naming nobody); it lacks one more: one request, to the next stranger.
-        for txn in 1..=2 {
+        // The peer request `txn` went to answers it, naming nobody.
+        let answer = |l: &mut Lookup, env: &Env<'_>, txn: u64| {
             let id = l
                 .candidates
                 .values()
                 .find(|c| c.state == State::InFlight(txn))
                 .map(|c| c.peer.id)
                 .unwrap();
-            assert!(l.on_response(&env, txn, id, &[]));
+            assert!(l.on_response(env, txn, id, &[]));
+        };
+        for txn in 1..=2 {
+            answer(&mut l, &env, txn);
         }
         assert_eq!(l.poll_fill(&mut env, now, 1), Progress::Waiting);
         assert_eq!(l.requests as usize, 3);
-        let id = l
-            .candidates
-            .values()
-            .find(|c| c.state == State::InFlight(3))
-            .map(|c| c.peer.id)
-            .unwrap();
-        assert!(l.on_response(&env, 3, id, &[]));
+        answer(&mut l, &env, 3);
         // The rest: strangers 8 and 9 (alpha at a time), then the known ones one by one.
         assert_eq!(l.poll_fill(&mut env, now, 20), Progress::Waiting);
         assert_eq!(l.requests as usize, 5);
         for txn in 4..=5 {
-            let id = l
-                .candidates
-                .values()
-                .find(|c| c.state == State::InFlight(txn))
-                .map(|c| c.peer.id)
-                .unwrap();
-            assert!(l.on_response(&env, txn, id, &[]));
+            answer(&mut l, &env, txn);
         }
         // No stranger left: one known peer at a time, the closest first.
         assert_eq!(l.poll_fill(&mut env, now, 20), Progress::Waiting);

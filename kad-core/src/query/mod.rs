@@ -742,12 +742,12 @@ fn poll_bootstrap(
     if let BootPhase::Refresh(ls) = &mut b.phase {
         let mut done = true;
         let mut starved = false;
+        let fill = core.config.bootstrap_fill.min(core.config.k);
         for l in ls.iter_mut() {
             // A bucket that holds its fill already (the self lookup, an earlier refresh or
             // other nodes' requests filled it) needs no more of its lookup. Its requests in
             // flight still count when answered; the lookup sends no more. The last bucket,
             // which covers our own id, splits instead of filling: its lookup runs to the end.
-            let fill = core.config.bootstrap_fill.min(core.config.k);
             let p = match core.table.bucket_len_for(l.target()) {
                 None => l.poll(core, now),
                 Some(n) if n >= fill => continue,

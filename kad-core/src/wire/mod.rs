@@ -213,21 +213,11 @@ impl TxnId {
 
     /// An id of 1 to [`MAX_TXN_LEN`] bytes of UTF-8 text.
     pub(crate) fn from_str(s: &str) -> Option<TxnId> {
-        if s.is_empty() || s.len() > MAX_TXN_LEN {
-            return None;
-        }
-        let mut buf = [0u8; MAX_TXN_LEN];
-        buf[..s.len()].copy_from_slice(s.as_bytes());
-        Some(TxnId {
-            len: s.len() as u8,
-            buf,
-        })
+        TxnId::from_utf8_bytes(s.as_bytes())
     }
 
     /// An id of 1 to [`MAX_TXN_LEN`] bytes that the caller has checked are UTF-8 (as
     /// [`TxnId::from_str`], without a `str` in between).
-    // Used by the fast path only (`--cfg kad_serde_wire` builds without it).
-    #[cfg_attr(kad_serde_wire, allow(dead_code))]
     pub(crate) fn from_utf8_bytes(bytes: &[u8]) -> Option<TxnId> {
         if bytes.is_empty() || bytes.len() > MAX_TXN_LEN {
             return None;
