@@ -99,6 +99,15 @@ impl RttModel {
     }
 }
 
+impl RttModel {
+    /// The shortest round trip the model gives any pair (four sigmas under the median,
+    /// at least 1 ms).
+    pub fn min_rtt(&self) -> Duration {
+        let factor = (-4.0 * self.sigma.abs()).exp();
+        self.median.mul_f64(factor).max(Duration::from_millis(1))
+    }
+}
+
 /// An address as one number (IPv4 and port; an IPv6 address folded).
 fn key(a: SocketAddr) -> u64 {
     let ip = match a.ip() {

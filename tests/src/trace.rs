@@ -65,13 +65,34 @@ impl TraceHash {
     }
 
     /// Feeds one delivered datagram: virtual time since the start, source, destination and
-    /// payload, each length-prefixed so that no two different datagrams feed the same bytes.
+    /// payload (its length and [`TraceHash::digest`]), so that no two different datagrams
+    /// feed the same bytes.
     pub fn datagram(&mut self, at: Duration, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
+        self.datagram_digest(at, src, dst, payload.len(), Self::digest(payload));
+    }
+
+    /// [`TraceHash::datagram`] with the payload's length and digest worked out beforehand
+    /// (by the thread that delivered it, in a windowed run).
+    pub fn datagram_digest(
+        &mut self,
+        at: Duration,
+        src: SocketAddr,
+        dst: SocketAddr,
+        len: usize,
+        digest: u64,
+    ) {
         self.write(&at.as_nanos().to_le_bytes());
         self.addr(src);
         self.addr(dst);
-        self.write(&(payload.len() as u64).to_le_bytes());
-        self.write(payload);
+        self.mix(len as u64);
+        self.mix(digest);
+    }
+
+    /// A payload's own hash, fed to the trace in its place.
+    pub fn digest(payload: &[u8]) -> u64 {
+        let mut h = TraceHash::default();
+        h.write(payload);
+        h.value()
     }
 
     fn addr(&mut self, a: SocketAddr) {

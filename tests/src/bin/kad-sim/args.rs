@@ -12,7 +12,7 @@ usage: kad-sim [--nodes N] [--seed S] [--codec json|bencode] [--concurrency C]
                [--rtt-median DUR]
                [--republish true|false] [--unverified-reply-factor X] [--request-retries R]
                [--replacement-cache N]
-               [--check true|false]
+               [--check true|false] [--threads T]
   lookups (default):  [--lookups L] [--dead F]
   churn:              --churn F [--churn-every DUR] [--duration DUR] [--keys K] [--keys-per-round M]
   partition:          --partition DUR [--keys K] [--keys-per-round M]
@@ -75,6 +75,10 @@ pub struct Cli {
     /// Invariant checks after every step (default false).
     #[arg(long, action = ArgAction::Set, value_parser = parse_bool)]
     pub check: Option<bool>,
+    /// Threads for the joins (default: the machine's cores, at most 8); the outcome is
+    /// the same for any number.
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Lookups mode: gets to run (default 2000).
     #[arg(long)]
     pub lookups: Option<usize>,
@@ -154,6 +158,8 @@ pub struct Args {
     pub replacement_cache: Option<usize>,
     /// Invariant checks after every step.
     pub check: bool,
+    /// Threads for the joins.
+    pub threads: usize,
     /// Keys put before a scenario starts.
     pub keys: usize,
     /// Keys put in each churn round, or by each half in each slice of a partition.
@@ -275,6 +281,9 @@ impl Cli {
             get_parallelism: self.get_parallelism,
             replacement_cache: self.replacement_cache,
             check: self.check.unwrap_or(false),
+            threads: self.threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+            }),
             keys,
             keys_per_round: self.keys_per_round.unwrap_or(keys.div_ceil(10)),
             attack: None,
@@ -328,6 +337,9 @@ impl Cli {
             .is_some_and(|m| m.is_zero() || m > Duration::from_secs(10))
         {
             return Err(usage("--rtt-median must be in (0, 10s]".into()));
+        }
+        if a.threads == 0 {
+            return Err(usage("--threads must be at least 1".into()));
         }
         if a.concurrency == 0 {
             return Err(usage("--concurrency must be at least 1".into()));

@@ -74,6 +74,11 @@ use kad_tests::{BootstrapReport, Link, RttModel, SimNet, Summary};
 
 use args::{Args, Mode};
 
+/// mimalloc: with the joins on several threads, glibc's allocator spent a tenth of the run
+/// in lock handoffs (a node's memory, allocated on one thread, freed on another).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     if let Some(code) = rerun_with_huge_pages() {
         return code;
@@ -103,18 +108,19 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Runs this same command again with glibc's malloc asking for transparent huge pages
-/// (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`) and returns its exit code; `None` when this
-/// process is that run already, when `GLIBC_TUNABLES` is set by the caller, or when
-/// `KAD_SIM_HUGE_PAGES=0`. A simulation's nodes are a few hundred megabytes touched at
-/// random, one node per datagram, and with 4 KB pages most of the time went to TLB misses:
-/// huge pages make the 10,000-node lookup phase 1.1 to 1.2 times faster (BENCHMARKS.md §4).
-/// The environment can only be set before the process starts (the tunable is read once,
-/// when malloc initialises), hence the second process. Linux with glibc 2.35 or later;
-/// elsewhere the variable is ignored and nothing changes.
+/// Runs this same command again with mimalloc asking for transparent huge pages
+/// (`MIMALLOC_ALLOW_LARGE_OS_PAGES=1`: it then advises the kernel to back its regions
+/// with huge pages) and returns its exit code; `None` when this process is that run
+/// already, when the caller set the variable, or when `KAD_SIM_HUGE_PAGES=0`. A
+/// simulation's nodes are hundreds of megabytes touched at random, one node per datagram,
+/// and with 4 KB pages much of the time goes to TLB misses: huge pages made the
+/// 10,000-node lookup phase 1.1 to 1.2 times faster (measured with glibc's equivalent,
+/// BENCHMARKS.md). The allocator reads its options once, when it starts, before `main`,
+/// hence the second process. Linux only; elsewhere nothing changes.
 fn rerun_with_huge_pages() -> Option<ExitCode> {
+    const VAR: &str = "MIMALLOC_ALLOW_LARGE_OS_PAGES";
     if !cfg!(target_os = "linux")
-        || std::env::var_os("GLIBC_TUNABLES").is_some()
+        || std::env::var_os(VAR).is_some()
         || std::env::var_os("KAD_SIM_HUGE_PAGES").is_some_and(|v| v == "0")
     {
         return None;
@@ -122,7 +128,7 @@ fn rerun_with_huge_pages() -> Option<ExitCode> {
     let exe = std::env::current_exe().ok()?;
     let status = std::process::Command::new(exe)
         .args(std::env::args_os().skip(1))
-        .env("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
+        .env(VAR, "1")
         .status()
         .ok()?;
     Some(match status.code() {
@@ -214,6 +220,7 @@ fn run(args: &Args, config: &Config) {
     let mut net = SimNet::with_nodes(args.seed, setup_link(args), args.nodes, config);
     net.set_rtt_model(rtt_model(args));
     net.set_check_invariants(args.check);
+    net.set_threads(args.threads);
 
     // Join through the protocol.
     let boot = net.bootstrap_all(100);
@@ -316,8 +323,8 @@ fn run(args: &Args, config: &Config) {
     let ns = net.stats();
 
     println!(
-        "kad-sim: {} nodes, codec {}, seed {}",
-        args.nodes, args.codec, args.seed
+        "kad-sim: {} nodes, codec {}, seed {}, {} threads for the joins",
+        args.nodes, args.codec, args.seed, args.threads
     );
     row(
         "setup wall time",

@@ -22,6 +22,7 @@ pub fn run(args: &Args, config: &Config) {
     let mut net = SimNet::with_nodes(args.seed, setup_link(args), args.nodes, config);
     net.set_rtt_model(rtt_model(args));
     net.set_check_invariants(args.check);
+    net.set_threads(args.threads);
     let title = match args.mode {
         Mode::Churn {
             fraction,

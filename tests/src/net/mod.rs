@@ -12,6 +12,8 @@ use rand_chacha::ChaCha12Rng;
 
 use crate::{Link, RttModel, TraceHash};
 
+mod window;
+
 /// A finished user query, as its [`Event::QueryFinished`] reported it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finished {
@@ -161,6 +163,15 @@ pub struct SimNet {
     spin: (Instant, usize, u32),
     /// Scripted participants, by the IP they answer for.
     interceptors: BTreeMap<IpAddr, Interceptor>,
+    /// Threads a window's nodes are shared among ([`SimNet::set_threads`]).
+    threads: usize,
+    /// The pool of those threads, when more than one.
+    pool: Option<rayon::ThreadPool>,
+    /// No datagram may be queued for before this: a window's end while its outcome is
+    /// merged (`window.rs`), the epoch otherwise.
+    floor: Instant,
+    /// Buffers of `window.rs`, kept between windows.
+    scratch: window::Scratch,
 }
 
 /// A node firing its timer this many times at one instant, with nothing else happening in
@@ -199,6 +210,10 @@ impl SimNet {
             query_cap: Duration::from_secs(3600),
             spin: (epoch, usize::MAX, 0),
             interceptors: BTreeMap::new(),
+            threads: 1,
+            pool: None,
+            floor: epoch,
+            scratch: window::Scratch::default(),
         }
     }
 
@@ -398,6 +413,18 @@ impl SimNet {
     /// Turns the per-step invariant check on or off (on by default).
     pub fn set_check_invariants(&mut self, on: bool) {
         self.check_invariants = on;
+    }
+
+    /// Shares the work of [`SimNet::join`] among `n` threads (1 by default). Outcomes,
+    /// trace hash included, are the same whatever `n` is.
+    pub fn set_threads(&mut self, n: usize) {
+        self.threads = n.max(1);
+        self.pool = (self.threads > 1).then(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(self.threads)
+                .build()
+                .expect("a thread pool")
+        });
     }
 
     /// The longest virtual time a query may run in [`SimNet::wait`] and friends before the
@@ -732,7 +759,9 @@ impl SimNet {
                     })
                     .collect();
                 report.attempts += jobs.len();
-                let results = self.run_batch(jobs, usize::MAX);
+                let ids: Vec<(usize, QueryId)> =
+                    jobs.into_iter().map(|(i, f)| (i, self.start(i, f))).collect();
+                let results = self.run_windows(&ids);
                 let mut retry = Vec::new();
                 for (f, &i) in results.iter().zip(&batch) {
                     report.requests += u64::from(f.stats.requests);
@@ -931,6 +960,7 @@ impl SimNet {
     }
 
     fn enqueue(&mut self, at: Instant, d: Datagram) {
+        assert!(at >= self.floor, "a datagram due inside the window that sent it");
         let seq = self.next_seq;
         self.next_seq += 1;
         let slot = match self.free.pop() {

@@ -1,0 +1,423 @@
+//! Windowed stepping: every event of a stretch of virtual time at once, node by node, on
+//! as many threads as [`SimNet::set_threads`] allows, with the same outcome on any number.
+//!
+//! No datagram arrives sooner than the network's shortest one-way delay `L` after it is
+//! sent ([`SimNet::min_delay`]). So from the earliest pending event at `T`, nothing that
+//! happens in `[T, T + L)` can reach another node before `T + L`: within that window each
+//! node's deliveries are already queued, and each node can run through them and its own
+//! timers alone, its state touched by no one else. The nodes of a window are the work
+//! items, shared among threads; what they send, deliver and finish is then merged in one
+//! order that depends on the events alone, (time, node, the node's own order), never on
+//! which thread ran what. Sequence numbers, the link's random draws and the trace hash
+//! follow that merged order.
+//!
+//! The order differs from [`SimNet::step`]'s (one event at a time, the globally earliest
+//! first) only in ties it breaks differently and in where a run may stop: a windowed run
+//! ends at a window's end, never in its middle. It is used where the whole network runs
+//! until a set of commands finishes: the joins of [`SimNet::join`].
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use kad_core::{Event, QueryId};
+use rayon::prelude::*;
+
+use super::{Datagram, Finished, SimNet, Slot, SPIN_LIMIT};
+
+/// What one node's events in a window produced, in the node's own order.
+pub(super) enum Out {
+    /// It was given the window's inbox datagram at this index, whose payload has this
+    /// [`crate::TraceHash::digest`] (fed to the trace at the merge).
+    Delivered(usize, u64),
+    /// It sent this datagram.
+    Sent(std::net::SocketAddr, Vec<u8>),
+    /// One of its commands finished (boxed: the merge sorts these).
+    Finished(Box<Finished>),
+}
+
+/// A window's buffers, kept from one window to the next.
+#[derive(Default)]
+pub(super) struct Scratch {
+    /// The window's datagrams, in delivery order, with their queue keys.
+    inbox: Vec<(u128, Datagram)>,
+    /// (node << 32 | index into `inbox`), sorted: each node's datagrams together.
+    by_node: Vec<u64>,
+    /// `by_node`'s indices alone.
+    order: Vec<u32>,
+    /// (node, deadline) of the timers due in the window.
+    timers: Vec<(usize, Instant)>,
+    /// Merge keys: (time << 64 | job << 32 | output).
+    keys: Vec<u128>,
+    /// Output buffers for the jobs, empty.
+    outs: Vec<Vec<(Instant, Option<Out>)>>,
+}
+
+impl Scratch {
+    fn clear(&mut self) {
+        self.inbox.clear();
+        self.by_node.clear();
+        self.order.clear();
+        self.timers.clear();
+        self.keys.clear();
+    }
+}
+
+/// One node's share of a window.
+struct Job<'a> {
+    i: usize,
+    slot: &'a mut Slot,
+    /// Its deliveries, a range of the window's `order` (in delivery order).
+    inbox: Range<usize>,
+    /// Its timer, if due in the window.
+    timer: Option<Instant>,
+    /// (time, what), in the order it happened (`None` once merged).
+    out: Vec<(Instant, Option<Out>)>,
+    /// Its latest event's time.
+    last: Instant,
+    delivered: u64,
+    reordered: u64,
+    timer_fires: u64,
+}
+
+/// What every job of a window reads.
+struct Shared<'a> {
+    inbox: &'a [(u128, Datagram)],
+    /// Indices into `inbox`, by destination node, each node's in delivery order.
+    order: &'a [u32],
+    start: Instant,
+    end: Instant,
+    epoch: Instant,
+    check: bool,
+    seed: u64,
+}
+
+impl Job<'_> {
+    /// Runs the node through its deliveries and its due timers, earliest first
+    /// (deliveries first on a tie), as [`SimNet::step`] would.
+    fn run(&mut self, w: &Shared<'_>) {
+        let mut now = w.start;
+        let mut next = self.inbox.start;
+        let mut spin = (now, 0u32);
+        loop {
+            let d = (next < self.inbox.end).then(|| at(w.epoch, w.inbox[w.order[next] as usize].0));
+            match (d, self.timer) {
+                (None, None) => break,
+                (Some(d), t) if t.is_none_or(|t| d <= t) => {
+                    let k = w.order[next] as usize;
+                    let (key, dgram) = &w.inbox[k];
+                    now = now.max(d);
+                    spin.1 = 0;
+                    self.delivered += 1;
+                    let seq = super::queue_seq(*key);
+                    if seq < self.slot.last_seq {
+                        self.reordered += 1;
+                    } else {
+                        self.slot.last_seq = seq;
+                    }
+                    let digest = crate::TraceHash::digest(&dgram.payload);
+                    self.out.push((now, Some(Out::Delivered(k, digest))));
+                    self.slot.node.handle_datagram(now, dgram.src, &dgram.payload);
+                    next += 1;
+                }
+                (_, Some(t)) => {
+                    now = now.max(t);
+                    self.timer_fires += 1;
+                    spin = if spin.0 == now { (now, spin.1 + 1) } else { (now, 1) };
+                    if spin.1 > SPIN_LIMIT {
+                        panic!(
+                            "node {} asks for handle_timeout at the same instant forever \
+                             (seed {seed}; replay with KAD_SIM_SEED={seed})",
+                            self.i,
+                            seed = w.seed
+                        );
+                    }
+                    self.slot.node.handle_timeout(now);
+                }
+                (Some(_), None) => unreachable!("covered above"),
+            }
+            let node = &mut self.slot.node;
+            while let Some(t) = node.poll_transmit() {
+                self.out.push((now, Some(Out::Sent(t.dst, t.payload))));
+            }
+            while let Some(e) = node.poll_event() {
+                if let Event::QueryFinished { id, result, stats } = e {
+                    let f = Finished {
+                        node: self.i,
+                        id,
+                        result,
+                        stats,
+                    };
+                    self.out.push((now, Some(Out::Finished(Box::new(f)))));
+                }
+            }
+            if w.check {
+                if let Err(e) = node.check_invariants() {
+                    panic!(
+                        "node {}: invariant broken: {e} (seed {seed}; replay with \
+                         KAD_SIM_SEED={seed})",
+                        self.i,
+                        seed = w.seed
+                    );
+                }
+            }
+            self.timer = node.poll_timeout().filter(|&t| t < w.end);
+        }
+        self.last = now;
+    }
+}
+
+/// The delivery time of a queue key.
+fn at(epoch: Instant, key: u128) -> Instant {
+    epoch + Duration::from_nanos((key >> 64) as u64)
+}
+
+impl SimNet {
+    /// The shortest delay a datagram sent now can have: the link's latency, or half the
+    /// shortest round trip of the per-pair model (jitter only adds).
+    pub(super) fn min_delay(&self) -> Duration {
+        match &self.rtt {
+            // A microsecond under the bound: the model's float arithmetic must not land
+            // a hair below it.
+            Some(m) => (m.min_rtt() / 2).saturating_sub(Duration::from_micros(1)),
+            None => self.link.latency,
+        }
+    }
+
+    /// Runs the network until every command in `waiting` has finished, a window at a
+    /// time (one event at a time where a window cannot be used: no minimum delay, or
+    /// interceptors, which see datagrams in global order). Returns the outcomes by
+    /// position in `waiting`.
+    pub(super) fn run_windows(&mut self, waiting: &[(usize, QueryId)]) -> Vec<Finished> {
+        let pool = self.pool.take();
+        let out = match &pool {
+            Some(pool) => pool.install(|| self.run_windows_here(waiting)),
+            None => self.run_windows_here(waiting),
+        };
+        self.pool = pool;
+        out
+    }
+
+    fn run_windows_here(&mut self, waiting: &[(usize, QueryId)]) -> Vec<Finished> {
+        let started = self.now;
+        let mut out: Vec<Option<Finished>> = (0..waiting.len()).map(|_| None).collect();
+        let mut left = waiting.len();
+        let position: HashMap<(usize, QueryId), usize> =
+            waiting.iter().enumerate().map(|(j, &key)| (key, j)).collect();
+        let mut recent = std::mem::take(&mut self.recent);
+        recent.extend(waiting.iter().copied());
+        loop {
+            for key in recent.drain(..) {
+                if let Some(&j) = position.get(&key) {
+                    if out[j].is_none() {
+                        if let Some(f) = self.finished.remove(&key) {
+                            out[j] = Some(f);
+                            left -= 1;
+                        }
+                    }
+                }
+            }
+            if left == 0 {
+                break;
+            }
+            if self.now.saturating_duration_since(started) > self.query_cap {
+                let (i, id) = waiting[out.iter().position(Option::is_none).unwrap_or(0)];
+                self.fail(&format!(
+                    "query {id} of node {i} still running after {:?}",
+                    self.query_cap
+                ));
+            }
+            let stepped = if self.min_delay().is_zero() || !self.interceptors.is_empty() {
+                self.step()
+            } else {
+                self.step_window()
+            };
+            if !stepped {
+                self.fail("windows: nothing left to run");
+            }
+            std::mem::swap(&mut recent, &mut self.recent);
+        }
+        self.recent = recent;
+        out.into_iter()
+            .map(|f| f.expect("every command finished"))
+            .collect()
+    }
+
+    /// Handles every event of the window that starts at the earliest pending one; returns
+    /// false when nothing at all is pending.
+    fn step_window(&mut self) -> bool {
+        let Some(first) = self.next_time() else {
+            return false;
+        };
+        let start = first.max(self.now);
+        let end = start + self.min_delay();
+        let mut s = std::mem::take(&mut self.scratch);
+
+        // Everything due before `end`: datagrams (dropped ones counted and gone) and timers.
+        while let Some(&std::cmp::Reverse(key)) = self.queue.peek() {
+            if at(self.epoch, key) >= end {
+                break;
+            }
+            self.queue.pop();
+            let slot = (key as u32 & super::SLOT_MASK) as usize;
+            let d = self.parked[slot]
+                .take()
+                .expect("a queued datagram is parked");
+            self.free.push(slot as u32);
+            self.stats.steps += 1;
+            if let Some(dst) = self.admit(&d) {
+                s.by_node.push((dst as u64) << 32 | s.inbox.len() as u64);
+                s.inbox.push((key, d));
+            }
+        }
+        while let Some(&(t, i)) = self.deadlines.first() {
+            if t >= end {
+                break;
+            }
+            self.deadlines.pop_first();
+            self.nodes[i].deadline = None;
+            s.timers.push((i, t));
+        }
+        // By node, each node's datagrams in delivery order (popped in that order).
+        s.by_node.sort_unstable();
+        s.timers.sort_unstable_by_key(|&(i, _)| i);
+        s.order.extend(s.by_node.iter().map(|&k| k as u32));
+
+        // One job a node, in node order, each holding its own slot.
+        let mut jobs: Vec<Job<'_>> = Vec::new();
+        {
+            let mut rest: &mut [Slot] = &mut self.nodes;
+            let mut base = 0;
+            let (mut d, mut t) = (0, 0);
+            let dst = |d: usize| s.by_node.get(d).map(|&k| (k >> 32) as usize);
+            while d < s.by_node.len() || t < s.timers.len() {
+                let i = match (dst(d), s.timers.get(t)) {
+                    (Some(a), Some(&(b, _))) => a.min(b),
+                    (Some(a), None) => a,
+                    (None, Some(&(b, _))) => b,
+                    (None, None) => unreachable!("loop condition"),
+                };
+                let from = d;
+                while dst(d) == Some(i) {
+                    d += 1;
+                }
+                let timer = match s.timers.get(t) {
+                    Some(&(j, tt)) if j == i => {
+                        t += 1;
+                        Some(tt)
+                    }
+                    _ => None,
+                };
+                let (slot, tail) = std::mem::take(&mut rest)[i - base..]
+                    .split_first_mut()
+                    .expect("a job's node exists");
+                rest = tail;
+                base = i + 1;
+                jobs.push(Job {
+                    i,
+                    slot,
+                    inbox: from..d,
+                    timer,
+                    out: s.outs.pop().unwrap_or_default(),
+                    last: start,
+                    delivered: 0,
+                    reordered: 0,
+                    timer_fires: 0,
+                });
+            }
+        }
+        let shared = Shared {
+            inbox: &s.inbox,
+            order: &s.order,
+            start,
+            end,
+            epoch: self.epoch,
+            check: self.check_invariants,
+            seed: self.seed,
+        };
+        if self.threads > 1 {
+            jobs.par_iter_mut().for_each(|j| j.run(&shared));
+        } else {
+            jobs.iter_mut().for_each(|j| j.run(&shared));
+        }
+
+        // Merge: (time, node, the node's order), whatever ran where. Jobs are in node
+        // order, so a job's position stands for its node in the sort key.
+        let mut done: Vec<(usize, Instant, Vec<(Instant, Option<Out>)>)> =
+            Vec::with_capacity(jobs.len());
+        for (x, job) in jobs.into_iter().enumerate() {
+            self.stats.delivered += job.delivered;
+            self.stats.reordered += job.reordered;
+            self.stats.timer_fires += job.timer_fires;
+            self.stats.steps += job.timer_fires;
+            for (n, (t, _)) in job.out.iter().enumerate() {
+                let since = t.saturating_duration_since(self.epoch).as_nanos() as u64;
+                s.keys.push(u128::from(since) << 64 | (x as u128) << 32 | n as u128);
+            }
+            done.push((job.i, job.last, job.out));
+        }
+        s.keys.sort_unstable();
+        self.floor = end;
+        for &key in &s.keys {
+            let (x, n) = ((key >> 32) as u32 as usize, key as u32 as usize);
+            let (i, _, out) = &mut done[x];
+            let i = *i;
+            let (t, o) = &mut out[n];
+            let t = *t;
+            self.now = self.now.max(t);
+            match o.take().expect("each output merged once") {
+                Out::Delivered(k, digest) => {
+                    let d = &s.inbox[k].1;
+                    let since = t.saturating_duration_since(self.epoch);
+                    let len = d.payload.len();
+                    self.trace.datagram_digest(since, d.src, d.dst, len, digest);
+                }
+                Out::Sent(dst, payload) => {
+                    let src = self.nodes[i].addr;
+                    self.send(src, dst, payload);
+                }
+                Out::Finished(f) => {
+                    let key = (i, f.id);
+                    self.finished.insert(key, *f);
+                    self.recent.push(key);
+                }
+            }
+        }
+        self.floor = self.epoch;
+        for (i, last, mut out) in done {
+            self.now = self.now.max(last);
+            self.refresh_deadline(i);
+            out.clear();
+            s.outs.push(out);
+        }
+        self.spin.2 = 0;
+        s.clear();
+        self.scratch = s;
+        true
+    }
+
+    /// The destination node of a datagram leaving the queue, if it is to be delivered;
+    /// counts it where it is not (dead ends, partitions, nobody there).
+    fn admit(&mut self, d: &Datagram) -> Option<usize> {
+        let dst = self.index_of(d.dst);
+        let Some(dst) = dst else {
+            self.stats.undeliverable += 1;
+            return None;
+        };
+        if self.reach[dst].dead {
+            self.stats.dropped_dead += 1;
+            return None;
+        }
+        if let Some(src) = self.index_of(d.src) {
+            if self.reach[src].dead {
+                self.stats.dropped_dead += 1;
+                return None;
+            }
+            if self.reach[src].group != self.reach[dst].group {
+                self.stats.dropped_partition += 1;
+                return None;
+            }
+        }
+        Some(dst)
+    }
+}
