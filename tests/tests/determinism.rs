@@ -10,6 +10,11 @@ const NODES: usize = 150;
 /// A busy script: lossy, duplicating, jittery links; joins, puts, deaths, a partition,
 /// gets across it, healing, and an hour of maintenance.
 fn run(codec: Codec, seed: u64) -> (u64, Vec<QueryResult>, NetStats) {
+    run_on(codec, seed, 1)
+}
+
+/// [`run`] with the joins shared among `threads` threads.
+fn run_on(codec: Codec, seed: u64, threads: usize) -> (u64, Vec<QueryResult>, NetStats) {
     let config = Config::builder().codec(codec).build().unwrap();
     let link = Link {
         latency: Duration::from_millis(10),
@@ -18,6 +23,7 @@ fn run(codec: Codec, seed: u64) -> (u64, Vec<QueryResult>, NetStats) {
         duplicate: 0.01,
     };
     let mut net = SimNet::with_nodes(seed, link, NODES, &config);
+    net.set_threads(threads);
     net.bootstrap_all(40);
     let mut results = Vec::new();
     let jobs: Vec<_> = (0..10)
@@ -70,4 +76,18 @@ fn same_seed_same_trace_json() {
 #[test]
 fn same_seed_same_trace_bencode() {
     same_seed_same_trace(Codec::Bencode, kad_tests::seed(0xd0_0002));
+}
+
+/// The joins run a window at a time, each window's nodes shared among threads: the run is
+/// the same whatever the number of threads.
+#[test]
+fn any_number_of_threads_same_trace() {
+    let seed = kad_tests::seed(0xd0_0003);
+    let one = run_on(Codec::Json, seed, 1);
+    for threads in [2, 3] {
+        let many = run_on(Codec::Json, seed, threads);
+        assert_eq!(one.0, many.0, "{threads} threads: another trace");
+        assert_eq!(one.1, many.1, "{threads} threads: other results");
+        assert_eq!(one.2, many.2, "{threads} threads: other counts");
+    }
 }

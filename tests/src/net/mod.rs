@@ -725,7 +725,8 @@ impl SimNet {
     /// node of `members` or of the joiners that joined before it, in batches of at most
     /// `max_batch` (and at most as many as there are such contacts) at a time. A failed
     /// bootstrap is retried with another contact, up to 4 more times. `joined` in the
-    /// report counts the joiners that made it.
+    /// report counts the joiners that made it. Each batch runs a window of virtual time at
+    /// a time (`window.rs`), on [`SimNet::set_threads`] threads.
     pub fn join(
         &mut self,
         joiners: &[usize],

@@ -6,7 +6,7 @@
 //!         [--rtt-median DUR]
 //!         [--republish true|false] [--unverified-reply-factor X] [--request-retries R]
 //!         [--replacement-cache N]
-//!         [--check true|false]
+//!         [--check true|false] [--threads T]
 //!   lookups (default):  [--lookups L] [--dead F]
 //!   churn:              --churn F [--churn-every DUR] [--duration DUR] [--keys K] [--keys-per-round M]
 //!   partition:          --partition DUR [--keys K] [--keys-per-round M]
@@ -54,6 +54,11 @@
 //! 0 with `--rtt-median`). `--republish false` sets both
 //! republish intervals (the publisher's daily one and the replicas' hourly restore) to
 //! 100 years.
+//!
+//! The joins run a window of virtual time at a time (everything due before the network's
+//! shortest one-way delay, node by node: `kad_tests::SimNet::set_threads`), their nodes
+//! shared among `--threads` threads (default: the machine's cores, at most 8); the outcome,
+//! trace hash included, is the same for any number. The rest runs on one thread.
 //!
 //! Each mode prints a table, then one summary line (`nodes=... success=...
 //! get_p50_ms=... success_frac=...`; latencies in virtual time). Everything but the wall-clock figures and
