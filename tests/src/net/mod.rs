@@ -760,8 +760,10 @@ impl SimNet {
                     })
                     .collect();
                 report.attempts += jobs.len();
-                let ids: Vec<(usize, QueryId)> =
-                    jobs.into_iter().map(|(i, f)| (i, self.start(i, f))).collect();
+                let ids: Vec<(usize, QueryId)> = jobs
+                    .into_iter()
+                    .map(|(i, f)| (i, self.start(i, f)))
+                    .collect();
                 let results = self.run_windows(&ids);
                 let mut retry = Vec::new();
                 for (f, &i) in results.iter().zip(&batch) {
@@ -961,7 +963,10 @@ impl SimNet {
     }
 
     fn enqueue(&mut self, at: Instant, d: Datagram) {
-        assert!(at >= self.floor, "a datagram due inside the window that sent it");
+        assert!(
+            at >= self.floor,
+            "a datagram due inside the window that sent it"
+        );
         let seq = self.next_seq;
         self.next_seq += 1;
         let slot = match self.free.pop() {

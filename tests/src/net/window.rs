@@ -50,7 +50,7 @@ pub(super) struct Scratch {
     /// Merge keys: (time << 64 | job << 32 | output).
     keys: Vec<u128>,
     /// Output buffers for the jobs, empty.
-    outs: Vec<Vec<(Instant, Option<Out>)>>,
+    outs: Vec<Outputs>,
 }
 
 impl Scratch {
@@ -63,6 +63,9 @@ impl Scratch {
     }
 }
 
+/// What a job produced: (time, what), in the order it happened (`None` once merged).
+type Outputs = Vec<(Instant, Option<Out>)>;
+
 /// One node's share of a window.
 struct Job<'a> {
     i: usize,
@@ -72,7 +75,7 @@ struct Job<'a> {
     /// Its timer, if due in the window.
     timer: Option<Instant>,
     /// (time, what), in the order it happened (`None` once merged).
-    out: Vec<(Instant, Option<Out>)>,
+    out: Outputs,
     /// Its latest event's time.
     last: Instant,
     delivered: u64,
@@ -117,13 +120,19 @@ impl Job<'_> {
                     }
                     let digest = crate::TraceHash::digest(&dgram.payload);
                     self.out.push((now, Some(Out::Delivered(k, digest))));
-                    self.slot.node.handle_datagram(now, dgram.src, &dgram.payload);
+                    self.slot
+                        .node
+                        .handle_datagram(now, dgram.src, &dgram.payload);
                     next += 1;
                 }
                 (_, Some(t)) => {
                     now = now.max(t);
                     self.timer_fires += 1;
-                    spin = if spin.0 == now { (now, spin.1 + 1) } else { (now, 1) };
+                    spin = if spin.0 == now {
+                        (now, spin.1 + 1)
+                    } else {
+                        (now, 1)
+                    };
                     if spin.1 > SPIN_LIMIT {
                         panic!(
                             "node {} asks for handle_timeout at the same instant forever \
@@ -202,8 +211,11 @@ impl SimNet {
         let started = self.now;
         let mut out: Vec<Option<Finished>> = (0..waiting.len()).map(|_| None).collect();
         let mut left = waiting.len();
-        let position: HashMap<(usize, QueryId), usize> =
-            waiting.iter().enumerate().map(|(j, &key)| (key, j)).collect();
+        let position: HashMap<(usize, QueryId), usize> = waiting
+            .iter()
+            .enumerate()
+            .map(|(j, &key)| (key, j))
+            .collect();
         let mut recent = std::mem::take(&mut self.recent);
         recent.extend(waiting.iter().copied());
         loop {
@@ -343,8 +355,7 @@ impl SimNet {
 
         // Merge: (time, node, the node's order), whatever ran where. Jobs are in node
         // order, so a job's position stands for its node in the sort key.
-        let mut done: Vec<(usize, Instant, Vec<(Instant, Option<Out>)>)> =
-            Vec::with_capacity(jobs.len());
+        let mut done: Vec<(usize, Instant, Outputs)> = Vec::with_capacity(jobs.len());
         for (x, job) in jobs.into_iter().enumerate() {
             self.stats.delivered += job.delivered;
             self.stats.reordered += job.reordered;
@@ -352,7 +363,8 @@ impl SimNet {
             self.stats.steps += job.timer_fires;
             for (n, (t, _)) in job.out.iter().enumerate() {
                 let since = t.saturating_duration_since(self.epoch).as_nanos() as u64;
-                s.keys.push(u128::from(since) << 64 | (x as u128) << 32 | n as u128);
+                s.keys
+                    .push(u128::from(since) << 64 | (x as u128) << 32 | n as u128);
             }
             done.push((job.i, job.last, job.out));
         }
