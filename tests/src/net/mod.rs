@@ -96,7 +96,8 @@ struct Slot {
     removed: bool,
     /// The send sequence number of the last datagram delivered here.
     last_seq: u64,
-    /// The deadline this node has in `SimNet::deadlines`, if any.
+    /// The deadline this node has in `SimNet::deadlines`, if any (the entry there that
+    /// matches it is live; any other entry for this node is stale).
     deadline: Option<Instant>,
 }
 
@@ -152,7 +153,13 @@ pub struct SimNet {
     /// Free slots of `parked`.
     free: Vec<u32>,
     next_seq: u64,
-    deadlines: BTreeSet<(Instant, usize)>,
+    /// Node deadlines, earliest first, as (nanoseconds since the epoch, node): a heap that
+    /// is only pushed to, each entry live while it matches its node's `Slot::deadline`
+    /// and skipped once it does not. A node's deadline moves at nearly every event, and
+    /// a million-entry ordered set took two tree walks (one removal, one insert) each
+    /// time, on the one thread that merges windows. The top is always live
+    /// ([`SimNet::clean_deadlines`]).
+    deadlines: BinaryHeap<Reverse<(u64, u32)>>,
     finished: HashMap<(usize, QueryId), Finished>,
     recent: Vec<(usize, QueryId)>,
     trace: TraceHash,
@@ -201,7 +208,7 @@ impl SimNet {
             parked: Vec::new(),
             free: Vec::new(),
             next_seq: 0,
-            deadlines: BTreeSet::new(),
+            deadlines: BinaryHeap::new(),
             finished: HashMap::new(),
             recent: Vec::new(),
             trace: TraceHash::default(),
@@ -552,7 +559,7 @@ impl SimNet {
     /// When the next step would happen: the earliest delivery or node deadline.
     pub fn next_time(&self) -> Option<Instant> {
         let d = self.queue.peek().map(|k| self.unkey(k.0).0);
-        let t = self.deadlines.first().map(|(t, _)| *t);
+        let t = self.next_deadline().map(|(t, _)| t);
         match (d, t) {
             (Some(d), Some(t)) => Some(d.min(t)),
             (d, t) => d.or(t),
@@ -563,7 +570,7 @@ impl SimNet {
     /// (deliveries first on a tie). Returns false when nothing at all is pending.
     pub fn step(&mut self) -> bool {
         let next_dgram = self.queue.peek().map(|k| self.unkey(k.0).0);
-        let next_timer = self.deadlines.first().copied();
+        let next_timer = self.next_deadline();
         match (next_dgram, next_timer) {
             (None, None) => false,
             (Some(d), t) if t.is_none_or(|(t, _)| d <= t) => {
@@ -859,8 +866,7 @@ impl SimNet {
     }
 
     fn fire(&mut self, t: Instant, i: usize) {
-        self.deadlines.remove(&(t, i));
-        self.nodes[i].deadline = None;
+        self.take_deadline();
         self.stats.steps += 1;
         self.stats.timer_fires += 1;
         self.now = self.now.max(t);
@@ -917,12 +923,49 @@ impl SimNet {
         if new == slot.deadline {
             return;
         }
-        if let Some(old) = slot.deadline.take() {
-            self.deadlines.remove(&(old, i));
-        }
+        slot.deadline = new;
         if let Some(t) = new {
-            slot.deadline = Some(t);
-            self.deadlines.insert((t, i));
+            let key = (nanos_since(self.epoch, t), i as u32);
+            self.deadlines.push(Reverse(key));
+        }
+        self.clean_deadlines();
+    }
+
+    /// The earliest node deadline: (time, node).
+    fn next_deadline(&self) -> Option<(Instant, usize)> {
+        let &Reverse((_, i)) = self.deadlines.peek()?;
+        let i = i as usize;
+        Some((self.nodes[i].deadline.expect("the top deadline is live"), i))
+    }
+
+    /// Removes the earliest node deadline (about to fire): its node has none until it is
+    /// asked again.
+    fn take_deadline(&mut self) {
+        if let Some(Reverse((_, i))) = self.deadlines.pop() {
+            self.nodes[i as usize].deadline = None;
+        }
+        self.clean_deadlines();
+    }
+
+    /// Drops stale entries from the top of `deadlines`, and rebuilds it from the nodes
+    /// when stale ones outnumber the nodes.
+    fn clean_deadlines(&mut self) {
+        if self.deadlines.len() > 2 * self.nodes.len() + 4096 {
+            let epoch = self.epoch;
+            let live = self.nodes.iter().enumerate().filter_map(|(i, s)| {
+                s.deadline
+                    .map(|t| Reverse((nanos_since(epoch, t), i as u32)))
+            });
+            self.deadlines = live.collect::<Vec<_>>().into();
+        }
+        while let Some(&Reverse((t, i))) = self.deadlines.peek() {
+            let live = self.nodes[i as usize]
+                .deadline
+                .is_some_and(|d| nanos_since(self.epoch, d) == t);
+            if live {
+                break;
+            }
+            self.deadlines.pop();
         }
     }
 
@@ -1029,6 +1072,11 @@ fn queue_key(since: Duration, seq: u64, slot: u32) -> u128 {
 /// The send sequence number of a [`queue_key`].
 fn queue_seq(key: u128) -> u64 {
     (key as u64) >> SLOT_BITS
+}
+
+/// `t` as nanoseconds since `epoch` (0 before it; saturating 584 years after it).
+fn nanos_since(epoch: Instant, t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A uniform float in `[0, 1)`.

@@ -63,8 +63,8 @@ impl Scratch {
     }
 }
 
-/// What a job produced: (time, what), in the order it happened (`None` once merged).
-type Outputs = Vec<(Instant, Option<Out>)>;
+/// What a job produced: (nanoseconds since the epoch, time, what), in the order it happened (`None` once merged).
+type Outputs = Vec<(u64, Instant, Option<Out>)>;
 
 /// One node's share of a window.
 struct Job<'a> {
@@ -119,7 +119,8 @@ impl Job<'_> {
                         self.slot.last_seq = seq;
                     }
                     let digest = crate::TraceHash::digest(&dgram.payload);
-                    self.out.push((now, Some(Out::Delivered(k, digest))));
+                    let ns = super::nanos_since(w.epoch, now);
+                    self.out.push((ns, now, Some(Out::Delivered(k, digest))));
                     self.slot
                         .node
                         .handle_datagram(now, dgram.src, &dgram.payload);
@@ -146,8 +147,9 @@ impl Job<'_> {
                 (Some(_), None) => unreachable!("covered above"),
             }
             let node = &mut self.slot.node;
+            let ns = super::nanos_since(w.epoch, now);
             while let Some(t) = node.poll_transmit() {
-                self.out.push((now, Some(Out::Sent(t.dst, t.payload))));
+                self.out.push((ns, now, Some(Out::Sent(t.dst, t.payload))));
             }
             while let Some(e) = node.poll_event() {
                 if let Event::QueryFinished { id, result, stats } = e {
@@ -157,7 +159,7 @@ impl Job<'_> {
                         result,
                         stats,
                     };
-                    self.out.push((now, Some(Out::Finished(Box::new(f)))));
+                    self.out.push((ns, now, Some(Out::Finished(Box::new(f)))));
                 }
             }
             if w.check {
@@ -266,8 +268,9 @@ impl SimNet {
         let mut s = std::mem::take(&mut self.scratch);
 
         // Everything due before `end`: datagrams (dropped ones counted and gone) and timers.
+        let end_ns = super::nanos_since(self.epoch, end);
         while let Some(&std::cmp::Reverse(key)) = self.queue.peek() {
-            if at(self.epoch, key) >= end {
+            if (key >> 64) as u64 >= end_ns {
                 break;
             }
             self.queue.pop();
@@ -282,12 +285,11 @@ impl SimNet {
                 s.inbox.push((key, d));
             }
         }
-        while let Some(&(t, i)) = self.deadlines.first() {
+        while let Some((t, i)) = self.next_deadline() {
             if t >= end {
                 break;
             }
-            self.deadlines.pop_first();
-            self.nodes[i].deadline = None;
+            self.take_deadline();
             s.timers.push((i, t));
         }
         // By node, each node's datagrams in delivery order (popped in that order).
@@ -361,8 +363,7 @@ impl SimNet {
             self.stats.reordered += job.reordered;
             self.stats.timer_fires += job.timer_fires;
             self.stats.steps += job.timer_fires;
-            for (n, (t, _)) in job.out.iter().enumerate() {
-                let since = t.saturating_duration_since(self.epoch).as_nanos() as u64;
+            for (n, &(since, _, _)) in job.out.iter().enumerate() {
                 s.keys
                     .push(u128::from(since) << 64 | (x as u128) << 32 | n as u128);
             }
@@ -374,13 +375,13 @@ impl SimNet {
             let (x, n) = ((key >> 32) as u32 as usize, key as u32 as usize);
             let (i, _, out) = &mut done[x];
             let i = *i;
-            let (t, o) = &mut out[n];
-            let t = *t;
+            let (ns, t, o) = &mut out[n];
+            let (ns, t) = (*ns, *t);
             self.now = self.now.max(t);
             match o.take().expect("each output merged once") {
                 Out::Delivered(k, digest) => {
                     let d = &s.inbox[k].1;
-                    let since = t.saturating_duration_since(self.epoch);
+                    let since = Duration::from_nanos(ns);
                     let len = d.payload.len();
                     self.trace.datagram_digest(since, d.src, d.dst, len, digest);
                 }
