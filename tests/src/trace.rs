@@ -65,8 +65,8 @@ impl TraceHash {
     }
 
     /// Feeds one delivered datagram: virtual time since the start, source, destination and
-    /// payload (its length and [`TraceHash::digest`]), so that no two different datagrams
-    /// feed the same bytes.
+    /// payload (its length and its 64-bit [`TraceHash::digest`]): two different datagrams
+    /// feed the same words only if their payloads' digests collide.
     pub fn datagram(&mut self, at: Duration, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
         self.datagram_digest(at, src, dst, payload.len(), Self::digest(payload));
     }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use kad_core::{Codec, Config, Node, QueryResult};
-use kad_tests::{Link, NetStats, SimNet};
+use kad_tests::{Link, NetStats, RttModel, SimNet};
 
 const NODES: usize = 150;
 
@@ -15,6 +15,16 @@ fn run(codec: Codec, seed: u64) -> (u64, Vec<QueryResult>, NetStats) {
 
 /// [`run`] with the joins shared among `threads` threads.
 fn run_on(codec: Codec, seed: u64, threads: usize) -> (u64, Vec<QueryResult>, NetStats) {
+    run_with(codec, seed, threads, None)
+}
+
+/// [`run_on`], with per-pair round trips from `rtt` in place of the link's latency.
+fn run_with(
+    codec: Codec,
+    seed: u64,
+    threads: usize,
+    rtt: Option<RttModel>,
+) -> (u64, Vec<QueryResult>, NetStats) {
     let config = Config::builder().codec(codec).build().unwrap();
     let link = Link {
         latency: Duration::from_millis(10),
@@ -24,6 +34,7 @@ fn run_on(codec: Codec, seed: u64, threads: usize) -> (u64, Vec<QueryResult>, Ne
     };
     let mut net = SimNet::with_nodes(seed, link, NODES, &config);
     net.set_threads(threads);
+    net.set_rtt_model(rtt);
     net.bootstrap_all(40);
     let mut results = Vec::new();
     let jobs: Vec<_> = (0..10)
@@ -86,6 +97,20 @@ fn any_number_of_threads_same_trace() {
     let one = run_on(Codec::Json, seed, 1);
     for threads in [2, 3] {
         let many = run_on(Codec::Json, seed, threads);
+        assert_eq!(one.0, many.0, "{threads} threads: another trace");
+        assert_eq!(one.1, many.1, "{threads} threads: other results");
+        assert_eq!(one.2, many.2, "{threads} threads: other counts");
+    }
+}
+
+/// The same with per-pair round trips: windows as long as half the shortest one.
+#[test]
+fn any_number_of_threads_same_trace_rtt_model() {
+    let seed = kad_tests::seed(0xd0_0004);
+    let rtt = Some(RttModel::lognormal(Duration::from_millis(80)));
+    let one = run_with(Codec::Bencode, seed, 1, rtt);
+    for threads in [2, 3] {
+        let many = run_with(Codec::Bencode, seed, threads, rtt);
         assert_eq!(one.0, many.0, "{threads} threads: another trace");
         assert_eq!(one.1, many.1, "{threads} threads: other results");
         assert_eq!(one.2, many.2, "{threads} threads: other counts");

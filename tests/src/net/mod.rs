@@ -121,7 +121,8 @@ struct Datagram {
 /// Everything that varies comes from one `u64` seed: node ids and node seeds, every delay,
 /// loss and duplication, and the choices of [`SimNet::pick`] and [`SimNet::chance`]. The
 /// only real clock read is one `Instant::now()` at construction, used as the epoch; after
-/// that, time is `epoch + offset` and moves only in [`SimNet::step`].
+/// that, time is `epoch + offset` and moves only in [`SimNet::step`] and in the windows
+/// of [`SimNet::join`].
 ///
 /// After every step the node that was touched is checked with [`Node::check_invariants`];
 /// a violation panics with the seed. A `SimNet` dropped during a panic prints its seed and
@@ -429,6 +430,9 @@ impl SimNet {
         self.pool = (self.threads > 1).then(|| {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(self.threads)
+                // The main thread's 8 MiB, not rayon's 2: the whole run of a join, node
+                // handlers included, happens on these threads.
+                .stack_size(8 << 20)
                 .build()
                 .expect("a thread pool")
         });
@@ -948,7 +952,7 @@ impl SimNet {
     }
 
     /// Drops stale entries from the top of `deadlines`, and rebuilds it from the nodes
-    /// when stale ones outnumber the nodes.
+    /// when it holds more than twice as many entries as there are nodes (plus 4096).
     fn clean_deadlines(&mut self) {
         if self.deadlines.len() > 2 * self.nodes.len() + 4096 {
             let epoch = self.epoch;

@@ -13,7 +13,8 @@
 //!
 //! The order differs from [`SimNet::step`]'s (one event at a time, the globally earliest
 //! first) only in ties it breaks differently and in where a run may stop: a windowed run
-//! ends at a window's end, never in its middle. It is used where the whole network runs
+//! ends at a window's end, never in its middle. (And a datagram dropped on the way, to or
+//! from a dead node or across a partition, does not move the clock, as it does in `step`.) It is used where the whole network runs
 //! until a set of commands finishes: the joins of [`SimNet::join`].
 
 use std::collections::HashMap;

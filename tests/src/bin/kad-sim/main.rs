@@ -80,14 +80,16 @@ use kad_tests::{BootstrapReport, Link, RttModel, SimNet, Summary};
 use args::{Args, Mode};
 
 /// mimalloc: with the joins on several threads, glibc's allocator spent a tenth of the run
-/// in lock handoffs (a node's memory, allocated on one thread, freed on another).
+/// in lock handoffs (a node's memory, allocated on one thread, freed on another). On Linux
+/// it also asks for transparent huge pages by itself (its `allow_thp` option, on by
+/// default; `MIMALLOC_ALLOW_THP=0` keeps 4 KB pages): a simulation's nodes are hundreds of
+/// megabytes touched at random, one node per datagram, and with 4 KB pages much of the
+/// time went to TLB misses (glibc's huge pages made the 10,000-node lookup phase 1.1 to
+/// 1.2 times faster; kad-sim re-ran itself to ask for them, which mimalloc makes needless).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    if let Some(code) = rerun_with_huge_pages() {
-        return code;
-    }
     let args = match args::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
@@ -111,35 +113,6 @@ fn main() -> ExitCode {
         Mode::Churn { .. } | Mode::Partition { .. } => scenarios::run(&args, &config),
     }
     ExitCode::SUCCESS
-}
-
-/// Runs this same command again with mimalloc asking for transparent huge pages
-/// (`MIMALLOC_ALLOW_LARGE_OS_PAGES=1`: it then advises the kernel to back its regions
-/// with huge pages) and returns its exit code; `None` when this process is that run
-/// already, when the caller set the variable, or when `KAD_SIM_HUGE_PAGES=0`. A
-/// simulation's nodes are hundreds of megabytes touched at random, one node per datagram,
-/// and with 4 KB pages much of the time goes to TLB misses: huge pages made the
-/// 10,000-node lookup phase 1.1 to 1.2 times faster (measured with glibc's equivalent,
-/// BENCHMARKS.md). The allocator reads its options once, when it starts, before `main`,
-/// hence the second process. Linux only; elsewhere nothing changes.
-fn rerun_with_huge_pages() -> Option<ExitCode> {
-    const VAR: &str = "MIMALLOC_ALLOW_LARGE_OS_PAGES";
-    if !cfg!(target_os = "linux")
-        || std::env::var_os(VAR).is_some()
-        || std::env::var_os("KAD_SIM_HUGE_PAGES").is_some_and(|v| v == "0")
-    {
-        return None;
-    }
-    let exe = std::env::current_exe().ok()?;
-    let status = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env(VAR, "1")
-        .status()
-        .ok()?;
-    Some(match status.code() {
-        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
-        None => ExitCode::FAILURE,
-    })
 }
 
 /// The nodes' settings.
