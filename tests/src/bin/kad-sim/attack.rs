@@ -28,7 +28,7 @@ pub fn run(args: &Args, config: &Config, kind: AttackKind, attackers: f64) {
         args.seed,
         if args.signed { ", signed keys" } else { "" }
     );
-    let boot = net.bootstrap_all(100);
+    let boot = net.bootstrap_all(crate::join_batch(args.nodes));
     print_bootstrap(&boot, wall.elapsed(), net.elapsed(), args.nodes);
     net.set_link(link(args));
     let plan = AttackPlan {

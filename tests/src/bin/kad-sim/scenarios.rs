@@ -42,7 +42,7 @@ pub fn run(args: &Args, config: &Config) {
         args.seed,
         if args.republish { "on" } else { "off" }
     );
-    let boot = net.bootstrap_all(100);
+    let boot = net.bootstrap_all(crate::join_batch(args.nodes));
     print_bootstrap(&boot, wall.elapsed(), net.elapsed(), args.nodes);
     net.set_link(link(args));
     let (label, gets, extra) = match args.mode {
