@@ -932,14 +932,31 @@ impl SimNet {
             let key = (nanos_since(self.epoch, t), i as u32);
             self.deadlines.push(Reverse(key));
         }
-        self.clean_deadlines();
+        if self.deadlines.len() > 2 * self.nodes.len() + 4096 {
+            let epoch = self.epoch;
+            let live = self.nodes.iter().enumerate().filter_map(|(i, s)| {
+                s.deadline
+                    .map(|t| Reverse((nanos_since(epoch, t), i as u32)))
+            });
+            self.deadlines = live.collect::<Vec<_>>().into();
+        }
+        // Only node i's entries can have gone stale: the top needs a look only if it is
+        // one of them (no other node's slot is read, which at a million nodes is a miss).
+        if self.deadlines.peek().is_some_and(|k| k.0 .1 as usize == i) {
+            self.clean_deadlines();
+        }
     }
 
-    /// The earliest node deadline: (time, node).
+    /// The earliest node deadline: (time, node). The top is live, so its time is its
+    /// node's deadline, worked out from the key without reading the node's slot.
     fn next_deadline(&self) -> Option<(Instant, usize)> {
-        let &Reverse((_, i)) = self.deadlines.peek()?;
+        let &Reverse((ns, i)) = self.deadlines.peek()?;
         let i = i as usize;
-        Some((self.nodes[i].deadline.expect("the top deadline is live"), i))
+        let t = match self.epoch.checked_add(Duration::from_nanos(ns)) {
+            Some(t) if ns < u64::MAX => t,
+            _ => self.nodes[i].deadline.expect("the top deadline is live"),
+        };
+        Some((t, i))
     }
 
     /// Removes the earliest node deadline (about to fire): its node has none until it is
@@ -951,17 +968,10 @@ impl SimNet {
         self.clean_deadlines();
     }
 
-    /// Drops stale entries from the top of `deadlines`, and rebuilds it from the nodes
-    /// when it holds more than twice as many entries as there are nodes (plus 4096).
+    /// Drops stale entries from the top of `deadlines`, reading the slot of each node on
+    /// top. (`refresh_deadline` rebuilds the heap from the nodes when it holds more than
+    /// twice as many entries as there are nodes, plus 4096.)
     fn clean_deadlines(&mut self) {
-        if self.deadlines.len() > 2 * self.nodes.len() + 4096 {
-            let epoch = self.epoch;
-            let live = self.nodes.iter().enumerate().filter_map(|(i, s)| {
-                s.deadline
-                    .map(|t| Reverse((nanos_since(epoch, t), i as u32)))
-            });
-            self.deadlines = live.collect::<Vec<_>>().into();
-        }
         while let Some(&Reverse((t, i))) = self.deadlines.peek() {
             let live = self.nodes[i as usize]
                 .deadline
