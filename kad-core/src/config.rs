@@ -199,7 +199,8 @@ macro_rules! config_settings {
         get_parallelism: usize,
         /// How long to wait for a response (default 2 s).
         query_timeout: ::std::time::Duration,
-        /// Stale-bucket refresh period (default 3600 s).
+        /// A bucket untouched this long is refreshed (default 3600 s). Nodes look for
+        /// such buckets every quarter of it, each from a random phase of its own.
         bucket_refresh_interval: ::std::time::Duration,
         /// How long a stored value lives (default 86410 s).
         key_expiry: ::std::time::Duration as "key_expiry_seconds",

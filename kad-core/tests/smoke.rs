@@ -652,3 +652,48 @@ fn routing_table_peers_that_answered_are_verified_addresses() {
     let stranger = SocketAddr::from(([192, 0, 2, 7], 9999));
     assert!(!node.is_verified_addr(now, stranger));
 }
+
+/// Nodes started together do not refresh together: each looks for stale buckets every
+/// quarter of `bucket_refresh_interval` from a phase of its own, so a bucket left alone
+/// for the interval is refreshed within a quarter more, at a time no other node shares.
+/// (Every node used to look exactly once an interval from its start: a fleet started at
+/// once sent all its refresh lookups at one instant, every hour.)
+#[test]
+fn nodes_started_together_refresh_at_their_own_times() {
+    const N: usize = 12;
+    let mut net = Net::new(N, Codec::Json);
+    net.join_all();
+    let joined = net.now;
+    let interval = net.nodes[0].config().bucket_refresh_interval();
+    let mut firsts = Vec::new();
+    for (i, node) in net.nodes.iter_mut().enumerate() {
+        // Drain what the join left; then the node's own timers alone, nothing delivered.
+        while node.poll_transmit().is_some() {}
+        let sent = loop {
+            let t = node.poll_timeout().expect("a refresh is always scheduled");
+            assert!(
+                t <= joined + interval * 2,
+                "node {i} sent nothing for two intervals"
+            );
+            node.handle_timeout(t);
+            if node.poll_transmit().is_some() {
+                break t;
+            }
+        };
+        assert!(
+            sent <= joined + interval + interval / 4,
+            "node {i}: first refresh {:?} after the join, more than 1.25 intervals",
+            sent - joined
+        );
+        firsts.push(sent);
+    }
+    let mut distinct = firsts.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        N,
+        "refresh instants shared between nodes: {:?}",
+        firsts.iter().map(|t| *t - joined).collect::<Vec<_>>()
+    );
+}

@@ -31,7 +31,7 @@ pub mod wire;
 pub mod fuzzing;
 
 pub use link::{Link, RttModel};
-pub use net::{BootstrapReport, Finished, Intercept, NetStats, SimNet};
+pub use net::{BootstrapReport, Finished, Intercept, JoinProgressFn, NetStats, SimNet};
 pub use summary::Summary;
 pub use trace::TraceHash;
 

@@ -163,8 +163,8 @@ impl Node {
             self.core.note(|| Event::RecordsExpired { count: expired });
         }
         if now >= self.next_refresh {
-            self.next_refresh = later(now, self.core.config.bucket_refresh_interval);
             let interval = self.core.config.bucket_refresh_interval;
+            self.next_refresh = later(now, super::refresh_check_period(interval));
             for i in self.core.table.stale_buckets(now, interval) {
                 if self.queries.len() >= self.core.config.max_active_queries {
                     break;

@@ -88,6 +88,29 @@ pub(crate) fn later(now: Instant, d: Duration) -> Instant {
     now.checked_add(d).unwrap_or(now)
 }
 
+/// How often a node looks for stale buckets: a quarter of `bucket_refresh_interval` (a
+/// bucket untouched for the interval is refreshed at most a quarter later), and at least
+/// a millisecond.
+pub(crate) fn refresh_check_period(interval: Duration) -> Duration {
+    (interval / 4).max(Duration::from_millis(1))
+}
+
+/// The first look for stale buckets: a random point of the first period, drawn from the
+/// node's seeded rng. Nodes started together (a fleet deployed at once, a simulation, a
+/// restart after an outage) would otherwise refresh in lockstep, every one of them at the
+/// same instant each period.
+pub(crate) fn first_refresh_check(
+    now: Instant,
+    interval: Duration,
+    rng: &mut impl RngCore,
+) -> Instant {
+    let period = refresh_check_period(interval);
+    let nanos = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
+    // Uniform in [1, period] nanoseconds (the modulo bias is below 2^-40 for an hour).
+    let offset = 1 + rng.next_u64() % nanos;
+    later(now, Duration::from_nanos(offset))
+}
+
 /// The node's state below its queries. A query never holds it: `Core::with_env` lends it
 /// the parts it reads ([`crate::query::Env`]) and takes the requests it hands out.
 pub(crate) struct Core {
@@ -272,8 +295,10 @@ impl Node {
         core.table
             .set_ping_oldest_after(core.config.ping_oldest_after);
         core.table.set_ip_limits(core.ip_limits);
+        let next_refresh =
+            first_refresh_check(now, core.config.bucket_refresh_interval, &mut core.rng);
         Node {
-            next_refresh: later(now, core.config.bucket_refresh_interval),
+            next_refresh,
             core,
             queries: BTreeMap::new(),
             next_query: 1,

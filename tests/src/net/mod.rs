@@ -180,7 +180,13 @@ pub struct SimNet {
     floor: Instant,
     /// Buffers of `window.rs`, kept between windows.
     scratch: window::Scratch,
+    /// Told of each joining batch's end ([`SimNet::on_join_progress`]).
+    join_progress: Option<JoinProgressFn>,
 }
+
+/// What [`SimNet::on_join_progress`] calls: joiners done (joined or given up on) so far,
+/// joiners in all, and the virtual time since the join began.
+pub type JoinProgressFn = Box<dyn FnMut(usize, usize, Duration) + Send>;
 
 /// A node firing its timer this many times at one instant, with nothing else happening in
 /// between, is stuck.
@@ -222,6 +228,7 @@ impl SimNet {
             pool: None,
             floor: epoch,
             scratch: window::Scratch::default(),
+            join_progress: None,
         }
     }
 
@@ -717,6 +724,13 @@ impl SimNet {
             .collect()
     }
 
+    /// Calls `f` after each batch of [`SimNet::join`] (and so of
+    /// [`SimNet::bootstrap_all`]) with the joiners done so far, the joiners in all and the
+    /// virtual time since the join began: for a progress line on long runs. `None` removes it.
+    pub fn on_join_progress(&mut self, f: Option<JoinProgressFn>) {
+        self.join_progress = f;
+    }
+
     /// Joins every live node to the network through the protocol: node 0 (or the first
     /// live node) is the first member; the others bootstrap, in batches of at most
     /// `max_batch` at a time, to one random node that has already joined. A failed
@@ -790,6 +804,10 @@ impl SimNet {
                     }
                 }
                 batch = retry;
+            }
+            if let Some(f) = self.join_progress.as_mut() {
+                let done = joiners.len() - todo.len();
+                f(done, joiners.len(), self.now.saturating_duration_since(t0));
             }
         }
         report.joined = joined.len() - members;

@@ -21,6 +21,7 @@ pub fn run(args: &Args, config: &Config, kind: AttackKind, attackers: f64) {
     let mut net = SimNet::with_nodes(args.seed, setup_link(args), args.nodes, config);
     net.set_check_invariants(args.check);
     net.set_threads(args.threads);
+    net.on_join_progress(crate::join_progress(args.nodes));
     println!(
         "kad-sim: {} nodes, codec {}, seed {}, attack {kind} by {attackers} of the nodes{}",
         args.nodes,

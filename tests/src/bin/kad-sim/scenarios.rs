@@ -23,6 +23,7 @@ pub fn run(args: &Args, config: &Config) {
     net.set_rtt_model(rtt_model(args));
     net.set_check_invariants(args.check);
     net.set_threads(args.threads);
+    net.on_join_progress(crate::join_progress(args.nodes));
     let title = match args.mode {
         Mode::Churn {
             fraction,
