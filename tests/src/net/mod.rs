@@ -182,6 +182,8 @@ pub struct SimNet {
     scratch: window::Scratch,
     /// Told of each joining batch's end ([`SimNet::on_join_progress`]).
     join_progress: Option<JoinProgressFn>,
+    /// [`SimNet::after_touch`]'s buffer, kept between events.
+    drained: Vec<Drained>,
 }
 
 /// What [`SimNet::on_join_progress`] calls: joiners done (joined or given up on) so far,
@@ -229,6 +231,7 @@ impl SimNet {
             floor: epoch,
             scratch: window::Scratch::default(),
             join_progress: None,
+            drained: Vec::new(),
         }
     }
 
@@ -818,36 +821,14 @@ impl SimNet {
     // ---- internals ----
 
     fn deliver(&mut self) {
-        let Some(Reverse(key)) = self.queue.pop() else {
+        let Some((key, d)) = self.pop_datagram() else {
             return;
         };
-        let (at, slot) = self.unkey(key);
-        let seq = queue_seq(key);
-        let d = self.parked[slot]
-            .take()
-            .expect("a queued datagram is parked");
-        self.free.push(slot as u32);
-        self.stats.steps += 1;
+        let (at, _) = self.unkey(key);
         self.now = self.now.max(at);
-        let dst = self.index_of(d.dst);
-        if dst.is_none() && !self.interceptors.contains_key(&d.dst.ip()) {
-            self.stats.undeliverable += 1;
+        let Some(dst) = self.admit(&d) else {
             return;
-        }
-        if dst.is_some_and(|j| self.reach[j].dead) {
-            self.stats.dropped_dead += 1;
-            return;
-        }
-        if let Some(src) = self.index_of(d.src) {
-            if self.reach[src].dead {
-                self.stats.dropped_dead += 1;
-                return;
-            }
-            if dst.is_some_and(|j| self.reach[src].group != self.reach[j].group) {
-                self.stats.dropped_partition += 1;
-                return;
-            }
-        }
+        };
         if self.intercepted(&d) {
             return;
         }
@@ -856,6 +837,7 @@ impl SimNet {
             return;
         };
         self.stats.delivered += 1;
+        let seq = queue_seq(key);
         if seq < self.nodes[dst].last_seq {
             self.stats.reordered += 1;
         } else {
@@ -867,6 +849,44 @@ impl SimNet {
         self.nodes[dst].node.handle_datagram(now, d.src, &d.payload);
         self.spin.2 = 0;
         self.after_touch(dst);
+    }
+
+    /// Takes the earliest datagram off the queue, with its queue key (a step).
+    fn pop_datagram(&mut self) -> Option<(u128, Datagram)> {
+        let Reverse(key) = self.queue.pop()?;
+        let slot = (key as u32 & SLOT_MASK) as usize;
+        let d = self.parked[slot]
+            .take()
+            .expect("a queued datagram is parked");
+        self.free.push(slot as u32);
+        self.stats.steps += 1;
+        Some((key, d))
+    }
+
+    /// Where a datagram leaving the queue goes: `Some(Some(node))`; `Some(None)` when no
+    /// node is at its address but an interceptor is at its IP; `None` when it is lost
+    /// (nobody there, a dead end, a partition), counted as such.
+    fn admit(&mut self, d: &Datagram) -> Option<Option<usize>> {
+        let dst = self.index_of(d.dst);
+        if dst.is_none() && !self.interceptors.contains_key(&d.dst.ip()) {
+            self.stats.undeliverable += 1;
+            return None;
+        }
+        if dst.is_some_and(|j| self.reach[j].dead) {
+            self.stats.dropped_dead += 1;
+            return None;
+        }
+        if let Some(src) = self.index_of(d.src) {
+            if self.reach[src].dead {
+                self.stats.dropped_dead += 1;
+                return None;
+            }
+            if dst.is_some_and(|j| self.reach[src].group != self.reach[j].group) {
+                self.stats.dropped_partition += 1;
+                return None;
+            }
+        }
+        Some(dst)
     }
 
     /// Shows `d` to the interceptor of its destination IP; true if that took it.
@@ -909,39 +929,38 @@ impl SimNet {
 
     /// Collects what node `i` sent and reported, checks it, and re-files its deadline.
     fn after_touch(&mut self, i: usize) {
+        let mut out = std::mem::take(&mut self.drained);
+        let checked = drain(&mut self.nodes[i].node, i, self.check_invariants, |o| {
+            out.push(o);
+        });
         let src = self.nodes[i].addr;
-        while let Some(t) = self.nodes[i].node.poll_transmit() {
-            self.send(src, t.dst, t.payload);
-        }
-        while let Some(e) = self.nodes[i].node.poll_event() {
-            if let Event::QueryFinished { id, result, stats } = e {
-                self.finished.insert(
-                    (i, id),
-                    Finished {
-                        node: i,
-                        id,
-                        result,
-                        stats,
-                    },
-                );
-                self.recent.push((i, id));
+        for o in out.drain(..) {
+            match o {
+                Drained::Sent(dst, payload) => self.send(src, dst, payload),
+                Drained::Finished(f) => {
+                    let key = (i, f.id);
+                    self.finished.insert(key, *f);
+                    self.recent.push(key);
+                }
             }
         }
-        if self.check_invariants {
-            if let Err(e) = self.nodes[i].node.check_invariants() {
-                self.fail(&format!("node {i}: invariant broken: {e}"));
-            }
+        self.drained = out;
+        if let Err(e) = checked {
+            self.fail(&e);
         }
         self.refresh_deadline(i);
     }
 
     fn refresh_deadline(&mut self, i: usize) {
+        let new = self.nodes[i].node.poll_timeout();
+        self.set_deadline(i, new);
+    }
+
+    /// Files `new`, node `i`'s [`Node::poll_timeout`] just after its latest event, as its
+    /// deadline (none if it is dead).
+    fn set_deadline(&mut self, i: usize, new: Option<Instant>) {
+        let new = new.filter(|_| !self.reach[i].dead);
         let slot = &mut self.nodes[i];
-        let new = if self.reach[i].dead {
-            None
-        } else {
-            slot.node.poll_timeout()
-        };
         if new == slot.deadline {
             return;
         }
@@ -1084,6 +1103,43 @@ impl Drop for SimNet {
             );
         }
     }
+}
+
+/// What a node hands out after an event, as [`drain`] reports it.
+pub(super) enum Drained {
+    /// A datagram it sent.
+    Sent(SocketAddr, Vec<u8>),
+    /// One of its commands finished (boxed: it is large, and the window's merge sorts these).
+    Finished(Box<Finished>),
+}
+
+/// Takes from node `i` everything it sent and every command that finished, in that order,
+/// into `out` (other events are dropped), then checks its invariants if `check` says so;
+/// `Err` names the broken one.
+pub(super) fn drain(
+    node: &mut Node,
+    i: usize,
+    check: bool,
+    mut out: impl FnMut(Drained),
+) -> Result<(), String> {
+    while let Some(t) = node.poll_transmit() {
+        out(Drained::Sent(t.dst, t.payload));
+    }
+    while let Some(e) = node.poll_event() {
+        if let Event::QueryFinished { id, result, stats } = e {
+            out(Drained::Finished(Box::new(Finished {
+                node: i,
+                id,
+                result,
+                stats,
+            })));
+        }
+    }
+    if check {
+        node.check_invariants()
+            .map_err(|e| format!("node {i}: invariant broken: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Bits of a [`queue_key`] that hold the slot in `SimNet::parked`: 16 million datagrams

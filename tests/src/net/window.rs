@@ -21,20 +21,18 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use kad_core::{Event, QueryId};
+use kad_core::QueryId;
 use rayon::prelude::*;
 
-use super::{Datagram, Finished, SimNet, Slot, SPIN_LIMIT};
+use super::{Datagram, Drained, Finished, SimNet, Slot, SPIN_LIMIT};
 
 /// What one node's events in a window produced, in the node's own order.
 pub(super) enum Out {
     /// It was given the window's inbox datagram at this index, whose payload has this
     /// [`crate::TraceHash::digest`] (fed to the trace at the merge).
     Delivered(usize, u64),
-    /// It sent this datagram.
-    Sent(std::net::SocketAddr, Vec<u8>),
-    /// One of its commands finished (boxed: the merge sorts these).
-    Finished(Box<Finished>),
+    /// It sent a datagram or finished a command.
+    Node(Drained),
 }
 
 /// A window's buffers, kept from one window to the next.
@@ -42,10 +40,9 @@ pub(super) enum Out {
 pub(super) struct Scratch {
     /// The window's datagrams, in delivery order, with their queue keys.
     inbox: Vec<(u128, Datagram)>,
-    /// (node << 32 | index into `inbox`), sorted: each node's datagrams together.
+    /// (node << 32 | index into `inbox`), sorted: each node's datagrams together, each
+    /// node's in delivery order.
     by_node: Vec<u64>,
-    /// `by_node`'s indices alone.
-    order: Vec<u32>,
     /// (node, deadline) of the timers due in the window.
     timers: Vec<(usize, Instant)>,
     /// Merge keys: (time << 64 | job << 32 | output).
@@ -58,7 +55,6 @@ impl Scratch {
     fn clear(&mut self) {
         self.inbox.clear();
         self.by_node.clear();
-        self.order.clear();
         self.timers.clear();
         self.keys.clear();
     }
@@ -67,11 +63,20 @@ impl Scratch {
 /// What a job produced: (nanoseconds since the epoch, time, what), in the order it happened (`None` once merged).
 type Outputs = Vec<(u64, Instant, Option<Out>)>;
 
+/// What a job leaves for the merge.
+struct Done {
+    i: usize,
+    addr: std::net::SocketAddr,
+    last: Instant,
+    deadline: Option<Instant>,
+    out: Outputs,
+}
+
 /// One node's share of a window.
 struct Job<'a> {
     i: usize,
     slot: &'a mut Slot,
-    /// Its deliveries, a range of the window's `order` (in delivery order).
+    /// Its deliveries, a range of the window's `by_node` (in delivery order).
     inbox: Range<usize>,
     /// Its timer, if due in the window.
     timer: Option<Instant>,
@@ -79,6 +84,9 @@ struct Job<'a> {
     out: Outputs,
     /// Its latest event's time.
     last: Instant,
+    /// Its [`kad_core::Node::poll_timeout`] after that event (worked out here, on the
+    /// job's thread, where the node's memory is at hand).
+    deadline: Option<Instant>,
     delivered: u64,
     reordered: u64,
     timer_fires: u64,
@@ -87,8 +95,8 @@ struct Job<'a> {
 /// What every job of a window reads.
 struct Shared<'a> {
     inbox: &'a [(u128, Datagram)],
-    /// Indices into `inbox`, by destination node, each node's in delivery order.
-    order: &'a [u32],
+    /// (node << 32 | index into `inbox`): see [`Scratch::by_node`].
+    by_node: &'a [u64],
     start: Instant,
     end: Instant,
     epoch: Instant,
@@ -104,11 +112,12 @@ impl Job<'_> {
         let mut next = self.inbox.start;
         let mut spin = (now, 0u32);
         loop {
-            let d = (next < self.inbox.end).then(|| at(w.epoch, w.inbox[w.order[next] as usize].0));
+            let k = |next: usize| w.by_node[next] as u32 as usize;
+            let d = (next < self.inbox.end).then(|| at(w.epoch, w.inbox[k(next)].0));
             match (d, self.timer) {
                 (None, None) => break,
                 (Some(d), t) if t.is_none_or(|t| d <= t) => {
-                    let k = w.order[next] as usize;
+                    let k = k(next);
                     let (key, dgram) = &w.inbox[k];
                     now = now.max(d);
                     spin.1 = 0;
@@ -149,31 +158,18 @@ impl Job<'_> {
             }
             let node = &mut self.slot.node;
             let ns = super::nanos_since(w.epoch, now);
-            while let Some(t) = node.poll_transmit() {
-                self.out.push((ns, now, Some(Out::Sent(t.dst, t.payload))));
+            let out = &mut self.out;
+            let checked = super::drain(node, self.i, w.check, |o| {
+                out.push((ns, now, Some(Out::Node(o))));
+            });
+            if let Err(e) = checked {
+                panic!(
+                    "{e} (seed {seed}; replay with KAD_SIM_SEED={seed})",
+                    seed = w.seed
+                );
             }
-            while let Some(e) = node.poll_event() {
-                if let Event::QueryFinished { id, result, stats } = e {
-                    let f = Finished {
-                        node: self.i,
-                        id,
-                        result,
-                        stats,
-                    };
-                    self.out.push((ns, now, Some(Out::Finished(Box::new(f)))));
-                }
-            }
-            if w.check {
-                if let Err(e) = node.check_invariants() {
-                    panic!(
-                        "node {}: invariant broken: {e} (seed {seed}; replay with \
-                         KAD_SIM_SEED={seed})",
-                        self.i,
-                        seed = w.seed
-                    );
-                }
-            }
-            self.timer = node.poll_timeout().filter(|&t| t < w.end);
+            self.deadline = node.poll_timeout();
+            self.timer = self.deadline.filter(|&t| t < w.end);
         }
         self.last = now;
     }
@@ -274,16 +270,15 @@ impl SimNet {
             if (key >> 64) as u64 >= end_ns {
                 break;
             }
-            self.queue.pop();
-            let slot = (key as u32 & super::SLOT_MASK) as usize;
-            let d = self.parked[slot]
-                .take()
-                .expect("a queued datagram is parked");
-            self.free.push(slot as u32);
-            self.stats.steps += 1;
-            if let Some(dst) = self.admit(&d) {
-                s.by_node.push((dst as u64) << 32 | s.inbox.len() as u64);
-                s.inbox.push((key, d));
+            let (key, d) = self.pop_datagram().expect("peeked");
+            match self.admit(&d) {
+                Some(Some(dst)) => {
+                    s.by_node.push((dst as u64) << 32 | s.inbox.len() as u64);
+                    s.inbox.push((key, d));
+                }
+                // No interceptors in a window: `admit` counted it.
+                Some(None) => self.stats.undeliverable += 1,
+                None => {}
             }
         }
         while let Some((t, i)) = self.next_deadline() {
@@ -296,7 +291,6 @@ impl SimNet {
         // By node, each node's datagrams in delivery order (popped in that order).
         s.by_node.sort_unstable();
         s.timers.sort_unstable_by_key(|&(i, _)| i);
-        s.order.extend(s.by_node.iter().map(|&k| k as u32));
 
         // One job a node, in node order, each holding its own slot.
         let mut jobs: Vec<Job<'_>> = Vec::new();
@@ -335,6 +329,7 @@ impl SimNet {
                     timer,
                     out: s.outs.pop().unwrap_or_default(),
                     last: start,
+                    deadline: None,
                     delivered: 0,
                     reordered: 0,
                     timer_fires: 0,
@@ -343,7 +338,7 @@ impl SimNet {
         }
         let shared = Shared {
             inbox: &s.inbox,
-            order: &s.order,
+            by_node: &s.by_node,
             start,
             end,
             epoch: self.epoch,
@@ -358,7 +353,7 @@ impl SimNet {
 
         // Merge: (time, node, the node's order), whatever ran where. Jobs are in node
         // order, so a job's position stands for its node in the sort key.
-        let mut done: Vec<(usize, Instant, Outputs)> = Vec::with_capacity(jobs.len());
+        let mut done: Vec<Done> = Vec::with_capacity(jobs.len());
         for (x, job) in jobs.into_iter().enumerate() {
             self.stats.delivered += job.delivered;
             self.stats.reordered += job.reordered;
@@ -368,14 +363,20 @@ impl SimNet {
                 s.keys
                     .push(u128::from(since) << 64 | (x as u128) << 32 | n as u128);
             }
-            done.push((job.i, job.last, job.out));
+            done.push(Done {
+                i: job.i,
+                addr: job.slot.addr,
+                last: job.last,
+                deadline: job.deadline,
+                out: job.out,
+            });
         }
         s.keys.sort_unstable();
         self.floor = end;
         for &key in &s.keys {
             let (x, n) = ((key >> 32) as u32 as usize, key as u32 as usize);
-            let (i, _, out) = &mut done[x];
-            let i = *i;
+            let Done { i, addr, out, .. } = &mut done[x];
+            let (i, src) = (*i, *addr);
             let (ns, t, o) = &mut out[n];
             let (ns, t) = (*ns, *t);
             self.now = self.now.max(t);
@@ -386,11 +387,8 @@ impl SimNet {
                     let len = d.payload.len();
                     self.trace.datagram_digest(since, d.src, d.dst, len, digest);
                 }
-                Out::Sent(dst, payload) => {
-                    let src = self.nodes[i].addr;
-                    self.send(src, dst, payload);
-                }
-                Out::Finished(f) => {
+                Out::Node(Drained::Sent(dst, payload)) => self.send(src, dst, payload),
+                Out::Node(Drained::Finished(f)) => {
                     let key = (i, f.id);
                     self.finished.insert(key, *f);
                     self.recent.push(key);
@@ -398,9 +396,16 @@ impl SimNet {
             }
         }
         self.floor = self.epoch;
-        for (i, last, mut out) in done {
+        for Done {
+            i,
+            last,
+            deadline,
+            mut out,
+            ..
+        } in done
+        {
             self.now = self.now.max(last);
-            self.refresh_deadline(i);
+            self.set_deadline(i, deadline);
             out.clear();
             s.outs.push(out);
         }
@@ -408,30 +413,5 @@ impl SimNet {
         s.clear();
         self.scratch = s;
         true
-    }
-
-    /// The destination node of a datagram leaving the queue, if it is to be delivered;
-    /// counts it where it is not (dead ends, partitions, nobody there).
-    fn admit(&mut self, d: &Datagram) -> Option<usize> {
-        let dst = self.index_of(d.dst);
-        let Some(dst) = dst else {
-            self.stats.undeliverable += 1;
-            return None;
-        };
-        if self.reach[dst].dead {
-            self.stats.dropped_dead += 1;
-            return None;
-        }
-        if let Some(src) = self.index_of(d.src) {
-            if self.reach[src].dead {
-                self.stats.dropped_dead += 1;
-                return None;
-            }
-            if self.reach[src].group != self.reach[dst].group {
-                self.stats.dropped_partition += 1;
-                return None;
-            }
-        }
-        Some(dst)
     }
 }
