@@ -66,28 +66,34 @@ impl TraceHash {
 
     /// Feeds one delivered datagram: virtual time since the start, source, destination and
     /// payload (its length and its 64-bit [`TraceHash::digest`]): two different datagrams
-    /// feed the same words only if their payloads' digests collide.
+    /// feed the same word only if their hashes collide.
     pub fn datagram(&mut self, at: Duration, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
-        self.datagram_digest(at, src, dst, payload.len(), Self::digest(payload));
+        let digest = Self::digest(payload);
+        self.feed(Self::datagram_word(at, src, dst, payload.len(), digest));
     }
 
-    /// [`TraceHash::datagram`] with the payload's length and digest worked out beforehand
-    /// (by the thread that delivered it, in a windowed run).
-    pub fn datagram_digest(
-        &mut self,
+    /// The word [`TraceHash::datagram`] feeds, worked out beforehand: by the thread that
+    /// delivered the datagram, in a windowed run, so that the thread merging the window
+    /// only feeds it ([`TraceHash::feed`]).
+    pub fn datagram_word(
         at: Duration,
         src: SocketAddr,
         dst: SocketAddr,
         len: usize,
         digest: u64,
-    ) {
-        // Whole words, no byte slicing: the thread that merges a window's outcome feeds
-        // every delivered datagram here.
-        self.mix(u64::try_from(at.as_nanos()).unwrap_or(u64::MAX));
-        self.addr(src);
-        self.addr(dst);
-        self.mix(len as u64);
-        self.mix(digest);
+    ) -> u64 {
+        let mut h = TraceHash::default();
+        h.mix(u64::try_from(at.as_nanos()).unwrap_or(u64::MAX));
+        h.addr(src);
+        h.addr(dst);
+        h.mix(len as u64);
+        h.mix(digest);
+        h.value()
+    }
+
+    /// Feeds one word.
+    pub fn feed(&mut self, word: u64) {
+        self.mix(word);
     }
 
     /// A payload's own hash, fed to the trace in its place.
@@ -170,11 +176,7 @@ mod tests {
         let at = Duration::from_millis(7);
         let a: SocketAddr = "10.0.0.1:4000".parse().unwrap();
         let b: SocketAddr = "10.0.0.2:4001".parse().unwrap();
-        let hash = |at, src, dst, len, digest| {
-            let mut h = TraceHash::default();
-            h.datagram_digest(at, src, dst, len, digest);
-            h.value()
-        };
+        let hash = TraceHash::datagram_word;
         let v6: SocketAddr = "[::ffff:10.0.0.1]:4000".parse().unwrap();
         let mut seen = vec![
             hash(at, a, b, 5, 9),

@@ -101,13 +101,45 @@ struct Slot {
     deadline: Option<Instant>,
 }
 
-/// Whether a node can be reached, apart from its [`Slot`]: every delivery checks it for
-/// the source too, and a node's slot (its whole state) is far bigger than a cache line.
-#[derive(Clone, Copy, Default)]
+/// Whether nodes can be reached, apart from their [`Slot`]s: every delivery checks it for
+/// the source too, on the thread that merges a window. A bit a node (a million nodes in
+/// 125 KB, which stays in cache) and group numbers only while partitioned.
+#[derive(Default)]
 struct Reach {
-    dead: bool,
-    /// Nodes reach each other only within the same group (0 unless partitioned).
-    group: u32,
+    /// Bit `i % 64` of word `i / 64`: node `i` is dead.
+    dead: Vec<u64>,
+    /// Nodes reach each other only within the same group; empty unless partitioned.
+    groups: Vec<u32>,
+}
+
+impl Reach {
+    /// Makes room for node `i` (alive, in group 0).
+    fn add(&mut self, i: usize) {
+        if self.dead.len() <= i / 64 {
+            self.dead.resize(i / 64 + 1, 0);
+        }
+        if !self.groups.is_empty() {
+            self.groups.resize(i + 1, 0);
+        }
+    }
+
+    fn dead(&self, i: usize) -> bool {
+        self.dead[i / 64] >> (i % 64) & 1 == 1
+    }
+
+    fn set_dead(&mut self, i: usize, dead: bool) {
+        let bit = 1 << (i % 64);
+        if dead {
+            self.dead[i / 64] |= bit;
+        } else {
+            self.dead[i / 64] &= !bit;
+        }
+    }
+
+    /// Are nodes `a` and `b` on the same side of every partition?
+    fn together(&self, a: usize, b: usize) -> bool {
+        self.groups.is_empty() || self.groups[a] == self.groups[b]
+    }
 }
 
 struct Datagram {
@@ -142,7 +174,7 @@ pub struct SimNet {
     user_rng: ChaCha12Rng,
     nodes: Vec<Slot>,
     /// What [`SimNet::deliver`] checks of source and destination, by node index.
-    reach: Vec<Reach>,
+    reach: Reach,
     /// Datagrams in flight, earliest first, each as one number (see [`queue_key`]): its
     /// delivery time, its send sequence number (ties go in send order) and its slot in
     /// `parked`. A heap of 16-byte keys, the datagrams parked beside it: a map of whole
@@ -212,7 +244,7 @@ impl SimNet {
             node_rng: stream(2),
             user_rng: stream(3),
             nodes: Vec::new(),
-            reach: Vec::new(),
+            reach: Reach::default(),
             queue: BinaryHeap::new(),
             parked: Vec::new(),
             free: Vec::new(),
@@ -240,7 +272,6 @@ impl SimNet {
         let mut net = SimNet::new(seed, link);
         // Exactly n slots: a doubled Vec of 100,000 nodes would carry 50 MB of spare room.
         net.nodes.reserve_exact(n);
-        net.reach.reserve_exact(n);
         // One config for all: each node holds a pointer to it, not a copy.
         let config = Arc::new(config.clone());
         for _ in 0..n {
@@ -282,7 +313,7 @@ impl SimNet {
             last_seq: 0,
             deadline: None,
         });
-        self.reach.push(Reach::default());
+        self.reach.add(i);
         self.after_touch(i);
         i
     }
@@ -346,13 +377,13 @@ impl SimNet {
 
     /// Is node `i` dead?
     pub fn is_dead(&self, i: usize) -> bool {
-        self.reach[i].dead
+        self.reach.dead(i)
     }
 
     /// Indices of the live nodes.
     pub fn live(&self) -> Vec<usize> {
         (0..self.nodes.len())
-            .filter(|&i| !self.reach[i].dead)
+            .filter(|&i| !self.reach.dead(i))
             .collect()
     }
 
@@ -360,7 +391,7 @@ impl SimNet {
     pub fn holders(&self, key: &str) -> Vec<usize> {
         (0..self.nodes.len())
             .filter(|&i| {
-                !self.reach[i].dead && self.nodes[i].node.get_local(self.now, key).is_some()
+                !self.reach.dead(i) && self.nodes[i].node.get_local(self.now, key).is_some()
             })
             .collect()
     }
@@ -370,11 +401,11 @@ impl SimNet {
     pub fn dead_table_entries(&self) -> (usize, usize) {
         let mut dead = 0;
         let mut total = 0;
-        let live = self.nodes.iter().zip(&self.reach).filter(|(_, r)| !r.dead);
-        for (s, _) in live {
+        let live = (0..self.nodes.len()).filter(|&i| !self.reach.dead(i));
+        for s in live.map(|i| &self.nodes[i]) {
             for p in s.node.peers() {
                 total += 1;
-                if self.index_of(p.addr).is_some_and(|j| self.reach[j].dead) {
+                if self.index_of(p.addr).is_some_and(|j| self.reach.dead(j)) {
                     dead += 1;
                 }
             }
@@ -463,7 +494,7 @@ impl SimNet {
             dead || !self.nodes[i].removed,
             "node {i} was removed: it cannot come back"
         );
-        self.reach[i].dead = dead;
+        self.reach.set_dead(i, dead);
         self.refresh_deadline(i);
     }
 
@@ -489,18 +520,17 @@ impl SimNet {
     /// group form one more group. Replaces any earlier partition.
     pub fn partition(&mut self, groups: &[Vec<usize>]) {
         self.heal();
+        self.reach.groups = vec![0; self.nodes.len()];
         for (g, members) in groups.iter().enumerate() {
             for &i in members {
-                self.reach[i].group = g as u32 + 1;
+                self.reach.groups[i] = g as u32 + 1;
             }
         }
     }
 
     /// Removes every partition.
     pub fn heal(&mut self) {
-        for r in &mut self.reach {
-            r.group = 0;
-        }
+        self.reach.groups = Vec::new();
     }
 
     // ---- scenario randomness ----
@@ -534,7 +564,7 @@ impl SimNet {
     /// Gives node `i` a command (`|node, now| node.get(now, key).unwrap()`); returns its id.
     pub fn start(&mut self, i: usize, f: impl FnOnce(&mut Node, Instant) -> QueryId) -> QueryId {
         assert!(
-            !self.reach[i].dead,
+            !self.reach.dead(i),
             "node {i} is dead: it cannot run a command"
         );
         self.with_node(i, f)
@@ -854,13 +884,18 @@ impl SimNet {
     /// Takes the earliest datagram off the queue, with its queue key (a step).
     fn pop_datagram(&mut self) -> Option<(u128, Datagram)> {
         let Reverse(key) = self.queue.pop()?;
+        Some((key, self.unpark(key)))
+    }
+
+    /// The datagram of a queue key taken off the queue, its slot freed (a step).
+    fn unpark(&mut self, key: u128) -> Datagram {
         let slot = (key as u32 & SLOT_MASK) as usize;
         let d = self.parked[slot]
             .take()
             .expect("a queued datagram is parked");
         self.free.push(slot as u32);
         self.stats.steps += 1;
-        Some((key, d))
+        d
     }
 
     /// Where a datagram leaving the queue goes: `Some(Some(node))`; `Some(None)` when no
@@ -872,16 +907,16 @@ impl SimNet {
             self.stats.undeliverable += 1;
             return None;
         }
-        if dst.is_some_and(|j| self.reach[j].dead) {
+        if dst.is_some_and(|j| self.reach.dead(j)) {
             self.stats.dropped_dead += 1;
             return None;
         }
         if let Some(src) = self.index_of(d.src) {
-            if self.reach[src].dead {
+            if self.reach.dead(src) {
                 self.stats.dropped_dead += 1;
                 return None;
             }
-            if dst.is_some_and(|j| self.reach[src].group != self.reach[j].group) {
+            if dst.is_some_and(|j| !self.reach.together(src, j)) {
                 self.stats.dropped_partition += 1;
                 return None;
             }
@@ -959,7 +994,7 @@ impl SimNet {
     /// Files `new`, node `i`'s [`Node::poll_timeout`] just after its latest event, as its
     /// deadline (none if it is dead).
     fn set_deadline(&mut self, i: usize, new: Option<Instant>) {
-        let new = new.filter(|_| !self.reach[i].dead);
+        let new = new.filter(|_| !self.reach.dead(i));
         let slot = &mut self.nodes[i];
         if new == slot.deadline {
             return;

@@ -28,9 +28,9 @@ use super::{Datagram, Drained, Finished, SimNet, Slot, SPIN_LIMIT};
 
 /// What one node's events in a window produced, in the node's own order.
 pub(super) enum Out {
-    /// It was given the window's inbox datagram at this index, whose payload has this
-    /// [`crate::TraceHash::digest`] (fed to the trace at the merge).
-    Delivered(usize, u64),
+    /// It was given a datagram, whose [`crate::TraceHash::datagram_word`] this is (fed to
+    /// the trace at the merge).
+    Delivered(u64),
     /// It sent a datagram or finished a command.
     Node(Drained),
 }
@@ -38,6 +38,8 @@ pub(super) enum Out {
 /// A window's buffers, kept from one window to the next.
 #[derive(Default)]
 pub(super) struct Scratch {
+    /// The queue keys of the datagrams due in the window.
+    due: Vec<u128>,
     /// The window's datagrams, in delivery order, with their queue keys.
     inbox: Vec<(u128, Datagram)>,
     /// (node << 32 | index into `inbox`), sorted: each node's datagrams together, each
@@ -47,12 +49,13 @@ pub(super) struct Scratch {
     timers: Vec<(usize, Instant)>,
     /// Merge keys: (time << 64 | job << 32 | output).
     keys: Vec<u128>,
-    /// Output buffers for the jobs, empty.
-    outs: Vec<Outputs>,
+    /// Output and key buffers for the jobs, empty.
+    outs: Vec<(Outputs, Vec<u128>)>,
 }
 
 impl Scratch {
     fn clear(&mut self) {
+        self.due.clear();
         self.inbox.clear();
         self.by_node.clear();
         self.timers.clear();
@@ -60,8 +63,8 @@ impl Scratch {
     }
 }
 
-/// What a job produced: (nanoseconds since the epoch, time, what), in the order it happened (`None` once merged).
-type Outputs = Vec<(u64, Instant, Option<Out>)>;
+/// What a job produced, in the order it happened (`None` once merged).
+type Outputs = Vec<Option<Out>>;
 
 /// What a job leaves for the merge.
 struct Done {
@@ -70,17 +73,24 @@ struct Done {
     last: Instant,
     deadline: Option<Instant>,
     out: Outputs,
+    /// The job's key buffer, empty, to be kept for the next window.
+    keys: Vec<u128>,
 }
 
 /// One node's share of a window.
 struct Job<'a> {
     i: usize,
+    /// Its position among the window's jobs (in node order).
+    x: usize,
+    /// Merge keys of its outputs, in order: (nanoseconds since the epoch << 64 | `x` << 32
+    /// | index in `out`).
+    keys: Vec<u128>,
     slot: &'a mut Slot,
     /// Its deliveries, a range of the window's `by_node` (in delivery order).
     inbox: Range<usize>,
     /// Its timer, if due in the window.
     timer: Option<Instant>,
-    /// (time, what), in the order it happened (`None` once merged).
+    /// What it produced, in order (`None` once merged).
     out: Outputs,
     /// Its latest event's time.
     last: Instant,
@@ -105,6 +115,11 @@ struct Shared<'a> {
 }
 
 impl Job<'_> {
+    fn push(&mut self, ns: u64, o: Out) {
+        self.keys.push(merge_key(ns, self.x, self.out.len()));
+        self.out.push(Some(o));
+    }
+
     /// Runs the node through its deliveries and its due timers, earliest first
     /// (deliveries first on a tie), as [`SimNet::step`] would.
     fn run(&mut self, w: &Shared<'_>) {
@@ -130,7 +145,11 @@ impl Job<'_> {
                     }
                     let digest = crate::TraceHash::digest(&dgram.payload);
                     let ns = super::nanos_since(w.epoch, now);
-                    self.out.push((ns, now, Some(Out::Delivered(k, digest))));
+                    let since = Duration::from_nanos(ns);
+                    let len = dgram.payload.len();
+                    let word =
+                        crate::TraceHash::datagram_word(since, dgram.src, dgram.dst, len, digest);
+                    self.push(ns, Out::Delivered(word));
                     self.slot
                         .node
                         .handle_datagram(now, dgram.src, &dgram.payload);
@@ -158,9 +177,10 @@ impl Job<'_> {
             }
             let node = &mut self.slot.node;
             let ns = super::nanos_since(w.epoch, now);
-            let out = &mut self.out;
+            let (out, keys, x) = (&mut self.out, &mut self.keys, self.x);
             let checked = super::drain(node, self.i, w.check, |o| {
-                out.push((ns, now, Some(Out::Node(o))));
+                keys.push(merge_key(ns, x, out.len()));
+                out.push(Some(Out::Node(o)));
             });
             if let Err(e) = checked {
                 panic!(
@@ -173,6 +193,11 @@ impl Job<'_> {
         }
         self.last = now;
     }
+}
+
+/// A merge key: (time, job, output), each job's outputs in the order it made them.
+fn merge_key(ns: u64, x: usize, n: usize) -> u128 {
+    u128::from(ns) << 64 | (x as u128) << 32 | n as u128
 }
 
 /// The delivery time of a queue key.
@@ -266,11 +291,21 @@ impl SimNet {
 
         // Everything due before `end`: datagrams (dropped ones counted and gone) and timers.
         let end_ns = super::nanos_since(self.epoch, end);
-        while let Some(&std::cmp::Reverse(key)) = self.queue.peek() {
-            if (key >> 64) as u64 >= end_ns {
-                break;
+        // One pass over the queue and a rebuild, instead of a heap pop (a dozen levels of
+        // a scattered walk) for each of the window's thousands of datagrams.
+        let mut rest = std::mem::take(&mut self.queue).into_vec();
+        rest.retain(|&std::cmp::Reverse(key)| {
+            let due = ((key >> 64) as u64) < end_ns;
+            if due {
+                s.due.push(key);
             }
-            let (key, d) = self.pop_datagram().expect("peeked");
+            !due
+        });
+        self.queue = rest.into();
+        s.due.sort_unstable();
+        for x in 0..s.due.len() {
+            let key = s.due[x];
+            let d = self.unpark(key);
             match self.admit(&d) {
                 Some(Some(dst)) => {
                     s.by_node.push((dst as u64) << 32 | s.inbox.len() as u64);
@@ -322,12 +357,15 @@ impl SimNet {
                     .expect("a job's node exists");
                 rest = tail;
                 base = i + 1;
+                let (out, keys) = s.outs.pop().unwrap_or_default();
                 jobs.push(Job {
                     i,
+                    x: jobs.len(),
+                    keys,
                     slot,
                     inbox: from..d,
                     timer,
-                    out: s.outs.pop().unwrap_or_default(),
+                    out,
                     last: start,
                     deadline: None,
                     delivered: 0,
@@ -354,21 +392,20 @@ impl SimNet {
         // Merge: (time, node, the node's order), whatever ran where. Jobs are in node
         // order, so a job's position stands for its node in the sort key.
         let mut done: Vec<Done> = Vec::with_capacity(jobs.len());
-        for (x, job) in jobs.into_iter().enumerate() {
+        for mut job in jobs {
             self.stats.delivered += job.delivered;
             self.stats.reordered += job.reordered;
             self.stats.timer_fires += job.timer_fires;
             self.stats.steps += job.timer_fires;
-            for (n, &(since, _, _)) in job.out.iter().enumerate() {
-                s.keys
-                    .push(u128::from(since) << 64 | (x as u128) << 32 | n as u128);
-            }
+            s.keys.extend_from_slice(&job.keys);
+            job.keys.clear();
             done.push(Done {
                 i: job.i,
                 addr: job.slot.addr,
                 last: job.last,
                 deadline: job.deadline,
                 out: job.out,
+                keys: job.keys,
             });
         }
         s.keys.sort_unstable();
@@ -377,16 +414,11 @@ impl SimNet {
             let (x, n) = ((key >> 32) as u32 as usize, key as u32 as usize);
             let Done { i, addr, out, .. } = &mut done[x];
             let (i, src) = (*i, *addr);
-            let (ns, t, o) = &mut out[n];
-            let (ns, t) = (*ns, *t);
-            self.now = self.now.max(t);
-            match o.take().expect("each output merged once") {
-                Out::Delivered(k, digest) => {
-                    let d = &s.inbox[k].1;
-                    let since = Duration::from_nanos(ns);
-                    let len = d.payload.len();
-                    self.trace.datagram_digest(since, d.src, d.dst, len, digest);
-                }
+            let o = out[n].take().expect("each output merged once");
+            // Sends are timed from the clock.
+            self.now = self.now.max(at(self.epoch, key));
+            match o {
+                Out::Delivered(word) => self.trace.feed(word),
                 Out::Node(Drained::Sent(dst, payload)) => self.send(src, dst, payload),
                 Out::Node(Drained::Finished(f)) => {
                     let key = (i, f.id);
@@ -401,13 +433,14 @@ impl SimNet {
             last,
             deadline,
             mut out,
+            keys,
             ..
         } in done
         {
             self.now = self.now.max(last);
             self.set_deadline(i, deadline);
             out.clear();
-            s.outs.push(out);
+            s.outs.push((out, keys));
         }
         self.spin.2 = 0;
         s.clear();
