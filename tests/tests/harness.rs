@@ -191,3 +191,30 @@ fn every_node_is_found_at_its_address_and_no_other_address_names_one() {
         assert_eq!(net.index_of(addr), None, "{addr}");
     }
 }
+
+/// The join's progress hook hears of every batch: joiners done so far, rising to all of
+/// them, with the virtual time since the join began.
+#[test]
+fn join_progress_reports_every_batch() {
+    use std::sync::{Arc, Mutex};
+    let mut net = SimNet::with_nodes(kad_tests::seed(7), Link::default(), 120, &Config::default());
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&heard);
+    net.on_join_progress(Some(Box::new(move |done, all, virt| {
+        sink.lock().unwrap().push((done, all, virt));
+    })));
+    let report = net.bootstrap_all(25);
+    assert_eq!(report.joined, 120);
+    let heard = heard.lock().unwrap();
+    // 119 joiners: batches of 1, 2, 4, ..., then 25 at a time.
+    assert!(heard.len() >= 5, "{heard:?}");
+    assert!(heard.iter().all(|&(_, all, _)| all == 119), "{heard:?}");
+    assert!(
+        heard
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].2 <= w[1].2),
+        "not rising: {heard:?}"
+    );
+    assert_eq!(heard.last().map(|h| h.0), Some(119));
+    assert_eq!(heard.last().map(|h| h.2), Some(report.duration));
+}
