@@ -116,8 +116,7 @@ struct Shared<'a> {
 
 impl Job<'_> {
     fn push(&mut self, ns: u64, o: Out) {
-        self.keys.push(merge_key(ns, self.x, self.out.len()));
-        self.out.push(Some(o));
+        record(&mut self.keys, &mut self.out, ns, self.x, o);
     }
 
     /// Runs the node through its deliveries and its due timers, earliest first
@@ -179,8 +178,7 @@ impl Job<'_> {
             let ns = super::nanos_since(w.epoch, now);
             let (out, keys, x) = (&mut self.out, &mut self.keys, self.x);
             let checked = super::drain(node, self.i, w.check, |o| {
-                keys.push(merge_key(ns, x, out.len()));
-                out.push(Some(Out::Node(o)));
+                record(keys, out, ns, x, Out::Node(o));
             });
             if let Err(e) = checked {
                 panic!(
@@ -195,9 +193,11 @@ impl Job<'_> {
     }
 }
 
-/// A merge key: (time, job, output), each job's outputs in the order it made them.
-fn merge_key(ns: u64, x: usize, n: usize) -> u128 {
-    u128::from(ns) << 64 | (x as u128) << 32 | n as u128
+/// Adds output `o` of job `x`, made at `ns`, with its merge key: (time, job, output),
+/// each job's outputs in the order it made them.
+fn record(keys: &mut Vec<u128>, out: &mut Outputs, ns: u64, x: usize, o: Out) {
+    keys.push(u128::from(ns) << 64 | (x as u128) << 32 | out.len() as u128);
+    out.push(Some(o));
 }
 
 /// The delivery time of a queue key.
@@ -291,18 +291,30 @@ impl SimNet {
 
         // Everything due before `end`: datagrams (dropped ones counted and gone) and timers.
         let end_ns = super::nanos_since(self.epoch, end);
-        // One pass over the queue and a rebuild, instead of a heap pop (a dozen levels of
-        // a scattered walk) for each of the window's thousands of datagrams.
-        let mut rest = std::mem::take(&mut self.queue).into_vec();
-        rest.retain(|&std::cmp::Reverse(key)| {
-            let due = ((key >> 64) as u64) < end_ns;
-            if due {
-                s.due.push(key);
+        // Heap pops while few are due; once an eighth of the queue is, one pass over the
+        // rest and a rebuild, instead of a pop (a dozen levels of a scattered walk) for
+        // each of a big window's thousands of datagrams.
+        let is_due = |key: u128| ((key >> 64) as u64) < end_ns;
+        let limit = self.queue.len() / 8 + 16;
+        while let Some(&std::cmp::Reverse(key)) = self.queue.peek() {
+            if !is_due(key) {
+                break;
             }
-            !due
-        });
-        self.queue = rest.into();
-        s.due.sort_unstable();
+            if s.due.len() >= limit {
+                let mut rest = std::mem::take(&mut self.queue).into_vec();
+                rest.retain(|&std::cmp::Reverse(key)| {
+                    if is_due(key) {
+                        s.due.push(key);
+                    }
+                    !is_due(key)
+                });
+                self.queue = rest.into();
+                s.due.sort_unstable();
+                break;
+            }
+            self.queue.pop();
+            s.due.push(key);
+        }
         for x in 0..s.due.len() {
             let key = s.due[x];
             let d = self.unpark(key);
@@ -311,7 +323,7 @@ impl SimNet {
                     s.by_node.push((dst as u64) << 32 | s.inbox.len() as u64);
                     s.inbox.push((key, d));
                 }
-                // No interceptors in a window: `admit` counted it.
+                // Nobody at the address, and no interceptor: a window never runs with any.
                 Some(None) => self.stats.undeliverable += 1,
                 None => {}
             }
