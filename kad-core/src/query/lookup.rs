@@ -233,6 +233,20 @@ impl Lookup {
         // (not counting stalled ones when the lookup skips them).
         let mut counted = 0;
         let (mut answered, mut stalled) = (false, false);
+        // A get's slots are held only by requests to the k closest it knows now: a request
+        // to a peer that closer answers have pushed out of them (the first round's, most
+        // of the time) brings little, so it does not stop the lookup asking the closer
+        // ones at once. Its answer still counts if it comes.
+        let mut held = if skip_stalled {
+            self.candidates
+                .values()
+                .filter(|c| !matches!(c.state, State::Stalled(_)))
+                .take(k)
+                .filter(|c| matches!(c.state, State::InFlight(_)))
+                .count()
+        } else {
+            self.in_flight
+        };
         for cand in self.candidates.values_mut() {
             if counted == k {
                 break;
@@ -247,13 +261,14 @@ impl Lookup {
                 State::InFlight(_) | State::Stalled(_) => all_done = false,
                 State::NotContacted => {
                     all_done = false;
-                    if self.in_flight < alpha && !starved {
+                    if held < alpha && !starved {
                         let req =
                             request(&self.ask, self.target, self.owner, watch_stall, &cand.peer);
                         match core.send(now, req) {
                             Some(txn) => {
                                 cand.state = State::InFlight(txn);
                                 self.in_flight += 1;
+                                held += 1;
                                 self.requests += 1;
                             }
                             None => starved = true,
@@ -728,7 +743,6 @@ mod tests {
     #[test]
     #[allow(clippy::disallowed_methods)] // one real instant as a base
     fn a_fill_lookup_asks_strangers_first_and_no_more_than_the_bucket_lacks() {
-        use rand_core::SeedableRng;
         let now = Instant::now();
         let config = crate::Config::default();
         let own = NodeId([0xff; 20]);
@@ -739,26 +753,9 @@ mod tests {
         for c in l.candidates.values().filter(|c| c.peer.id.0[0] <= 4) {
             table.on_heard(now, c.peer, true);
         }
-        let mut store = crate::store::Store::new(100, 1 << 20, 100);
-        let mut validator = crate::validate::AcceptAll;
-        let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(1);
-        let mut stats = crate::Stats::default();
-        let crowds = crate::crowd::Crowds::new(16, 2, [0; 20]);
-        let mut sent = Sent::default();
         let addr = |d: u8| SocketAddr::from((Ipv4Addr::new(10, 0, 0, d), 4000));
-        let mut env = Env {
-            config: &config,
-            id: own,
-            local_addr: addr(200),
-            table: &table,
-            store: &mut store,
-            validator: &mut validator,
-            rng: &mut rng,
-            stats: &mut stats,
-            ip_limits: crate::routing::IpLimits::NONE,
-            crowds: &crowds,
-            out: &mut sent,
-        };
+        let mut parts = Parts::new(&config, own, &table);
+        let mut env = parts.env();
         // The bucket lacks two entries: two requests, to the closest strangers.
         assert_eq!(l.poll_fill(&mut env, now, 2), Progress::Waiting);
         assert_eq!(l.requests as usize, 2);
@@ -789,10 +786,93 @@ mod tests {
         assert_eq!(l.poll_fill(&mut env, now, 20), Progress::Waiting);
         assert_eq!(l.poll_fill(&mut env, now, 20), Progress::Waiting);
         assert_eq!(l.requests, 6);
+        drop(env);
         assert_eq!(
-            sent.0,
+            parts.sent.0,
             vec![addr(5), addr(6), addr(7), addr(8), addr(9), addr(1)]
         );
         l.check().unwrap();
+    }
+
+    /// What an [`Env`] borrows, owned by a test.
+    struct Parts<'a> {
+        config: &'a crate::Config,
+        own: NodeId,
+        table: &'a crate::routing::Table,
+        store: crate::store::Store,
+        validator: crate::validate::AcceptAll,
+        rng: rand_chacha::ChaCha12Rng,
+        stats: crate::Stats,
+        crowds: crate::crowd::Crowds,
+        sent: Sent,
+    }
+
+    impl<'a> Parts<'a> {
+        fn new(config: &'a crate::Config, own: NodeId, table: &'a crate::routing::Table) -> Self {
+            use rand_core::SeedableRng;
+            Parts {
+                config,
+                own,
+                table,
+                store: crate::store::Store::new(100, 1 << 20, 100),
+                validator: crate::validate::AcceptAll,
+                rng: rand_chacha::ChaCha12Rng::seed_from_u64(1),
+                stats: crate::Stats::default(),
+                crowds: crate::crowd::Crowds::new(16, 2, [0; 20]),
+                sent: Sent::default(),
+            }
+        }
+
+        fn env(&mut self) -> Env<'_> {
+            Env {
+                config: self.config,
+                id: self.own,
+                local_addr: SocketAddr::from((Ipv4Addr::new(10, 0, 0, 200), 4000)),
+                table: self.table,
+                store: &mut self.store,
+                validator: &mut self.validator,
+                rng: &mut self.rng,
+                stats: &mut self.stats,
+                ip_limits: crate::routing::IpLimits::NONE,
+                crowds: &self.crowds,
+                out: &mut self.sent,
+            }
+        }
+    }
+
+    /// A get's requests to peers that closer candidates pushed out of the k closest do
+    /// not hold its slots: it asks the closer ones at once. A lookup that waits on every
+    /// request (a bucket refresh) still counts them all.
+    #[test]
+    #[allow(clippy::disallowed_methods)] // one real instant as a base
+    fn requests_pushed_out_of_the_k_closest_free_a_gets_slots() {
+        let now = Instant::now();
+        let config = crate::Config::default();
+        let own = NodeId([0xff; 20]);
+        let table = crate::routing::Table::new(own, config.k, 8, 5, now);
+        let k = config.k as u8;
+        let addr = |d: u8| SocketAddr::from((Ipv4Addr::new(10, 0, 0, d), 4000));
+        // Three far requests in flight (alpha of them), and k closer peers named since.
+        let mut states: Vec<(u8, State)> = (1..=k).map(|d| (d, State::NotContacted)).collect();
+        states.extend((0..3).map(|i| (200 + i, State::InFlight(100 + u64::from(i)))));
+        for (patience, asked) in [
+            (Patience::SkipStalled, vec![addr(1), addr(2), addr(3)]),
+            (Patience::Exhaustive, vec![]),
+        ] {
+            let mut l = lookup_with(&states).with_patience(patience);
+            l.in_flight = 3;
+            let mut parts = Parts::new(&config, own, &table);
+            assert_eq!(l.poll(&mut parts.env(), now), Progress::Waiting);
+            assert_eq!(parts.sent.0, asked, "{patience:?}");
+            l.check().unwrap();
+            // While the far ones are among the k closest, they hold the slots.
+            let mut near: Vec<(u8, State)> = (1..=3).map(|d| (d, State::NotContacted)).collect();
+            near.extend((0..3).map(|i| (200 + i, State::InFlight(100 + u64::from(i)))));
+            let mut l = lookup_with(&near).with_patience(patience);
+            l.in_flight = 3;
+            let mut parts = Parts::new(&config, own, &table);
+            assert_eq!(l.poll(&mut parts.env(), now), Progress::Waiting);
+            assert_eq!(parts.sent.0, vec![], "{patience:?}");
+        }
     }
 }
