@@ -786,7 +786,6 @@ mod tests {
         assert_eq!(l.poll_fill(&mut env, now, 20), Progress::Waiting);
         assert_eq!(l.poll_fill(&mut env, now, 20), Progress::Waiting);
         assert_eq!(l.requests, 6);
-        drop(env);
         assert_eq!(
             parts.sent.0,
             vec![addr(5), addr(6), addr(7), addr(8), addr(9), addr(1)]
