@@ -302,6 +302,11 @@ impl Lookup {
     pub fn poll_fill(&mut self, core: &mut Env<'_>, now: Instant, room: usize) -> Progress {
         let k = core.config.k;
         let limit = core.config.alpha.max(1).min(room.max(1));
+        if self.in_flight >= limit {
+            // Nothing may be sent: skip the walk (and its table lookups), which could only
+            // find the same.
+            return Progress::Waiting;
+        }
         let mut unknown = Vec::new();
         let mut known = None;
         let mut waiting = false;
