@@ -188,11 +188,13 @@ macro_rules! config_settings {
         verify_response_source: bool,
         /// Bucket size and replication factor (default 20).
         k: usize,
-        /// Requests in flight per lookup (default 3).
+        /// Requests in flight per lookup (default 3). A `get` or `find_value` counts only
+        /// its requests to the k closest nodes it knows, up to k in flight in all.
         alpha: usize,
-        /// Requests a `get` keeps in flight to the k closest nodes it knows (default 6;
-        /// alpha if that is more): a request to a node that closer ones have pushed out of
-        /// them frees its slot. A get asks the closest nodes for their values and ends once
+        /// Requests a plain key's (majority) `get` keeps in flight to the k closest nodes it
+        /// knows that have not stalled (default 6; alpha if that is more): a request to a
+        /// node that closer ones have pushed out of them frees its slot, up to k in flight in
+        /// all. A get asks the closest nodes for their values and ends once
         /// a quarter of k IPs (at least 3) agree with no other value offered: the more it
         /// asks at once, the sooner it hears enough of them, and the more requests it
         /// sends. At 10,000 nodes with 80 ms lognormal round trips, 5 / 6 / 7 / 8 give a

@@ -44,7 +44,10 @@ pub(crate) enum Patience {
     /// As `FreeSlots`, and the lookup ends without the stalled ones: done when the k
     /// closest that have not failed or stalled have answered. A late answer still counts
     /// while the lookup runs (a user's `get` and `find_value`, which end at the first
-    /// holder anyway).
+    /// holder anyway). A request to a peer that closer candidates pushed out of the k
+    /// closest stops holding its slot too, so the lookup asks the closer ones at once;
+    /// to bound what a liar naming ever closer fakes can make it send, at most k are in
+    /// flight in all (stalled requests aside).
     SkipStalled,
 }
 
@@ -215,8 +218,10 @@ impl Lookup {
         &self.target
     }
 
-    /// Sends requests while fewer than alpha are in flight, among the k closest
-    /// non-failed candidates.
+    /// Sends requests to the closest candidates not yet asked, among the k closest
+    /// non-failed ones, while fewer than alpha (or the lookup's width) hold a slot. With
+    /// [`Patience::SkipStalled`] only requests to the k closest non-stalled candidates hold
+    /// one, and at most k (or alpha, if more) are in flight in all.
     pub fn poll(&mut self, core: &mut Env<'_>, now: Instant) -> Progress {
         let k = core.config.k;
         let alpha = if self.burst && self.converged {
@@ -247,6 +252,9 @@ impl Lookup {
         } else {
             self.in_flight
         };
+        // A liar answering at once with ever closer fakes would otherwise free every slot
+        // each time it answers: k in flight in all at most (an honest get stays below).
+        let cap = alpha.max(k);
         for cand in self.candidates.values_mut() {
             if counted == k {
                 break;
@@ -261,7 +269,7 @@ impl Lookup {
                 State::InFlight(_) | State::Stalled(_) => all_done = false,
                 State::NotContacted => {
                     all_done = false;
-                    if held < alpha && !starved {
+                    if held < alpha && self.in_flight < cap && !starved {
                         let req =
                             request(&self.ask, self.target, self.owner, watch_stall, &cand.peer);
                         match core.send(now, req) {
@@ -845,8 +853,9 @@ mod tests {
     }
 
     /// A get's requests to peers that closer candidates pushed out of the k closest do
-    /// not hold its slots: it asks the closer ones at once. A lookup that waits on every
-    /// request (a bucket refresh) still counts them all.
+    /// not hold its slots: it asks the closer ones at once, up to k requests in flight in
+    /// all. Lookups that wait on every request (a bucket refresh) or on the k
+    /// closest (a put, a user's `find_node`) still count them all.
     #[test]
     #[allow(clippy::disallowed_methods)] // one real instant as a base
     fn requests_pushed_out_of_the_k_closest_free_a_gets_slots() {
@@ -856,27 +865,32 @@ mod tests {
         let table = crate::routing::Table::new(own, config.k, 8, 5, now);
         let k = config.k as u8;
         let addr = |d: u8| SocketAddr::from((Ipv4Addr::new(10, 0, 0, d), 4000));
-        // Three far requests in flight (alpha of them), and k closer peers named since.
-        let mut states: Vec<(u8, State)> = (1..=k).map(|d| (d, State::NotContacted)).collect();
-        states.extend((0..3).map(|i| (200 + i, State::InFlight(100 + u64::from(i)))));
-        for (patience, asked) in [
-            (Patience::SkipStalled, vec![addr(1), addr(2), addr(3)]),
-            (Patience::Exhaustive, vec![]),
-        ] {
+        // The closest candidate's request stalled; then `near` candidates not asked yet,
+        // then `far` requests in flight. Returns who the lookup asks.
+        let run = |patience: Patience, near: u8, far: u8| {
+            let mut states: Vec<(u8, State)> = vec![(1, State::Stalled(99))];
+            states.extend((2..=near + 1).map(|d| (d, State::NotContacted)));
+            states.extend((0..far).map(|i| (200 + i, State::InFlight(100 + u64::from(i)))));
             let mut l = lookup_with(&states).with_patience(patience);
-            l.in_flight = 3;
+            l.in_flight = usize::from(far);
             let mut parts = Parts::new(&config, own, &table);
             assert_eq!(l.poll(&mut parts.env(), now), Progress::Waiting);
-            assert_eq!(parts.sent.0, asked, "{patience:?}");
             l.check().unwrap();
-            // While the far ones are among the k closest, they hold the slots.
-            let mut near: Vec<(u8, State)> = (1..=3).map(|d| (d, State::NotContacted)).collect();
-            near.extend((0..3).map(|i| (200 + i, State::InFlight(100 + u64::from(i)))));
-            let mut l = lookup_with(&near).with_patience(patience);
-            l.in_flight = 3;
-            let mut parts = Parts::new(&config, own, &table);
-            assert_eq!(l.poll(&mut parts.env(), now), Progress::Waiting);
-            assert_eq!(parts.sent.0, vec![], "{patience:?}");
+            parts.sent.0
+        };
+        let first = |n: u8| (2..2 + n).map(addr).collect::<Vec<_>>();
+        // Three far requests (alpha), k closer peers named since: the far ones hold no
+        // slot, so three more go out, to the closest.
+        assert_eq!(run(Patience::SkipStalled, k, 3), first(3));
+        // k - 2 far ones: only two more, since k may be in flight in all.
+        assert_eq!(run(Patience::SkipStalled, k, k - 2), first(2));
+        assert_eq!(run(Patience::SkipStalled, k, k), first(0));
+        // While the far ones are among the k closest, they hold their slots; the stalled
+        // one is not among them: with k - 1 closer, one far request still holds a slot.
+        assert_eq!(run(Patience::SkipStalled, 3, 3), first(0));
+        assert_eq!(run(Patience::SkipStalled, k - 1, 3), first(2));
+        for patience in [Patience::Exhaustive, Patience::FreeSlots] {
+            assert_eq!(run(patience, k, 3), first(0), "{patience:?}");
         }
     }
 }
