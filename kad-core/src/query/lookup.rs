@@ -18,6 +18,11 @@ use crate::{NodeId, Peer};
 const CANDIDATES_PER_K: usize = 3;
 /// Most failed candidates a lookup remembers (so it never asks them again).
 const MAX_FAILED: usize = 1024;
+/// Most requests one lookup sends, per unit of k. An honest lookup sends a few dozen (a get
+/// at 100,000 simulated nodes: 27 on average, 46 at most); liars who answer at once, each
+/// naming ever closer fakes, could otherwise keep one going for ever. Past it, the lookup
+/// asks nobody new and ends with the answers it has.
+const MAX_REQUESTS_PER_K: usize = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -155,6 +160,9 @@ pub(crate) struct Lookup {
     owner: Owner,
     /// Requests sent, responses received, timeouts.
     pub requests: u32,
+    /// Requests this lookup sent itself (`requests` may also carry another's, folded in
+    /// for the stats): what [`MAX_REQUESTS_PER_K`] bounds.
+    sent: u32,
     pub responses: u32,
     pub timeouts: u32,
 }
@@ -173,6 +181,7 @@ impl Lookup {
             patience: Patience::Exhaustive,
             owner,
             requests: 0,
+            sent: 0,
             responses: 0,
             timeouts: 0,
         };
@@ -255,6 +264,7 @@ impl Lookup {
         // A liar answering at once with ever closer fakes would otherwise free every slot
         // each time it answers: k in flight in all at most (an honest get stays below).
         let cap = alpha.max(k);
+        let budget = k.saturating_mul(MAX_REQUESTS_PER_K);
         for cand in self.candidates.values_mut() {
             if counted == k {
                 break;
@@ -267,6 +277,8 @@ impl Lookup {
             match cand.state {
                 State::Succeeded => answered = true,
                 State::InFlight(_) | State::Stalled(_) => all_done = false,
+                // Out of requests: an untried candidate is no longer waited for.
+                State::NotContacted if self.sent as usize >= budget => {}
                 State::NotContacted => {
                     all_done = false;
                     if held < alpha && self.in_flight < cap && !starved {
@@ -278,6 +290,7 @@ impl Lookup {
                                 self.in_flight += 1;
                                 held += 1;
                                 self.requests += 1;
+                                self.sent += 1;
                             }
                             None => starved = true,
                         }
@@ -310,7 +323,10 @@ impl Lookup {
     pub fn poll_fill(&mut self, core: &mut Env<'_>, now: Instant, room: usize) -> Progress {
         let k = core.config.k;
         let limit = core.config.alpha.max(1).min(room.max(1));
-        if self.in_flight >= limit {
+        if self.out_of_requests(k) && self.in_flight == 0 {
+            return Progress::Finished;
+        }
+        if self.in_flight >= limit || self.out_of_requests(k) {
             // Nothing may be sent: skip the walk (and its table lookups), which could only
             // find the same.
             return Progress::Waiting;
@@ -351,6 +367,12 @@ impl Lookup {
         }
     }
 
+    /// Has this lookup sent all the requests it may (`MAX_REQUESTS_PER_K` × k)? (`poll`
+    /// reads `sent` itself, inside its walk.)
+    fn out_of_requests(&self, k: usize) -> bool {
+        self.sent as usize >= k.saturating_mul(MAX_REQUESTS_PER_K)
+    }
+
     /// Sends this lookup's request to candidate `d`; false when the request table or the
     /// transmit queue is full.
     fn send_to(&mut self, core: &mut Env<'_>, now: Instant, d: &Distance) -> bool {
@@ -364,6 +386,7 @@ impl Lookup {
                 cand.state = State::InFlight(txn);
                 self.in_flight += 1;
                 self.requests += 1;
+                self.sent += 1;
                 true
             }
             None => false,
@@ -683,6 +706,7 @@ mod tests {
             patience: Patience::Exhaustive,
             owner: Owner::Verify,
             requests: 0,
+            sent: 0,
             responses: 0,
             timeouts: 0,
         };
@@ -754,12 +778,8 @@ mod tests {
     }
 
     #[test]
-    #[allow(clippy::disallowed_methods)] // one real instant as a base
     fn a_fill_lookup_asks_strangers_first_and_no_more_than_the_bucket_lacks() {
-        let now = Instant::now();
-        let config = crate::Config::default();
-        let own = NodeId([0xff; 20]);
-        let mut table = crate::routing::Table::new(own, config.k, 8, 5, now);
+        let (now, config, own, mut table) = setup();
         // Candidates 1 to 4 are in our table already; 5 to 9 are strangers named to us.
         let states: Vec<(u8, State)> = (1..10).map(|d| (d, State::NotContacted)).collect();
         let mut l = lookup_with(&states);
@@ -804,6 +824,16 @@ mod tests {
             vec![addr(5), addr(6), addr(7), addr(8), addr(9), addr(1)]
         );
         l.check().unwrap();
+    }
+
+    /// A base instant, the default config, our id and an empty table.
+    #[allow(clippy::disallowed_methods)] // one real instant as a base
+    fn setup() -> (Instant, crate::Config, NodeId, crate::routing::Table) {
+        let now = Instant::now();
+        let config = crate::Config::default();
+        let own = NodeId([0xff; 20]);
+        let table = crate::routing::Table::new(own, config.k, 8, 5, now);
+        (now, config, own, table)
     }
 
     /// What an [`Env`] borrows, owned by a test.
@@ -857,12 +887,8 @@ mod tests {
     /// all. Lookups that wait on every request (a bucket refresh) or on the k
     /// closest (a put, a user's `find_node`) still count them all.
     #[test]
-    #[allow(clippy::disallowed_methods)] // one real instant as a base
     fn requests_pushed_out_of_the_k_closest_free_a_gets_slots() {
-        let now = Instant::now();
-        let config = crate::Config::default();
-        let own = NodeId([0xff; 20]);
-        let table = crate::routing::Table::new(own, config.k, 8, 5, now);
+        let (now, config, own, table) = setup();
         let k = config.k as u8;
         let addr = |d: u8| SocketAddr::from((Ipv4Addr::new(10, 0, 0, d), 4000));
         // The closest candidate's request stalled; then `near` candidates not asked yet,
@@ -891,6 +917,55 @@ mod tests {
         assert_eq!(run(Patience::SkipStalled, k - 1, 3), first(2));
         for patience in [Patience::Exhaustive, Patience::FreeSlots] {
             assert_eq!(run(patience, k, 3), first(0), "{patience:?}");
+        }
+    }
+
+    /// Liars who answer at once, each naming k fakes closer than anyone before (and so
+    /// asked next), cannot keep a lookup going: past `MAX_REQUESTS_PER_K` × k requests it
+    /// asks nobody new and ends.
+    #[test]
+    fn a_chain_of_ever_closer_liars_ends_the_lookup() {
+        let (now, config, own, table) = setup();
+        let k = config.k;
+        // The n-th fake: closer to the target (all zeros) as n grows, in a /24 of its own.
+        let fake = |n: u64| {
+            let mut id = [0u8; 20];
+            id[12..].copy_from_slice(&(u64::MAX - n).to_be_bytes());
+            let [_, _, _, _, _, a, b, c] = n.to_be_bytes();
+            WirePeer {
+                id: NodeId(id),
+                addr: SocketAddr::from((Ipv4Addr::new(11 + a, b, c, 1), 4000)),
+            }
+        };
+        for (patience, width) in [(Patience::SkipStalled, 6), (Patience::Exhaustive, 0)] {
+            let mut l = lookup_with(&[(1, State::NotContacted)])
+                .with_patience(patience)
+                .with_width(width);
+            let mut parts = Parts::new(&config, own, &table);
+            let mut named = 0u64;
+            let mut rounds = 0;
+            while l.poll(&mut parts.env(), now) != Progress::Finished {
+                rounds += 1;
+                assert!(
+                    rounds < 10_000,
+                    "{patience:?}: still asking after {rounds} rounds"
+                );
+                let flying: Vec<(u64, NodeId)> = l
+                    .candidates
+                    .values()
+                    .filter_map(|c| match c.state {
+                        State::InFlight(txn) => Some((txn, c.peer.id)),
+                        _ => None,
+                    })
+                    .collect();
+                for (txn, id) in flying {
+                    let peers: Vec<WirePeer> = (named..named + k as u64).map(fake).collect();
+                    named += k as u64;
+                    assert!(l.on_response(&parts.env(), txn, id, &peers));
+                }
+                l.check().unwrap();
+            }
+            assert_eq!(l.requests as usize, k * MAX_REQUESTS_PER_K, "{patience:?}");
         }
     }
 }
