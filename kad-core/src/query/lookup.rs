@@ -323,10 +323,15 @@ impl Lookup {
     pub fn poll_fill(&mut self, core: &mut Env<'_>, now: Instant, room: usize) -> Progress {
         let k = core.config.k;
         let limit = core.config.alpha.max(1).min(room.max(1));
-        if self.out_of_requests(k) && self.in_flight == 0 {
-            return Progress::Finished;
+        if self.out_of_requests(k) {
+            // Out of requests: it ends once those in flight land.
+            return if self.in_flight == 0 {
+                Progress::Finished
+            } else {
+                Progress::Waiting
+            };
         }
-        if self.in_flight >= limit || self.out_of_requests(k) {
+        if self.in_flight >= limit {
             // Nothing may be sent: skip the walk (and its table lookups), which could only
             // find the same.
             return Progress::Waiting;
@@ -350,7 +355,7 @@ impl Lookup {
         }
         let mut starved = false;
         for d in picks {
-            if self.in_flight >= limit {
+            if self.in_flight >= limit || self.out_of_requests(k) {
                 break;
             }
             if !self.send_to(core, now, &d) {
