@@ -175,6 +175,21 @@ impl PyNet {
         from_json(&self.call(json!({"op": "get", "node": node, "key": key}))["value"])
     }
 
+    /// A Python node's `get`, asked up to three times while it finds nothing. The
+    /// reference's lookup drops every peer at its first timeout (2 s), so on a loaded
+    /// machine one lookup can lose its whole candidate list and end empty-handed; that
+    /// is the reference's weakness, not a wrong answer. Any value it does return is
+    /// returned at once, so a stale or corrupted value still fails the caller's check.
+    fn get_patiently(&mut self, node: usize, key: &str) -> Option<Value> {
+        for attempt in 1..=3 {
+            if let Some(v) = self.get(node, key) {
+                return Some(v);
+            }
+            eprintln!("Python node {node} found no {key:?} (attempt {attempt} of 3)");
+        }
+        None
+    }
+
     fn local(&mut self, node: usize, key: &str) -> Option<Value> {
         from_json(&self.call(json!({"op": "local", "node": node, "key": key}))["value"])
     }
@@ -359,7 +374,7 @@ async fn values_cross_both_ways(net: Mixed) {
         assert!(put.replicas >= 1);
         for p in [(i + 1) % np, np - 1 - i % np] {
             assert_eq!(
-                py.get(p, &key),
+                py.get_patiently(p, &key),
                 Some(v.clone()),
                 "Python node {p} reads {key}"
             );
@@ -407,7 +422,7 @@ async fn updates_cross_both_ways(net: Mixed) {
     kad[0].set(key, v2.clone()).await.unwrap();
     for p in 0..np {
         assert_eq!(
-            py.get(p, key),
+            py.get_patiently(p, key),
             Some(v2.clone()),
             "Python node {p} after the update"
         );
@@ -560,7 +575,7 @@ async fn big_values_from_python_are_stored(net: Mixed) {
             );
         }
         assert_eq!(
-            py.get(np - 1, key).as_ref(),
+            py.get_patiently(np - 1, key).as_ref(),
             Some(value),
             "Python reads {key}"
         );
@@ -640,7 +655,7 @@ async fn signed_records_cross(net: Mixed) {
     assert!(put.replicas >= 1);
     for p in [1, py.nodes.len() - 1] {
         assert_eq!(
-            py.get(p, &key),
+            py.get_patiently(p, &key),
             Some(record.clone()),
             "Python node {p} reads it"
         );
@@ -679,7 +694,7 @@ async fn a_client_among_python_nodes(codec: Codec) {
         .await
         .expect("client set");
     assert!(put.replicas >= 1);
-    assert_eq!(py.get(3, "client-wrote"), Some(v));
+    assert_eq!(py.get_patiently(3, "client-wrote"), Some(v));
     let w = Value::from(&b"\x00 for the client"[..]);
     py.put(5, "py-wrote-for-client", &w);
     assert_eq!(client.get("py-wrote-for-client").await.unwrap(), Some(w));
