@@ -187,6 +187,8 @@ fn attack_mode_prints_its_two_figures_last() {
         "--attack all --attackers 1.5",
         "--attack all --dead 0.1",
         "--attack all --churn 0.5",
+        "--sybil-ips 5",
+        "--attack eclipse --sybil-ips 0",
     ] {
         let out = kad_sim(args);
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -16,7 +16,8 @@ usage: kad-sim [--nodes N] [--seed S] [--codec json|bencode] [--concurrency C]
   lookups (default):  [--lookups L] [--dead F]
   churn:              --churn F [--churn-every DUR] [--duration DUR] [--keys K] [--keys-per-round M]
   partition:          --partition DUR [--keys K] [--keys-per-round M]
-  attack:             --attack eclipse|store|liars|overwrite|all [--attackers F] [--signed] [--lookups L]
+  attack:             --attack eclipse|store|liars|overwrite|all [--attackers F] [--signed]
+                      [--sybil-ips N] [--lookups L]
 DUR is a number with a unit: 500ms, 90s, 30m, 2h, 1.5d.";
 
 /// Most nodes a run may build (SimNet's addresses run out at 2^24).
@@ -112,6 +113,10 @@ pub struct Cli {
     /// Attack mode: the honest keys are signed records (only with --attack).
     #[arg(long)]
     pub signed: bool,
+    /// Attack mode: the attacker IPs one key's k Sybils share (default 2; k puts each on
+    /// its own IP).
+    #[arg(long)]
+    pub sybil_ips: Option<usize>,
 }
 
 /// What to run.
@@ -168,6 +173,8 @@ pub struct Args {
     pub attack: Option<(kad_tests::scenario::AttackKind, f64)>,
     /// `--signed`: the attack's honest keys are signed records.
     pub signed: bool,
+    /// `--sybil-ips`: the attacker IPs one key's Sybils share.
+    pub sybil_ips: usize,
 }
 
 impl Args {
@@ -288,6 +295,9 @@ impl Cli {
             keys_per_round: self.keys_per_round.unwrap_or(keys.div_ceil(10)),
             attack: None,
             signed: self.signed,
+            sybil_ips: self
+                .sybil_ips
+                .unwrap_or(kad_tests::scenario::AttackPlan::SYBIL_IPS),
         };
         let mut a = a;
         let attackers = self.attackers.unwrap_or(0.1);
@@ -298,6 +308,12 @@ impl Cli {
         }
         if self.attack.is_none() && self.signed {
             return Err(usage("--signed applies only to --attack".into()));
+        }
+        if self.attack.is_none() && self.sybil_ips.is_some() {
+            return Err(usage("--sybil-ips applies only to --attack".into()));
+        }
+        if self.sybil_ips == Some(0) {
+            return Err(usage("--sybil-ips must be at least 1".into()));
         }
         if self.attack.is_none() && self.attackers.is_some() {
             return Err(usage("--attackers applies only to --attack".into()));

@@ -23,10 +23,12 @@ pub fn run(args: &Args, config: &Config, kind: AttackKind, attackers: f64) {
     net.set_threads(args.threads);
     net.on_join_progress(crate::join_progress(args.nodes));
     println!(
-        "kad-sim: {} nodes, codec {}, seed {}, attack {kind} by {attackers} of the nodes{}",
+        "kad-sim: {} nodes, codec {}, seed {}, attack {kind} by {attackers} of the nodes, \
+         each key's Sybils on {} IPs{}",
         args.nodes,
         args.codec,
         args.seed,
+        args.sybil_ips,
         if args.signed { ", signed keys" } else { "" }
     );
     let boot = net.bootstrap_all(crate::join_batch(args.nodes));
@@ -39,7 +41,7 @@ pub fn run(args: &Args, config: &Config, kind: AttackKind, attackers: f64) {
         gets: args.lookups,
         window: args.concurrency,
         slices: 10,
-        sybil_ips: AttackPlan::SYBIL_IPS,
+        sybil_ips: args.sybil_ips,
         signed: args.signed,
     };
     let o = scenario::attack(&mut net, &plan);
