@@ -181,6 +181,10 @@ fn attack_mode_prints_its_two_figures_last() {
     assert!((0.0..=1.0).contains(&frac), "{fields:?}");
     let _: usize = field(&fields, "poisoned_entries").parse().expect("a count");
     assert_eq!(field(&fields, "lookups"), "60");
+    // The Sybils' IPs: 2 unless `--sybil-ips` says otherwise.
+    assert!(table.contains("each key's Sybils on 2 IPs"), "{table}");
+    let (table, _) = run("--nodes 150 --lookups 60 --attack eclipse --sybil-ips 7 --seed 16");
+    assert!(table.contains("each key's Sybils on 7 IPs"), "{table}");
     for args in [
         "--attack sybil",
         "--attackers 0.1",
