@@ -193,6 +193,7 @@ fn attack_mode_prints_its_two_figures_last() {
         "--attack all --churn 0.5",
         "--sybil-ips 5",
         "--attack eclipse --sybil-ips 0",
+        "--attack eclipse --sybil-ips 21",
     ] {
         let out = kad_sim(args);
         let stderr = String::from_utf8_lossy(&out.stderr);

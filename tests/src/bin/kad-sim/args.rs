@@ -113,8 +113,8 @@ pub struct Cli {
     /// Attack mode: the honest keys are signed records (only with --attack).
     #[arg(long)]
     pub signed: bool,
-    /// Attack mode: the attacker IPs one key's k Sybils share (default 2; k puts each on
-    /// its own IP).
+    /// Attack mode: the attacker IPs one key's k Sybils share, 1 to k (default 2; k puts
+    /// each on its own IP; never more than the attacker has nodes).
     #[arg(long)]
     pub sybil_ips: Option<usize>,
 }
@@ -312,8 +312,10 @@ impl Cli {
         if self.attack.is_none() && self.sybil_ips.is_some() {
             return Err(usage("--sybil-ips applies only to --attack".into()));
         }
-        if self.sybil_ips == Some(0) {
-            return Err(usage("--sybil-ips must be at least 1".into()));
+        // A key has k Sybils, so more IPs than k would be printed but not used.
+        let k = kad_core::Config::default().k();
+        if self.sybil_ips.is_some_and(|n| n == 0 || n > k) {
+            return Err(usage(format!("--sybil-ips must be between 1 and k ({k})")));
         }
         if self.attack.is_none() && self.attackers.is_some() {
             return Err(usage("--attackers applies only to --attack".into()));
