@@ -204,3 +204,52 @@ fn attack_mode_prints_its_two_figures_last() {
         );
     }
 }
+
+/// kad-sim runs again in its own place with mimalloc keeping the memory it frees
+/// (`MIMALLOC_PURGE_DELAY=-1`), and its header says so, unless the caller set the variable;
+/// the simulation is the same either way, arguments and all.
+#[test]
+fn the_allocator_keeps_freed_memory_unless_told_otherwise() {
+    const VAR: &str = "MIMALLOC_PURGE_DELAY";
+    let run_with = |delay: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kad-sim"));
+        cmd.args([
+            "--nodes",
+            "200",
+            "--lookups",
+            "50",
+            "--seed",
+            "5",
+            "--threads",
+            "2",
+        ]);
+        match delay {
+            Some(d) => cmd.env(VAR, d),
+            None => cmd.env_remove(VAR),
+        };
+        let out = cmd.output().expect("kad-sim runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let line = |out: &str, start: &str| -> String {
+        out.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no {start} line in\n{out}"))
+            .to_string()
+    };
+    let kept = run_with(None);
+    let default = run_with(Some("10"));
+    assert_eq!(
+        line(&kept, "kad-sim:"),
+        "kad-sim: 200 nodes, codec json, seed 5, 2 threads for the joins, freed memory kept"
+    );
+    assert_eq!(
+        line(&default, "kad-sim:"),
+        "kad-sim: 200 nodes, codec json, seed 5, 2 threads for the joins"
+    );
+    assert_eq!(line(&kept, "trace hash"), line(&default, "trace hash"));
+}
