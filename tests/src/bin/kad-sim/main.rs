@@ -117,21 +117,25 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// mimalloc's option for how long an emptied page stays before it goes back to the system
+/// (milliseconds; -1: never). See [`keep_freed_memory`].
+const PURGE_DELAY: &str = "MIMALLOC_PURGE_DELAY";
+
 /// Runs this same command again, in place of this process (`exec`: same pid, same exit
 /// code, the same peak memory for `time -v`), with mimalloc told never to return freed
 /// memory to the system (`MIMALLOC_PURGE_DELAY=-1`; its default gives it back 10 ms after
 /// a page empties). The joins free and allocate in bursts all over a heap of gigabytes:
 /// each given-back page came back as a page fault, and broke up the huge page around it.
 /// At 100,000 nodes that was 380,000 page faults against 850, and the run took 1.1 to 1.2
-/// times as long (BENCHMARKS.md), for under 1 % less peak memory. The allocator reads its
+/// times as long (BENCHMARKS.md), for 1 to 2 % less peak memory (11 % at 10,000 nodes,
+/// where the heap is small). The allocator reads its
 /// options before `main` runs, hence the second start. Nothing happens when the variable
 /// is set already (`MIMALLOC_PURGE_DELAY=10` gives the default back), or off Unix.
 fn keep_freed_memory() {
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
-        const VAR: &str = "MIMALLOC_PURGE_DELAY";
-        if std::env::var_os(VAR).is_some() {
+        if std::env::var_os(PURGE_DELAY).is_some() {
             return;
         }
         let Ok(exe) = std::env::current_exe() else {
@@ -139,9 +143,9 @@ fn keep_freed_memory() {
         };
         let err = std::process::Command::new(exe)
             .args(std::env::args_os().skip(1))
-            .env(VAR, "-1")
+            .env(PURGE_DELAY, "-1")
             .exec();
-        eprintln!("kad-sim: could not run again with {VAR}=-1 ({err}); going on as is");
+        eprintln!("kad-sim: could not run again with {PURGE_DELAY}=-1 ({err}); going on as is");
     }
 }
 
@@ -351,7 +355,7 @@ fn run(args: &Args, config: &Config) {
         args.codec,
         args.seed,
         args.threads,
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some_and(|v| v == "-1") {
+        if std::env::var_os(PURGE_DELAY).is_some_and(|v| v == "-1") {
             ", freed memory kept"
         } else {
             ""
