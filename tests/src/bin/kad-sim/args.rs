@@ -11,7 +11,7 @@ usage: kad-sim [--nodes N] [--seed S] [--codec json|bencode] [--concurrency C]
                [--loss P] [--duplicate P] [--jitter DUR] [--lossy-setup true|false]
                [--rtt-median DUR]
                [--republish true|false] [--unverified-reply-factor X] [--request-retries R]
-               [--replacement-cache N]
+               [--replacement-cache N] [--bootstrap-fill N]
                [--check true|false] [--threads T]
   lookups (default):  [--lookups L] [--dead F]
   churn:              --churn F [--churn-every DUR] [--duration DUR] [--keys K] [--keys-per-round M]
@@ -73,6 +73,9 @@ pub struct Cli {
     /// Overrides kad-core's `replacement_cache_size`.
     #[arg(long)]
     pub replacement_cache: Option<usize>,
+    /// Overrides kad-core's `bootstrap_fill`.
+    #[arg(long)]
+    pub bootstrap_fill: Option<usize>,
     /// Invariant checks after every step (default false).
     #[arg(long, action = ArgAction::Set, value_parser = parse_bool)]
     pub check: Option<bool>,
@@ -161,6 +164,8 @@ pub struct Args {
     pub get_parallelism: Option<usize>,
     /// Overrides kad-core's `replacement_cache_size`.
     pub replacement_cache: Option<usize>,
+    /// Overrides kad-core's `bootstrap_fill`.
+    pub bootstrap_fill: Option<usize>,
     /// Invariant checks after every step.
     pub check: bool,
     /// Threads for the joins.
@@ -287,6 +292,7 @@ impl Cli {
             retries: self.request_retries,
             get_parallelism: self.get_parallelism,
             replacement_cache: self.replacement_cache,
+            bootstrap_fill: self.bootstrap_fill,
             check: self.check.unwrap_or(false),
             threads: self.threads.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, |n| n.get().min(8))

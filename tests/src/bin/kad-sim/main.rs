@@ -5,7 +5,7 @@
 //!         [--loss P] [--duplicate P] [--jitter DUR] [--lossy-setup true|false]
 //!         [--rtt-median DUR]
 //!         [--republish true|false] [--unverified-reply-factor X] [--request-retries R]
-//!         [--replacement-cache N]
+//!         [--replacement-cache N] [--bootstrap-fill N]
 //!         [--check true|false] [--threads T]
 //!   lookups (default):  [--lookups L] [--dead F]
 //!   churn:              --churn F [--churn-every DUR] [--duration DUR] [--keys K] [--keys-per-round M]
@@ -167,6 +167,9 @@ fn config(args: &Args) -> Result<Config, kad_core::ConfigError> {
     }
     if let Some(n) = args.replacement_cache {
         config = config.replacement_cache_size(n);
+    }
+    if let Some(n) = args.bootstrap_fill {
+        config = config.bootstrap_fill(n);
     }
     if let Some(r) = args.retries {
         config = config.request_retries(r);
