@@ -96,12 +96,44 @@ impl Verified {
         allowance: u32,
         window: Duration,
     ) -> bool {
+        let Some(proof) = self.refilled(addr, now, allowance, window) else {
+            return false;
+        };
+        let Ok(bytes) = u32::try_from(bytes) else {
+            return false;
+        };
+        if proof.tokens < bytes {
+            return false;
+        }
+        proof.tokens -= bytes;
+        true
+    }
+
+    /// What is left of `addr`'s allowance at `now` (see [`Verified::spend`]), taking
+    /// nothing; `None` when the address is not here. It refills the bucket as `spend`
+    /// does, so asking first and spending after is the same as spending.
+    pub fn tokens(
+        &mut self,
+        addr: &SocketAddr,
+        now: Instant,
+        allowance: u32,
+        window: Duration,
+    ) -> Option<u32> {
+        self.refilled(addr, now, allowance, window)
+            .map(|p| p.tokens)
+    }
+
+    /// `addr`'s proof, its allowance refilled for the time since it last was.
+    fn refilled(
+        &mut self,
+        addr: &SocketAddr,
+        now: Instant,
+        allowance: u32,
+        window: Duration,
+    ) -> Option<&mut Proof> {
         let proof = match self.young.get_mut(addr) {
             Some(p) => p,
-            None => match self.old.get_mut(addr) {
-                Some(p) => p,
-                None => return false,
-            },
+            None => self.old.get_mut(addr)?,
         };
         let elapsed = now.saturating_duration_since(proof.refilled);
         let window_ns = window.as_nanos().max(1);
@@ -111,14 +143,7 @@ impl Verified {
             proof.tokens = u32::try_from(tokens).unwrap_or(allowance);
             proof.refilled = now;
         }
-        let Ok(bytes) = u32::try_from(bytes) else {
-            return false;
-        };
-        if proof.tokens < bytes {
-            return false;
-        }
-        proof.tokens -= bytes;
-        true
+        Some(proof)
     }
 
     #[cfg(test)]

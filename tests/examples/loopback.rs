@@ -35,7 +35,8 @@
 //! server (`x echo`: the plain one; `x echo+m`: the batched one), and to the Python node,
 //! the CPU time the target's threads spent per reply (from
 //! `/proc/.../schedstat`: steadier than the rate on a machine that other work shares), the
-//! reply size, the peers in a reply, and the requests that got no reply within 250 ms
+//! mean reply size, the mean peers in a reply (every 1024th decoded: a node shortens the
+//! peer lists of a source past its reply allowance), and the requests that got no reply within 250 ms
 //! (they are sent again).
 
 use std::io::{self, BufRead, BufReader, Write};
@@ -191,8 +192,12 @@ struct Row {
     rates: Vec<f64>,
     /// Server CPU time per reply, in microseconds, per round.
     cpu: Vec<f64>,
-    reply_bytes: usize,
-    peers: usize,
+    /// Bytes and number of the replies counted, over all rounds.
+    reply_bytes: u64,
+    replies: u64,
+    /// Peers in the replies decoded, and how many were decoded, over all rounds.
+    peers: u64,
+    decoded: u64,
     lost: u64,
 }
 
@@ -267,7 +272,9 @@ fn run(args: &Args) -> Result<(), String> {
                     rates: Vec::new(),
                     cpu: Vec::new(),
                     reply_bytes: 0,
+                    replies: 0,
                     peers: 0,
+                    decoded: 0,
                     lost: 0,
                 });
             }
@@ -292,8 +299,10 @@ fn run(args: &Args) -> Result<(), String> {
                     if let Some(ns) = m.server_cpu_ns {
                         row.cpu.push(ns as f64 / 1000.0 / m.replies.max(1) as f64);
                     }
-                    row.reply_bytes = m.reply_bytes;
-                    row.peers = m.peers;
+                    row.reply_bytes += m.reply_bytes;
+                    row.replies += m.replies;
+                    row.peers += m.peers;
+                    row.decoded += m.decoded;
                     row.lost += m.lost;
                     i += 1;
                 }
@@ -355,8 +364,8 @@ fn print_table(args: &Args, rows: &[Row]) {
             ratio(same("echo+mmsg")),
             ratio(same("python")),
             median(&row.cpu).map_or("-".into(), |c| format!("{c:.2}")),
-            row.reply_bytes,
-            row.peers,
+            row.reply_bytes / row.replies.max(1),
+            format!("{:.1}", row.peers as f64 / row.decoded.max(1) as f64),
             row.lost,
         );
     }
@@ -372,8 +381,11 @@ struct Measured {
     server_cpu_ns: Option<u64>,
     elapsed: Duration,
     lost: u64,
-    reply_bytes: usize,
-    peers: usize,
+    /// Bytes of the replies counted, in all.
+    reply_bytes: u64,
+    /// Peers in the replies decoded, in all, and how many were decoded.
+    peers: u64,
+    decoded: u64,
 }
 
 /// A request with its transaction id at `txn_at..txn_at + 16`.
@@ -448,6 +460,7 @@ fn measure(
         lost: 0,
         reply_bytes: 0,
         peers: 0,
+        decoded: 0,
     };
     let mut checked = false;
     let mut since_sweep = 0u32;
@@ -497,11 +510,19 @@ fn measure(
             continue;
         };
         if !checked {
-            check_reply(codec, kind, target, datagram, &mut m)?;
+            check_reply(codec, kind, target, datagram)?;
             checked = true;
         }
         if counting_since.is_some() {
             m.replies += 1;
+            m.reply_bytes += n as u64;
+            // Every 1024th counted reply is decoded for its peer count: a node that runs out
+            // of a source's reply allowance shortens its peer lists (see
+            // `Config::reply_allowance`), so the first reply is not the typical one.
+            if m.replies % 1024 == 1 {
+                m.peers += peers_in(codec, datagram) as u64;
+                m.decoded += 1;
+            }
         }
         send(slot, &mut slots)?;
         since_sweep += 1;
@@ -567,15 +588,8 @@ fn resend_late(
     Ok(late)
 }
 
-/// The first reply is decoded by kad-core's decoder: it must be the right kind, and its
-/// size and peer count go in the table.
-fn check_reply(
-    codec: Codec,
-    kind: Kind,
-    target: SocketAddr,
-    datagram: &[u8],
-    m: &mut Measured,
-) -> io::Result<()> {
+/// The first reply is decoded by kad-core's decoder: it must be the right kind.
+fn check_reply(codec: Codec, kind: Kind, target: SocketAddr, datagram: &[u8]) -> io::Result<()> {
     let summary = decode_message(codec, datagram)
         .ok_or_else(|| io::Error::other(format!("undecodable reply from {target}")))?;
     let expected = match kind {
@@ -590,9 +604,12 @@ fn check_reply(
             summary.kind
         )));
     }
-    m.reply_bytes = datagram.len();
-    m.peers = summary.peers;
     Ok(())
+}
+
+/// The peers a reply lists (0 for one that does not decode).
+fn peers_in(codec: Codec, datagram: &[u8]) -> usize {
+    decode_message(codec, datagram).map_or(0, |s| s.peers)
 }
 
 /// Answers a ping addressed to the generator (a node verifying our address).

@@ -268,6 +268,66 @@ fn forged_requests_from_a_proven_address_are_not_amplified() {
     );
 }
 
+/// V is proven at R; then 2,000 `find_node`s forged from V's address reach R, a
+/// millisecond apart, each asking for more peers than four times its bytes can carry.
+/// Once V's allowance is spent, every reply is shortened to fit four times its request,
+/// and filled to within one entry of it (R knows the reply is shortened before it encodes
+/// it, and cuts the list by exact entry lengths).
+#[test]
+fn shortened_replies_fill_their_budget_and_never_pass_it() {
+    let seed = 0x14_05;
+    let mut net = joined(24, &Config::default(), seed);
+    let (r, v) = (1, 2);
+    let (r_addr, v_addr, v_id) = (net.addr(r), net.addr(v), net.node(v).id());
+    let q = net.start(v, |n, now| n.ping(now, r_addr));
+    let ping = net.wait(v, q);
+    assert!(matches!(ping.result, QueryResult::Ping(Ok(_))), "{ping:?}");
+    net.run_for(Duration::from_secs(5));
+
+    let sizes = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&sizes);
+    net.intercept(v_addr.ip(), move |_, from, _, payload| {
+        if from == r_addr && payload.windows(13).any(|w| w == b"find_node_res") {
+            seen.lock().unwrap().push(payload.len());
+        }
+        Intercept::Pass
+    });
+    let mut rng = local_rng(seed, 5);
+    let mut len = 0;
+    for i in 0..2000u64 {
+        let target = NodeId::random(&mut rng);
+        let fields = vec![("target", W::S(forge::hex(&target)))];
+        let msg = request(&mut rng, "find_node", &v_id, v_addr, fields);
+        assert!(
+            len == 0 || len == msg.len(),
+            "the forged requests differ in length"
+        );
+        len = msg.len();
+        net.inject(Duration::from_millis(i), v_addr, r_addr, msg);
+    }
+    net.run_for(Duration::from_secs(10));
+    let budget = 4 * len;
+    let sizes = sizes.lock().unwrap();
+    let shortened: Vec<usize> = sizes.iter().copied().filter(|&n| n <= budget).collect();
+    assert!(
+        shortened.len() >= 1500,
+        "{} of {} replies fit {budget} bytes: the allowance (64 KiB) should cover a few dozen",
+        shortened.len(),
+        sizes.len()
+    );
+    // An IPv4 entry takes at most 91 bytes (`PEER_BYTES`' note).
+    let short = shortened.iter().filter(|&&n| n + 91 <= budget).count();
+    assert_eq!(
+        short, 0,
+        "{short} shortened replies left room for another entry (budget {budget})"
+    );
+    let total: usize = sizes.iter().sum();
+    assert!(
+        total <= 2000 * budget + 64 * 1024,
+        "R sent V {total} bytes for 2000 forged requests of {len}"
+    );
+}
+
 // ---- 4. unverified entries served to others ----
 
 /// A request forged from a fresh address, where nothing answers, claiming a fresh id: the

@@ -20,6 +20,12 @@ impl Core {
             request,
         } = ctx;
         let budget = len.saturating_mul(self.config.unverified_reply_factor);
+        if proven == Some(true) && self.allowance_spent(now, &peer, &body, budget) {
+            // Known before encoding the whole list: it goes out shortened.
+            self.stats.replies_over_allowance += 1;
+            let payload = self.shorten(txn, body, budget);
+            return self.push(peer.addr, payload);
+        }
         let (payload, body) = self.encode(txn, body);
         if payload.len() <= budget {
             return self.push(peer.addr, payload);
@@ -40,7 +46,7 @@ impl Core {
         // value not at all.
         match body {
             Body::FindNodeRes { .. } | Body::FindValueRes(FindValueRes::Peers(_)) => {
-                let payload = self.shorten(txn, body, budget, payload.len());
+                let payload = self.shorten(txn, body, budget);
                 self.push(peer.addr, payload);
             }
             Body::FindValueRes(FindValueRes::Value(_)) => self.stats.replies_held_dropped += 1,
@@ -66,33 +72,71 @@ impl Core {
         u32::try_from(self.config.reply_allowance).unwrap_or(u32::MAX)
     }
 
-    /// Encodes a peer-list reply (`body`, whose encoding with all its peers is `full`
-    /// bytes long) with as many peers as fit `budget` bytes: as many as the average entry
-    /// says, then one fewer until it fits. The peer list is moved, never copied, and the
-    /// full reply, already encoded once, is not encoded again.
-    pub(super) fn shorten(
-        &mut self,
-        txn: TxnId,
-        mut body: Body,
-        budget: usize,
-        full: usize,
-    ) -> Vec<u8> {
+    /// Would `body`, a peer list, overflow both its `budget` and what is left of the
+    /// allowance of `peer`, an address proven lately? Answered from a lower bound of its
+    /// length ([`MIN_PEER_LEN`] an entry), before it is encoded: a source that asks faster
+    /// than its allowance refills gets every reply shortened, and encoding each one whole
+    /// first, only to throw it away, doubled the work of serving it. False when it is not
+    /// certain; the caller then encodes the reply and checks the real length.
+    fn allowance_spent(&mut self, now: Instant, peer: &Peer, body: &Body, budget: usize) -> bool {
+        let Some(n) = peer_count(body) else {
+            return false;
+        };
+        let least = n.saturating_mul(MIN_PEER_LEN);
+        if budget >= least {
+            return false;
+        }
+        let allowance = self.allowance();
+        // Not in the cache (a table entry): its allowance starts when first spent, whole.
+        self.verified
+            .tokens(&peer.addr, now, allowance, ALLOWANCE_WINDOW)
+            .is_some_and(|left| (left as usize) < least)
+    }
+
+    /// Encodes a peer-list reply (`body`) with as many of its peers, in order, as fit
+    /// `budget` bytes: the envelope is encoded once without them, each entry's length is
+    /// known exactly ([`Codec::peer_len`]), and the reply is encoded once more with the
+    /// peers that fit. The peer list is moved, never copied.
+    pub(super) fn shorten(&mut self, txn: TxnId, mut body: Body, budget: usize) -> Vec<u8> {
         self.stats.replies_shortened += 1;
         let mut peers = peers_of(&mut body).map(std::mem::take).unwrap_or_default();
         let (empty, mut body) = self.encode(txn, body);
-        let base = empty.len();
-        let per_peer = (full - base).div_ceil(peers.len().max(1)).max(1);
-        peers.truncate(budget.saturating_sub(base) / per_peer);
+        let codec = self.config.codec;
+        let mut len = empty.len();
+        let fit = peers
+            .iter()
+            .enumerate()
+            .take_while(|(i, p)| {
+                len += codec.peer_len(p, *i == 0);
+                len <= budget
+            })
+            .count();
+        if fit == 0 {
+            return empty;
+        }
+        peers.truncate(fit);
         if let Some(list) = peers_of(&mut body) {
             *list = peers;
         }
         loop {
             let (payload, next) = self.encode(txn, body);
             body = next;
+            // The lengths are exact (a test holds them to the encoders); should one ever
+            // be off, the reply still never exceeds its budget.
             if payload.len() <= budget || peers_of(&mut body).and_then(Vec::pop).is_none() {
                 return payload;
             }
         }
+    }
+}
+
+/// The number of peers of a `find_node_res` or a `find_value_res` without the value.
+fn peer_count(body: &Body) -> Option<usize> {
+    match body {
+        Body::FindNodeRes { peers } | Body::FindValueRes(FindValueRes::Peers(peers)) => {
+            Some(peers.len())
+        }
+        _ => None,
     }
 }
 

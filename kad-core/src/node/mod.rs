@@ -29,7 +29,7 @@ use crate::validate::{Origin, Validator, Verdict};
 use crate::verified::Verified;
 use crate::wire::{
     Body, DecodeError, FindValueRes, Message, RequestKind, Sender, TxnId, WirePeer, BYTES_MARKER,
-    PEER_BYTES, PEER_BYTES_V6, REPLY_ENVELOPE_BYTES,
+    MIN_PEER_LEN, PEER_BYTES, PEER_BYTES_V6, REPLY_ENVELOPE_BYTES,
 };
 use crate::{
     Config, Event, KeyError, NodeId, Peer, PutError, QueryError, QueryId, QueryResult, QueryStats,

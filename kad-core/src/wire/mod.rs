@@ -54,7 +54,25 @@ pub enum Codec {
     Bencode,
 }
 
+/// The fewest bytes one `peers` entry takes in either codec (an IPv6 `::` at port 0, in
+/// bencode): a peer list of n entries is longer than n times this.
+pub(crate) const MIN_PEER_LEN: usize = 71;
+
 impl Codec {
+    /// The bytes `peer` adds to a `peers` list as this codec encodes it, with the comma
+    /// before it in JSON unless it is the list's first. Exact, so that a reply can be cut
+    /// to a byte budget without encoding it again and again.
+    pub(crate) fn peer_len(self, peer: &WirePeer, first: bool) -> usize {
+        let ip = ip_text_len(peer.addr.ip());
+        let port = decimal_len(u64::from(peer.addr.port()));
+        match self {
+            // `{"node_id":"<40>","ip":"<ip>","port":<port>}`
+            Codec::Json => 70 + ip + port + usize::from(!first),
+            // `d2:ip<len>:<ip>7:node_id40:<40>4:porti<port>ee`
+            Codec::Bencode => 67 + decimal_len(ip as u64) + ip + port,
+        }
+    }
+
     /// Appends the encoding of `msg` to `out`.
     pub(crate) fn encode(self, msg: &Message, out: &mut Vec<u8>) {
         self.encode_with_pad(msg, 0, out);
@@ -481,3 +499,35 @@ pub(crate) fn peer_addr(ip: IpAddr, port: u64) -> Option<SocketAddr> {
 
 #[cfg(test)]
 mod tests;
+
+/// Digits of `n` in decimal.
+fn decimal_len(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |l| l as usize + 1)
+}
+
+/// Characters of `ip`'s text form (`Display`, as both encoders write it).
+fn ip_text_len(ip: IpAddr) -> usize {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.octets()
+                .iter()
+                .map(|&o| decimal_len(u64::from(o)))
+                .sum::<usize>()
+                + 3
+        }
+        IpAddr::V6(v6) => {
+            /// Counts what is written.
+            struct Count(usize);
+            impl fmt::Write for Count {
+                fn write_str(&mut self, s: &str) -> fmt::Result {
+                    self.0 += s.len();
+                    Ok(())
+                }
+            }
+            let mut n = Count(0);
+            // Writing to a counter cannot fail.
+            let _ = fmt::write(&mut n, format_args!("{v6}"));
+            n.0
+        }
+    }
+}

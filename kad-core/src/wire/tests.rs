@@ -1032,7 +1032,79 @@ pub(super) fn arb_message() -> impl Strategy<Value = Message> {
         })
 }
 
+/// A peer-list message's length, from its envelope and [`Codec::peer_len`] alone.
+fn length_by_peer_len(codec: Codec, m: &Message) -> Option<usize> {
+    let (Body::FindNodeRes { peers } | Body::FindValueRes(FindValueRes::Peers(peers))) = &m.body
+    else {
+        return None;
+    };
+    let mut empty = m.clone();
+    if let Body::FindNodeRes { peers } | Body::FindValueRes(FindValueRes::Peers(peers)) =
+        &mut empty.body
+    {
+        peers.clear();
+    }
+    let entries: usize = peers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| codec.peer_len(p, i == 0))
+        .sum();
+    Some(encode(codec, &empty).len() + entries)
+}
+
+#[test]
+fn peer_len_is_exact_at_the_edges() {
+    let addrs = [
+        "0.0.0.0:0",
+        "255.255.255.255:65535",
+        "10.0.0.7:9",
+        "1.22.103.4:10",
+        "[::]:0",
+        "[::1]:4000",
+        "[::ffff:1.2.3.4]:80",
+        "[2001:db8::8a2e:370:7334]:443",
+        "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
+    ];
+    let peers: Vec<WirePeer> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| WirePeer {
+            id: NodeId::for_key(&i.to_string()),
+            addr: a.parse().expect("an address"),
+        })
+        .collect();
+    for codec in [Codec::Json, Codec::Bencode] {
+        for n in 0..=peers.len() {
+            let m = msg(
+                "00ff",
+                Body::FindNodeRes {
+                    peers: peers[..n].to_vec(),
+                },
+            );
+            assert_eq!(
+                length_by_peer_len(codec, &m),
+                Some(encode(codec, &m).len()),
+                "{codec}, {n} peers"
+            );
+        }
+        for p in &peers {
+            assert!(codec.peer_len(p, true) >= MIN_PEER_LEN, "{codec} {p:?}");
+        }
+    }
+    // The bound is tight: bencode's `::` at port 0.
+    assert_eq!(Codec::Bencode.peer_len(&peers[4], true), MIN_PEER_LEN);
+}
+
 proptest! {
+    #[test]
+    fn peer_len_adds_up_to_the_encoding(m in arb_message()) {
+        for codec in [Codec::Json, Codec::Bencode] {
+            if let Some(len) = length_by_peer_len(codec, &m) {
+                prop_assert_eq!(len, encode(codec, &m).len(), "{}", codec);
+            }
+        }
+    }
+
     #[test]
     fn messages_round_trip(m in arb_message()) {
         for codec in [Codec::Json, Codec::Bencode] {
