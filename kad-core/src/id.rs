@@ -176,8 +176,9 @@ impl PartialOrd for Distance {
 }
 
 impl Distance {
-    /// The distance as a big-endian (high 128 bits, low 32 bits) pair.
-    fn words(&self) -> (u128, u32) {
+    /// The distance as a big-endian (high 128 bits, low 32 bits) pair: ordered as the
+    /// distance is.
+    pub(crate) fn words(&self) -> (u128, u32) {
         let mut hi = [0u8; 16];
         let mut lo = [0u8; 4];
         hi.copy_from_slice(&self.0[..16]);
