@@ -110,8 +110,10 @@ impl Verified {
     }
 
     /// What is left of `addr`'s allowance at `now` (see [`Verified::spend`]), taking
-    /// nothing; `None` when the address is not here. It refills the bucket as `spend`
-    /// does, so asking first and spending after is the same as spending.
+    /// nothing; `None` when the address is not here or its proof is older than
+    /// [`VERIFIED_FOR`] (`contains` says no: a caller that spends renews the proof first).
+    /// It refills the bucket as `spend` does, so asking first and spending after is the
+    /// same as spending.
     pub fn tokens(
         &mut self,
         addr: &SocketAddr,
@@ -119,6 +121,9 @@ impl Verified {
         allowance: u32,
         window: Duration,
     ) -> Option<u32> {
+        if !self.contains(addr, now) {
+            return None;
+        }
         self.refilled(addr, now, allowance, window)
             .map(|p| p.tokens)
     }
@@ -190,6 +195,21 @@ mod tests {
         v.insert(addr(7), id, t0, 100);
         v.check().unwrap();
         assert!(v.contains(&addr(7), t0));
+    }
+
+    /// An expired proof has no allowance to ask about: the caller must renew it first
+    /// (`insert`), as it does before it spends.
+    #[test]
+    fn an_expired_proof_tells_no_tokens() {
+        let t0 = Instant::now();
+        let mut v = Verified::new(4);
+        let window = Duration::from_secs(60);
+        v.insert(addr(1), NodeId::default(), t0, 100);
+        assert_eq!(v.tokens(&addr(1), t0, 100, window), Some(100));
+        assert!(v.spend(&addr(1), t0, 100, 100, window));
+        assert_eq!(v.tokens(&addr(1), t0, 100, window), Some(0));
+        assert_eq!(v.tokens(&addr(1), t0 + VERIFIED_FOR, 100, window), None);
+        assert_eq!(v.tokens(&addr(2), t0, 100, window), None);
     }
 
     #[test]
