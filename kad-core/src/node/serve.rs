@@ -144,13 +144,10 @@ impl Core {
     /// The peers we tell others about: proven entries only.
     pub(super) fn closest_wire(&self, target: &NodeId, exclude: Option<&NodeId>) -> Vec<WirePeer> {
         self.table
-            .closest_verified(target, self.config.k, exclude)
-            .into_iter()
-            .map(|p| WirePeer {
+            .closest_verified_as(target, self.config.k, exclude, |p| WirePeer {
                 id: p.id,
                 addr: p.addr,
             })
-            .collect()
     }
 
     pub(super) fn check_key(&self, key: &str) -> Result<(), KeyError> {

@@ -592,7 +592,7 @@ impl Table {
     /// where it agrees: the buckets where it differs come first, shallowest first, then
     /// the last bucket, then the buckets where it agrees, deepest first.
     pub fn closest(&self, target: &NodeId, count: usize, exclude: Option<&NodeId>) -> Vec<Peer> {
-        self.closest_where(target, count, exclude, false)
+        self.closest_where(target, count, exclude, false, |p| p)
     }
 
     /// As [`Table::closest`], but only entries that answered us from their address: what
@@ -604,28 +604,46 @@ impl Table {
         count: usize,
         exclude: Option<&NodeId>,
     ) -> Vec<Peer> {
-        self.closest_where(target, count, exclude, true)
+        self.closest_where(target, count, exclude, true, |p| p)
     }
 
-    fn closest_where(
+    /// As [`Table::closest_verified`], each peer made into a `T` by `make` as it is found
+    /// (a reply's peer list is built without a `Vec<Peer>` in between).
+    pub fn closest_verified_as<T>(
+        &self,
+        target: &NodeId,
+        count: usize,
+        exclude: Option<&NodeId>,
+        make: impl Fn(Peer) -> T,
+    ) -> Vec<T> {
+        self.closest_where(target, count, exclude, true, make)
+    }
+
+    fn closest_where<T>(
         &self,
         target: &NodeId,
         count: usize,
         exclude: Option<&NodeId>,
         verified_only: bool,
-    ) -> Vec<Peer> {
+        make: impl Fn(Peer) -> T,
+    ) -> Vec<T> {
         if count == 0 {
             return Vec::new();
         }
         let last = self.buckets.len() - 1;
         let b = self.index(target);
-        // Sort references, not peers: an entry is unpacked into a `Peer` only if it is
-        // among the `count` returned.
-        let mut found: Vec<&Entry> = Vec::with_capacity(count.min(self.len));
+        // Each group is final once sorted: an entry is unpacked only if it is among the
+        // `count` returned, straight into the result.
+        let mut found = Vec::with_capacity(count.min(self.len));
         let mut keys = Vec::with_capacity(self.k);
-        let v = verified_only;
-        let k = &mut keys;
-        collect(&self.buckets[b], target, exclude, v, count, k, &mut found);
+        let pick = Pick {
+            target,
+            exclude,
+            verified_only,
+            count,
+        };
+        let make = |e: &Entry| make(e.peer(&self.v6));
+        pick.collect(&self.buckets[b], &mut keys, &mut found, &make);
         if b < last && found.len() < count {
             let apart = self.own.distance(target);
             let differs = |j: &usize| apart.0[j / 8] & (0x80 >> (j % 8)) != 0;
@@ -637,16 +655,16 @@ impl Table {
                 if found.len() >= count {
                     break;
                 }
-                collect(&self.buckets[j], target, exclude, v, count, k, &mut found);
+                pick.collect(&self.buckets[j], &mut keys, &mut found, &make);
             }
         }
         for i in (0..b).rev() {
             if found.len() >= count {
                 break;
             }
-            collect(&self.buckets[i], target, exclude, v, count, k, &mut found);
+            pick.collect(&self.buckets[i], &mut keys, &mut found, &make);
         }
-        found.into_iter().map(|e| e.peer(&self.v6)).collect()
+        found
     }
 
     /// All peers, bucket by bucket, oldest first within a bucket.
@@ -753,42 +771,52 @@ impl Table {
     }
 }
 
-/// Appends the entries of `bucket` (but `exclude`) to `found`, closest to `target` first,
-/// as many as fit in `count`: one group of [`Table::closest`]. `keys` is scratch space.
-///
-/// A bucket holds at most k (≤ 256) entries, so each is sorted by one `u64`: the top 56
-/// bits of its distance to the target, then its index in the bucket. Sorting those was a
-/// fifth of the instructions a `find_node` reply took when the sort moved (distance,
-/// entry) pairs of 32 bytes. Should two entries share the 56 bits (ids are free: a
-/// stranger can pick them), the run is sorted again by whole distances. Ids in a table
-/// are unique, so are their distances, and the order is exactly a full sort's.
-fn collect<'a>(
-    bucket: &'a Bucket,
-    target: &NodeId,
-    exclude: Option<&NodeId>,
+/// What [`Table::closest`] picks: the `count` entries closest to `target`, but `exclude`
+/// (and, with `verified_only`, those that have not answered us from their address).
+struct Pick<'a> {
+    target: &'a NodeId,
+    exclude: Option<&'a NodeId>,
     verified_only: bool,
     count: usize,
-    keys: &mut Vec<u64>,
-    found: &mut Vec<&'a Entry>,
-) {
-    let want = count.saturating_sub(found.len());
-    if want == 0 {
-        return;
-    }
-    keys.clear();
-    for (i, e) in bucket.entries.iter().enumerate() {
-        if Some(&e.id) != exclude && (e.verified() || !verified_only) {
-            let (high, _) = e.id.distance(target).words();
-            // The index fits the low byte: a bucket holds at most 256 entries.
-            keys.push(((high >> 64) as u64 & !0xff) | (i as u64 & 0xff));
+}
+
+impl Pick<'_> {
+    /// Appends the entries of `bucket` to `found`, closest first, as many as fit in
+    /// `count`, each made by `make`: one group of [`Table::closest`]. `keys` is scratch
+    /// space.
+    ///
+    /// A bucket holds at most k (≤ 256) entries, so each is sorted by one `u64`: the top
+    /// 56 bits of its distance to the target, then its index in the bucket. Sorting those
+    /// was a fifth of the instructions a `find_node` reply took when the sort moved
+    /// (distance, entry) pairs of 32 bytes. Should two entries share the 56 bits (ids are
+    /// free: a stranger can pick them), the run is sorted again by whole distances. Ids in
+    /// a table are unique, so are their distances, and the order is exactly a full sort's.
+    fn collect<T>(
+        &self,
+        bucket: &Bucket,
+        keys: &mut Vec<u64>,
+        found: &mut Vec<T>,
+        make: &impl Fn(&Entry) -> T,
+    ) {
+        let want = self.count.saturating_sub(found.len());
+        if want == 0 {
+            return;
         }
+        keys.clear();
+        for (i, e) in bucket.entries.iter().enumerate() {
+            if Some(&e.id) != self.exclude && (e.verified() || !self.verified_only) {
+                let (high, _) = e.id.distance(self.target).words();
+                // The index fits the low byte: a bucket holds at most 256 entries.
+                keys.push(((high >> 64) as u64 & !0xff) | (i as u64 & 0xff));
+            }
+        }
+        keys.sort_unstable();
+        let entry = |key: &u64| &bucket.entries[(key & 0xff) as usize];
+        if keys.windows(2).any(|w| w[0] >> 8 == w[1] >> 8) {
+            keys.sort_unstable_by_key(|key| entry(key).id.distance(self.target));
+        }
+        found.extend(keys.iter().take(want).map(|key| make(entry(key))));
     }
-    keys.sort_unstable();
-    let entry = |key: &u64| &bucket.entries[(key & 0xff) as usize];
-    if keys.windows(2).any(|w| w[0] >> 8 == w[1] >> 8) {
-        keys.sort_unstable_by_key(|key| entry(key).id.distance(target));
-    }
-    found.extend(keys.iter().take(want).map(entry));
 }
 
 #[cfg(test)]
