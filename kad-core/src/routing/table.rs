@@ -803,16 +803,23 @@ impl Pick<'_> {
             return;
         }
         keys.clear();
+        // `Config` caps k at 256, so the index fits the low byte; a table built with a
+        // larger k (no `Config` allows one) sorts by whole distances, never by a wrong index.
+        let packed = bucket.entries.len() <= 256;
         for (i, e) in bucket.entries.iter().enumerate() {
             if Some(&e.id) != self.exclude && (e.verified() || !self.verified_only) {
                 let (high, _) = e.id.distance(self.target).words();
-                // The index fits the low byte: a bucket holds at most 256 entries.
-                keys.push(((high >> 64) as u64 & !0xff) | (i as u64 & 0xff));
+                keys.push(if packed {
+                    ((high >> 64) as u64 & !0xff) | i as u64
+                } else {
+                    i as u64
+                });
             }
         }
+        let index = if packed { 0xff } else { u64::MAX };
+        let entry = |key: &u64| &bucket.entries[(key & index) as usize];
         keys.sort_unstable();
-        let entry = |key: &u64| &bucket.entries[(key & 0xff) as usize];
-        if keys.windows(2).any(|w| w[0] >> 8 == w[1] >> 8) {
+        if !packed || keys.windows(2).any(|w| w[0] >> 8 == w[1] >> 8) {
             keys.sort_unstable_by_key(|key| entry(key).id.distance(self.target));
         }
         found.extend(keys.iter().take(want).map(|key| make(entry(key))));
@@ -899,6 +906,26 @@ mod tests {
         assert!(t.bucket_count() > 3, "the own bucket should have split");
         // Far buckets hold at most k; the table is much smaller than what it heard.
         assert!(t.len() < 100);
+    }
+
+    /// A table whose buckets hold more than 256 entries (a k no `Config` allows) still
+    /// gives the true closest, not entries read at a wrapped index.
+    #[test]
+    fn closest_is_exact_with_buckets_past_256() {
+        let now = Instant::now();
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let own = NodeId::random(&mut rng);
+        let mut t = Table::new(own, 400, 0, 3, now);
+        for p in 0..900u16 {
+            t.on_heard(now, peer(&mut rng, 1000 + p), true);
+        }
+        let mut all: Vec<Peer> = t.peers().collect();
+        for _ in 0..20 {
+            let target = NodeId::random(&mut rng);
+            all.sort_by_key(|p| p.id.distance(&target));
+            let got = t.closest(&target, 30, None);
+            assert_eq!(got, all[..30].to_vec());
+        }
     }
 
     /// Ids a stranger picked so that their distances to a target share the 56 bits
