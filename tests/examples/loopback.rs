@@ -36,8 +36,8 @@
 //! the CPU time the target's threads spent per reply (from
 //! `/proc/.../schedstat`: steadier than the rate on a machine that other work shares), the
 //! mean reply size, the mean peers in a reply (every 1024th decoded: a node shortens the
-//! peer lists of a source past its reply allowance), and the requests that got no reply within 250 ms
-//! (they are sent again).
+//! peer lists of a source past its reply allowance), and the requests that got no reply
+//! within 250 ms (they are sent again).
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};

@@ -24,7 +24,7 @@ mod json;
 mod ser;
 
 #[cfg(not(kad_serde_wire))]
-use fast::parse_ip;
+use fast::{ip_text_len, parse_ip};
 
 /// Most peers a decoder keeps from one `peers` list; the rest are ignored.
 pub(crate) const MAX_PEERS_PER_MESSAGE: usize = 256;
@@ -505,29 +505,9 @@ fn decimal_len(n: u64) -> usize {
     n.checked_ilog10().map_or(1, |l| l as usize + 1)
 }
 
-/// Characters of `ip`'s text form (`Display`, as both encoders write it).
+/// Characters of `ip`'s text form, as both encoders write it (`Display`); the fast path's
+/// own count, table-driven, when it is built.
+#[cfg(kad_serde_wire)]
 fn ip_text_len(ip: IpAddr) -> usize {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.octets()
-                .iter()
-                .map(|&o| decimal_len(u64::from(o)))
-                .sum::<usize>()
-                + 3
-        }
-        IpAddr::V6(v6) => {
-            /// Counts what is written.
-            struct Count(usize);
-            impl fmt::Write for Count {
-                fn write_str(&mut self, s: &str) -> fmt::Result {
-                    self.0 += s.len();
-                    Ok(())
-                }
-            }
-            let mut n = Count(0);
-            // Writing to a counter cannot fail.
-            let _ = fmt::write(&mut n, format_args!("{v6}"));
-            n.0
-        }
-    }
+    ip.to_string().len()
 }

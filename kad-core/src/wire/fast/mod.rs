@@ -23,7 +23,7 @@ mod bencode;
 mod json;
 mod scan;
 
-pub(crate) use ascii::IpText;
+pub(crate) use ascii::{ip_text_len, IpText};
 
 /// Appends the encoding of `msg` to `out`, with a `pad` field of `pad` spaces when `pad`
 /// is not zero: the bytes `wire::ser` writes.
