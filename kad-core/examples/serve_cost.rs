@@ -113,17 +113,20 @@ fn main() {
         .collect();
     let start = now + Duration::from_secs(1);
     let mut out = Vec::with_capacity(n * if kind == "ping" { 160 } else { 2048 });
+    let clock = Instant::now();
     let replies = serve(&mut node, start, &requests, &mut out);
+    let took = clock.elapsed();
     let hash = out.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
     let stats = node.stats();
     println!(
         "{codec} {kind}: table {known}, requests {n}, replies {replies}, bytes {} ({} a reply), \
-         answered {}, hash {hash:016x}",
+         answered {}, hash {hash:016x}, {:.0} ns a request",
         out.len(),
         out.len() / replies.max(1),
         stats.requests_answered,
+        took.as_nanos() as f64 / n.max(1) as f64,
     );
 }
 

@@ -25,6 +25,8 @@ impl Node {
         free_if_empty(&mut self.queries);
         self.dirty.remove(&id);
         self.starved.remove(&id);
+        free_if_empty(&mut self.dirty);
+        free_if_empty(&mut self.starved);
         self.forget_deadline(id);
         self.core.rpc.detach(id);
         self.core.stats.queries_cancelled += 1;
@@ -79,6 +81,7 @@ impl Node {
             };
             free_if_empty(&mut self.queries);
             self.dirty.remove(&id);
+            free_if_empty(&mut self.dirty);
             self.core.rpc.detach(id);
             self.core.stats.queries_past_deadline += 1;
             let result = failed(&q.kind, QueryError::DeadlinePassed);

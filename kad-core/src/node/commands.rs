@@ -211,7 +211,7 @@ impl Node {
         // The largest message that carries the value is set_cached: it must fit a datagram.
         let probe = Message {
             txn: TxnId::from_u64(u64::MAX),
-            sender: self.core.sender.clone(),
+            sender: self.core.sender.sender().clone(),
             body: Body::SetCached {
                 key: key.to_owned(),
                 value: value.clone(),

@@ -10,6 +10,11 @@ impl Node {
 
     /// Lets every query with news act, starts due republishes, until nothing changes.
     pub(super) fn run(&mut self, now: Instant) {
+        // What almost every served request finds: no query has news and no republish is
+        // due. (The sets are freed whenever they empty, here or where a query leaves them.)
+        if self.dirty.is_empty() && self.starved.is_empty() && !self.republish_due(now) {
+            return;
+        }
         loop {
             if self.core.can_send() && !self.starved.is_empty() {
                 self.dirty.append(&mut self.starved);
@@ -38,6 +43,11 @@ impl Node {
         }
         free_if_empty(&mut self.dirty);
         free_if_empty(&mut self.starved);
+    }
+
+    /// Whether a republish would start at `now` (as [`Node::start_due_republish`] sees it).
+    fn republish_due(&self, now: Instant) -> bool {
+        self.republish_capacity() && self.core.store.next_republish().is_some_and(|at| at <= now)
     }
 
     pub(super) fn start_due_republish(&mut self, now: Instant) -> bool {
@@ -79,6 +89,7 @@ impl Node {
 
     pub(super) fn finish(&mut self, q: Query, result: QueryResult, now: Instant) {
         self.starved.remove(&q.id);
+        free_if_empty(&mut self.starved);
         self.forget_deadline(q.id);
         match q.purpose {
             Purpose::User => self.core.events.push_back(Event::QueryFinished {

@@ -28,8 +28,8 @@ use crate::store::{self, Record, Store};
 use crate::validate::{Origin, Validator, Verdict};
 use crate::verified::Verified;
 use crate::wire::{
-    Body, DecodeError, FindValueRes, Message, RequestKind, Sender, TxnId, WirePeer, BYTES_MARKER,
-    MIN_PEER_LEN, PEER_BYTES, PEER_BYTES_V6, REPLY_ENVELOPE_BYTES,
+    Body, DecodeError, FindValueRes, Message, OwnSender, RequestKind, Sender, TxnId, WirePeer,
+    BYTES_MARKER, MIN_PEER_LEN, PEER_BYTES, PEER_BYTES_V6, REPLY_ENVELOPE_BYTES,
 };
 use crate::{
     Config, Event, KeyError, NodeId, Peer, PutError, QueryError, QueryId, QueryResult, QueryStats,
@@ -118,7 +118,8 @@ pub(crate) struct Core {
     pub config: Arc<Config>,
     pub id: NodeId,
     pub local_addr: SocketAddr,
-    sender: Sender,
+    /// Our `sender` field, encoded once.
+    sender: OwnSender,
     pub rng: ChaCha12Rng,
     pub table: Table,
     pub rpc: Rpc,
@@ -283,11 +284,14 @@ impl Node {
             },
             next_hold: 0,
             rng: ChaCha12Rng::from_seed(seed),
-            sender: Sender {
-                id,
-                ip: local_addr.ip().into(),
-                port: 0,
-            },
+            sender: OwnSender::new(
+                config.codec,
+                Sender {
+                    id,
+                    ip: local_addr.ip().into(),
+                    port: 0,
+                },
+            ),
             local_addr,
             id,
             config,
@@ -314,11 +318,14 @@ impl Node {
     /// is bound: peers of the reference record our port from it.
     pub fn set_local_addr(&mut self, addr: SocketAddr) {
         self.core.local_addr = addr;
-        self.core.sender = Sender {
-            id: self.core.id,
-            ip: addr.ip().into(),
-            port: addr.port(),
-        };
+        self.core.sender = OwnSender::new(
+            self.core.config.codec,
+            Sender {
+                id: self.core.id,
+                ip: addr.ip().into(),
+                port: addr.port(),
+            },
+        );
     }
 
     /// Installs the [`Validator`] that decides which values this node stores, serves and

@@ -9,7 +9,7 @@ use crate::query::{Env, Outbox, Request};
 /// [`Request`]s go through (the node's [`Outbox`]).
 pub(super) struct Wire<'a> {
     config: &'a Config,
-    sender: &'a Sender,
+    sender: &'a OwnSender,
     local_addr: SocketAddr,
     rpc: &'a mut Rpc,
     transmits: &'a mut VecDeque<Transmit>,
@@ -96,7 +96,7 @@ impl Wire<'_> {
 /// How our datagrams are written: the codec, our `sender` field, padding.
 pub(super) struct Pen<'a> {
     config: &'a Config,
-    sender: &'a Sender,
+    sender: &'a OwnSender,
     local_addr: SocketAddr,
 }
 
@@ -129,11 +129,13 @@ impl Pen<'_> {
         let mut payload = Vec::with_capacity(room_for(&body).max(min_len));
         let msg = Message {
             txn,
-            sender: self.sender.clone(),
+            sender: self.sender.sender().clone(),
             body,
             client: self.config.client_mode,
         };
-        self.config.codec.encode_padded(&msg, min_len, &mut payload);
+        self.config
+            .codec
+            .encode_padded_as(self.sender, &msg, min_len, &mut payload);
         (payload, msg.body)
     }
 

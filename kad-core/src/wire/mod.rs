@@ -75,14 +75,45 @@ impl Codec {
 
     /// Appends the encoding of `msg` to `out`.
     pub(crate) fn encode(self, msg: &Message, out: &mut Vec<u8>) {
-        self.encode_with_pad(msg, 0, out);
+        self.encode_with_pad(msg, 0, None, out);
     }
 
     /// Appends the encoding of `msg` to `out`, grown to at least `min_len` bytes if it is
     /// shorter by a `pad` field of spaces (receivers ignore unknown fields).
+    #[cfg(test)]
     pub(crate) fn encode_padded(self, msg: &Message, min_len: usize, out: &mut Vec<u8>) {
+        self.encode_padded_from(None, msg, min_len, out);
+    }
+
+    /// [`Codec::encode_padded`] for a message whose sender is `own`'s: its `sender` field
+    /// is copied, encoded once, rather than written again (when `own` was made for this
+    /// codec and this sender; otherwise it is written as any other).
+    pub(crate) fn encode_padded_as(
+        self,
+        own: &OwnSender,
+        msg: &Message,
+        min_len: usize,
+        out: &mut Vec<u8>,
+    ) {
+        self.encode_padded_from(Some(own), msg, min_len, out);
+    }
+
+    fn encode_padded_from(
+        self,
+        own: Option<&OwnSender>,
+        msg: &Message,
+        min_len: usize,
+        out: &mut Vec<u8>,
+    ) {
+        #[cfg(not(kad_serde_wire))]
+        let sender = own.and_then(|own| own.field(self, &msg.sender));
+        #[cfg(kad_serde_wire)]
+        let sender: Option<&[u8]> = {
+            let _ = own;
+            None
+        };
         let start = out.len();
-        self.encode_with_pad(msg, 0, out);
+        self.encode_with_pad(msg, 0, sender, out);
         let Some(deficit) = min_len.checked_sub(out.len() - start).filter(|&d| d > 0) else {
             return;
         };
@@ -92,14 +123,17 @@ impl Codec {
             Codec::Bencode => 6,
         };
         out.truncate(start);
-        self.encode_with_pad(msg, deficit.saturating_sub(overhead).max(1), out);
+        self.encode_with_pad(msg, deficit.saturating_sub(overhead).max(1), sender, out);
     }
 
-    fn encode_with_pad(self, msg: &Message, pad: usize, out: &mut Vec<u8>) {
+    fn encode_with_pad(self, msg: &Message, pad: usize, sender: Option<&[u8]>, out: &mut Vec<u8>) {
         #[cfg(not(kad_serde_wire))]
-        fast::encode(self, msg, pad, out);
+        fast::encode(self, msg, pad, sender, out);
         #[cfg(kad_serde_wire)]
-        ser::encode(self, msg, pad, out);
+        {
+            let _ = sender;
+            ser::encode(self, msg, pad, out);
+        }
     }
 
     /// Decodes one datagram: by the fast path if it can, else with serde.
@@ -142,11 +176,17 @@ impl Codec {
     /// zero. The two must be the same bytes.
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn encode_both_ways(self, msg: &Message, pad: usize) -> (Option<Vec<u8>>, Vec<u8>) {
+        // The fast path both with the sender written and with it copied from an
+        // `OwnSender`: if the two differ, an empty encoding stands for them, so that the
+        // comparison with serde fails.
         #[cfg(not(kad_serde_wire))]
         let fast = {
             let mut out = Vec::new();
-            fast::encode(self, msg, pad, &mut out);
-            Some(out)
+            fast::encode(self, msg, pad, None, &mut out);
+            let own = OwnSender::new(self, msg.sender.clone());
+            let mut copied = Vec::new();
+            fast::encode(self, msg, pad, own.field(self, &msg.sender), &mut copied);
+            Some(if copied == out { out } else { Vec::new() })
         };
         #[cfg(kad_serde_wire)]
         let fast = None;
@@ -278,6 +318,41 @@ pub(crate) struct Sender {
     pub port: u16,
 }
 
+/// A node's own [`Sender`], with its `sender` field encoded once in the node's codec:
+/// every datagram the node writes carries the same field.
+#[derive(Clone, Debug)]
+pub(crate) struct OwnSender {
+    sender: Sender,
+    #[cfg_attr(kad_serde_wire, allow(dead_code))]
+    codec: Codec,
+    /// The field, key included, as the fast path writes it in `codec`.
+    #[cfg(not(kad_serde_wire))]
+    field: Vec<u8>,
+}
+
+impl OwnSender {
+    /// `sender`, for messages in `codec`.
+    pub(crate) fn new(codec: Codec, sender: Sender) -> OwnSender {
+        OwnSender {
+            #[cfg(not(kad_serde_wire))]
+            field: fast::sender_field(codec, &sender),
+            sender,
+            codec,
+        }
+    }
+
+    /// The sender.
+    pub(crate) fn sender(&self) -> &Sender {
+        &self.sender
+    }
+
+    /// The encoded field, if it is `sender`'s in `codec`.
+    #[cfg(not(kad_serde_wire))]
+    fn field(&self, codec: Codec, sender: &Sender) -> Option<&[u8]> {
+        (codec == self.codec && *sender == self.sender).then_some(&self.field[..])
+    }
+}
+
 /// The `sender.ip` text: up to [`MAX_IP_LEN`] bytes of UTF-8, stored inline. Every message
 /// carries one; as a `String`, each decoded message cost an allocation, and each sent one
 /// the copy of its node's.
@@ -292,6 +367,17 @@ impl SenderIp {
     pub(crate) fn new(text: &str) -> Option<SenderIp> {
         let mut buf = [0; MAX_IP_LEN];
         buf.get_mut(..text.len())?.copy_from_slice(text.as_bytes());
+        Some(SenderIp {
+            len: text.len() as u8,
+            buf,
+        })
+    }
+
+    /// [`SenderIp::new`] for the UTF-8 of a text (which the caller has checked).
+    #[cfg(not(kad_serde_wire))]
+    pub(crate) fn from_text_bytes(text: &[u8]) -> Option<SenderIp> {
+        let mut buf = [0; MAX_IP_LEN];
+        buf.get_mut(..text.len())?.copy_from_slice(text);
         Some(SenderIp {
             len: text.len() as u8,
             buf,

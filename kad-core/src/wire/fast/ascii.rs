@@ -194,6 +194,13 @@ const OCTET_DOT: [([u8; 4], u8); 256] = {
 /// Appends `v` in decimal, as both formats write integers, without going through `fmt`.
 #[inline]
 pub(crate) fn write_decimal(out: &mut Vec<u8>, mut v: u64) {
+    // Most are bencode's lengths of short strings: one or two digits, no buffer to copy.
+    if v < 10 {
+        return out.push(b'0' + v as u8);
+    }
+    if v < 100 {
+        return out.extend_from_slice(&DIGIT_PAIRS[v as usize]);
+    }
     // u64::MAX has 20 digits, so the buffer cannot underflow. Two digits per division.
     let mut buf = [0u8; 20];
     let mut i = buf.len();

@@ -13,14 +13,14 @@ use super::ascii::{
 use super::scan::{self, is_utf8, leading_number, short_number, Scanner};
 use crate::wire::de::{bytes_as_text, value_from_bytes, Field};
 use crate::wire::{
-    peer_addr, Body, DecodeError, FindValueRes, Message, WirePeer, BYTES_MARKER, CLIENT_KEY,
-    PAD_KEY, PEER_BYTES,
+    peer_addr, Body, DecodeError, FindValueRes, Message, Sender, WirePeer, BYTES_MARKER,
+    CLIENT_KEY, PAD_KEY, PEER_BYTES,
 };
 use crate::{NodeId, Value};
 
 /// Appends the bencoding of `msg` to `out`, with a `pad` field of `pad` spaces when `pad`
-/// is not zero.
-pub(super) fn encode(msg: &Message, pad: usize, out: &mut Vec<u8>) {
+/// is not zero; `sender`, when given, is what [`write_sender`] writes for `msg.sender`.
+pub(super) fn encode(msg: &Message, pad: usize, sender: Option<&[u8]>, out: &mut Vec<u8>) {
     let body = &msg.body;
     out.push(b'd');
     // Keys in byte order: has_key, id, key, pad, peers, ro, sender, size, target, target_id,
@@ -53,13 +53,10 @@ pub(super) fn encode(msg: &Message, pad: usize, out: &mut Vec<u8>) {
         write_bytes(out, CLIENT_KEY.as_bytes());
         write_int(out, 1);
     }
-    write_bytes(out, b"sender");
-    write_node(
-        out,
-        &msg.sender.id,
-        msg.sender.ip.as_bytes(),
-        msg.sender.port,
-    );
+    match sender {
+        Some(field) => out.extend_from_slice(field),
+        None => write_sender(out, &msg.sender),
+    }
     if let Body::CheckStore { size, .. } = body {
         write_bytes(out, b"size");
         write_int(out, *size);
@@ -90,6 +87,12 @@ pub(super) fn decode(bytes: &[u8]) -> Option<Result<Message, DecodeError>> {
         input: bytes,
         pos: 0,
     })
+}
+
+/// Writes the `sender` field, key and value.
+pub(super) fn write_sender(out: &mut Vec<u8>, sender: &Sender) {
+    write_bytes(out, b"sender");
+    write_node(out, &sender.id, sender.ip.as_bytes(), sender.port);
 }
 
 /// Writes `<len>:<bytes>`.
@@ -188,8 +191,21 @@ impl<'de> BencodeScanner<'de> {
     }
 
     /// A byte string.
+    #[inline]
     fn bytes(&mut self) -> Option<&'de [u8]> {
-        let len = usize::try_from(self.number(b':')?).ok()?;
+        // Most lengths (keys, ids, short texts) have one or two digits: read without the
+        // general number loop.
+        let len = match self.input.get(self.pos..self.pos + 3) {
+            Some(&[a @ b'0'..=b'9', b':', _]) => {
+                self.pos += 2;
+                usize::from(a - b'0')
+            }
+            Some(&[a @ b'0'..=b'9', b @ b'0'..=b'9', b':']) => {
+                self.pos += 3;
+                usize::from(a - b'0') * 10 + usize::from(b - b'0')
+            }
+            _ => usize::try_from(self.number(b':')?).ok()?,
+        };
         let bytes = self.input.get(self.pos..)?.get(..len)?;
         self.pos += len;
         Some(bytes)
@@ -313,6 +329,30 @@ impl<'de> Scanner<'de> for BencodeScanner<'de> {
         }
         self.pos += start.len() - (rest.len() - digits - 2);
         Some(peer_addr(IpAddr::V4(ip), port.into()).map(|addr| WirePeer { id, addr }))
+    }
+
+    fn exact_sender(&mut self) -> Option<Sender> {
+        // `d2:ip<len>:<ip>7:node_id40:<id>4:porti<port>ee`, each fixed piece compared whole.
+        let start = self.input.get(self.pos..)?;
+        let rest = start.strip_prefix(b"d2:ip")?;
+        let (ip_len, digits) = short_number(rest)?;
+        if rest.get(digits) != Some(&b':') {
+            return None;
+        }
+        let (ip, rest) = rest[digits + 1..].split_at_checked(ip_len as usize)?;
+        let (found, rest) = rest.split_first_chunk::<12>()?;
+        let (hex, rest) = rest.split_first_chunk::<40>()?;
+        let (found_tail, rest) = rest.split_first_chunk::<7>()?;
+        if found != b"7:node_id40:" || found_tail != b"4:porti" {
+            return None;
+        }
+        let (port, digits) = short_number(rest)?;
+        if rest.get(digits..digits + 2) != Some(b"ee") {
+            return None;
+        }
+        let sender = scan::plain_sender(hex, ip, port)?;
+        self.pos += start.len() - (rest.len() - digits - 2);
+        Some(sender)
     }
 
     fn finish(&mut self) -> Option<()> {

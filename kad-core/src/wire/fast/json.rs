@@ -22,16 +22,19 @@ use crate::wire::{
 use crate::{NodeId, Value};
 
 /// Appends the JSON encoding of `msg` to `out`, with a `pad` field of `pad` spaces last
-/// when `pad` is not zero.
-pub(super) fn encode(msg: &Message, pad: usize, out: &mut Vec<u8>) {
+/// when `pad` is not zero; `sender`, when given, is what [`write_sender_field`] writes for
+/// `msg.sender`.
+pub(super) fn encode(msg: &Message, pad: usize, sender: Option<&[u8]>, out: &mut Vec<u8>) {
     // Our type names need no escaping.
     out.extend_from_slice(b"{\"type\":\"");
     out.extend_from_slice(msg.body.type_name().as_bytes());
     out.push(b'"');
     write_key(out, "id");
     write_str(out, msg.txn.as_bytes());
-    write_key(out, "sender");
-    write_sender(out, &msg.sender);
+    match sender {
+        Some(field) => out.extend_from_slice(field),
+        None => write_sender_field(out, &msg.sender),
+    }
     match &msg.body {
         Body::Ping | Body::Pong | Body::SetRes | Body::SetCachedRes => {}
         Body::FindNode { target } => {
@@ -158,6 +161,12 @@ fn write_value(out: &mut Vec<u8>, value: &Value) {
 
 /// Writes the `sender` map, the shape of a `peers` entry, its ip as given (the sender's own
 /// idea, not checked, so escaped as any string).
+/// Writes the `sender` field, its key (with the comma before it) and its map.
+pub(super) fn write_sender_field(out: &mut Vec<u8>, sender: &Sender) {
+    write_key(out, "sender");
+    write_sender(out, sender);
+}
+
 fn write_sender(out: &mut Vec<u8>, sender: &Sender) {
     out.extend_from_slice(b"{\"node_id\":");
     write_id(out, &sender.id);
@@ -261,6 +270,37 @@ fn exact_entry_in<const H: usize, const M: usize, const T: usize>(
     }
     let entry = peer_addr(IpAddr::V4(ip), port.into()).map(|addr| WirePeer { id, addr });
     Some((entry, H + 40 + M + ip_len + T + digits + 1))
+}
+
+/// A `sender` map at the start of `rest` in exactly the shape `head` (up to the id's
+/// digits), `mid` (between them and the ip's text) and `tail` (between that and the port)
+/// give it, and how many bytes it takes.
+fn exact_sender_in<const H: usize, const M: usize, const T: usize>(
+    rest: &[u8],
+    head: &[u8; H],
+    mid: &[u8; M],
+    tail: &[u8; T],
+) -> Option<(Sender, usize)> {
+    let (found, rest) = rest.split_first_chunk::<H>()?;
+    let (hex, rest) = rest.split_first_chunk::<40>()?;
+    let (found_mid, after) = rest.split_first_chunk::<M>()?;
+    if found != head || found_mid != mid {
+        return None;
+    }
+    // `plain_sender` takes no `"` or `\` in the ip: this quote ends it.
+    let ip_len = after.iter().position(|&c| c == b'"')?;
+    let (ip, after) = after.split_at(ip_len);
+    let (found, after) = after.split_first_chunk::<T>()?;
+    if found != tail {
+        return None;
+    }
+    // As `uint` reads it, and the end of the map right after.
+    let (port, digits) = short_number(after)?;
+    if (digits > 1 && after[0] == b'0') || after.get(digits) != Some(&b'}') {
+        return None;
+    }
+    let sender = scan::plain_sender(hex, ip, port)?;
+    Some((sender, H + 40 + M + ip_len + T + digits + 1))
 }
 
 /// JSON tokens for the fast path: strings without escapes, plain non-negative integers,
@@ -526,6 +566,27 @@ impl<'de> Scanner<'de> for JsonScanner<'de> {
         self.pos += len;
         self.first = false;
         Some(entry)
+    }
+
+    fn exact_sender(&mut self) -> Option<Sender> {
+        // Whitespace before the map is read either way.
+        self.skip_ws();
+        let rest = self.input.get(self.pos..)?;
+        // Ours compact; the reference's (`json.dumps`) with a space after each `:` and `,`.
+        let (sender, len) =
+            exact_sender_in(rest, b"{\"node_id\":\"", b"\",\"ip\":\"", b"\",\"port\":").or_else(
+                || {
+                    exact_sender_in(
+                        rest,
+                        b"{\"node_id\": \"",
+                        b"\", \"ip\": \"",
+                        b"\", \"port\": ",
+                    )
+                },
+            )?;
+        self.pos += len;
+        self.first = false;
+        Some(sender)
     }
 
     fn finish(&mut self) -> Option<()> {

@@ -16,7 +16,7 @@
 
 use std::net::IpAddr;
 
-use super::{Codec, DecodeError, Message};
+use super::{Codec, DecodeError, Message, Sender};
 
 mod ascii;
 mod bencode;
@@ -26,12 +26,30 @@ mod scan;
 pub(crate) use ascii::{ip_text_len, IpText};
 
 /// Appends the encoding of `msg` to `out`, with a `pad` field of `pad` spaces when `pad`
-/// is not zero: the bytes `wire::ser` writes.
-pub(super) fn encode(codec: Codec, msg: &Message, pad: usize, out: &mut Vec<u8>) {
+/// is not zero: the bytes `wire::ser` writes. `sender`, when given, must be
+/// [`sender_field`] of `msg.sender` in `codec`: it is copied instead of written again.
+pub(super) fn encode(
+    codec: Codec,
+    msg: &Message,
+    pad: usize,
+    sender: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) {
     match codec {
-        Codec::Json => json::encode(msg, pad, out),
-        Codec::Bencode => bencode::encode(msg, pad, out),
+        Codec::Json => json::encode(msg, pad, sender, out),
+        Codec::Bencode => bencode::encode(msg, pad, sender, out),
     }
+}
+
+/// The `sender` field (key included) as [`encode`] writes it in `codec`: a node writes its
+/// own once and copies it into every datagram.
+pub(super) fn sender_field(codec: Codec, sender: &Sender) -> Vec<u8> {
+    let mut out = Vec::new();
+    match codec {
+        Codec::Json => json::write_sender_field(&mut out, sender),
+        Codec::Bencode => bencode::write_sender(&mut out, sender),
+    }
+    out
 }
 
 /// Decodes one datagram, or `None` when the serde path must decide.

@@ -16,9 +16,11 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
+use super::ascii::id_from_hex_array;
 use crate::wire::de::{build_message, BodyFields, Field, PeerFields, Slot, SENDER_NAMES};
 use crate::wire::{
-    peer_addr, DecodeError, Message, Sender, TxnId, WirePeer, MAX_PEERS_PER_MESSAGE,
+    peer_addr, DecodeError, Message, Sender, SenderIp, TxnId, WirePeer, MAX_IP_LEN,
+    MAX_PEERS_PER_MESSAGE,
 };
 use crate::{NodeId, Value};
 
@@ -62,6 +64,10 @@ pub(super) trait Scanner<'de> {
     /// (its port 0 or too large), as [`read_entry`] would have it. `None`, having read
     /// nothing, for anything else, which [`read_entry`] then reads the general way.
     fn exact_entry(&mut self) -> Option<Option<WirePeer>>;
+    /// The `sender` map in exactly the shape the writers (ours and the reference's) give
+    /// it, keys in their order, the ip plain text (see [`plain_sender`]). `None`, having
+    /// read nothing, for anything else, which [`read_sender`] then reads the general way.
+    fn exact_sender(&mut self) -> Option<Sender>;
     /// Checks that the input ends here (JSON: but for whitespace).
     fn finish(&mut self) -> Option<()>;
     /// Bytes of input not read yet.
@@ -84,7 +90,12 @@ pub(super) fn read_message<'de>(s: &mut impl Scanner<'de>) -> Option<Result<Mess
                         .and_then(|t| TxnId::from_utf8_bytes(t).ok_or(DecodeError::Invalid("id"))),
                 );
             }
-            Field::Sender => sender = Some(read_sender(s)?.into_sender()),
+            Field::Sender => {
+                sender = Some(match s.exact_sender() {
+                    Some(exact) => Ok(exact),
+                    None => read_sender(s)?.into_sender(),
+                });
+            }
             Field::Target => body.target = Some(Ok(s.id()?)),
             Field::TargetId => body.target_id = Some(Ok(s.id()?)),
             Field::Key => body.key = Some(s.text("key")?.map(Cow::Borrowed)),
@@ -125,6 +136,22 @@ fn type_name(text: &[u8]) -> &'static str {
 #[inline]
 pub(super) fn is_utf8(bytes: &[u8]) -> bool {
     bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()
+}
+
+/// The sender an exactly shaped `sender` map names, as [`PeerFields::into_sender`] would
+/// have it, if the ip is plain text: printable ASCII without `"` or `\\` (so a JSON string
+/// without escapes, and never the bytes marker), at most [`MAX_IP_LEN`] bytes, and the port
+/// fits a `u16`. `None` for anything else, which the general way then decides.
+pub(super) fn plain_sender(id: &[u8; 40], ip: &[u8], port: u32) -> Option<Sender> {
+    let plain = |c: &u8| matches!(c, b' '..=b'~') && *c != b'"' && *c != b'\\';
+    if ip.len() > MAX_IP_LEN || !ip.iter().all(plain) {
+        return None;
+    }
+    Some(Sender {
+        id: id_from_hex_array(id)?,
+        ip: SenderIp::from_text_bytes(ip)?,
+        port: u16::try_from(port).ok()?,
+    })
 }
 
 /// Reads the `sender` map.

@@ -92,6 +92,72 @@ fn entry_keys_are_the_names_of_their_fields() {
     }
 }
 
+/// A `sender` map in exactly the writers' shape (bencode, our JSON, the reference's JSON)
+/// is read by `exact_sender` when its ip is plain text and its port a `u16`, and left to the
+/// general reader otherwise; either way the result is serde's, and for the plain ones it
+/// is a message (the exact path reads them to the end).
+#[test]
+fn exactly_shaped_senders_are_read_as_serde_reads_them() {
+    const ID: &str = "3f786850e387550fdab836ed7e6dc881de23001b";
+    let long = "1".repeat(64);
+    let too_long = "1".repeat(65);
+    let plain_ips = ["127.0.0.1", "::1", "", "a host", "~!#", long.as_str()];
+    // As JSON text: escapes (which the exact path never reads), a non-ASCII byte, the
+    // bytes marker, one byte too long.
+    let other_ips = [
+        too_long.as_str(),
+        r#"1.2.3.4\""#,
+        r"1\\2",
+        r"\u00e9",
+        "é",
+        r"a\tb",
+        r"\u0000bytes\u0000x",
+    ];
+    let ports = ["0", "8000", "65535", "65536", "99999", "01", "123456"];
+    for (ip, plain) in plain_ips
+        .iter()
+        .map(|ip| (*ip, true))
+        .chain(other_ips.iter().map(|ip| (*ip, false)))
+    {
+        for port in ports {
+            let good = plain && port.parse::<u16>().is_ok() && !port.starts_with("01");
+            let texts = [
+                format!(
+                    r#"{{"type":"ping","id":"ab","sender":{{"node_id":"{ID}","ip":"{ip}","port":{port}}}}}"#
+                ),
+                format!(
+                    r#"{{"type": "ping", "id": "ab", "sender": {{"node_id": "{ID}", "ip": "{ip}", "port": {port}}}}}"#
+                ),
+            ];
+            for json in texts {
+                let got = fast(Codec::Json, json.as_bytes());
+                assert!(!good || matches!(got, Some(Ok(_))), "{json}: {got:?}");
+            }
+            // Bencode carries the text as its bytes (JSON's escapes are not bencode's).
+            let ip: Vec<u8> = match ip {
+                r#"1.2.3.4\""# => b"1.2.3.4\"".to_vec(),
+                r"1\\2" => b"1\\2".to_vec(),
+                r"\u00e9" => "é".as_bytes().to_vec(),
+                r"a\tb" => b"a\tb".to_vec(),
+                r"\u0000bytes\u0000x" => b"\x00bytes\x00x".to_vec(),
+                other => other.as_bytes().to_vec(),
+            };
+            let mut bencode = format!("d2:id2:ab6:senderd2:ip{}:", ip.len()).into_bytes();
+            bencode.extend_from_slice(&ip);
+            bencode.extend_from_slice(
+                format!("7:node_id40:{ID}4:porti{port}ee4:type4:pinge").as_bytes(),
+            );
+            let got = fast(Codec::Bencode, &bencode);
+            let good_bencode = plain && port.parse::<u16>().is_ok();
+            assert!(
+                !good_bencode || matches!(got, Some(Ok(_))),
+                "{}: {got:?}",
+                bencode.escape_ascii()
+            );
+        }
+    }
+}
+
 #[test]
 fn the_fast_path_agrees_on_edge_cases() {
     const S: &str = concat!(
