@@ -1,9 +1,11 @@
 //! The node's own work per served request, for instruction counts: one node with a
 //! populated routing table is fed N `ping` or `find_node` datagrams from R verified
 //! addresses (table entries; default 200) at fixed timestamps, in batches of 32 as the
-//! adapters read them, its transmits drained after each batch, through the public API
-//! only (so the same file measures any commit). It prints the replies, their bytes and a
-//! hash of them (FNV-1a over every reply, in order): equal hashes, equal bytes.
+//! adapters read them, its transmits drained after each batch (and with `recycle` their
+//! buffers given back, as the adapters do), through the public API only. It prints the
+//! replies, their bytes, a hash of them (FNV-1a over every reply, in order: equal hashes,
+//! equal bytes) and the wall time of `serve` a request (compare builds alternately, in one
+//! sitting). Before `Node::recycle` existed, drop the two lines that call it.
 //!
 //! With R = 1 the requester's reply allowance runs out after a few dozen `find_node`s, and
 //! the rest are answered shortened to the request's budget, as the loopback bench's single
@@ -12,7 +14,7 @@
 //! ```text
 //! cargo build --release -p kad-core --features bench --example serve_cost
 //! valgrind --tool=callgrind --toggle-collect='*serve_cost*serve*' \
-//!     target/release/examples/serve_cost json find_node 2000 [R]
+//!     target/release/examples/serve_cost json find_node 2000 [R [recycle]]
 //! ```
 //!
 //! Only `serve` (the requests in, the replies out, copied into one buffer) is collected
@@ -57,6 +59,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(200)
         .max(1);
+    let recycle = args.next().is_some_and(|a| a == "recycle");
 
     let mut rng = ChaCha8Rng::seed_from_u64(15);
     let t0 = Instant::now();
@@ -114,7 +117,7 @@ fn main() {
     let start = now + Duration::from_secs(1);
     let mut out = Vec::with_capacity(n * if kind == "ping" { 160 } else { 2048 });
     let clock = Instant::now();
-    let replies = serve(&mut node, start, &requests, &mut out);
+    let replies = serve(&mut node, start, &requests, &mut out, recycle);
     let took = clock.elapsed();
     let hash = out.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
@@ -139,6 +142,7 @@ fn serve(
     start: Instant,
     requests: &[(SocketAddr, Vec<u8>)],
     out: &mut Vec<u8>,
+    recycle: bool,
 ) -> usize {
     let mut sent = 0;
     for (i, batch) in requests.chunks(BATCH).enumerate() {
@@ -150,6 +154,9 @@ fn serve(
             out.extend_from_slice(&(t.payload.len() as u32).to_le_bytes());
             out.extend_from_slice(&t.dst.port().to_le_bytes());
             out.extend_from_slice(&t.payload);
+            if recycle {
+                node.recycle(t.payload);
+            }
             sent += 1;
         }
     }

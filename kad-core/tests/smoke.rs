@@ -20,6 +20,10 @@ struct Net {
     events: Vec<(usize, Event)>,
     /// Nodes that receive nothing (their datagrams are lost).
     dead: Vec<bool>,
+    /// Give every sent datagram's buffer back to its node (`Node::recycle`), scribbled over.
+    recycle: bool,
+    /// FNV-1a over every datagram sent, in order, with its source and destination.
+    sent_hash: u64,
 }
 
 fn addr(i: usize) -> SocketAddr {
@@ -49,6 +53,8 @@ impl Net {
             now,
             events: Vec::new(),
             dead: vec![false; n],
+            recycle: false,
+            sent_hash: 0xcbf2_9ce4_8422_2325,
         }
     }
 
@@ -63,7 +69,25 @@ impl Net {
 
     fn flush(&mut self, i: usize) {
         while let Some(t) = self.nodes[i].poll_transmit() {
-            self.wire.push_back((addr(i), t.dst, t.payload));
+            let from = addr(i);
+            for b in [
+                from.to_string().as_bytes(),
+                t.dst.to_string().as_bytes(),
+                &t.payload,
+            ] {
+                for &byte in b {
+                    self.sent_hash =
+                        (self.sent_hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3);
+                }
+            }
+            if self.recycle {
+                let mut spent = t.payload.clone();
+                // What the adapter leaves in a sent buffer must never reach a later datagram.
+                spent.fill(0xaa);
+                spent.resize(spent.capacity(), 0x55);
+                self.nodes[i].recycle(spent);
+            }
+            self.wire.push_back((from, t.dst, t.payload));
         }
         while let Some(e) = self.nodes[i].poll_event() {
             self.events.push((i, e));
@@ -141,8 +165,15 @@ impl Net {
     }
 }
 
-fn network_roundtrip(codec: Codec) {
+/// Joins 40 nodes, puts two keys, gets them and a missing one, finds a node; returns the
+/// hash of every datagram sent.
+fn network_roundtrip(codec: Codec) -> u64 {
+    network_roundtrip_recycling(codec, false)
+}
+
+fn network_roundtrip_recycling(codec: Codec, recycle: bool) -> u64 {
     let mut net = Net::new(40, codec);
+    net.recycle = recycle;
     let now = net.now;
     for i in 1..40 {
         let q = net.nodes[i].bootstrap(now, &[addr(i / 2)]);
@@ -183,6 +214,7 @@ fn network_roundtrip(codec: Codec) {
         QueryResult::FindNode(Ok(peers)) => assert_eq!(peers[0].id, target),
         other => panic!("{other:?}"),
     }
+    net.sent_hash
 }
 
 #[test]
@@ -193,6 +225,19 @@ fn forty_nodes_json() {
 #[test]
 fn forty_nodes_bencode() {
     network_roundtrip(Codec::Bencode);
+}
+
+/// Nodes given their sent buffers back (`Node::recycle`, as the adapters do), full of
+/// junk, send exactly the bytes they send without: nothing of an old datagram leaks.
+#[test]
+fn recycled_buffers_change_no_byte() {
+    for codec in [Codec::Json, Codec::Bencode] {
+        assert_eq!(
+            network_roundtrip_recycling(codec, true),
+            network_roundtrip_recycling(codec, false),
+            "{codec}"
+        );
+    }
 }
 
 /// A bucket entry that fails is evicted and the replacement waiting in the bucket's cache

@@ -269,7 +269,12 @@ impl Udp {
             }
             let queued = self.outbox.iter().map(|t| (t.dst, &t.payload[..]));
             match self.send_batch(socket, queued, &mut call) {
-                Ok(sent) => drop(self.outbox.drain(..sent.clamp(1, self.outbox.len()))),
+                Ok(sent) => {
+                    // Their buffers back to the node, for its next replies.
+                    for t in self.outbox.drain(..sent.clamp(1, self.outbox.len())) {
+                        server.recycle(t.payload);
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     return server.transmit_blocked(self.outbox.drain(..));
                 }

@@ -127,6 +127,8 @@ pub(crate) struct Core {
     /// Which values we store, serve and return.
     pub validator: Box<dyn Validator>,
     transmits: VecDeque<Transmit>,
+    /// Buffers of sent datagrams given back ([`Node::recycle`]), written into again.
+    spare: Vec<Vec<u8>>,
     /// What [`Node::poll_event`] gives: finished queries, and watch events when on.
     events: VecDeque<Event>,
     /// Whether watch events are queued ([`Node::watch`]).
@@ -195,6 +197,11 @@ const UNPROVEN_PER_IP: usize = 8;
 
 /// The window in which a proven address's reply allowance refills (see
 /// `Config::reply_allowance`).
+/// Sent datagrams' buffers kept for later replies ([`Node::recycle`]): a burst's worth.
+const SPARE_BUFFERS: usize = 64;
+/// The largest buffer kept: a 20-peer reply fits.
+const SPARE_CAPACITY: usize = 4096;
+
 pub(crate) const ALLOWANCE_WINDOW: Duration = Duration::from_secs(60);
 
 /// What a reply needs to know of its request.
@@ -263,6 +270,7 @@ impl Node {
             store: Box::new(store),
             validator: default_validator(),
             transmits: VecDeque::new(),
+            spare: Vec::new(),
             events: VecDeque::new(),
             watching: false,
             stats: Stats::default(),
@@ -431,8 +439,22 @@ impl Node {
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         let t = self.core.transmits.pop_front()?;
         self.core.stats.datagrams_sent += 1;
-        free_if_drained(&mut self.core.transmits);
+        // A node whose adapter gives its buffers back (`recycle`) sends on; one in a
+        // simulation of a million idles, and its empty queue's buffer is freed.
+        if self.core.spare.is_empty() {
+            free_if_drained(&mut self.core.transmits);
+        }
         Some(t)
+    }
+
+    /// Input (optional): the payload of a [`Transmit`] once it is sent, for the node to
+    /// write a later reply into instead of allocating one. At most 64 buffers of up to
+    /// 4 KiB are kept; any other is dropped. An adapter that never calls this loses only
+    /// the allocations.
+    pub fn recycle(&mut self, payload: Vec<u8>) {
+        if self.core.spare.len() < SPARE_BUFFERS && payload.capacity() <= SPARE_CAPACITY {
+            self.core.spare.push(payload);
+        }
     }
 
     /// Output: the next event. Call until `None` after every input.

@@ -118,15 +118,23 @@ impl Pen<'_> {
 
     /// Encodes a message at least `min_len` bytes long (see [`Codec::encode_padded`]).
     fn encode_padded(&self, txn: TxnId, body: Body, min_len: usize) -> Vec<u8> {
-        self.encode_keeping(txn, body, min_len).0
+        self.encode_keeping(Vec::new(), txn, body, min_len).0
     }
 
     /// [`Pen::encode_padded`], and the body back: a reply that may have to be shortened
-    /// is encoded without a copy of its peer list.
-    fn encode_keeping(&self, txn: TxnId, body: Body, min_len: usize) -> (Vec<u8>, Body) {
+    /// is encoded without a copy of its peer list. It is written into `payload` (emptied
+    /// first: a recycled buffer, or a new one).
+    fn encode_keeping(
+        &self,
+        mut payload: Vec<u8>,
+        txn: TxnId,
+        body: Body,
+        min_len: usize,
+    ) -> (Vec<u8>, Body) {
         // Room for the whole datagram at once: a peer list grown from a small buffer cost
         // a `realloc` and a copy of what was written before it.
-        let mut payload = Vec::with_capacity(room_for(&body).max(min_len));
+        payload.clear();
+        payload.reserve(room_for(&body).max(min_len));
         let msg = Message {
             txn,
             sender: self.sender.sender().clone(),
@@ -268,8 +276,10 @@ impl Core {
     }
 
     /// Encodes a message of ours with `body`, and gives the body back.
-    pub(super) fn encode(&self, txn: TxnId, body: Body) -> (Vec<u8>, Body) {
-        self.pen().encode_keeping(txn, body, 0)
+    /// A reply's datagram, in a recycled buffer if there is one (see [`Node::recycle`]).
+    pub(super) fn encode(&mut self, txn: TxnId, body: Body) -> (Vec<u8>, Body) {
+        let buf = self.spare.pop().unwrap_or_default();
+        self.pen().encode_keeping(buf, txn, body, 0)
     }
 
     pub(super) fn push(&mut self, dst: SocketAddr, payload: Vec<u8>) {

@@ -335,6 +335,11 @@ impl<T> Server<T> {
         self.held.pop_front().or_else(|| self.node.poll_transmit())
     }
 
+    /// A sent datagram's buffer, for the node to write into again (see [`Node::recycle`]).
+    pub fn recycle(&mut self, payload: Vec<u8>) {
+        self.node.recycle(payload);
+    }
+
     /// The socket's buffer was full: `unsent` (in the order they were taken from
     /// [`poll_transmit`](Self::poll_transmit)) go first once it is writable again. Counted
     /// once in [`ServerStats::send_blocked`].
