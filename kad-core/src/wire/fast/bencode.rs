@@ -26,17 +26,17 @@ pub(super) fn encode(msg: &Message, pad: usize, sender: Option<&[u8]>, out: &mut
     // Keys in byte order: has_key, id, key, pad, peers, ro, sender, size, target, target_id,
     // type, value. Each message has a subset of them.
     if let Body::CheckStoreRes { has_key } = body {
-        write_bytes(out, b"has_key");
+        out.extend_from_slice(b"7:has_key");
         write_int(out, u64::from(*has_key));
     }
-    write_bytes(out, b"id");
+    out.extend_from_slice(b"2:id");
     write_bytes(out, msg.txn.as_bytes());
     if let Body::Set { key, .. }
     | Body::SetCached { key, .. }
     | Body::CheckStore { key, .. }
     | Body::FindValue { key } = body
     {
-        write_bytes(out, b"key");
+        out.extend_from_slice(b"3:key");
         write_bytes(out, key.as_bytes());
     }
     if pad > 0 {
@@ -46,7 +46,7 @@ pub(super) fn encode(msg: &Message, pad: usize, sender: Option<&[u8]>, out: &mut
         out.resize(out.len() + pad, b' ');
     }
     if let Body::FindNodeRes { peers } | Body::FindValueRes(FindValueRes::Peers(peers)) = body {
-        write_bytes(out, b"peers");
+        out.extend_from_slice(b"5:peers");
         write_peers(out, peers);
     }
     if msg.client {
@@ -58,24 +58,24 @@ pub(super) fn encode(msg: &Message, pad: usize, sender: Option<&[u8]>, out: &mut
         None => write_sender(out, &msg.sender),
     }
     if let Body::CheckStore { size, .. } = body {
-        write_bytes(out, b"size");
+        out.extend_from_slice(b"4:size");
         write_int(out, *size);
     }
     if let Body::FindNode { target } = body {
-        write_bytes(out, b"target");
+        out.extend_from_slice(b"6:target");
         write_bytes(out, &target.to_hex_array());
     }
     if let Body::SetCached { target, .. } = body {
-        write_bytes(out, b"target_id");
+        out.extend_from_slice(b"9:target_id");
         write_bytes(out, &target.to_hex_array());
     }
-    write_bytes(out, b"type");
+    out.extend_from_slice(b"4:type");
     write_bytes(out, body.type_name().as_bytes());
     if let Body::Set { value, .. }
     | Body::SetCached { value, .. }
     | Body::FindValueRes(FindValueRes::Value(value)) = body
     {
-        write_bytes(out, b"value");
+        out.extend_from_slice(b"5:value");
         write_value(out, value);
     }
     out.push(b'e');
@@ -91,7 +91,7 @@ pub(super) fn decode(bytes: &[u8]) -> Option<Result<Message, DecodeError>> {
 
 /// Writes the `sender` field, key and value.
 pub(super) fn write_sender(out: &mut Vec<u8>, sender: &Sender) {
-    write_bytes(out, b"sender");
+    out.extend_from_slice(b"6:sender");
     write_node(out, &sender.id, sender.ip.as_bytes(), sender.port);
 }
 

@@ -143,8 +143,7 @@ pub(super) fn is_utf8(bytes: &[u8]) -> bool {
 /// without escapes, and never the bytes marker), at most [`MAX_IP_LEN`] bytes, and the port
 /// fits a `u16`. `None` for anything else, which the general way then decides.
 pub(super) fn plain_sender(id: &[u8; 40], ip: &[u8], port: u32) -> Option<Sender> {
-    let plain = |c: &u8| matches!(c, b' '..=b'~') && *c != b'"' && *c != b'\\';
-    if ip.len() > MAX_IP_LEN || !ip.iter().all(plain) {
+    if ip.len() > MAX_IP_LEN || !ip.iter().all(|&c| PLAIN_IP[usize::from(c)]) {
         return None;
     }
     Some(Sender {
@@ -153,6 +152,17 @@ pub(super) fn plain_sender(id: &[u8; 40], ip: &[u8], port: u32) -> Option<Sender
         port: u16::try_from(port).ok()?,
     })
 }
+
+/// The bytes [`plain_sender`] takes in an ip: printable ASCII but `"` and `\\`.
+const PLAIN_IP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = b' ';
+    while c <= b'~' {
+        t[c as usize] = c != b'"' && c != b'\\';
+        c += 1;
+    }
+    t
+};
 
 /// Reads the `sender` map.
 fn read_sender<'de>(s: &mut impl Scanner<'de>) -> Option<PeerFields<'de>> {
