@@ -11,7 +11,8 @@
 //! After any input (`handle_datagram`, `handle_timeout`, or a command such as `get`),
 //! drain [`Node::poll_transmit`] and [`Node::poll_event`], then sleep until
 //! [`Node::poll_timeout`] or the next datagram, whichever comes first, and call
-//! [`Node::handle_timeout`] when the deadline has passed.
+//! [`Node::handle_timeout`] when the deadline has passed. Giving each sent payload back
+//! ([`Node::recycle`]) spares the node an allocation for a later reply.
 //!
 //! An adapter that serves a socket drives a [`server::Server`] instead: the node plus
 //! every decision of the I/O loop around it (commands and their replies by caller
@@ -39,6 +40,7 @@
 //! 'drive: loop {
 //!     while let Some(t) = node.poll_transmit() {
 //!         socket.send_to(&t.payload, t.dst).unwrap();
+//!         node.recycle(t.payload); // optional: a later reply is written into it
 //!     }
 //!     while let Some(event) = node.poll_event() {
 //!         if let Event::QueryFinished { id, result: QueryResult::Get(value), .. } = event {
