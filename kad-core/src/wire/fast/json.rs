@@ -159,14 +159,14 @@ fn write_value(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
-/// Writes the `sender` map, the shape of a `peers` entry, its ip as given (the sender's own
-/// idea, not checked, so escaped as any string).
 /// Writes the `sender` field, its key (with the comma before it) and its map.
 pub(super) fn write_sender_field(out: &mut Vec<u8>, sender: &Sender) {
     write_key(out, "sender");
     write_sender(out, sender);
 }
 
+/// Writes the `sender` map, the shape of a `peers` entry, its ip as given (the sender's own
+/// idea, not checked, so escaped as any string).
 fn write_sender(out: &mut Vec<u8>, sender: &Sender) {
     out.extend_from_slice(b"{\"node_id\":");
     write_id(out, &sender.id);

@@ -568,6 +568,9 @@ proptest! {
     }
 }
 
+/// What may follow a sender's port in `nearly_exact_senders_are_read_as_serde_reads_them`.
+const SENDER_TAILS: &[&[u8]] = &[b"", b"}", b",\"x\":1", b" ", b"e", b"1:xi1e"];
+
 proptest! {
     // About half of these inputs are ones the fast path reads to the end (a message or an
     // error such as a missing field); the rest it leaves to serde.
@@ -616,6 +619,39 @@ proptest! {
             digits.parse::<u64>().ok().map(|v| (v, digits.len()))
         };
         prop_assert_eq!(scan::leading_number(format!("{digits}{rest}").as_bytes()), want);
+    }
+
+    /// Senders in nearly the exact shape, with random ip bytes (mostly printable), random
+    /// port text, a bencode length off by up to two, something after the map, and cut
+    /// anywhere: wherever the fast path answers, it answers as serde (`fast` checks).
+    #[test]
+    fn nearly_exact_senders_are_read_as_serde_reads_them(
+        ip in proptest::collection::vec(prop_oneof![30 => 0x20u8..0x7f, 1 => any::<u8>()], 0..70),
+        port in proptest::collection::vec(prop_oneof![20 => b'0'..=b'9', 1 => select(&b"-.e }"[..])], 0..8),
+        off in -2i64..3,
+        tail in select(SENDER_TAILS),
+        spaced in any::<bool>(),
+        cut in any::<proptest::sample::Index>(),
+    ) {
+        const ID: &[u8] = b"3f786850e387550fdab836ed7e6dc881de23001b";
+        let (c, k) = if spaced { (&b", "[..], &b": "[..]) } else { (&b","[..], &b":"[..]) };
+        let mut json = Vec::new();
+        for piece in [
+            &b"{\"type\""[..], k, b"\"ping\"", c, b"\"id\"", k, b"\"ab\"", c, b"\"sender\"", k,
+            b"{\"node_id\"", k, b"\"", ID, b"\"", c, b"\"ip\"", k, b"\"", &ip, b"\"", c,
+            b"\"port\"", k, &port, tail, b"}}",
+        ] {
+            json.extend_from_slice(piece);
+        }
+        let len = (ip.len() as i64 + off).max(0);
+        let mut bencode = format!("d2:id2:ab6:senderd2:ip{len}:").into_bytes();
+        for piece in [&ip[..], b"7:node_id40:", ID, b"4:porti", &port, b"e", tail, b"e4:type4:pinge"] {
+            bencode.extend_from_slice(piece);
+        }
+        for (codec, bytes) in [(Codec::Json, json), (Codec::Bencode, bencode)] {
+            fast(codec, &bytes);
+            fast(codec, &bytes[..cut.index(bytes.len() + 1)]);
+        }
     }
 
     #[test]
