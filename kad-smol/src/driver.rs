@@ -5,6 +5,7 @@
 use std::net::UdpSocket;
 use std::time::Instant;
 
+use kad_core::io::udp::Received;
 use kad_core::io::{Host, Next};
 use kad_core::server::{Command, Reply};
 use smol::channel::{Receiver, Sender, TryRecvError};
@@ -52,7 +53,9 @@ impl Driver {
             let Some(took) = self.host.take_commands(Instant::now, || next(commands)) else {
                 return self.shutdown().await;
             };
-            let busy = self.receive() || took;
+            // Drained too: a wait would re-arm the socket in the reactor and poll it, which
+            // costs more than the read that comes back and finds out.
+            let busy = self.receive() != Received::Empty || took;
             self.flush();
             // The caller may have given up; that is fine.
             self.host
@@ -115,10 +118,10 @@ impl Driver {
         tracing::debug!(%addr, "kad node stopped");
     }
 
-    /// Reads until the socket would block or the pass's budget is spent; returns whether
-    /// it was spent. smol's `Async` keeps no readiness to clear: calls go straight to the
-    /// non-blocking socket, and the next `readable()` asks the reactor afresh.
-    fn receive(&mut self) -> bool {
+    /// Reads until the socket would block, runs dry or the pass's budget is spent. smol's
+    /// `Async` keeps no readiness to clear: calls go straight to the non-blocking socket,
+    /// and the next `readable()` asks the reactor afresh.
+    fn receive(&mut self) -> Received {
         self.host
             .receive(self.socket.get_ref(), Instant::now, |f| f())
     }

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use kad_core::io::udp::Received;
 use kad_core::io::{Host, Next};
 use kad_core::server::{Command, Reply};
 use tokio::io::Interest;
@@ -50,7 +51,9 @@ impl Driver {
             else {
                 return self.shutdown().await;
             };
-            busy |= self.receive();
+            // Drained: tokio kept the socket's readiness, so the wait below returns at once
+            // and the read after it tells whether more came.
+            busy |= self.receive() == Received::Spent;
             self.flush();
             // The caller may have given up; that is fine.
             self.host
@@ -106,9 +109,9 @@ impl Driver {
         tracing::debug!(%addr, "kad node stopped");
     }
 
-    /// Reads until the socket would block or the pass's budget is spent; returns whether
-    /// it was spent. Each call runs inside `try_io`, so `WouldBlock` clears tokio's readiness.
-    fn receive(&mut self) -> bool {
+    /// Reads until the socket would block, runs dry or the pass's budget is spent. Each
+    /// call runs inside `try_io`, so `WouldBlock` clears tokio's readiness.
+    fn receive(&mut self) -> Received {
         let socket = &self.socket;
         self.host.receive(socket, Instant::now, |f| {
             socket.try_io(Interest::READABLE, f)

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use super::os_random;
 use super::state_file::{self, Opened};
-use super::udp::{self, SocketCall, Udp};
+use super::udp::{self, Received, SocketCall, Udp};
 use crate::server::{Command, Error, NodeInfo, Reply, Server, Settings, COMMANDS_PER_PASS};
 use crate::Config;
 
@@ -230,14 +230,13 @@ impl<T> Host<T> {
         self.server.handle_command(now, token, cmd);
     }
 
-    /// Reads from `socket` into the server ([`Udp::receive`]); whether the pass's budget
-    /// was spent.
+    /// Reads from `socket` into the server ([`Udp::receive`]), and how that ended.
     pub fn receive<S: AsFd>(
         &mut self,
         socket: &S,
         clock: impl Fn() -> Instant,
         call: impl FnMut(SocketCall<'_>) -> std::io::Result<usize>,
-    ) -> bool {
+    ) -> Received {
         self.udp.receive(&mut self.server, socket, clock, call)
     }
 

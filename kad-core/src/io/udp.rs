@@ -77,6 +77,22 @@ pub fn bind_first(
     })))
 }
 
+/// How a [`Udp::receive`] ended, and so what the adapter does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// The pass's budget is spent and more may be waiting: yield to other tasks, then
+    /// come straight back.
+    Spent,
+    /// A read got fewer datagrams than it asked for: the kernel's queue ran dry within
+    /// the call, but under load more come while we answer. With a runtime that keeps the
+    /// socket's readiness (tokio), its wait returns at once and the read after it says;
+    /// with one that re-arms the socket in its reactor for every wait (smol), yield and
+    /// read again: that read costs less than the wait.
+    Drained,
+    /// A read found nothing (`WouldBlock`): wait for the socket.
+    Empty,
+}
+
 /// A socket's quinn-udp state, its receive buffers and the transmits of one send.
 pub struct Udp {
     state: UdpSocketState,
@@ -208,9 +224,9 @@ impl Udp {
         }
     }
 
-    /// Reads datagrams into `server` until the socket would block or the pass's budget
-    /// ([`Server::datagrams_wanted`]) is spent; returns whether it was spent (more may be
-    /// waiting: the adapter should yield and come back). Each batch's datagrams reach the
+    /// Reads datagrams into `server` until the socket would block, a read gets fewer than
+    /// it asked for, or the pass's budget ([`Server::datagrams_wanted`]) is spent, and
+    /// says which ([`Received`]). Each batch's datagrams reach the
     /// server with one receive time from `clock`; a failed read is counted and reading
     /// goes on.
     pub fn receive<S: AsFd, T>(
@@ -219,15 +235,15 @@ impl Udp {
         socket: &S,
         clock: impl Fn() -> Instant,
         mut call: impl FnMut(SocketCall<'_>) -> io::Result<usize>,
-    ) -> bool {
+    ) -> Received {
         loop {
             let want = server.datagrams_wanted().min(self.slots);
             if want == 0 {
-                return true;
+                return Received::Spent;
             }
             let got = match self.recv(socket, want, &mut call) {
                 Ok(got) => got,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Received::Empty,
                 // ICMP errors and the like.
                 Err(_) => {
                     server.recv_error();
@@ -239,10 +255,11 @@ impl Udp {
                 server.handle_datagram(now, from, bytes);
             }
             if got < want {
-                // The kernel's queue ran dry within the call; the adapter's next wait sees
-                // anything that came since (tokio's cached readiness is still set, so its
-                // wait returns at once and the read that follows clears it).
-                return false;
+                return if got == 0 {
+                    Received::Empty
+                } else {
+                    Received::Drained
+                };
             }
         }
     }
@@ -367,6 +384,68 @@ mod tests {
         );
         let dontfrag = nix::sys::socket::getsockopt(&v6, nix::sys::socket::sockopt::Ipv6DontFrag);
         assert!(!dontfrag.expect("IPV6_DONTFRAG"));
+    }
+
+    /// `receive` says how a pass's reading ended: a read that got fewer datagrams than it
+    /// asked for is `Drained`, one that got none `Empty`, and a pass past its budget
+    /// (`max_dispatch_tasks` x `READS_PER_DISPATCH` = 4 here) `Spent`.
+    #[test]
+    fn receive_says_how_reading_ended() {
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        for batched in [true, false] {
+            let config = crate::Config::builder()
+                .max_dispatch_tasks(1)
+                .build()
+                .expect("a config");
+            let mut node = crate::Node::new(config, crate::NodeId::for_key("rx"), [2; 32], now);
+            node.set_local_addr("127.0.0.1:1".parse().expect("an address"));
+            let mut server: Server<u32> = Server::new(node);
+            let (tx, rx) = (socket("127.0.0.1:0"), socket("127.0.0.1:0"));
+            let mut udp = Udp::new(&rx, batched).expect("state");
+            let dst = rx.local_addr().expect("addr");
+            let send = |n: usize| {
+                for _ in 0..n {
+                    tx.send_to(b"junk", dst).expect("send");
+                }
+                // Loopback delivers at once; a moment for the receiving queue all the same.
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            };
+            let clock = || now;
+            server.begin_pass(now);
+            send(2);
+            let want = if batched && cfg!(target_os = "linux") {
+                Received::Drained
+            } else {
+                // One datagram a read: a read never gets fewer than it asked for.
+                Received::Empty
+            };
+            assert_eq!(
+                udp.receive(&mut server, &rx, clock, |f| f()),
+                want,
+                "batched {batched}"
+            );
+            assert_eq!(
+                udp.receive(&mut server, &rx, clock, |f| f()),
+                Received::Empty
+            );
+            // Two more fill the pass's budget of four; three wait for the next pass.
+            send(5);
+            assert_eq!(
+                udp.receive(&mut server, &rx, clock, |f| f()),
+                Received::Spent
+            );
+            server.begin_pass(now);
+            assert_eq!(
+                udp.receive(&mut server, &rx, clock, |f| f()),
+                want,
+                "the rest"
+            );
+            assert_eq!(
+                udp.receive(&mut server, &rx, clock, |f| f()),
+                Received::Empty
+            );
+        }
     }
 
     /// A server whose node sends nothing by itself yet, with `transmits` queued to go
