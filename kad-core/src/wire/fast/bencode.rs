@@ -161,6 +161,31 @@ fn write_peers(out: &mut Vec<u8>, peers: &[WirePeer]) {
     out.push(b'e');
 }
 
+/// Up to eight bytes of `key` (`<length>:<name>`) as a little-endian word, the rest zero.
+const fn key_word(key: &[u8]) -> u64 {
+    let mut w = 0u64;
+    let mut i = 0;
+    while i < key.len() && i < 8 {
+        w |= (key[i] as u64) << (8 * i);
+        i += 1;
+    }
+    w
+}
+
+/// The low `n` bytes of a word.
+const fn low_bytes(n: u32) -> u64 {
+    (1u64 << (8 * n)) - 1
+}
+
+const KEY_SENDER: u64 = key_word(b"6:sender");
+const KEY_TARGET: u64 = key_word(b"6:target");
+const KEY_TYPE: u64 = key_word(b"4:type");
+const KEY_ID: u64 = key_word(b"2:id");
+const KEY_PEERS: u64 = key_word(b"5:peers");
+const MASK_4: u64 = low_bytes(4);
+const MASK_6: u64 = low_bytes(6);
+const MASK_7: u64 = low_bytes(7);
+
 /// Bencode tokens for the fast path: byte strings, non-negative integers, and the dicts and
 /// lists of a message. Like `bt_bencode`, it takes leading zeros in lengths and integers.
 pub(super) struct BencodeScanner<'de> {
@@ -238,6 +263,32 @@ impl<'de> Scanner<'de> for BencodeScanner<'de> {
     }
 
     fn key(&mut self) -> Option<Option<Field>> {
+        // The keys of almost every message, told apart by their first eight bytes (length
+        // and name) at once; any other key the general way.
+        if let Some(window) = self
+            .input
+            .get(self.pos..)
+            .and_then(<[u8]>::first_chunk::<8>)
+        {
+            let w = u64::from_le_bytes(*window);
+            let known = if w == KEY_SENDER {
+                Some((Field::Sender, 8))
+            } else if w == KEY_TARGET {
+                Some((Field::Target, 8))
+            } else if w & MASK_6 == KEY_TYPE {
+                Some((Field::Type, 6))
+            } else if w & MASK_4 == KEY_ID {
+                Some((Field::Id, 4))
+            } else if w & MASK_7 == KEY_PEERS {
+                Some((Field::Peers, 7))
+            } else {
+                None
+            };
+            if let Some((field, len)) = known {
+                self.pos += len;
+                return Some(Some(field));
+            }
+        }
         if self.more()? {
             // As in the serde path (`KeySeed`), a key loses a bytes marker.
             let key = self.bytes()?;
