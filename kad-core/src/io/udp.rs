@@ -394,13 +394,12 @@ mod tests {
         #[allow(clippy::disallowed_methods)]
         let now = Instant::now();
         for batched in [true, false] {
-            let config = crate::Config::builder()
-                .max_dispatch_tasks(1)
-                .build()
-                .expect("a config");
-            let mut node = crate::Node::new(config, crate::NodeId::for_key("rx"), [2; 32], now);
-            node.set_local_addr("127.0.0.1:1".parse().expect("an address"));
-            let mut server: Server<u32> = Server::new(node);
+            let mut server = server(
+                crate::Config::builder()
+                    .max_dispatch_tasks(1)
+                    .build()
+                    .expect("a config"),
+            );
             let (tx, rx) = (socket("127.0.0.1:0"), socket("127.0.0.1:0"));
             let mut udp = Udp::new(&rx, batched).expect("state");
             let dst = rx.local_addr().expect("addr");
@@ -411,7 +410,7 @@ mod tests {
                 // Loopback delivers at once; a moment for the receiving queue all the same.
                 std::thread::sleep(std::time::Duration::from_millis(20));
             };
-            let clock = || now;
+            let mut read = |server: &mut Server<u32>| udp.receive(server, &rx, || now, |f| f());
             server.begin_pass(now);
             send(2);
             let want = if batched && cfg!(target_os = "linux") {
@@ -420,49 +419,32 @@ mod tests {
                 // One datagram a read: a read never gets fewer than it asked for.
                 Received::Empty
             };
-            assert_eq!(
-                udp.receive(&mut server, &rx, clock, |f| f()),
-                want,
-                "batched {batched}"
-            );
-            assert_eq!(
-                udp.receive(&mut server, &rx, clock, |f| f()),
-                Received::Empty
-            );
+            assert_eq!(read(&mut server), want, "batched {batched}");
+            assert_eq!(read(&mut server), Received::Empty);
             // Two more fill the pass's budget of four; three wait for the next pass.
             send(5);
-            assert_eq!(
-                udp.receive(&mut server, &rx, clock, |f| f()),
-                Received::Spent
-            );
+            assert_eq!(read(&mut server), Received::Spent);
             server.begin_pass(now);
-            assert_eq!(
-                udp.receive(&mut server, &rx, clock, |f| f()),
-                want,
-                "the rest"
-            );
-            assert_eq!(
-                udp.receive(&mut server, &rx, clock, |f| f()),
-                Received::Empty
-            );
+            assert_eq!(read(&mut server), want, "the rest");
+            assert_eq!(read(&mut server), Received::Empty);
         }
     }
 
     /// A server whose node sends nothing by itself yet, with `transmits` queued to go
     /// first (as after `WouldBlock`; that counts once in `send_blocked`).
     fn server_with(transmits: Vec<Transmit>) -> Server<u32> {
-        #[allow(clippy::disallowed_methods)]
-        let now = Instant::now();
-        let mut node = crate::Node::new(
-            crate::Config::default(),
-            crate::NodeId::for_key("flush"),
-            [1; 32],
-            now,
-        );
-        node.set_local_addr("127.0.0.1:1".parse().expect("an address"));
-        let mut server = Server::new(node);
+        let mut server = server(crate::Config::default());
         server.transmit_blocked(transmits);
         server
+    }
+
+    /// A server over a node with `config`, bound (as it says) to 127.0.0.1:1.
+    fn server(config: crate::Config) -> Server<u32> {
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        let mut node = crate::Node::new(config, crate::NodeId::for_key("udp"), [1; 32], now);
+        node.set_local_addr("127.0.0.1:1".parse().expect("an address"));
+        Server::new(node)
     }
 
     /// `n` receivers, each with a read timeout (loopback delivers at once; the timeout

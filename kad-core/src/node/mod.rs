@@ -439,9 +439,10 @@ impl Node {
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         let t = self.core.transmits.pop_front()?;
         self.core.stats.datagrams_sent += 1;
-        // A node whose adapter gives its buffers back (`recycle`) sends on; one in a
-        // simulation of a million idles, and its empty queue's buffer is freed.
-        if self.core.spare.is_empty() {
+        // A node whose adapter gives its buffers back (`recycle`: its list of them has
+        // room) sends on and keeps the queue's buffer; one in a simulation of a million
+        // idles, and its empty queue's buffer is freed.
+        if self.core.spare.capacity() == 0 {
             free_if_drained(&mut self.core.transmits);
         }
         Some(t)

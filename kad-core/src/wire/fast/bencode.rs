@@ -161,6 +161,30 @@ fn write_peers(out: &mut Vec<u8>, peers: &[WirePeer]) {
     out.push(b'e');
 }
 
+/// A `peers` entry or `sender` map at the start of `start` in exactly the shape the writers
+/// give it, `d2:ip<len>:<ip>7:node_id40:<id>4:porti<port>ee`, each fixed piece compared
+/// whole: the ip's bytes, the id's digits, the port, and the bytes it all takes.
+#[inline(always)]
+fn exact_node(start: &[u8]) -> Option<(&[u8], &[u8; 40], u32, usize)> {
+    let rest = start.strip_prefix(b"d2:ip")?;
+    let (ip_len, digits) = short_number(rest)?;
+    if rest.get(digits) != Some(&b':') {
+        return None;
+    }
+    let (ip, rest) = rest[digits + 1..].split_at_checked(ip_len as usize)?;
+    let (found, rest) = rest.split_first_chunk::<12>()?;
+    let (hex, rest) = rest.split_first_chunk::<40>()?;
+    let (found_tail, rest) = rest.split_first_chunk::<7>()?;
+    if found != b"7:node_id40:" || found_tail != b"4:porti" {
+        return None;
+    }
+    let (port, digits) = short_number(rest)?;
+    if rest.get(digits..digits + 2) != Some(b"ee") {
+        return None;
+    }
+    Some((ip, hex, port, start.len() - (rest.len() - digits - 2)))
+}
+
 /// Up to eight bytes of `key` (`<length>:<name>`) as a little-endian word, the rest zero.
 const fn key_word(key: &[u8]) -> u64 {
     let mut w = 0u64;
@@ -357,52 +381,17 @@ impl<'de> Scanner<'de> for BencodeScanner<'de> {
     }
 
     fn exact_entry(&mut self) -> Option<Option<WirePeer>> {
-        // `d2:ip<len>:<IPv4>7:node_id40:<id>4:porti<port>ee`, each fixed piece compared whole.
-        let start = self.input.get(self.pos..)?;
-        let rest = start.strip_prefix(b"d2:ip")?;
-        let (ip_len, digits) = short_number(rest)?;
-        if rest.get(digits) != Some(&b':') {
-            return None;
-        }
-        let rest = &rest[digits + 1..];
-        let ip_len = ip_len as usize;
-        let ip = ipv4_of_len(rest, ip_len)?;
-        let (found, rest) = rest.get(ip_len..)?.split_first_chunk::<12>()?;
-        let (hex, rest) = rest.split_first_chunk::<40>()?;
-        let (found_tail, rest) = rest.split_first_chunk::<7>()?;
-        if found != b"7:node_id40:" || found_tail != b"4:porti" {
-            return None;
-        }
+        let (ip, hex, port, len) = exact_node(self.input.get(self.pos..)?)?;
+        let ip = ipv4_of_len(ip, ip.len())?;
         let id = id_from_hex_array(hex)?;
-        let (port, digits) = short_number(rest)?;
-        if rest.get(digits..digits + 2) != Some(b"ee") {
-            return None;
-        }
-        self.pos += start.len() - (rest.len() - digits - 2);
+        self.pos += len;
         Some(peer_addr(IpAddr::V4(ip), port.into()).map(|addr| WirePeer { id, addr }))
     }
 
     fn exact_sender(&mut self) -> Option<Sender> {
-        // `d2:ip<len>:<ip>7:node_id40:<id>4:porti<port>ee`, each fixed piece compared whole.
-        let start = self.input.get(self.pos..)?;
-        let rest = start.strip_prefix(b"d2:ip")?;
-        let (ip_len, digits) = short_number(rest)?;
-        if rest.get(digits) != Some(&b':') {
-            return None;
-        }
-        let (ip, rest) = rest[digits + 1..].split_at_checked(ip_len as usize)?;
-        let (found, rest) = rest.split_first_chunk::<12>()?;
-        let (hex, rest) = rest.split_first_chunk::<40>()?;
-        let (found_tail, rest) = rest.split_first_chunk::<7>()?;
-        if found != b"7:node_id40:" || found_tail != b"4:porti" {
-            return None;
-        }
-        let (port, digits) = short_number(rest)?;
-        if rest.get(digits..digits + 2) != Some(b"ee") {
-            return None;
-        }
+        let (ip, hex, port, len) = exact_node(self.input.get(self.pos..)?)?;
         let sender = scan::plain_sender(hex, ip, port)?;
-        self.pos += start.len() - (rest.len() - digits - 2);
+        self.pos += len;
         Some(sender)
     }
 

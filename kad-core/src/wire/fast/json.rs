@@ -242,23 +242,24 @@ pub(super) fn plain_run(bytes: &[u8]) -> usize {
         .unwrap_or(rest.len())
 }
 
-/// The entry at the start of `rest` if it is `<head><id><mid><IPv4><tail><port>}`, and its
-/// length: each piece compared whole at a known offset, rather than token by token.
+/// A `peers` entry or `sender` map at the start of `rest` in exactly the shape `head` (up
+/// to the id's digits), `mid` (between them and the ip) and `tail` (between the ip and the
+/// port) give it: the id's digits, the ip as `ip` reads it (and its length), the port, and
+/// the bytes it all takes. Each piece is compared whole at a known offset, rather than
+/// token by token.
 #[inline(always)]
-fn exact_entry_in<const H: usize, const M: usize, const T: usize>(
-    rest: &[u8],
-    head: &[u8; H],
-    mid: &[u8; M],
-    tail: &[u8; T],
-) -> Option<(Option<WirePeer>, usize)> {
+fn exact_node_in<'a, R, const H: usize, const M: usize, const T: usize>(
+    rest: &'a [u8],
+    (head, mid, tail): (&[u8; H], &[u8; M], &[u8; T]),
+    ip: impl Fn(&'a [u8]) -> Option<(R, usize)>,
+) -> Option<(&'a [u8; 40], R, u32, usize)> {
     let (found, rest) = rest.split_first_chunk::<H>()?;
-    let (digits, rest) = rest.split_first_chunk::<40>()?;
+    let (hex, rest) = rest.split_first_chunk::<40>()?;
     let (found_mid, after) = rest.split_first_chunk::<M>()?;
     if found != head || found_mid != mid {
         return None;
     }
-    let id = id_from_hex_array(digits)?;
-    let (ip, ip_len) = leading_ipv4(after)?;
+    let (ip, ip_len) = ip(after)?;
     let (found, after) = after.get(ip_len..)?.split_first_chunk::<T>()?;
     if found != tail {
         return None;
@@ -268,39 +269,28 @@ fn exact_entry_in<const H: usize, const M: usize, const T: usize>(
     if (digits > 1 && after[0] == b'0') || after.get(digits) != Some(&b'}') {
         return None;
     }
-    let entry = peer_addr(IpAddr::V4(ip), port.into()).map(|addr| WirePeer { id, addr });
-    Some((entry, H + 40 + M + ip_len + T + digits + 1))
+    Some((hex, ip, port, H + 40 + M + ip_len + T + digits + 1))
 }
 
-/// A `sender` map at the start of `rest` in exactly the shape `head` (up to the id's
-/// digits), `mid` (between them and the ip's text) and `tail` (between that and the port)
-/// give it, and how many bytes it takes.
-fn exact_sender_in<const H: usize, const M: usize, const T: usize>(
-    rest: &[u8],
-    head: &[u8; H],
-    mid: &[u8; M],
-    tail: &[u8; T],
-) -> Option<(Sender, usize)> {
-    let (found, rest) = rest.split_first_chunk::<H>()?;
-    let (hex, rest) = rest.split_first_chunk::<40>()?;
-    let (found_mid, after) = rest.split_first_chunk::<M>()?;
-    if found != head || found_mid != mid {
-        return None;
-    }
-    // `plain_sender` takes no `"` or `\` in the ip: this quote ends it.
-    let ip_len = after.iter().position(|&c| c == b'"')?;
-    let (ip, after) = after.split_at(ip_len);
-    let (found, after) = after.split_first_chunk::<T>()?;
-    if found != tail {
-        return None;
-    }
-    // As `uint` reads it, and the end of the map right after.
-    let (port, digits) = short_number(after)?;
-    if (digits > 1 && after[0] == b'0') || after.get(digits) != Some(&b'}') {
-        return None;
-    }
-    let sender = scan::plain_sender(hex, ip, port)?;
-    Some((sender, H + 40 + M + ip_len + T + digits + 1))
+/// [`exact_node_in`] in our compact layout, else in the reference's (`json.dumps`, a space
+/// after each `:` and `,`).
+#[inline(always)]
+fn exact_node<'a, R>(
+    rest: &'a [u8],
+    ip: impl Fn(&'a [u8]) -> Option<(R, usize)> + Copy,
+) -> Option<(&'a [u8; 40], R, u32, usize)> {
+    const COMPACT: (&[u8; 12], &[u8; 8], &[u8; 9]) =
+        (b"{\"node_id\":\"", b"\",\"ip\":\"", b"\",\"port\":");
+    const SPACED: (&[u8; 13], &[u8; 10], &[u8; 11]) =
+        (b"{\"node_id\": \"", b"\", \"ip\": \"", b"\", \"port\": ");
+    exact_node_in(rest, COMPACT, ip).or_else(|| exact_node_in(rest, SPACED, ip))
+}
+
+/// The text of a string up to its closing quote, and its length (escapes are left to
+/// [`scan::plain_sender`], which refuses a `\`).
+fn to_quote(after: &[u8]) -> Option<(&[u8], usize)> {
+    let len = after.iter().position(|&c| c == b'"')?;
+    Some((&after[..len], len))
 }
 
 /// JSON tokens for the fast path: strings without escapes, plain non-negative integers,
@@ -550,40 +540,18 @@ impl<'de> Scanner<'de> for JsonScanner<'de> {
     fn exact_entry(&mut self) -> Option<Option<WirePeer>> {
         // Whitespace before the entry is read either way.
         self.skip_ws();
-        let rest = self.input.get(self.pos..)?;
-        // Ours compact; the reference's (`json.dumps`) with a space after each `:` and `,`.
-        let (entry, len) =
-            exact_entry_in(rest, b"{\"node_id\":\"", b"\",\"ip\":\"", b"\",\"port\":").or_else(
-                || {
-                    exact_entry_in(
-                        rest,
-                        b"{\"node_id\": \"",
-                        b"\", \"ip\": \"",
-                        b"\", \"port\": ",
-                    )
-                },
-            )?;
+        let (hex, ip, port, len) = exact_node(self.input.get(self.pos..)?, leading_ipv4)?;
+        let id = id_from_hex_array(hex)?;
         self.pos += len;
         self.first = false;
-        Some(entry)
+        Some(peer_addr(IpAddr::V4(ip), port.into()).map(|addr| WirePeer { id, addr }))
     }
 
     fn exact_sender(&mut self) -> Option<Sender> {
         // Whitespace before the map is read either way.
         self.skip_ws();
-        let rest = self.input.get(self.pos..)?;
-        // Ours compact; the reference's (`json.dumps`) with a space after each `:` and `,`.
-        let (sender, len) =
-            exact_sender_in(rest, b"{\"node_id\":\"", b"\",\"ip\":\"", b"\",\"port\":").or_else(
-                || {
-                    exact_sender_in(
-                        rest,
-                        b"{\"node_id\": \"",
-                        b"\", \"ip\": \"",
-                        b"\", \"port\": ",
-                    )
-                },
-            )?;
+        let (hex, ip, port, len) = exact_node(self.input.get(self.pos..)?, to_quote)?;
+        let sender = scan::plain_sender(hex, ip, port)?;
         self.pos += len;
         self.first = false;
         Some(sender)
