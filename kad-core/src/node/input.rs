@@ -8,7 +8,9 @@ impl Node {
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.last_now = now;
         self.core.stats.datagrams_received += 1;
-        let msg = match self.core.config.codec.decode(bytes) {
+        // Bound by reference: moving the message out of the result copied it.
+        let mut decoded = self.core.config.codec.decode(bytes);
+        let msg = match &mut decoded {
             Ok(m) => m,
             Err(DecodeError::UnknownType) => {
                 self.core.stats.unknown_type += 1;
@@ -30,7 +32,7 @@ impl Node {
         self.run(now);
     }
 
-    pub(super) fn on_response(&mut self, now: Instant, from: SocketAddr, msg: Message) {
+    pub(super) fn on_response(&mut self, now: Instant, from: SocketAddr, msg: &Message) {
         let core = &mut self.core;
         let Some((txn, pending)) = msg
             .txn

@@ -4,12 +4,13 @@ use super::*;
 
 impl Core {
     /// Serves a request. `proven`: its sender's address is known to be its own (the
-    /// request waited for a verification ping that it answered).
+    /// request waited for a verification ping that it answered). The body is taken out of
+    /// `msg` (a reference: moving the message in copied it).
     pub(super) fn on_request(
         &mut self,
         now: Instant,
         from: SocketAddr,
-        msg: Message,
+        msg: &mut Message,
         request_len: usize,
         proven: bool,
     ) {
@@ -35,9 +36,9 @@ impl Core {
         }
         // What an unproven sender's reply may wait on: its request.
         let request = (!proven && msg.body.may_need_proof()).then(|| msg.clone());
-        let Message {
-            txn, sender, body, ..
-        } = msg;
+        let txn = msg.txn;
+        let sender = msg.sender.id;
+        let body = std::mem::replace(&mut msg.body, Body::Ping);
         if self.config.client_mode && matches!(body, Body::Set { .. } | Body::SetCached { .. }) {
             // A client keeps nothing for others; no answer, as for any refused store.
             self.stats.requests_refused += 1;
@@ -49,7 +50,7 @@ impl Core {
         let reply = match body {
             Body::Ping => Body::Pong,
             Body::FindNode { target } => Body::FindNodeRes {
-                peers: self.closest_wire(&target, Some(&sender.id)),
+                peers: self.closest_wire(&target, Some(&sender)),
             },
             Body::Set { key, value } => {
                 // The cheap limits first, then the validator (a signature check).
@@ -107,7 +108,7 @@ impl Core {
                 // A cached copy never replaces a replica or our own record, and is
                 // kept only once our closest peers to the key confirm it.
                 if !self.holds_better(now, &key) {
-                    self.check_cached(now, from, &sender.id, key, value);
+                    self.check_cached(now, from, &sender, key, value);
                 }
                 Body::SetCachedRes
             }
@@ -126,7 +127,7 @@ impl Core {
                     Body::FindValueRes(FindValueRes::Value(r.value.clone()))
                 }
                 _ => Body::FindValueRes(FindValueRes::Peers(
-                    self.closest_wire(&NodeId::for_key(&key), Some(&sender.id)),
+                    self.closest_wire(&NodeId::for_key(&key), Some(&sender)),
                 )),
             },
             _ => return,

@@ -120,9 +120,9 @@ impl Core {
             .map(|(h, _)| *h)
             .collect();
         for hold in holds {
-            if let Some(h) = self.held.remove(&hold) {
+            if let Some(mut h) = self.held.remove(&hold) {
                 if answered {
-                    self.on_request(now, h.addr, h.msg, h.len, true);
+                    self.on_request(now, h.addr, &mut h.msg, h.len, true);
                 } else {
                     self.stats.replies_held_dropped += 1;
                 }

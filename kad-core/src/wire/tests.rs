@@ -1175,3 +1175,44 @@ fn a_clients_messages_carry_ro_and_decode_with_it() {
         Ok(msg("0123456789abcdef", Body::Ping))
     );
 }
+
+/// A sender's ip text is kept inline up to `SenderIp::INLINE` bytes and on the heap past
+/// that: either way it reads back as written, equal texts give equal values and unequal
+/// ones unequal, and a whole message with it decodes and encodes both ways alike.
+#[test]
+fn sender_ips_of_every_length_read_back_as_written() {
+    let texts: Vec<String> = (0..=MAX_IP_LEN)
+        .flat_map(|n| ["a".repeat(n), format!("{}é", "b".repeat(n.saturating_sub(2)))])
+        .filter(|t| t.len() <= MAX_IP_LEN)
+        .collect();
+    for t in &texts {
+        let ip = SenderIp::new(t).expect("at most MAX_IP_LEN bytes");
+        assert_eq!(ip.as_str(), t);
+        assert_eq!(ip.as_bytes(), t.as_bytes());
+        assert_eq!(
+            matches!(ip, SenderIp::Inline { .. }),
+            t.len() <= SenderIp::INLINE,
+            "{t:?}"
+        );
+        for u in &texts {
+            assert_eq!(SenderIp::new(u) == Some(ip.clone()), u == t, "{t:?} {u:?}");
+        }
+        let mut m = msg("aaaaaaaaaaaaaaaa", Body::Ping);
+        m.sender.ip = ip;
+        for codec in [Codec::Json, Codec::Bencode] {
+            let (fast_bytes, bytes) = codec.encode_both_ways(&m, 0);
+            if let Some(fast_bytes) = fast_bytes {
+                assert_eq!(fast_bytes, bytes, "{codec} {t:?}");
+            }
+            let (fast, serde) = codec.decode_both_ways(&bytes);
+            assert_eq!(serde.as_ref(), Ok(&m), "{codec} {t:?}");
+            if let Some(fast) = fast {
+                assert_eq!(fast, serde, "{codec} {t:?}");
+            }
+        }
+    }
+    assert_eq!(SenderIp::new(&"c".repeat(MAX_IP_LEN + 1)), None);
+    let v6: IpAddr = "2001:db8:85a3::8a2e:370:7334".parse().expect("an address");
+    assert_eq!(SenderIp::from(v6).as_str(), "2001:db8:85a3::8a2e:370:7334");
+    assert_eq!(SenderIp::from(v6), SenderIp::new("2001:db8:85a3::8a2e:370:7334").expect("fits"));
+}
