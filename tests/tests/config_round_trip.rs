@@ -15,6 +15,7 @@ fn every_field_changed() -> Config {
         .k(12)
         .alpha(4)
         .get_parallelism(12)
+        .get_quorum(4)
         .query_timeout(Duration::from_millis(1500))
         .bucket_refresh_interval(Duration::from_secs(1800))
         .key_expiry(Duration::from_secs(7200))
@@ -60,6 +61,7 @@ fn every_field_changed() -> Config {
         config.k() != d.k(),
         config.alpha() != d.alpha(),
         config.get_parallelism() != d.get_parallelism(),
+        config.get_quorum() != d.get_quorum(),
         config.query_timeout() != d.query_timeout(),
         config.bucket_refresh_interval() != d.bucket_refresh_interval(),
         config.key_expiry() != d.key_expiry(),

@@ -168,3 +168,42 @@ fn puts_land_on_the_true_k_closest() {
         misplaced.len()
     );
 }
+
+/// `Config::get_quorum`: the agreeing voters that end a get early. On one network, the
+/// same gets find every value with 1 voter, with the default (5) and with k (20), and ask
+/// fewer peers the fewer voters they wait for: the setting reaches the get. (Were it
+/// ignored, the three request counts would be equal.)
+#[test]
+fn fewer_voters_end_gets_sooner() {
+    let nodes = 300;
+    let requests = |quorum: usize| {
+        let config = Config::builder().get_quorum(quorum).build().unwrap();
+        let mut net =
+            SimNet::with_nodes(kad_tests::seed(0x9_0041), Link::default(), nodes, &config);
+        let boot = net.bootstrap_all(50);
+        assert_eq!((boot.joined, boot.failed), (nodes, 0), "{boot:?}");
+        let mut sent = 0;
+        for i in 0..10 {
+            let key = format!("quorum key {i}");
+            let publisher = net.pick(nodes);
+            let (put, _) = net.run_query(publisher, |n, now| n.put(now, &key, "v").unwrap());
+            assert!(matches!(put, QueryResult::Put(Ok(_))), "{put:?}");
+            for _ in 0..5 {
+                let getter = net.pick(nodes);
+                let (got, stats) = net.run_query(getter, |n, now| n.get(now, &key).unwrap());
+                assert_eq!(
+                    got,
+                    QueryResult::Get(Ok(Some(Value::from("v")))),
+                    "quorum {quorum}"
+                );
+                sent += stats.requests;
+            }
+        }
+        sent
+    };
+    let (one, default, all) = (requests(1), requests(0), requests(20));
+    assert!(
+        one < default && default < all,
+        "requests for 50 gets: quorum 1: {one}, default: {default}, k: {all}"
+    );
+}

@@ -109,13 +109,6 @@ pub(crate) struct Collect {
     majority: Option<NodeId>,
 }
 
-/// Voters that settle a majority get early when no other value was offered (see
-/// `Collect::settled`): a quarter of k, at least 3 (5 with the default k of 20). Fewer
-/// liars than that among the closest cannot end a get alone.
-fn settled_voters(k: usize) -> usize {
-    (k / 4).max(3)
-}
-
 /// Who a vote comes from: one IP (an IPv6 prefix) one vote; an address exempt from the
 /// per-IP limits votes alone; our own copy votes as us.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -230,7 +223,7 @@ impl Collect {
         Some(best)
     }
 
-    /// A majority get may end early: [`settled_voters`] voters (IPs) among the k closest
+    /// A majority get may end early: `Config::settle_voters` voters (IPs) among the k closest
     /// candidates the lookup knows now hold one value and nobody, ourselves included, has
     /// offered another. Any disagreement and it asks the k closest and counts. (A holder
     /// met on the way, far from the key, votes only while nobody closer is known: liars
@@ -257,7 +250,7 @@ impl Collect {
                 None => Voter::Addr(p.addr),
             });
         }
-        voters.len() + usize::from(self.best.is_some()) >= settled_voters(core.config.k)
+        voters.len() + usize::from(self.best.is_some()) >= core.config.settle_voters()
     }
 
     /// The vote of [`Collect::majority`].

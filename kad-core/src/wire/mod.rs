@@ -363,7 +363,10 @@ impl OwnSender {
 pub(crate) enum SenderIp {
     /// Text of at most [`SenderIp::INLINE`] bytes, zeros after it (so that equal texts are
     /// equal values).
-    Inline { len: u8, buf: [u8; SenderIp::INLINE] },
+    Inline {
+        len: u8,
+        buf: [u8; SenderIp::INLINE],
+    },
     /// Longer text.
     Long(Box<str>),
 }

@@ -1182,7 +1182,12 @@ fn a_clients_messages_carry_ro_and_decode_with_it() {
 #[test]
 fn sender_ips_of_every_length_read_back_as_written() {
     let texts: Vec<String> = (0..=MAX_IP_LEN)
-        .flat_map(|n| ["a".repeat(n), format!("{}é", "b".repeat(n.saturating_sub(2)))])
+        .flat_map(|n| {
+            [
+                "a".repeat(n),
+                format!("{}é", "b".repeat(n.saturating_sub(2))),
+            ]
+        })
         .filter(|t| t.len() <= MAX_IP_LEN)
         .collect();
     for t in &texts {
@@ -1214,5 +1219,8 @@ fn sender_ips_of_every_length_read_back_as_written() {
     assert_eq!(SenderIp::new(&"c".repeat(MAX_IP_LEN + 1)), None);
     let v6: IpAddr = "2001:db8:85a3::8a2e:370:7334".parse().expect("an address");
     assert_eq!(SenderIp::from(v6).as_str(), "2001:db8:85a3::8a2e:370:7334");
-    assert_eq!(SenderIp::from(v6), SenderIp::new("2001:db8:85a3::8a2e:370:7334").expect("fits"));
+    assert_eq!(
+        SenderIp::from(v6),
+        SenderIp::new("2001:db8:85a3::8a2e:370:7334").expect("fits")
+    );
 }

@@ -70,6 +70,9 @@ pub struct Cli {
     /// Overrides kad-core's `get_parallelism`.
     #[arg(long)]
     pub get_parallelism: Option<usize>,
+    /// Overrides kad-core's `get_quorum`.
+    #[arg(long)]
+    pub get_quorum: Option<usize>,
     /// Overrides kad-core's `replacement_cache_size`.
     #[arg(long)]
     pub replacement_cache: Option<usize>,
@@ -162,6 +165,8 @@ pub struct Args {
     pub retries: Option<usize>,
     /// Overrides kad-core's `get_parallelism`.
     pub get_parallelism: Option<usize>,
+    /// Overrides kad-core's `get_quorum`.
+    pub get_quorum: Option<usize>,
     /// Overrides kad-core's `replacement_cache_size`.
     pub replacement_cache: Option<usize>,
     /// Overrides kad-core's `bootstrap_fill`.
@@ -291,6 +296,7 @@ impl Cli {
             reply_factor: self.unverified_reply_factor,
             retries: self.request_retries,
             get_parallelism: self.get_parallelism,
+            get_quorum: self.get_quorum,
             replacement_cache: self.replacement_cache,
             bootstrap_fill: self.bootstrap_fill,
             check: self.check.unwrap_or(false),

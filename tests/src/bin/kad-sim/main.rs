@@ -177,6 +177,9 @@ fn config(args: &Args) -> Result<Config, kad_core::ConfigError> {
     if let Some(n) = args.get_parallelism {
         config = config.get_parallelism(n);
     }
+    if let Some(n) = args.get_quorum {
+        config = config.get_quorum(n);
+    }
     if args.attack.is_some() {
         // The simulation's 10.x addresses stand for the internet's public ones: the per-IP
         // and per-subnet limits apply to them as they would to strangers online (by
