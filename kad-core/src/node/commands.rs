@@ -102,7 +102,8 @@ impl Node {
 
     /// Command: the value of `key`, as the k closest nodes that answer hold it. The lookup
     /// does not stop at the first value: it ends early only once a quarter of k IPs (at
-    /// least 3) returned one value and nobody offered another; otherwise it asks the k
+    /// least 3; [`Config::get_quorum`] sets another number) returned one value and nobody
+    /// offered another; otherwise it asks the k
     /// closest and returns the value held by the most of them, one vote an IP (our own replica, or our published record while we
     /// are among the k closest we know, one more; ties go to the value of the closest
     /// holder). A liar, a host with many ids or a forged copy cached on the way is outvoted
