@@ -146,6 +146,21 @@ pub fn encode_message(
     sender: SocketAddr,
     target: NodeId,
 ) -> Option<Vec<u8>> {
+    encode_padded_message(codec, kind, txn, sender_id, sender, target, 0)
+}
+
+/// [`encode_message`] padded to at least `min_len` bytes with the `pad` field, as a kad
+/// node pads its lookup requests (`Config::pad_requests`) so that a responder's
+/// anti-amplification bound lets a whole k-peer answer through.
+pub fn encode_padded_message(
+    codec: Codec,
+    kind: &str,
+    txn: &str,
+    sender_id: NodeId,
+    sender: SocketAddr,
+    target: NodeId,
+    min_len: usize,
+) -> Option<Vec<u8>> {
     let body = match kind {
         "ping" => Body::Ping,
         "pong" => Body::Pong,
@@ -163,7 +178,7 @@ pub fn encode_message(
         client: false,
     };
     let mut out = Vec::new();
-    codec.encode(&msg, &mut out);
+    codec.encode_padded(&msg, min_len, &mut out);
     Some(out)
 }
 

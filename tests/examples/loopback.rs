@@ -47,7 +47,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use kad_core::bench::{decode_message, encode_message};
+use kad_core::bench::{decode_message, encode_message, encode_padded_message};
 use kad_core::{Codec, NodeId};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -72,6 +72,8 @@ struct Args {
     kinds: Vec<Kind>,
     /// The socket modes measured: `false` one datagram per system call, `true` batched.
     batch: Vec<bool>,
+    /// Least length of a `find_node` (0: unpadded).
+    pad: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -114,6 +116,12 @@ struct Cli {
     /// Socket mode: batched system calls (on), one datagram a call (off), or both.
     #[arg(long, value_enum, default_value_t = BatchArg::Both)]
     batch: BatchArg,
+    /// Pads each `find_node` to at least this many bytes, as kad pads its own lookup
+    /// requests (0: unpadded, as a Python node sends them). A node answers a source with at
+    /// most `unverified_reply_factor` (4) times the bytes it sent, plus a small allowance a
+    /// minute, so an unpadded flood of `find_node`s gets 7-peer answers; 512 earns k peers.
+    #[arg(long, default_value_t = 0)]
+    pad: usize,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -169,6 +177,7 @@ impl Cli {
                 BatchArg::Off => vec![false],
                 BatchArg::Both => vec![false, true],
             },
+            pad: self.pad,
         }
     }
 }
@@ -417,7 +426,7 @@ fn measure(
     let local = socket.local_addr()?;
     let mut rng = ChaCha8Rng::seed_from_u64(u64::from(local.port()));
     let own_id = NodeId::random(&mut rng);
-    let templates = templates(codec, kind, own_id, local, &mut rng)?;
+    let templates = templates(codec, kind, own_id, local, args.pad, &mut rng)?;
 
     let window = args.window;
     let mut slots = vec![
@@ -552,6 +561,7 @@ fn templates(
     kind: Kind,
     own_id: NodeId,
     local: SocketAddr,
+    pad: usize,
     rng: &mut ChaCha8Rng,
 ) -> io::Result<Vec<Template>> {
     let count = match kind {
@@ -561,8 +571,21 @@ fn templates(
     (0..count)
         .map(|_| {
             let target = NodeId::random(rng);
-            let bytes = encode_message(codec, kind.name(), TXN_PLACEHOLDER, own_id, local, target)
-                .ok_or_else(|| io::Error::other("the encoder refused the request"))?;
+            let pad = if matches!(kind, Kind::FindNode) {
+                pad
+            } else {
+                0
+            };
+            let bytes = encode_padded_message(
+                codec,
+                kind.name(),
+                TXN_PLACEHOLDER,
+                own_id,
+                local,
+                target,
+                pad,
+            )
+            .ok_or_else(|| io::Error::other("the encoder refused the request"))?;
             let at = txn(codec, &bytes)
                 .map(|t| t.as_ptr() as usize - bytes.as_ptr() as usize)
                 .ok_or_else(|| io::Error::other("no transaction id in our own request"))?;

@@ -80,7 +80,7 @@ impl Codec {
 
     /// Appends the encoding of `msg` to `out`, grown to at least `min_len` bytes if it is
     /// shorter by a `pad` field of spaces (receivers ignore unknown fields).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "bench"))]
     pub(crate) fn encode_padded(self, msg: &Message, min_len: usize, out: &mut Vec<u8>) {
         self.encode_padded_from(None, msg, min_len, out);
     }
