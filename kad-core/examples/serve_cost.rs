@@ -77,7 +77,7 @@ fn main() {
         now += Duration::from_millis(1);
         let from = peer_addr(i);
         let ping =
-            encode_message(codec, "ping", &format!("{i:016x}"), *id, from, *id).expect("a ping");
+            encode_message(codec, "ping", &format!("{i:016x}"), *id, from, *id, 0).expect("a ping");
         node.handle_datagram(now, from, &ping);
         while let Some(t) = node.poll_transmit() {
             let Some(summary) = decode_message(codec, &t.payload) else {
@@ -89,8 +89,8 @@ fn main() {
             let Some(j) = (0..PEERS).find(|&j| peer_addr(j) == t.dst) else {
                 continue;
             };
-            let pong =
-                encode_message(codec, "pong", &summary.txn, ids[j], t.dst, ids[j]).expect("a pong");
+            let pong = encode_message(codec, "pong", &summary.txn, ids[j], t.dst, ids[j], 0)
+                .expect("a pong");
             node.handle_datagram(now, t.dst, &pong);
         }
     }
@@ -110,7 +110,7 @@ fn main() {
             let txn = format!("{:016x}", 0x5eed_0000_0000u64 + i as u64);
             (
                 from,
-                encode_message(codec, &kind, &txn, id, from, target).expect("a request"),
+                encode_message(codec, &kind, &txn, id, from, target, 0).expect("a request"),
             )
         })
         .collect();

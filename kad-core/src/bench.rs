@@ -136,23 +136,12 @@ impl RoutingCase {
 
 /// One datagram encoded by the real codec, as a load generator sends it: `kind` is `ping`,
 /// `pong` or `find_node` (for `target`); `txn` is the transaction id (1 to 32 bytes of text,
-/// a response echoes its request's); the sender map says `sender_id` at `sender`. `None` for
-/// another kind or an invalid `txn`.
+/// a response echoes its request's); the sender map says `sender_id` at `sender`. It is
+/// padded to at least `min_len` bytes with the `pad` field (0: not padded), as a kad node
+/// pads its lookup requests (`Config::pad_requests`) so that a responder's
+/// anti-amplification bound lets a whole k-peer answer through. `None` for another kind or
+/// an invalid `txn`.
 pub fn encode_message(
-    codec: Codec,
-    kind: &str,
-    txn: &str,
-    sender_id: NodeId,
-    sender: SocketAddr,
-    target: NodeId,
-) -> Option<Vec<u8>> {
-    encode_padded_message(codec, kind, txn, sender_id, sender, target, 0)
-}
-
-/// [`encode_message`] padded to at least `min_len` bytes with the `pad` field, as a kad
-/// node pads its lookup requests (`Config::pad_requests`) so that a responder's
-/// anti-amplification bound lets a whole k-peer answer through.
-pub fn encode_padded_message(
     codec: Codec,
     kind: &str,
     txn: &str,

@@ -47,7 +47,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use kad_core::bench::{decode_message, encode_message, encode_padded_message};
+use kad_core::bench::{decode_message, encode_message};
 use kad_core::{Codec, NodeId};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -576,7 +576,7 @@ fn templates(
             } else {
                 0
             };
-            let bytes = encode_padded_message(
+            let bytes = encode_message(
                 codec,
                 kind.name(),
                 TXN_PLACEHOLDER,
@@ -649,7 +649,7 @@ fn answer_ping(
     if summary.kind != "ping" {
         return Ok(());
     }
-    let Some(pong) = encode_message(codec, "pong", &summary.txn, own_id, local, own_id) else {
+    let Some(pong) = encode_message(codec, "pong", &summary.txn, own_id, local, own_id, 0) else {
         return Ok(());
     };
     send_ignoring_refused(socket, &pong)

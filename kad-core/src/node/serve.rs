@@ -37,7 +37,7 @@ impl Core {
         // What an unproven sender's reply may wait on: its request.
         let request = (!proven && msg.body.may_need_proof()).then(|| msg.clone());
         let txn = msg.txn;
-        let sender = msg.sender.id;
+        let sender_id = msg.sender.id;
         let body = std::mem::replace(&mut msg.body, Body::Ping);
         if self.config.client_mode && matches!(body, Body::Set { .. } | Body::SetCached { .. }) {
             // A client keeps nothing for others; no answer, as for any refused store.
@@ -50,7 +50,7 @@ impl Core {
         let reply = match body {
             Body::Ping => Body::Pong,
             Body::FindNode { target } => Body::FindNodeRes {
-                peers: self.closest_wire(&target, Some(&sender)),
+                peers: self.closest_wire(&target, Some(&sender_id)),
             },
             Body::Set { key, value } => {
                 // The cheap limits first, then the validator (a signature check).
@@ -108,7 +108,7 @@ impl Core {
                 // A cached copy never replaces a replica or our own record, and is
                 // kept only once our closest peers to the key confirm it.
                 if !self.holds_better(now, &key) {
-                    self.check_cached(now, from, &sender, key, value);
+                    self.check_cached(now, from, &sender_id, key, value);
                 }
                 Body::SetCachedRes
             }
@@ -127,7 +127,7 @@ impl Core {
                     Body::FindValueRes(FindValueRes::Value(r.value.clone()))
                 }
                 _ => Body::FindValueRes(FindValueRes::Peers(
-                    self.closest_wire(&NodeId::for_key(&key), Some(&sender)),
+                    self.closest_wire(&NodeId::for_key(&key), Some(&sender_id)),
                 )),
             },
             _ => return,

@@ -389,10 +389,7 @@ impl SenderIp {
     /// [`SenderIp::new`] for the UTF-8 of a text (which the caller has checked).
     #[cfg(not(kad_serde_wire))]
     pub(crate) fn from_text_bytes(text: &[u8]) -> Option<SenderIp> {
-        match SenderIp::inline(text) {
-            Some(ip) => Some(ip),
-            None => SenderIp::new(std::str::from_utf8(text).ok()?),
-        }
+        SenderIp::inline(text).or_else(|| std::str::from_utf8(text).ok().and_then(SenderIp::new))
     }
 
     /// `text` inline, if it is short enough.
@@ -428,11 +425,9 @@ impl From<IpAddr> for SenderIp {
         let text = fast::IpText::new(ip);
         #[cfg(kad_serde_wire)]
         let text = ip.to_string();
-        let text = text.as_bytes();
-        // An address's text is ASCII, at most 45 bytes (`IpText::MAX_LEN`).
-        SenderIp::inline(text).unwrap_or_else(|| {
-            SenderIp::Long(String::from_utf8_lossy(text).into_owned().into_boxed_str())
-        })
+        // Most addresses' text fits inline; a long IPv6 one (at most 45 bytes,
+        // `IpText::MAX_LEN`) goes on the heap.
+        SenderIp::inline(text.as_bytes()).unwrap_or_else(|| SenderIp::Long(ip.to_string().into()))
     }
 }
 
